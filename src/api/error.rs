@@ -1,0 +1,139 @@
+//! One error shape for every response that is not a success:
+//!
+//! ```json
+//! {"code": "schema_violation", "message": "…", "violations": [{"pointer": "/payload/nhs_number",
+//!  "rule": "format", "message": "…"}], "transfer_id": "…", "ledger_seq": 12}
+//! ```
+//!
+//! `code` is stable; `message` is for people; `violations` (when present) name JSON pointers into
+//! the request body and the rule broken, never the value; `transfer_id` and `ledger_seq` are
+//! present when the attempt was recorded. Internal causes go to the log, never to the body.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::decision::{Reason, Refusal};
+use crate::schemas::Violation;
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_seq: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.body.code)
+    }
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: &str) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.to_owned(),
+                violations: Vec::new(),
+                transfer_id: None,
+                ledger_seq: None,
+            },
+        }
+    }
+
+    /// No access, and no detail as to why.
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Access denied.")
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "Nothing here.")
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This method is not allowed here.",
+        )
+    }
+
+    pub fn bad_request(code: &str, message: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// The ledger could not record: nothing is sent (fail closed). The cause is logged.
+    pub fn ledger_unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "ledger append failed; request refused, nothing sent");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            "The gateway cannot record decisions right now, so nothing was sent. Try again later.",
+        )
+    }
+
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "The gateway could not complete the request.",
+        )
+    }
+
+    pub fn refused(refusal: Refusal, transfer_id: Uuid, ledger_seq: i64) -> Self {
+        let mut e = Self::new(
+            status_for(refusal.reason),
+            refusal.reason.code(),
+            refusal.reason.explain(),
+        );
+        e.body.violations = refusal.violations;
+        e.body.transfer_id = Some(transfer_id);
+        e.body.ledger_seq = Some(ledger_seq);
+        e
+    }
+
+    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
+        self.body.violations = violations;
+        self
+    }
+}
+
+/// The HTTP status for each refusal reason.
+pub fn status_for(reason: Reason) -> StatusCode {
+    match reason {
+        Reason::UnknownAgreement => StatusCode::NOT_FOUND,
+        Reason::NotAParty => StatusCode::FORBIDDEN,
+        Reason::NotInForce(_) => StatusCode::CONFLICT,
+        Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Reason::MalformedJson => StatusCode::BAD_REQUEST,
+        Reason::InvalidEnvelope
+        | Reason::MessageTypeNotCovered
+        | Reason::SchemaViolation
+        | Reason::FieldNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(&self.body)
+    }
+}

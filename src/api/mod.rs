@@ -1,0 +1,119 @@
+//! The HTTP API. Handlers translate between HTTP and the decision core, the ledger and delivery;
+//! they hold no SQL and make no outbound calls.
+
+mod error;
+mod transfers;
+
+use std::any::Any;
+use std::collections::HashMap;
+
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::dev::Extensions;
+use actix_web::rt::net::TcpStream;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+pub use error::{ApiError, ErrorBody};
+
+use crate::clock::Clock;
+use crate::config::{Limits, SystemConfig, SystemRole};
+use crate::decision::Catalogue;
+use crate::delivery::Delivery;
+use crate::ledger::Ledger;
+
+/// The registered calling systems, by certificate identity.
+#[derive(Debug, Default)]
+pub struct Systems {
+    by_identity: HashMap<String, SystemConfig>,
+}
+
+impl Systems {
+    pub fn new(systems: &[SystemConfig]) -> Self {
+        Self {
+            by_identity: systems
+                .iter()
+                .map(|s| (s.identity.clone(), s.clone()))
+                .collect(),
+        }
+    }
+
+    fn find(&self, identities: &[String]) -> Option<&SystemConfig> {
+        identities.iter().find_map(|i| self.by_identity.get(i))
+    }
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub catalogue: Catalogue,
+    pub systems: Systems,
+    pub ledger: std::sync::Arc<dyn Ledger>,
+    pub delivery: std::sync::Arc<Delivery>,
+    pub clock: Clock,
+    pub limits: Limits,
+}
+
+/// The URI SANs of the client certificate verified on this connection.
+#[derive(Debug, Clone)]
+struct PeerIdentities(Vec<String>);
+
+/// Runs once per connection, after the TLS handshake (so the certificate is already verified):
+/// keeps the caller's identities for the handlers.
+pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
+    if let Some(tls) = conn.downcast_ref::<TlsStream<TcpStream>>() {
+        let (_, session) = tls.get_ref();
+        if let Some(cert) = session.peer_certificates().and_then(|c| c.first()) {
+            ext.insert(PeerIdentities(crate::tls::uri_sans(cert)));
+        }
+    }
+}
+
+/// The registered system behind this request, or 403 with no detail.
+fn caller<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig, ApiError> {
+    let Some(ids) = req.conn_data::<PeerIdentities>() else {
+        return Err(ApiError::forbidden());
+    };
+    state.systems.find(&ids.0).ok_or_else(|| {
+        tracing::warn!(identities = ?ids.0, "client certificate verified but its identity is not registered");
+        ApiError::forbidden()
+    })
+}
+
+fn has_role(system: &SystemConfig, role: SystemRole) -> bool {
+    system.roles.contains(&role)
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/agreements/{agreement_id}/transfers")
+            .route(web::post().to(transfers::submit))
+            .route(web::get().to(transfers::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/transfers/{transfer_id}")
+            .route(web::get().to(transfers::show))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(web::resource("/healthz").route(web::get().to(healthz)))
+    .app_data(web::QueryConfig::default().error_handler(|_, _| {
+        // The deserialiser's text may echo the query's values; say which parameters exist instead.
+        ApiError::bad_request(
+            "invalid_query",
+            "Unknown or malformed query parameter. Accepted: status, since, until (RFC 3339), limit.",
+        )
+        .into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found().into()))
+    .default_service(web::to(not_found));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed())
+}

@@ -1,0 +1,259 @@
+//! `POST /v1/agreements/{id}/transfers`, `GET /v1/agreements/{id}/transfers`, `GET /v1/transfers/{id}`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{ApiError, AppState, caller, has_role};
+use crate::config::SystemRole;
+use crate::decision::{Body, Decision, Request, sha256_hex};
+use crate::ledger::{Event, EventKind, TransferQuery, TransferStatus, ledger_time};
+use crate::schemas::Violation;
+
+enum ReadBody {
+    Complete(web::BytesMut),
+    TooLarge,
+}
+
+/// Reads the body up to `limit` bytes; stops reading as soon as it is over.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<ReadBody, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(ReadBody::TooLarge);
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::bad_request("body_unreadable", "The request body could not be read.")
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Ok(ReadBody::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(ReadBody::Complete(body))
+}
+
+/// An agreement id from the URL as the ledger may hold it: printable ASCII, bounded length.
+fn recordable(id: &str) -> String {
+    id.chars()
+        .take(128)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let system = caller(&req, &state)?;
+    let agreement_id = path.into_inner();
+    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+    let transfer_id = Uuid::now_v7();
+    let now = ledger_time(state.clock.now());
+    let (body, received_sha256) = match &body {
+        ReadBody::Complete(b) => (Body::Complete(b), Some(sha256_hex(b))),
+        ReadBody::TooLarge => (Body::TooLarge, None),
+    };
+    let decision = state.catalogue.decide(&Request {
+        transfer_id,
+        now,
+        system_id: &system.id,
+        system_may_send: has_role(system, SystemRole::Sender),
+        agreement_id: &agreement_id,
+        body,
+    });
+    let mut event = Event {
+        at: now,
+        transfer_id,
+        kind: EventKind::Decision,
+        status: TransferStatus::Refused,
+        decision: Some("deny".into()),
+        agreement_id: recordable(&agreement_id),
+        agreement_version: None,
+        agreement_hash: None,
+        message_type: None,
+        schema_hash: None,
+        sender_system: system.id.clone(),
+        recipient: None,
+        legal_bases: Vec::new(),
+        reason_code: None,
+        received_sha256,
+        sent_sha256: None,
+        pointers_removed: Vec::new(),
+        detail: None,
+    };
+    match decision {
+        Decision::Permit(permit) => {
+            let terms = permit.agreement.terms();
+            event.status = TransferStatus::Accepted;
+            event.decision = Some("permit".into());
+            event.agreement_version = Some(permit.agreement.version().to_owned());
+            event.agreement_hash = Some(permit.agreement.content_hash().to_owned());
+            event.message_type = Some(permit.message_type.clone());
+            event.schema_hash = Some(permit.schema_hash.clone());
+            event.recipient = Some(terms.recipient.organisation.clone());
+            event.legal_bases = terms.legal_bases.clone();
+            event.sent_sha256 = Some(permit.outbound_sha256.clone());
+            event.pointers_removed = permit.pointers_removed.clone();
+            // The record is durable before anything leaves and before the client hears "accepted".
+            let receipt = state
+                .ledger
+                .append(event.clone())
+                .await
+                .map_err(|e| ApiError::ledger_unavailable(&e))?;
+            tracing::info!(%transfer_id, agreement = %permit.agreement.id(), seq = receipt.seq, "transfer accepted");
+            state
+                .delivery
+                .dispatch(event, permit.outbound, terms.recipient.destination.clone());
+            Ok(HttpResponse::Accepted().json(serde_json::json!({
+                "transfer_id": transfer_id,
+                "status": TransferStatus::Accepted,
+                "ledger_seq": receipt.seq,
+            })))
+        }
+        Decision::Refuse(refusal) => {
+            if let Some(a) = &refusal.agreement {
+                event.agreement_version = Some(a.version().to_owned());
+                event.agreement_hash = Some(a.content_hash().to_owned());
+                event.recipient = Some(a.terms().recipient.organisation.clone());
+            }
+            event.message_type = refusal.message_type.clone();
+            event.schema_hash = refusal.schema_hash.clone();
+            event.reason_code = Some(refusal.reason.code().to_owned());
+            let receipt = state
+                .ledger
+                .append(event)
+                .await
+                .map_err(|e| ApiError::ledger_unavailable(&e))?;
+            tracing::info!(%transfer_id, agreement = %recordable(&agreement_id), reason = refusal.reason.code(),
+                seq = receipt.seq, "transfer refused");
+            Err(ApiError::refused(refusal, transfer_id, receipt.seq))
+        }
+    }
+}
+
+pub async fn show(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let system = caller(&req, &state)?;
+    let Ok(id) = Uuid::parse_str(&path.into_inner()) else {
+        return Err(ApiError::not_found());
+    };
+    let record = state
+        .ledger
+        .transfer(id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    // A system sees its own transfers; auditors see all. Others learn nothing, not even existence.
+    let Some(record) =
+        record.filter(|r| r.sender_system == system.id || has_role(system, SystemRole::Auditor))
+    else {
+        return Err(ApiError::not_found());
+    };
+    let history = state
+        .ledger
+        .history(id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let mut body = serde_json::to_value(&record).map_err(|e| ApiError::internal(&e))?;
+    body["history"] = serde_json::to_value(&history).map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<u32>,
+}
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+pub async fn list(
+    req: HttpRequest,
+    path: web::Path<String>,
+    params: web::Query<ListParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let system = caller(&req, &state)?;
+    if !has_role(system, SystemRole::Auditor) {
+        return Err(ApiError::forbidden());
+    }
+    let params = params.into_inner();
+    let mut violations = Vec::new();
+    let mut bad = |name: &str, message: &str| {
+        violations.push(Violation {
+            pointer: format!("?{name}"),
+            rule: "query".into(),
+            message: message.into(),
+        });
+    };
+    let status = params.status.as_deref().and_then(|s| {
+        let parsed = TransferStatus::parse(s);
+        if parsed.is_none() {
+            bad(
+                "status",
+                "must be one of accepted, refused, delivered, delivery_failed",
+            );
+        }
+        parsed
+    });
+    let mut time = |name: &str, v: Option<&str>| {
+        v.and_then(|s| {
+            let parsed = s.parse::<Timestamp>().ok();
+            if parsed.is_none() {
+                bad(
+                    name,
+                    "must be an RFC 3339 timestamp, e.g. 2026-11-22T00:00:00Z",
+                );
+            }
+            parsed
+        })
+    };
+    let since = time("since", params.since.as_deref());
+    let until = time("until", params.until.as_deref());
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        bad("limit", "must be between 1 and 1000");
+    }
+    if !violations.is_empty() {
+        return Err(
+            ApiError::bad_request("invalid_query", "The query parameters are not valid.")
+                .with_violations(violations),
+        );
+    }
+    let agreement_id = path.into_inner();
+    let query = TransferQuery {
+        agreement_id: agreement_id.clone(),
+        status,
+        since,
+        until,
+        limit,
+    };
+    let transfers = state
+        .ledger
+        .list_transfers(&query)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "agreement_id": agreement_id, "transfers": transfers })))
+}

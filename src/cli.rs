@@ -1,0 +1,299 @@
+//! The `isa-gateway` command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_CONFIG_FILE, DestinationConfig, Overrides, Profile};
+use crate::pki::{DEV_CA_COMMON_NAME, write_dev_pki};
+use crate::startup::{Application, load_catalogue};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "isa-gateway",
+    version,
+    about = "A secure inter-agency information-sharing gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The configuration file (default: ./gateway.toml, the development profile).
+    #[arg(long, env = "ISA_GATEWAY_CONFIG", default_value = DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen on this address instead of the configured one (e.g. 127.0.0.1:0).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the configuration, every agreement and every schema; exit 1 on any problem.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// The ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Make a development PKI: CA, server certificate, a client certificate per registered
+    /// system, a CRL. Development only.
+    Dev {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to write (default: the folder of the configured client CA).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Recompute the hash chain and name the first entry that breaks it; exit 1 if one does.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config, listen } => serve(&config.config, listen).await,
+            Command::Check { config } => Ok(check(&config.config)),
+            Command::Certs {
+                command: CertsCommand::Dev { config, out },
+            } => certs_dev(&config.config, out.as_deref()),
+            Command::Ledger {
+                command: LedgerCommand::Verify { config },
+            } => ledger_verify(&config.config).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load(path: &Path, overrides: &Overrides) -> Result<Config, String> {
+    Config::load(path, overrides).map_err(|e| e.to_string())
+}
+
+async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode, String> {
+    let config = load(path, &Overrides { listen })?;
+    match config.profile {
+        Profile::Development => {
+            eprintln!("{}", DEV_BANNER.trim_end());
+            let missing: Vec<_> = config
+                .tls_files()
+                .into_iter()
+                .filter(|p| !p.exists())
+                .collect();
+            if !missing.is_empty() {
+                let dir = dev_certs_dir(&config);
+                let ids: Vec<&str> = config.systems.iter().map(|s| s.id.as_str()).collect();
+                write_dev_pki(&dir, &ids).map_err(|e| e.to_string())?;
+                eprintln!(
+                    "created development certificates in {} (see certs/README.md)",
+                    dir.display()
+                );
+            }
+        }
+        Profile::Production => {
+            let problems = production_problems(&config);
+            if !problems.is_empty() {
+                return Err(format!(
+                    "the production profile refuses to start:\n{}",
+                    problems
+                        .iter()
+                        .map(|p| format!("  - {p}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+        }
+    }
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "isa-gateway listening on https://{} (mutual TLS)",
+        app.addr()
+    );
+    app.run_until_stopped().await.map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+const DEV_BANNER: &str = r"
+**********************************************************************
+*  DEVELOPMENT PROFILE: self-made certificates, local SQLite ledger,  *
+*  drop-folder delivery. Never send real patient data through this.  *
+**********************************************************************
+";
+
+fn dev_certs_dir(config: &Config) -> PathBuf {
+    config
+        .tls
+        .client_ca
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("certs/dev"))
+}
+
+/// Everything that stops a production start, listed together.
+fn production_problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut files: Vec<&Path> = config.tls_files();
+    for d in &config.destinations {
+        if let DestinationConfig::Https {
+            ca,
+            client_cert,
+            client_key,
+            ..
+        } = d
+        {
+            files.extend([ca.as_path(), client_cert.as_path(), client_key.as_path()]);
+        }
+    }
+    for f in files {
+        if !f.is_file() {
+            problems.push(format!("missing file {}", f.display()));
+        }
+    }
+    for (what, path) in [
+        ("client CA", &config.tls.client_ca),
+        ("server certificate", &config.tls.server_cert),
+    ] {
+        if let Ok(names) = crate::tls::common_names(path)
+            && names.iter().any(|n| n == DEV_CA_COMMON_NAME)
+        {
+            problems.push(format!(
+                "{what} {} is development material (made by `certs dev`)",
+                path.display()
+            ));
+        }
+    }
+    if config.tls.crls.is_empty() {
+        problems.push(
+            "no CRL configured (tls.crls): revoked client certificates would be accepted".into(),
+        );
+    }
+    problems
+}
+
+/// Prints every problem with its file and location; returns exit status 1 if there are any.
+fn check(path: &Path) -> ExitCode {
+    let config = match Config::load(path, &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match load_catalogue(&config) {
+        Ok(catalogue) => {
+            println!(
+                "ok: {} agreement(s), {} message type(s), {} system(s), {} destination(s)",
+                catalogue.agreements.len(),
+                catalogue.schemas.names().count(),
+                config.systems.len(),
+                config.destinations.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                println!("{p}");
+            }
+            println!("{} problem(s)", problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn certs_dev(path: &Path, out: Option<&Path>) -> Result<ExitCode, String> {
+    let config = load(path, &Overrides::default())?;
+    let dir = out.map_or_else(|| dev_certs_dir(&config), Path::to_path_buf);
+    let ids: Vec<&str> = config.systems.iter().map(|s| s.id.as_str()).collect();
+    let layout = write_dev_pki(&dir, &ids).map_err(|e| e.to_string())?;
+    println!(
+        "development PKI written to {} (development only; keys are mode 0600):",
+        layout.dir.display()
+    );
+    for f in &layout.files {
+        println!("  {}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ledger_verify(path: &Path) -> Result<ExitCode, String> {
+    let config = load(path, &Overrides::default())?;
+    let ledger = crate::ledger::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = crate::ledger::verify_chain(ledger.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    match report.first_break {
+        None => {
+            println!(
+                "ok: {} entries, chain head {}",
+                report.entries,
+                hex::encode(report.head)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(b) => {
+            println!(
+                "BROKEN: {b} ({} entries verified before it)",
+                report.entries
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Gateway configuration: a TOML file, then environment overrides, then command-line flags.
+//!
+//! Every setting can be overridden from the environment as `ISA_GATEWAY__<KEY>`, nested keys
+//! joined by a double underscore (`ISA_GATEWAY__TLS__SERVER_KEY=/run/secrets/server.key`). Arrays
+//! of tables take an inline value (`ISA_GATEWAY__SYSTEMS='[{id="a", identity="urn:…", roles=["sender"]}]'`).
+//! Unknown keys are refused wherever they come from. Relative paths are resolved against the
+//! directory of the configuration file, so the gateway behaves the same from any working directory.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The environment prefix for overrides.
+pub const ENV_PREFIX: &str = "ISA_GATEWAY__";
+/// The configuration file used when none is named: the development profile checked in at the
+/// top of the repository.
+pub const DEFAULT_CONFIG_FILE: &str = "gateway.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Creates missing development certificates and says so loudly.
+    Development,
+    /// Refuses to start with generated or missing material.
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub profile: Profile,
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (relative to the configuration file) or `postgres://…`.
+    pub database_url: String,
+    pub agreements_dir: PathBuf,
+    pub schemas_dir: PathBuf,
+    pub tls: TlsSettings,
+    #[serde(default)]
+    pub limits: Limits,
+    pub systems: Vec<SystemConfig>,
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The gateway's server certificate chain (PEM).
+    pub server_cert: PathBuf,
+    /// The server certificate's private key (PEM). A secret: keep it 0600.
+    pub server_key: PathBuf,
+    /// The CA bundle (PEM) that client certificates must chain to.
+    pub client_ca: PathBuf,
+    /// Certificate revocation lists (PEM) from those CAs. Production requires at least one.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body accepted; larger bodies get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    256 * 1024
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+/// A calling system (a case-management system, an audit tool), known by its client certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// The name agreements use for this system.
+    pub id: String,
+    /// The `uniformResourceIdentifier` subject alternative name its client certificate carries,
+    /// e.g. `urn:isa-gateway:system:tt-case-system`. See ARCHITECTURE.md, "Who is calling".
+    pub identity: String,
+    pub roles: Vec<SystemRole>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemRole {
+    /// May send transfers under agreements that name it.
+    Sender,
+    /// May list transfers under any agreement.
+    Auditor,
+}
+
+/// Where transfers go once permitted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "transport", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DestinationConfig {
+    /// A drop folder: each transfer becomes one file, written then renamed into place.
+    Dir { id: String, path: PathBuf },
+    /// An HTTPS endpoint that requires the gateway's client certificate.
+    Https {
+        id: String,
+        url: String,
+        /// The only CA trusted for this destination's server certificate.
+        ca: PathBuf,
+        /// The gateway's client certificate for this destination.
+        client_cert: PathBuf,
+        /// Its private key. A secret: keep it 0600.
+        client_key: PathBuf,
+        #[serde(default = "default_timeout_secs")]
+        timeout_secs: u64,
+    },
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+impl DestinationConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Dir { id, .. } | Self::Https { id, .. } => id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} not found")]
+    NotFound(PathBuf),
+    #[error("{0}")]
+    Parse(Box<figment::Error>),
+    #[error("{file}: {problems}", problems = .problems.join("; "))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// Settings given on the command line, applied last.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads `path`, applies the environment and `overrides`, resolves relative paths and checks
+    /// the whole configuration, reporting every problem at once.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, overrides, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    fn load_with_env(path: &Path, overrides: &Overrides, env: Env) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::NotFound(path.to_path_buf()));
+        }
+        let mut config: Config = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.resolve_paths(&base);
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rebase(&mut self.agreements_dir);
+        rebase(&mut self.schemas_dir);
+        rebase(&mut self.tls.server_cert);
+        rebase(&mut self.tls.server_key);
+        rebase(&mut self.tls.client_ca);
+        self.tls.crls.iter_mut().for_each(rebase);
+        for d in &mut self.destinations {
+            match d {
+                DestinationConfig::Dir { path, .. } => rebase(path),
+                DestinationConfig::Https {
+                    ca,
+                    client_cert,
+                    client_key,
+                    ..
+                } => {
+                    rebase(ca);
+                    rebase(client_cert);
+                    rebase(client_key);
+                }
+            }
+        }
+        if let Some(rest) = self.database_url.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && !rest.starts_with(":memory:")
+        {
+            self.database_url = format!("sqlite://{}", base.join(rest).display());
+        }
+    }
+
+    /// Problems that make the configuration unusable, in words an operator can act on.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.systems.is_empty() {
+            problems.push("no [[systems]] registered: nobody could call the gateway".to_owned());
+        }
+        let mut ids = HashSet::new();
+        let mut identities = HashSet::new();
+        for s in &self.systems {
+            if !is_slug(&s.id) {
+                problems.push(format!(
+                    "system id {:?} must be lower-case letters, digits and '-'",
+                    s.id
+                ));
+            }
+            if !ids.insert(&s.id) {
+                problems.push(format!("system id {:?} is registered twice", s.id));
+            }
+            if !identities.insert(&s.identity) {
+                problems.push(format!(
+                    "identity {:?} is registered for two systems",
+                    s.identity
+                ));
+            }
+            if !s.identity.contains(':') {
+                problems.push(format!(
+                    "system {:?}: identity must be a URI (e.g. urn:isa-gateway:system:{})",
+                    s.id, s.id
+                ));
+            }
+            if s.roles.is_empty() {
+                problems.push(format!("system {:?} has no roles", s.id));
+            }
+        }
+        let mut dest_ids = HashSet::new();
+        for d in &self.destinations {
+            if !dest_ids.insert(d.id()) {
+                problems.push(format!("destination id {:?} is defined twice", d.id()));
+            }
+            if let DestinationConfig::Https {
+                id,
+                url,
+                timeout_secs,
+                ..
+            } = d
+            {
+                if !url.starts_with("https://") {
+                    problems.push(format!("destination {id:?}: url must start with https://"));
+                }
+                if *timeout_secs == 0 {
+                    problems.push(format!("destination {id:?}: timeout_secs must be positive"));
+                }
+            }
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            problems.push("database_url must start with sqlite:// or postgres://".to_owned());
+        }
+        if self.limits.max_body_bytes == 0 {
+            problems.push("limits.max_body_bytes must be positive".to_owned());
+        }
+        problems
+    }
+
+    pub fn destination(&self, id: &str) -> Option<&DestinationConfig> {
+        self.destinations.iter().find(|d| d.id() == id)
+    }
+
+    /// Every file the TLS set-up reads, for start-up checks.
+    pub fn tls_files(&self) -> Vec<&Path> {
+        let mut files = vec![
+            self.tls.server_cert.as_path(),
+            self.tls.server_key.as_path(),
+            self.tls.client_ca.as_path(),
+        ];
+        files.extend(self.tls.crls.iter().map(PathBuf::as_path));
+        files
+    }
+}
+
+/// Lower-case ASCII letters, digits and single hyphens: ids that are safe in paths, URLs and logs.
+pub fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+profile = "development"
+listen = "127.0.0.1:8443"
+database_url = "sqlite://var/test.db"
+agreements_dir = "isa-templates"
+schemas_dir = "schemas"
+
+[tls]
+server_cert = "certs/server.crt"
+server_key = "certs/server.key"
+client_ca = "certs/ca.crt"
+
+[[systems]]
+id = "case-system"
+identity = "urn:isa-gateway:system:case-system"
+roles = ["sender"]
+
+[[destinations]]
+id = "gp"
+transport = "dir"
+path = "out/gp"
+"#;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn no_env() -> Env {
+        Env::prefixed("ISA_GATEWAY_TEST_NEVER_SET__").split("__")
+    }
+
+    #[test]
+    fn loads_and_resolves_relative_paths_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), MINIMAL);
+        let c = Config::load_with_env(&path, &Overrides::default(), no_env()).unwrap();
+        assert_eq!(c.tls.server_key, dir.path().join("certs/server.key"));
+        assert_eq!(
+            c.database_url,
+            format!("sqlite://{}", dir.path().join("var/test.db").display())
+        );
+        assert_eq!(c.limits.max_body_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &format!("{MINIMAL}\n[limits]\nmax_body = 3\n"));
+        let err = Config::load_with_env(&path, &Overrides::default(), no_env()).unwrap_err();
+        assert!(err.to_string().contains("max_body"), "{err}");
+    }
+
+    #[test]
+    fn refuses_unknown_keys_in_a_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = MINIMAL.replace(
+            "path = \"out/gp\"",
+            "path = \"out/gp\"\nurl = \"https://x\"",
+        );
+        let err = Config::load_with_env(&write(dir.path(), &text), &Overrides::default(), no_env())
+            .unwrap_err();
+        assert!(err.to_string().contains("url"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure signature, not ours
+    fn environment_overrides_nested_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), MINIMAL);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ISA_GATEWAY_JAIL__TLS__SERVER_KEY", "/run/secrets/key.pem");
+            jail.set_env("ISA_GATEWAY_JAIL__LIMITS__MAX_BODY_BYTES", "1024");
+            let env = Env::prefixed("ISA_GATEWAY_JAIL__").split("__");
+            let c = Config::load_with_env(&path, &Overrides::default(), env).unwrap();
+            assert_eq!(c.tls.server_key, PathBuf::from("/run/secrets/key.pem"));
+            assert_eq!(c.limits.max_body_bytes, 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = MINIMAL
+            .replace("id = \"case-system\"", "id = \"Case System\"")
+            .replace("roles = [\"sender\"]", "roles = []");
+        let err = Config::load_with_env(&write(dir.path(), &text), &Overrides::default(), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lower-case"), "{err}");
+        assert!(err.contains("no roles"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Config::load_with_env(
+            Path::new("/nonexistent/g.toml"),
+            &Overrides::default(),
+            no_env(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/g.toml"));
+    }
+}

@@ -1,0 +1,378 @@
+//! The ledger: an append-only, hash-chained record of every decision and every delivery
+//! outcome. It holds no payload, only what was decided, under which terms, and digests.
+//!
+//! Each entry's hash is SHA-256 over a canonical binary encoding of the entry (see
+//! [`Entry::canonical_bytes`]) that includes the previous entry's hash, so an edited, removed
+//! or reordered row breaks the chain at that row. All SQL lives in the backend modules.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use sqlite::SqliteLedger;
+
+pub type Hash = [u8; 32];
+pub const GENESIS: Hash = [0; 32];
+
+/// Where a transfer stands. Stored as these lower-case words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferStatus {
+    /// Permitted and recorded; delivery not yet done.
+    Accepted,
+    /// Refused; nothing left the gateway.
+    Refused,
+    Delivered,
+    /// Delivery failed (retries come with the durable outbox).
+    DeliveryFailed,
+}
+
+impl TransferStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Refused => "refused",
+            Self::Delivered => "delivered",
+            Self::DeliveryFailed => "delivery_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Accepted,
+            Self::Refused,
+            Self::Delivered,
+            Self::DeliveryFailed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The gateway's decision on an attempt (permit or deny).
+    Decision,
+    /// A delivery outcome.
+    Delivery,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decision => "decision",
+            Self::Delivery => "delivery",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Decision, Self::Delivery]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// What a caller asks the ledger to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub at: Timestamp,
+    pub transfer_id: Uuid,
+    pub kind: EventKind,
+    pub status: TransferStatus,
+    /// `permit` or `deny` on decision events.
+    pub decision: Option<String>,
+    pub agreement_id: String,
+    pub agreement_version: Option<String>,
+    pub agreement_hash: Option<String>,
+    pub message_type: Option<String>,
+    pub schema_hash: Option<String>,
+    pub sender_system: String,
+    /// The recipient organisation.
+    pub recipient: Option<String>,
+    pub legal_bases: Vec<String>,
+    pub reason_code: Option<String>,
+    pub received_sha256: Option<String>,
+    pub sent_sha256: Option<String>,
+    pub pointers_removed: Vec<String>,
+    /// A short operational note (e.g. a delivery failure's class). Never patient data.
+    pub detail: Option<String>,
+}
+
+/// A recorded event, with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: i64,
+    pub event: Event,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+impl Entry {
+    /// The canonical encoding the hash covers (version 1):
+    ///
+    /// `"isa-gateway.ledger.v1"`, then `prev_hash` (32 bytes), `seq` and `at` (microseconds since
+    /// the Unix epoch) as 8-byte big-endian integers, then each field in declaration order of
+    /// [`Event`]: a string as a 4-byte big-endian length and its UTF-8 bytes; an absent optional
+    /// string as the length `0xFFFFFFFF`; a list as a 4-byte count then each string.
+    pub fn canonical_bytes(seq: i64, prev_hash: &Hash, e: &Event) -> Vec<u8> {
+        let mut b = Vec::with_capacity(512);
+        b.extend_from_slice(b"isa-gateway.ledger.v1");
+        b.extend_from_slice(prev_hash);
+        b.extend_from_slice(&seq.to_be_bytes());
+        b.extend_from_slice(&micros(e.at).to_be_bytes());
+        let s = |b: &mut Vec<u8>, v: &str| {
+            b.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX - 1).to_be_bytes());
+            b.extend_from_slice(v.as_bytes());
+        };
+        let o = |b: &mut Vec<u8>, v: &Option<String>| match v {
+            Some(v) => s(b, v),
+            None => b.extend_from_slice(&u32::MAX.to_be_bytes()),
+        };
+        let l = |b: &mut Vec<u8>, v: &[String]| {
+            b.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX).to_be_bytes());
+            v.iter().for_each(|x| s(b, x));
+        };
+        s(&mut b, &e.transfer_id.to_string());
+        s(&mut b, e.kind.as_str());
+        s(&mut b, e.status.as_str());
+        o(&mut b, &e.decision);
+        s(&mut b, &e.agreement_id);
+        o(&mut b, &e.agreement_version);
+        o(&mut b, &e.agreement_hash);
+        o(&mut b, &e.message_type);
+        o(&mut b, &e.schema_hash);
+        s(&mut b, &e.sender_system);
+        o(&mut b, &e.recipient);
+        l(&mut b, &e.legal_bases);
+        o(&mut b, &e.reason_code);
+        o(&mut b, &e.received_sha256);
+        o(&mut b, &e.sent_sha256);
+        l(&mut b, &e.pointers_removed);
+        o(&mut b, &e.detail);
+        b
+    }
+
+    pub fn compute_hash(seq: i64, prev_hash: &Hash, e: &Event) -> Hash {
+        Sha256::digest(Self::canonical_bytes(seq, prev_hash, e)).into()
+    }
+}
+
+/// Microseconds since the Unix epoch: the ledger's time resolution.
+pub fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+/// A timestamp truncated to the ledger's resolution, so what is stored is what was hashed.
+pub fn ledger_time(t: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(micros(t)).unwrap_or(t)
+}
+
+/// The receipt for an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: i64,
+    pub hash: Hash,
+}
+
+/// One transfer as the read side shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferRecord {
+    pub transfer_id: Uuid,
+    pub agreement_id: String,
+    pub message_type: Option<String>,
+    pub sender_system: String,
+    pub recipient: Option<String>,
+    pub status: TransferStatus,
+    pub reason_code: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The sequence number of the decision in the ledger.
+    pub ledger_seq: i64,
+}
+
+/// One step in a transfer's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryItem {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub status: TransferStatus,
+    pub reason_code: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A listing filter.
+#[derive(Debug, Clone)]
+pub struct TransferQuery {
+    pub agreement_id: String,
+    pub status: Option<TransferStatus>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("ledger migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("ledger row {seq} is unreadable: {what}")]
+    Corrupt { seq: i64, what: String },
+    #[error("unsupported database URL (expected sqlite://…)")]
+    UnsupportedUrl,
+}
+
+/// Where the chain first breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub seq: i64,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ledger entry {}: {}", self.seq, self.problem)
+    }
+}
+
+/// The outcome of a chain check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub entries: i64,
+    pub head: Hash,
+    pub first_break: Option<ChainBreak>,
+}
+
+/// The ledger's storage. Implementations hold all SQL; chain logic is shared here.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Appends one event durably; returns only once it is committed.
+    async fn append(&self, event: Event) -> Result<Receipt, LedgerError>;
+    async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError>;
+    async fn history(&self, id: Uuid) -> Result<Vec<HistoryItem>, LedgerError>;
+    async fn list_transfers(
+        &self,
+        query: &TransferQuery,
+    ) -> Result<Vec<TransferRecord>, LedgerError>;
+    /// Entries with `seq > after`, in order, at most `limit`.
+    async fn entries_after(&self, after: i64, limit: u32) -> Result<Vec<Entry>, LedgerError>;
+}
+
+/// Recomputes the chain from the first entry and names the first entry that breaks it.
+pub async fn verify_chain(ledger: &dyn Ledger) -> Result<ChainReport, LedgerError> {
+    const PAGE: u32 = 5_000;
+    let mut expected_seq = 1;
+    let mut prev = GENESIS;
+    loop {
+        let page = ledger.entries_after(expected_seq - 1, PAGE).await?;
+        if page.is_empty() {
+            return Ok(ChainReport {
+                entries: expected_seq - 1,
+                head: prev,
+                first_break: None,
+            });
+        }
+        for e in page {
+            let broken = |problem: &str| ChainReport {
+                entries: expected_seq - 1,
+                head: prev,
+                first_break: Some(ChainBreak {
+                    seq: expected_seq,
+                    problem: problem.to_owned(),
+                }),
+            };
+            if e.seq != expected_seq {
+                return Ok(broken(&format!(
+                    "missing: the next entry present is {}",
+                    e.seq
+                )));
+            }
+            if e.prev_hash != prev {
+                return Ok(broken(
+                    "its previous-hash link does not match the entry before it",
+                ));
+            }
+            if Entry::compute_hash(e.seq, &e.prev_hash, &e.event) != e.hash {
+                return Ok(broken("its contents do not match its hash (edited)"));
+            }
+            prev = e.hash;
+            expected_seq += 1;
+        }
+    }
+}
+
+/// Opens the ledger named by a database URL.
+pub async fn open(database_url: &str) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        Ok(std::sync::Arc::new(
+            SqliteLedger::open(std::path::Path::new(path)).await?,
+        ))
+    } else {
+        Err(LedgerError::UnsupportedUrl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event {
+            at: Timestamp::from_microsecond(1_700_000_000_000_000).unwrap(),
+            transfer_id: Uuid::nil(),
+            kind: EventKind::Decision,
+            status: TransferStatus::Accepted,
+            decision: Some("permit".into()),
+            agreement_id: "a".into(),
+            agreement_version: Some("1".into()),
+            agreement_hash: None,
+            message_type: Some("gp_update".into()),
+            schema_hash: None,
+            sender_system: "s".into(),
+            recipient: None,
+            legal_bases: vec!["x".into()],
+            reason_code: None,
+            received_sha256: None,
+            sent_sha256: None,
+            pointers_removed: vec![],
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn absent_and_empty_strings_hash_differently() {
+        let a = event();
+        let mut b = event();
+        b.agreement_hash = Some(String::new());
+        assert_ne!(
+            Entry::compute_hash(1, &GENESIS, &a),
+            Entry::compute_hash(1, &GENESIS, &b)
+        );
+    }
+
+    #[test]
+    fn field_boundaries_are_unambiguous() {
+        let mut a = event();
+        a.legal_bases = vec!["ab".into(), "c".into()];
+        let mut b = event();
+        b.legal_bases = vec!["a".into(), "bc".into()];
+        assert_ne!(
+            Entry::compute_hash(1, &GENESIS, &a),
+            Entry::compute_hash(1, &GENESIS, &b)
+        );
+    }
+
+    #[test]
+    fn hash_covers_sequence_and_link() {
+        let e = event();
+        let h = Entry::compute_hash(1, &GENESIS, &e);
+        assert_ne!(h, Entry::compute_hash(2, &GENESIS, &e));
+        assert_ne!(h, Entry::compute_hash(1, &[1; 32], &e));
+    }
+}

@@ -1,0 +1,21 @@
+//! isa-gateway: a secure inter-agency information-sharing gateway.
+//!
+//! See ARCHITECTURE.md for the map. In one line: [`api`] takes a transfer over mutual TLS,
+//! [`decision`] decides it against its [`agreement`] and message [`schemas`] (no IO), the
+//! [`ledger`] records the decision, and a [`transport`] delivers it.
+
+pub mod agreement;
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod decision;
+pub mod delivery;
+pub mod fields;
+pub mod ledger;
+pub mod nhs_number;
+pub mod pki;
+pub mod schemas;
+pub mod startup;
+pub mod tls;
+pub mod transport;

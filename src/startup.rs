@@ -1,0 +1,126 @@
+//! Building the running gateway from a checked configuration.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+
+use crate::agreement::{Agreements, Context, Problem};
+use crate::api::{self, AppState, Systems};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::decision::Catalogue;
+use crate::delivery::Delivery;
+use crate::ledger::{self, Ledger, LedgerError};
+use crate::schemas::MessageSchemas;
+use crate::tls::{self, TlsError};
+use crate::transport::Transports;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{} problem(s) in agreements or schemas:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Catalogue(Vec<Problem>),
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("destination {0}: {1}")]
+    Destination(String, TlsError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// Loads message schemas and agreements and checks each agreement against the configuration.
+pub fn load_catalogue(config: &Config) -> Result<Catalogue, Vec<Problem>> {
+    let schemas = MessageSchemas::load(&config.schemas_dir);
+    let message_types: HashSet<String> = match &schemas {
+        Ok(s) => s.names().map(str::to_owned).collect(),
+        Err(_) => HashSet::new(),
+    };
+    let ctx = Context {
+        systems: config.systems.iter().map(|s| s.id.clone()).collect(),
+        destinations: config
+            .destinations
+            .iter()
+            .map(|d| d.id().to_owned())
+            .collect(),
+        message_types,
+    };
+    let agreements = Agreements::load(&config.agreements_dir, &ctx);
+    match (schemas, agreements) {
+        (Ok(schemas), Ok(agreements)) => Ok(Catalogue {
+            agreements,
+            schemas,
+        }),
+        (s, a) => {
+            let mut problems = s.err().unwrap_or_default();
+            problems.extend(a.err().unwrap_or_default());
+            Err(problems)
+        }
+    }
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    ledger: Arc<dyn Ledger>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Clock::System).await
+    }
+
+    /// Loads everything, binds the listener (port 0 picks a free port), and returns a server
+    /// ready to run. Fails, saying why, before accepting any connection.
+    pub async fn build_with_clock(config: Config, clock: Clock) -> Result<Self, StartupError> {
+        tls::install_default_provider();
+        let catalogue = load_catalogue(&config).map_err(StartupError::Catalogue)?;
+        let transports = Transports::build(&config.destinations)
+            .map_err(|(id, e)| StartupError::Destination(id, e))?;
+        let tls = tls::server_config(&config.tls)?;
+        let ledger = ledger::open(&config.database_url).await?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let state = web::Data::new(AppState {
+            catalogue,
+            systems: Systems::new(&config.systems),
+            delivery: Arc::new(Delivery::new(transports, ledger.clone(), clock)),
+            ledger: ledger.clone(),
+            clock,
+            limits: config.limits.clone(),
+        });
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
+                .on_connect(api::on_connect)
+                .workers(2)
+                .listen_rustls_0_23(listener, tls)
+                .map_err(|e| StartupError::Bind(addr, e))?
+                .run();
+        Ok(Self {
+            addr,
+            server,
+            ledger,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

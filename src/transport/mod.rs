@@ -1,0 +1,97 @@
+//! Transports: the only code that sends anything out of the gateway.
+//!
+//! A transport is given a [`Parcel`] (bytes already decided and recorded) and either delivers it
+//! or says why not, in words that never include the payload.
+
+mod dir;
+mod https;
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+pub use dir::DirTransport;
+pub use https::HttpsTransport;
+
+use crate::config::DestinationConfig;
+use crate::tls::TlsError;
+
+/// What leaves: the outbound document and what the recipient needs to de-duplicate it.
+#[derive(Debug, Clone)]
+pub struct Parcel {
+    pub transfer_id: Uuid,
+    pub agreement_id: String,
+    pub message_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a delivery failed. `Display` is safe to record and log: no payload, no secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("drop folder: {0}")]
+    Io(std::io::ErrorKind),
+    #[error("https: could not connect")]
+    Connect,
+    #[error("https: timed out")]
+    Timeout,
+    #[error("https: the receiver answered {0}")]
+    Status(u16),
+    #[error("https: request failed")]
+    Request,
+}
+
+#[derive(Debug)]
+pub enum Transport {
+    Dir(DirTransport),
+    Https(HttpsTransport),
+}
+
+impl Transport {
+    pub fn from_config(d: &DestinationConfig) -> Result<Self, TlsError> {
+        Ok(match d {
+            DestinationConfig::Dir { path, .. } => Self::Dir(DirTransport::new(path.clone())),
+            DestinationConfig::Https {
+                url,
+                ca,
+                client_cert,
+                client_key,
+                timeout_secs,
+                ..
+            } => Self::Https(HttpsTransport::new(
+                url,
+                ca,
+                client_cert,
+                client_key,
+                *timeout_secs,
+            )?),
+        })
+    }
+
+    pub async fn send(&self, parcel: &Parcel) -> Result<(), TransportError> {
+        match self {
+            Self::Dir(t) => t.send(parcel).await,
+            Self::Https(t) => t.send(parcel).await,
+        }
+    }
+}
+
+/// Every configured destination's transport, built once at start-up.
+#[derive(Debug, Default)]
+pub struct Transports {
+    by_id: HashMap<String, Transport>,
+}
+
+impl Transports {
+    pub fn build(destinations: &[DestinationConfig]) -> Result<Self, (String, TlsError)> {
+        let mut by_id = HashMap::new();
+        for d in destinations {
+            let t = Transport::from_config(d).map_err(|e| (d.id().to_owned(), e))?;
+            by_id.insert(d.id().to_owned(), t);
+        }
+        Ok(Self { by_id })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Transport> {
+        self.by_id.get(id)
+    }
+}

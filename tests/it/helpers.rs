@@ -1,0 +1,494 @@
+//! The test harness: an in-memory PKI made once per run, a gateway per test on its own port with
+//! its own database and folders, a real mTLS HTTPS receiver, and raw TLS clients.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use isa_gateway::clock::Clock;
+use isa_gateway::config::{Config, Overrides};
+use isa_gateway::ledger::{Entry, Ledger};
+use isa_gateway::pki::{Ca, Issued, Validity};
+use isa_gateway::startup::Application;
+use isa_gateway::tls::provider;
+use jiff::Timestamp;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const SENDER: &str = "tt-case-system";
+pub const AUDITOR: &str = "ig-audit";
+/// Registered, may send, but named in no agreement.
+pub const OTHER_SENDER: &str = "other-case-system";
+pub const GP_AGREEMENT: &str = "nvtt-gp-update";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A certificate and key written to disk, for configurations and clients.
+pub struct Files {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub issued: Issued,
+}
+
+/// The test PKI: made once per test run, shared by every test.
+pub struct TestPki {
+    _dir: tempfile::TempDir,
+    pub ca_cert: PathBuf,
+    pub crl: PathBuf,
+    pub server: Files,
+    pub sender: Files,
+    pub auditor: Files,
+    pub other_sender: Files,
+    pub unregistered: Files,
+    pub expired: Files,
+    pub revoked: Files,
+    pub foreign: Files,
+    /// The gateway's outbound client certificate (issued by the gateway CA).
+    pub gateway_client: Files,
+    /// The receiver's own CA and server certificate.
+    pub receiver_ca_cert: PathBuf,
+    pub receiver_server: Files,
+}
+
+fn put(dir: &Path, name: &str, issued: Issued) -> Files {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    isa_gateway::pki::write_file(&key, issued.key.expose().as_bytes(), true).unwrap();
+    Files { cert, key, issued }
+}
+
+pub fn identity(system: &str) -> String {
+    format!("urn:isa-gateway:system:{system}")
+}
+
+pub fn pki() -> &'static TestPki {
+    static PKI: OnceLock<TestPki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        isa_gateway::tls::install_default_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let year = Validity::days_from_now(365);
+        let ca = Ca::new("isa-gateway test CA", year).unwrap();
+        let ca_cert = d.join("ca.crt");
+        std::fs::write(&ca_cert, &ca.cert_pem).unwrap();
+        let client = |id: &str, v: Validity| ca.issue_client(&identity(id), v).unwrap();
+        let revoked = put(d, "revoked", client("revoked-system", year));
+        let crl = d.join("ca.crl");
+        std::fs::write(&crl, ca.crl(&[&revoked.issued.serial], 30).unwrap()).unwrap();
+        let foreign_ca = Ca::new("some other CA", year).unwrap();
+        let receiver_ca = Ca::new("receiver CA", year).unwrap();
+        let receiver_ca_cert = d.join("receiver-ca.crt");
+        std::fs::write(&receiver_ca_cert, &receiver_ca.cert_pem).unwrap();
+        TestPki {
+            server: put(
+                d,
+                "server",
+                ca.issue_server(&["localhost", "127.0.0.1"], year).unwrap(),
+            ),
+            sender: put(d, SENDER, client(SENDER, year)),
+            auditor: put(d, AUDITOR, client(AUDITOR, year)),
+            other_sender: put(d, OTHER_SENDER, client(OTHER_SENDER, year)),
+            unregistered: put(d, "unregistered", client("unregistered-system", year)),
+            expired: put(d, "expired", client(SENDER, Validity::expired())),
+            revoked,
+            foreign: put(
+                d,
+                "foreign",
+                foreign_ca.issue_client(&identity(SENDER), year).unwrap(),
+            ),
+            gateway_client: put(
+                d,
+                "gateway-client",
+                ca.issue_client("urn:isa-gateway:gateway", year).unwrap(),
+            ),
+            receiver_server: put(
+                d,
+                "receiver-server",
+                receiver_ca
+                    .issue_server(&["localhost", "127.0.0.1"], year)
+                    .unwrap(),
+            ),
+            receiver_ca_cert,
+            ca_cert,
+            crl,
+            _dir: dir,
+        }
+    })
+}
+
+fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn roots(path: &Path) -> RootCertStore {
+    let mut store = RootCertStore::empty();
+    for c in certs(path) {
+        store.add(c).unwrap();
+    }
+    store
+}
+
+/// A TLS client configuration trusting the gateway's CA, presenting `client` if given.
+pub fn client_tls(client: Option<&Files>) -> ClientConfig {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(&pki().ca_cert));
+    match client {
+        Some(f) => builder
+            .with_client_auth_cert(
+                certs(&f.cert),
+                PrivateKeyDer::from_pem_file(&f.key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    }
+}
+
+pub fn http_client(client: &Files) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(client_tls(Some(client)))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Options for one test gateway.
+pub struct Spawn {
+    pub clock: Clock,
+    /// Extra agreement files: (file name, TOML text).
+    pub agreements: Vec<(String, String)>,
+    /// Extra `[[destinations]]` TOML.
+    pub destinations: String,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Self {
+            // Inside every shipped agreement's dates, whenever the tests run.
+            clock: Clock::Fixed(at("2026-06-01T12:00:00Z")),
+            agreements: Vec::new(),
+            destinations: String::new(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+pub fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub ledger: Arc<dyn Ledger>,
+    pub config_path: PathBuf,
+    pub sender: reqwest::Client,
+    pub auditor: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Spawn::default()).await
+    }
+
+    pub async fn spawn_with(opts: Spawn) -> Self {
+        let p = pki();
+        let dir = tempfile::tempdir().unwrap();
+        let agreements = dir.path().join("agreements");
+        std::fs::create_dir_all(&agreements).unwrap();
+        for entry in std::fs::read_dir(repo().join("isa-templates")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                std::fs::copy(&path, agreements.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        for (name, text) in &opts.agreements {
+            std::fs::write(agreements.join(name), text).unwrap();
+        }
+        let config_path = dir.path().join("gateway.toml");
+        let config = format!(
+            r#"
+profile = "development"
+listen = "127.0.0.1:0"
+database_url = "sqlite://ledger.db"
+agreements_dir = "agreements"
+schemas_dir = "{schemas}"
+
+[tls]
+server_cert = "{server_cert}"
+server_key = "{server_key}"
+client_ca = "{ca}"
+crls = ["{crl}"]
+
+[limits]
+max_body_bytes = {max_body}
+
+[[systems]]
+id = "{SENDER}"
+identity = "{sender_id}"
+roles = ["sender"]
+
+[[systems]]
+id = "{AUDITOR}"
+identity = "{auditor_id}"
+roles = ["auditor"]
+
+[[systems]]
+id = "{OTHER_SENDER}"
+identity = "{other_id}"
+roles = ["sender"]
+
+[[destinations]]
+id = "y99001-gp-drop"
+transport = "dir"
+path = "deliveries/y99001-gp"
+
+{extra}
+"#,
+            schemas = repo().join("schemas").display(),
+            server_cert = p.server.cert.display(),
+            server_key = p.server.key.display(),
+            ca = p.ca_cert.display(),
+            crl = p.crl.display(),
+            max_body = opts.max_body_bytes,
+            sender_id = identity(SENDER),
+            auditor_id = identity(AUDITOR),
+            other_id = identity(OTHER_SENDER),
+            extra = opts.destinations,
+        );
+        std::fs::File::create(&config_path)
+            .unwrap()
+            .write_all(config.as_bytes())
+            .unwrap();
+        let config = Config::load(&config_path, &Overrides::default()).unwrap();
+        let app = Application::build_with_clock(config, opts.clock)
+            .await
+            .unwrap();
+        let addr = app.addr();
+        let ledger = app.ledger();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            addr,
+            dir,
+            ledger,
+            config_path,
+            sender: http_client(&p.sender),
+            auditor: http_client(&p.auditor),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    /// POSTs raw bytes as a transfer; returns the status and the JSON body.
+    pub async fn post_raw(
+        &self,
+        client: &reqwest::Client,
+        agreement: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value, String) {
+        let response = client
+            .post(self.url(&format!("/v1/agreements/{agreement}/transfers")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, json, text)
+    }
+
+    pub async fn post(
+        &self,
+        agreement: &str,
+        message_type: &str,
+        payload: &Value,
+    ) -> (u16, Value, String) {
+        let body = serde_json::json!({"message_type": message_type, "payload": payload});
+        self.post_raw(&self.sender, agreement, serde_json::to_vec(&body).unwrap())
+            .await
+    }
+
+    pub async fn get(&self, client: &reqwest::Client, path: &str) -> (u16, Value) {
+        let response = client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the transfer until its status is no longer `accepted` (delivery is asynchronous).
+    pub async fn settled(&self, transfer_id: &str) -> Value {
+        for _ in 0..200 {
+            let (status, body) = self
+                .get(&self.auditor, &format!("/v1/transfers/{transfer_id}"))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            if body["status"] != "accepted" {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("transfer {transfer_id} never left the accepted state");
+    }
+
+    pub async fn entries(&self) -> Vec<Entry> {
+        self.ledger.entries_after(0, 10_000).await.unwrap()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("ledger.db")
+    }
+}
+
+pub fn fixture(message_type: &str, kind: &str, name_prefix: &str) -> Value {
+    let dir = repo()
+        .join("tests/fixtures/messages")
+        .join(message_type)
+        .join(kind);
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let path = paths
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(name_prefix)
+        })
+        .unwrap_or_else(|| panic!("no fixture {name_prefix} in {}", dir.display()));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+pub fn gp_update() -> Value {
+    fixture("gp_update", "valid", "01")
+}
+
+/// Connects with raw TLS, sends `GET /healthz`, returns the response head or the error text.
+pub async fn handshake(addr: SocketAddr, config: ClientConfig) -> Result<String, String> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    if text.is_empty() {
+        Err("connection closed with no response".into())
+    } else {
+        Ok(text)
+    }
+}
+
+/// What the receiver saw of one request.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub transfer_id: Option<String>,
+    pub agreement_id: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// A real HTTPS receiver on loopback that requires a client certificate from the gateway's CA.
+pub struct Receiver {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start(answer: u16) -> Self {
+        let p = pki();
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&p.ca_cert)), provider())
+                .build()
+                .unwrap();
+        let tls = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                certs(&p.receiver_server.cert),
+                PrivateKeyDer::from_pem_file(&p.receiver_server.key).unwrap(),
+            )
+            .unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let shared = received.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = HttpServer::new(move || {
+            let shared = shared.clone();
+            App::new().route(
+                "/inbox",
+                web::post().to(move |req: HttpRequest, body: web::Bytes| {
+                    let shared = shared.clone();
+                    async move {
+                        let header = |n: &str| {
+                            req.headers()
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
+                        };
+                        shared.lock().unwrap().push(Received {
+                            transfer_id: header("x-isa-transfer-id"),
+                            agreement_id: header("x-isa-agreement-id"),
+                            body: body.to_vec(),
+                        });
+                        HttpResponse::build(actix_web::http::StatusCode::from_u16(answer).unwrap())
+                            .finish()
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .listen_rustls_0_23(listener, tls)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Self { port, received }
+    }
+
+    /// The `[[destinations]]` TOML for this receiver.
+    pub fn destination(&self, id: &str) -> String {
+        let p = pki();
+        format!(
+            "[[destinations]]\nid = \"{id}\"\ntransport = \"https\"\nurl = \"https://localhost:{}/inbox\"\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\ntimeout_secs = 5\n",
+            self.port,
+            p.receiver_ca_cert.display(),
+            p.gateway_client.cert.display(),
+            p.gateway_client.key.display()
+        )
+    }
+}
+
+/// The GP agreement, retargeted: a new id, another destination, other fields or dates.
+pub fn gp_agreement_variant(id: &str, edit: impl Fn(String) -> String) -> (String, String) {
+    let text = std::fs::read_to_string(repo().join("isa-templates/nvtt-gp-update.toml")).unwrap();
+    let text = text.replace("id = \"nvtt-gp-update\"", &format!("id = \"{id}\""));
+    (format!("{id}.toml"), edit(text))
+}

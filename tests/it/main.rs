@@ -1,0 +1,9 @@
+//! One integration-test binary (see ARCHITECTURE.md, "Testing").
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with its location
+
+mod cli;
+mod helpers;
+mod ledger;
+mod messages;
+mod tls;
+mod transfers;

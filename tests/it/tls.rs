@@ -1,0 +1,112 @@
+//! Who may connect: mutual TLS, as a specification.
+
+use crate::helpers::{TestApp, client_tls, handshake, pki};
+
+#[tokio::test]
+async fn accepts_a_registered_client_certificate() {
+    let app = TestApp::spawn().await;
+    let response = handshake(app.addr, client_tls(Some(&pki().sender)))
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[tokio::test]
+async fn refuses_a_client_without_certificate() {
+    let app = TestApp::spawn().await;
+    let err = handshake(app.addr, client_tls(None)).await.unwrap_err();
+    assert!(err.contains("CertificateRequired"), "{err}");
+}
+
+#[tokio::test]
+async fn refuses_a_certificate_from_an_unknown_ca() {
+    let app = TestApp::spawn().await;
+    let err = handshake(app.addr, client_tls(Some(&pki().foreign)))
+        .await
+        .unwrap_err();
+    assert!(err.contains("UnknownCA"), "{err}");
+}
+
+#[tokio::test]
+async fn refuses_an_expired_certificate() {
+    let app = TestApp::spawn().await;
+    let err = handshake(app.addr, client_tls(Some(&pki().expired)))
+        .await
+        .unwrap_err();
+    assert!(err.contains("CertificateExpired"), "{err}");
+}
+
+#[tokio::test]
+async fn refuses_a_revoked_certificate() {
+    let app = TestApp::spawn().await;
+    let err = handshake(app.addr, client_tls(Some(&pki().revoked)))
+        .await
+        .unwrap_err();
+    assert!(err.contains("CertificateRevoked"), "{err}");
+}
+
+/// Runs `openssl s_client` with one protocol version forced; returns whether a session was
+/// established. OpenSSL is the independent peer here: rustls cannot speak TLS 1.1 at all.
+fn openssl_handshake(port: u16, version_flag: &str) -> bool {
+    let p = pki();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            version_flag,
+        ])
+        .args(["-cipher", "DEFAULT@SECLEVEL=0", "-CAfile"])
+        .arg(&p.ca_cert)
+        .arg("-cert")
+        .arg(&p.sender.cert)
+        .arg("-key")
+        .arg(&p.sender.key)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl must be installed for this test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("Verify return code: 0 (ok)") && !text.contains("Cipher is (NONE)")
+}
+
+#[tokio::test]
+async fn refuses_tls_1_1_and_accepts_tls_1_2() {
+    let app = TestApp::spawn().await;
+    let port = app.addr.port();
+    let (old, new) = tokio::task::spawn_blocking(move || {
+        (
+            openssl_handshake(port, "-tls1_1"),
+            openssl_handshake(port, "-tls1_2"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!old, "a TLS 1.1 session was established");
+    assert!(new, "a TLS 1.2 session was not established");
+}
+
+#[tokio::test]
+async fn a_valid_certificate_with_an_unregistered_identity_gets_no_access_and_no_detail() {
+    let app = TestApp::spawn().await;
+    let client = crate::helpers::http_client(&pki().unregistered);
+    let body =
+        serde_json::json!({"message_type": "gp_update", "payload": crate::helpers::gp_update()});
+    let (status, json, _) = app
+        .post_raw(
+            &client,
+            crate::helpers::GP_AGREEMENT,
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        json,
+        serde_json::json!({"code": "forbidden", "message": "Access denied."})
+    );
+    let (status, _) = app
+        .get(&client, "/v1/agreements/nvtt-gp-update/transfers")
+        .await;
+    assert_eq!(status, 403);
+    // Not authenticated as anyone, so nothing is recorded against anyone.
+    assert!(app.entries().await.is_empty());
+}

@@ -1,0 +1,507 @@
+//! The transfer endpoint, end to end: decisions, delivery, and what the ledger records.
+
+use std::os::unix::fs::PermissionsExt;
+
+use isa_gateway::clock::Clock;
+use isa_gateway::ledger::{EventKind, TransferStatus};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{
+    GP_AGREEMENT, Receiver, Spawn, TestApp, at, gp_agreement_variant, gp_update, http_client, pki,
+};
+
+fn violations(body: &Value) -> Vec<(String, String)> {
+    body["violations"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|v| {
+                    (
+                        v["pointer"].as_str().unwrap().to_owned(),
+                        v["rule"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_gp_update_is_accepted_recorded_and_dropped_in_the_folder() {
+    let app = TestApp::spawn().await;
+    let (status, body, _) = app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "accepted");
+    let id = body["transfer_id"].as_str().unwrap().to_owned();
+    assert_eq!(body["ledger_seq"], 1);
+
+    let settled = app.settled(&id).await;
+    assert_eq!(settled["status"], "delivered", "{settled}");
+    let file = app
+        .dir
+        .path()
+        .join("deliveries/y99001-gp")
+        .join(format!("{id}.json"));
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let delivered: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(delivered["payload"], gp_update());
+    assert_eq!(delivered["transfer_id"], id.as_str());
+    assert_eq!(delivered["agreement"]["id"], GP_AGREEMENT);
+    assert_eq!(delivered["legal_bases"][0], "uk-gdpr/6.1.e");
+    // No half-written files are left behind.
+    assert_eq!(
+        std::fs::read_dir(file.parent().unwrap()).unwrap().count(),
+        1
+    );
+
+    // The ledger committed to exactly these bytes before they left.
+    let entries = app.entries().await;
+    assert_eq!(entries.len(), 2);
+    let (decision, delivery) = (&entries[0].event, &entries[1].event);
+    assert_eq!(decision.kind, EventKind::Decision);
+    assert_eq!(decision.status, TransferStatus::Accepted);
+    assert_eq!(decision.decision.as_deref(), Some("permit"));
+    assert_eq!(
+        decision.sent_sha256.as_deref(),
+        Some(hex::encode(Sha256::digest(&bytes)).as_str())
+    );
+    assert_eq!(decision.agreement_version.as_deref(), Some("1.0.0"));
+    assert_eq!(decision.legal_bases.len(), 4);
+    assert!(
+        decision.agreement_hash.is_some()
+            && decision.schema_hash.is_some()
+            && decision.received_sha256.is_some()
+    );
+    assert_eq!(delivery.kind, EventKind::Delivery);
+    assert_eq!(delivery.status, TransferStatus::Delivered);
+    assert_eq!(settled["history"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn delivers_over_https_with_the_gateways_client_certificate() {
+    let receiver = Receiver::start(200).await;
+    let agreement = gp_agreement_variant("gp-over-https", |t| {
+        t.replace(
+            "destination = \"y99001-gp-drop\"",
+            "destination = \"gp-https\"",
+        )
+    });
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![agreement],
+        destinations: receiver.destination("gp-https"),
+        ..Spawn::default()
+    })
+    .await;
+    let (status, body, _) = app.post("gp-over-https", "gp_update", &gp_update()).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["transfer_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.settled(&id).await["status"], "delivered");
+
+    let received = receiver.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].transfer_id.as_deref(), Some(id.as_str()));
+    assert_eq!(received[0].agreement_id.as_deref(), Some("gp-over-https"));
+    let doc: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(doc["payload"], gp_update());
+    let recorded = app.entries().await[0].event.sent_sha256.clone().unwrap();
+    assert_eq!(recorded, hex::encode(Sha256::digest(&received[0].body)));
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_recorded_as_delivery_failed_with_the_reason() {
+    let receiver = Receiver::start(500).await;
+    let agreement = gp_agreement_variant("gp-over-https", |t| {
+        t.replace(
+            "destination = \"y99001-gp-drop\"",
+            "destination = \"gp-https\"",
+        )
+    });
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![agreement],
+        destinations: receiver.destination("gp-https"),
+        ..Spawn::default()
+    })
+    .await;
+    let (_, body, _) = app.post("gp-over-https", "gp_update", &gp_update()).await;
+    let settled = app.settled(body["transfer_id"].as_str().unwrap()).await;
+    assert_eq!(settled["status"], "delivery_failed");
+    assert_eq!(
+        settled["history"][1]["detail"],
+        "https: the receiver answered 500"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_does_not_trust_the_gateway_is_a_failed_delivery() {
+    // The destination's CA is the gateway's own CA, not the receiver's: the receiver's server
+    // certificate must not be accepted.
+    let receiver = Receiver::start(200).await;
+    let wrong_ca = receiver.destination("gp-https").replace(
+        &pki().receiver_ca_cert.display().to_string(),
+        &pki().ca_cert.display().to_string(),
+    );
+    let agreement = gp_agreement_variant("gp-over-https", |t| {
+        t.replace(
+            "destination = \"y99001-gp-drop\"",
+            "destination = \"gp-https\"",
+        )
+    });
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![agreement],
+        destinations: wrong_ca,
+        ..Spawn::default()
+    })
+    .await;
+    let (_, body, _) = app.post("gp-over-https", "gp_update", &gp_update()).await;
+    let settled = app.settled(body["transfer_id"].as_str().unwrap()).await;
+    assert_eq!(settled["status"], "delivery_failed");
+    assert!(receiver.received.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_agreement_is_404_and_recorded() {
+    let app = TestApp::spawn().await;
+    let (status, body, _) = app
+        .post("no-such-agreement", "gp_update", &gp_update())
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["code"], "unknown_agreement");
+    let entries = app.entries().await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].event.agreement_id, "no-such-agreement");
+    assert_eq!(
+        entries[0].event.reason_code.as_deref(),
+        Some("unknown_agreement")
+    );
+    assert_eq!(entries[0].event.decision.as_deref(), Some("deny"));
+}
+
+#[tokio::test]
+async fn a_system_not_party_to_the_agreement_is_403_and_recorded() {
+    let app = TestApp::spawn().await;
+    let other = http_client(&pki().other_sender);
+    let body =
+        serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
+    let (status, body, _) = app.post_raw(&other, GP_AGREEMENT, body).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["code"], "not_a_party");
+    let entries = app.entries().await;
+    assert_eq!(entries[0].event.sender_system, "other-case-system");
+    assert_eq!(entries[0].event.reason_code.as_deref(), Some("not_a_party"));
+}
+
+#[tokio::test]
+async fn an_auditor_system_cannot_send() {
+    let app = TestApp::spawn().await;
+    let body =
+        serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
+    let (status, body, _) = app.post_raw(&app.auditor, GP_AGREEMENT, body).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["code"], "not_a_party");
+}
+
+async fn refused_on(clock: &str, agreement: Option<(String, String)>, id: &str) -> (u16, Value) {
+    let app = TestApp::spawn_with(Spawn {
+        clock: Clock::Fixed(at(clock)),
+        agreements: agreement.into_iter().collect(),
+        ..Spawn::default()
+    })
+    .await;
+    let (status, body, _) = app.post(id, "gp_update", &gp_update()).await;
+    let entries = app.entries().await;
+    assert_eq!(entries.len(), 1, "the refusal is recorded");
+    assert_eq!(
+        entries[0].event.reason_code.as_deref(),
+        body["code"].as_str()
+    );
+    (status, body)
+}
+
+#[tokio::test]
+async fn an_agreement_not_yet_in_force_is_409() {
+    let (status, body) = refused_on("2025-12-31T23:59:59Z", None, GP_AGREEMENT).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("agreement_not_yet_in_force"))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_agreement_is_409() {
+    let (status, body) = refused_on("2029-01-01T00:00:00Z", None, GP_AGREEMENT).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("agreement_expired"))
+    );
+}
+
+#[tokio::test]
+async fn an_agreement_past_its_review_date_is_409() {
+    let (status, body) = refused_on("2028-01-01T00:00:00Z", None, GP_AGREEMENT).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("agreement_review_overdue"))
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_agreement_is_409() {
+    let suspended = gp_agreement_variant("gp-suspended", |t| {
+        t.replace(
+            "status = \"active\"",
+            "status = \"suspended\"\nstatus_reason = \"Data breach under investigation\"",
+        )
+    });
+    let (status, body) = refused_on("2026-06-01T00:00:00Z", Some(suspended), "gp-suspended").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("agreement_suspended"))
+    );
+}
+
+#[tokio::test]
+async fn schema_violations_list_every_pointer_and_rule_but_never_a_value() {
+    let app = TestApp::spawn().await;
+    let mut payload = gp_update();
+    payload["nhs_number"] = json!("9990000017"); // wrong check digit
+    payload["date_of_birth"] = json!("1991-02-30");
+    payload["measures"]["phq9"]["first"] = json!(28);
+    payload["name"]["nickname"] = json!("Secret-Nickname");
+    payload.as_object_mut().unwrap().remove("gp_practice");
+    let (status, body, text) = app.post(GP_AGREEMENT, "gp_update", &payload).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "schema_violation");
+    let mut got = violations(&body);
+    got.sort();
+    let expected: Vec<(String, String)> = [
+        ("/payload/date_of_birth", "format"),
+        ("/payload/gp_practice", "required"),
+        ("/payload/measures/phq9/first", "maximum"),
+        ("/payload/name/nickname", "additionalProperties"),
+        ("/payload/nhs_number", "format"),
+    ]
+    .iter()
+    .map(|(p, r)| ((*p).to_owned(), (*r).to_owned()))
+    .collect();
+    assert_eq!(got, expected);
+    for value in [
+        "9990000017",
+        "1991-02-30",
+        "Secret-Nickname",
+        "28",
+        "Thornbury",
+        "Aisha",
+    ] {
+        assert!(
+            !text.contains(value),
+            "the error body carries a value: {value}"
+        );
+    }
+    assert!(body["transfer_id"].is_string() && body["ledger_seq"] == 1);
+    let entries = app.entries().await;
+    assert_eq!(
+        entries[0].event.reason_code.as_deref(),
+        Some("schema_violation")
+    );
+    assert_eq!(entries[0].event.message_type.as_deref(), Some("gp_update"));
+}
+
+#[tokio::test]
+async fn a_field_the_agreement_does_not_allow_is_422_naming_the_pointer() {
+    // The same message type, under an agreement that lets only identity and the event leave.
+    let narrow = gp_agreement_variant("gp-minimal", |t| {
+        let head = t.split("[[fields]]").next().unwrap().to_owned();
+        head + "[[fields]]\npointer = \"/nhs_number\"\nclass = \"identifying\"\n\n[[fields]]\npointer = \"/event\"\nclass = \"special_category\"\n\n[[fields]]\npointer = \"/measures/phq9\"\nclass = \"special_category\"\n"
+    });
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![narrow],
+        ..Spawn::default()
+    })
+    .await;
+    let (status, body, text) = app.post("gp-minimal", "gp_update", &gp_update()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "field_not_allowed");
+    let pointers: Vec<String> = violations(&body).into_iter().map(|(p, _)| p).collect();
+    assert!(
+        pointers.contains(&"/payload/name".to_owned()),
+        "{pointers:?}"
+    );
+    assert!(
+        pointers.contains(&"/payload/measures/gad7".to_owned()),
+        "{pointers:?}"
+    );
+    assert!(!pointers.iter().any(|p| p == "/payload/nhs_number"
+        || p == "/payload/event"
+        || p.starts_with("/payload/measures/phq9")));
+    assert!(!text.contains("Aisha"));
+    // Nothing was delivered.
+    assert!(!app.dir.path().join("deliveries/y99001-gp").exists());
+}
+
+#[tokio::test]
+async fn a_message_type_outside_the_agreement_is_422() {
+    let app = TestApp::spawn().await;
+    let payload = crate::helpers::fixture("lado_referral", "valid", "01");
+    let (status, body, _) = app.post(GP_AGREEMENT, "lado_referral", &payload).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["code"], "message_type_not_covered");
+    assert_eq!(
+        violations(&body),
+        vec![(
+            "/message_type".to_owned(),
+            "agreement.message_types".to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_and_recorded() {
+    let app = TestApp::spawn_with(Spawn {
+        max_body_bytes: 4096,
+        ..Spawn::default()
+    })
+    .await;
+    let mut payload = gp_update();
+    payload["recommendations"] = json!("x".repeat(5000));
+    let (status, body, _) = app.post(GP_AGREEMENT, "gp_update", &payload).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["code"], "body_too_large");
+    let entries = app.entries().await;
+    assert_eq!(
+        entries[0].event.reason_code.as_deref(),
+        Some("body_too_large")
+    );
+    assert_eq!(entries[0].event.received_sha256, None);
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_and_recorded() {
+    let app = TestApp::spawn().await;
+    let (status, body, text) = app
+        .post_raw(
+            &app.sender,
+            GP_AGREEMENT,
+            b"{\"message_type\": \"gp_update\", \"payload\": {\"nhs_number\": \"9990000018\""
+                .to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "malformed_json");
+    assert!(!text.contains("9990000018"));
+    assert_eq!(
+        app.entries().await[0].event.reason_code.as_deref(),
+        Some("malformed_json")
+    );
+}
+
+#[tokio::test]
+async fn an_envelope_with_unknown_fields_is_422() {
+    let app = TestApp::spawn().await;
+    let body = serde_json::to_vec(
+        &json!({"message_type": "gp_update", "payload": gp_update(), "notes": "x"}),
+    )
+    .unwrap();
+    let (status, body, _) = app.post_raw(&app.sender, GP_AGREEMENT, body).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["code"], "invalid_envelope");
+    assert_eq!(
+        violations(&body),
+        vec![("/notes".to_owned(), "additionalProperties".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn every_refusal_is_listed_for_auditors_beside_the_accepted_transfers() {
+    let app = TestApp::spawn().await;
+    let (ok, accepted, _) = app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
+    assert_eq!(ok, 202);
+    let mut bad = gp_update();
+    bad["nhs_number"] = json!("123");
+    let (no, refused, _) = app.post(GP_AGREEMENT, "gp_update", &bad).await;
+    assert_eq!(no, 422);
+    app.settled(accepted["transfer_id"].as_str().unwrap()).await;
+
+    let (status, list) = app
+        .get(&app.auditor, "/v1/agreements/nvtt-gp-update/transfers")
+        .await;
+    assert_eq!(status, 200);
+    let rows = list["transfers"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["transfer_id"], accepted["transfer_id"]);
+    assert_eq!(rows[0]["status"], "delivered");
+    assert_eq!(rows[1]["transfer_id"], refused["transfer_id"]);
+    assert_eq!(rows[1]["status"], "refused");
+    assert_eq!(rows[1]["reason_code"], "schema_violation");
+
+    let (_, only_refused) = app
+        .get(
+            &app.auditor,
+            "/v1/agreements/nvtt-gp-update/transfers?status=refused",
+        )
+        .await;
+    assert_eq!(only_refused["transfers"].as_array().unwrap().len(), 1);
+    let (_, none_after) = app
+        .get(
+            &app.auditor,
+            "/v1/agreements/nvtt-gp-update/transfers?since=2026-06-02T00:00:00Z",
+        )
+        .await;
+    assert_eq!(none_after["transfers"].as_array().unwrap().len(), 0);
+    let (status, bad_query) = app
+        .get(
+            &app.auditor,
+            "/v1/agreements/nvtt-gp-update/transfers?status=lost&limit=0",
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(bad_query["violations"].as_array().unwrap().len(), 2);
+
+    // The listing is for auditors; a sender sees its own transfers one at a time.
+    let (status, _) = app
+        .get(&app.sender, "/v1/agreements/nvtt-gp-update/transfers")
+        .await;
+    assert_eq!(status, 403);
+    let (status, own) = app
+        .get(
+            &app.sender,
+            &format!(
+                "/v1/transfers/{}",
+                accepted["transfer_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(own["agreement_id"], GP_AGREEMENT);
+    let other = http_client(&pki().other_sender);
+    let (status, _) = app
+        .get(
+            &other,
+            &format!(
+                "/v1/transfers/{}",
+                accepted["transfer_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_use_the_error_shape() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get(&app.sender, "/v2/nothing").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let response = app
+        .sender
+        .delete(app.url("/v1/agreements/x/transfers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed");
+}
