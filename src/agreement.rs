@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::is_slug;
 use crate::fields::PointerPattern;
+use crate::legal::{Art6, Art9, CommonLaw, LegalBasis, Schedule1, Schedule1Part};
+use crate::pseudonymise::{Needs, Op};
+use crate::schemas::{MessageSchemas, Shape};
 
 /// An Information Sharing Agreement, as written in a TOML file under `isa-templates/`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -44,11 +47,70 @@ pub struct AgreementFile {
     pub recipient: Recipient,
     /// Message types that may be sent under this agreement (each has a schema in schemas/messages/).
     pub message_types: Vec<String>,
-    /// Legal-basis codes for the disclosure (see README, "Legal bases").
+    /// Legal-basis codes for the disclosure (docs/legal-bases.md lists them all).
     pub legal_bases: Vec<String>,
+    /// Reference to the Appropriate Policy Document (DPA 2018 Sch 1 Part 4); required when a
+    /// Schedule 1 Part 2 condition is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appropriate_policy_document: Option<String>,
+    /// Whether the national data opt-out applies (it does not to direct care, safeguarding, or
+    /// where the law requires the data).
+    #[serde(default)]
+    pub national_data_opt_out_applies: bool,
+    pub consent: ConsentTerms,
+    #[serde(default)]
+    pub transparency: Transparency,
     pub retention: Retention,
-    /// The fields that may leave, by JSON pointer into the payload. Anything else is refused.
+    /// The fields that may leave, by JSON pointer into the payload, with their class and how
+    /// they are treated on the way out. Anything else is refused.
     pub fields: Vec<FieldRule>,
+    /// A schema (in schemas/outbound/) the gateway checks its own output against before
+    /// anything leaves, e.g. the pseudonymised profile the recipient accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_schema: Option<String>,
+    /// Pointers to the NHS numbers of the people a transfer is about, for the blind subject
+    /// index (subject access requests). Values never reach the ledger, only a keyed hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_index: Vec<String>,
+}
+
+/// How consent works under this agreement.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentTerms {
+    pub model: ConsentModel,
+    /// Why consent is not required (required for `not_required`), e.g. the statutory duty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Each transfer must carry a consent block, as referral forms record consent even when it
+    /// is not the basis.
+    #[serde(default)]
+    pub record_per_transfer: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentModel {
+    /// Direct care within the person's reasonable expectations; an objection stops the transfer.
+    Implied,
+    /// Each transfer carries evidence of explicit consent.
+    Explicit,
+    /// Consent is not the basis (e.g. a legal duty or safeguarding); the reason is recorded.
+    NotRequired,
+    /// Information from several people: every listed contributor must have consented.
+    AllContributors,
+}
+
+/// How people are told.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transparency {
+    /// Where the privacy notice covering this sharing is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy_notice: Option<String>,
+    /// Each transfer must say whether the person was told (before, after, or not, with why).
+    #[serde(default)]
+    pub subject_informed_required: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -68,6 +130,8 @@ pub struct Sender {
     /// ODS organisation code or charity number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ods_code: Option<String>,
+    /// A public authority acting on its official tasks cannot rely on Art 6(1)(ea) or (f).
+    pub public_authority: bool,
     /// Ids of registered systems (gateway configuration `[[systems]]`) allowed to send.
     pub systems: Vec<String>,
 }
@@ -99,10 +163,78 @@ pub struct FieldRule {
     /// JSON pointer into the payload; `*` matches any array index.
     pub pointer: String,
     pub class: FieldClass,
+    /// What happens to the field on the way out (default: kept as it is).
+    #[serde(default, skip_serializing_if = "Treatment::is_keep")]
+    pub treatment: Treatment,
+}
+
+/// What happens to a field on the way out (pseudonymisation and minimisation).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Treatment {
+    /// Sent as it is.
+    #[default]
+    Keep,
+    /// Accepted from the sender but removed before sending.
+    Drop,
+    /// Replaced by a keyed HMAC-SHA256 token under this agreement's key (`pt-v<version>-<hex>`).
+    Token,
+    /// A date reduced to a year, a year and month, or an age band at an event date.
+    GeneraliseDate {
+        to: DateLevel,
+        /// For `age_band`: the lower bounds of the bands, ascending (e.g. [16, 18, 25, 35]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        bands: Vec<u16>,
+        /// For `age_band`: the pointer of the event date the age is taken at.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
+    },
+    /// A postcode reduced to its district (outward code, e.g. `LS6`) or sector (`LS6 3`).
+    GeneralisePostcode { to: PostcodeLevel },
+    /// All but the last `keep_last` characters replaced by `*`.
+    Mask { keep_last: u8 },
+    /// Replaced by the fixed marker `[REDACTED]`.
+    Redact,
+    /// A number replaced by the label of its range, given by ascending bounds.
+    Bucket { bounds: Vec<f64> },
+}
+
+impl Treatment {
+    pub fn is_keep(&self) -> bool {
+        *self == Treatment::Keep
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Drop => "drop",
+            Self::Token => "token",
+            Self::GeneraliseDate { .. } => "generalise_date",
+            Self::GeneralisePostcode { .. } => "generalise_postcode",
+            Self::Mask { .. } => "mask",
+            Self::Redact => "redact",
+            Self::Bucket { .. } => "bucket",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DateLevel {
+    Year,
+    YearMonth,
+    AgeBand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PostcodeLevel {
+    District,
+    Sector,
 }
 
 /// The data classification of a field (ICO Data Sharing Code: data items and their treatment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldClass {
     Identifying,
@@ -110,6 +242,18 @@ pub enum FieldClass {
     SpecialCategory,
     CriminalOffence,
     ThirdParty,
+}
+
+impl FieldClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Identifying => "identifying",
+            Self::QuasiIdentifier => "quasi_identifier",
+            Self::SpecialCategory => "special_category",
+            Self::CriminalOffence => "criminal_offence",
+            Self::ThirdParty => "third_party",
+        }
+    }
 }
 
 /// Why an agreement does not permit transfers today. Codes are stable: the ledger stores them.
@@ -146,11 +290,22 @@ impl NotInForce {
     }
 }
 
+/// A field rule, checked: where, what class, and the compiled treatment.
+#[derive(Debug, Clone)]
+pub struct CheckedField {
+    pub pattern: PointerPattern,
+    pub class: FieldClass,
+    pub op: Op,
+}
+
 /// A checked agreement.
 #[derive(Debug)]
 pub struct Agreement {
     file: AgreementFile,
+    fields: Vec<CheckedField>,
     allowed: Vec<PointerPattern>,
+    legal_bases: Vec<LegalBasis>,
+    subject_index: Vec<PointerPattern>,
     content_hash: String,
     source: PathBuf,
 }
@@ -172,8 +327,21 @@ impl Agreement {
     pub fn source(&self) -> &Path {
         &self.source
     }
+    pub fn fields(&self) -> &[CheckedField] {
+        &self.fields
+    }
     pub fn allowed_fields(&self) -> &[PointerPattern] {
         &self.allowed
+    }
+    pub fn legal_bases(&self) -> &[LegalBasis] {
+        &self.legal_bases
+    }
+    pub fn subject_index(&self) -> &[PointerPattern] {
+        &self.subject_index
+    }
+    /// Whether any field is tokenised (so the agreement needs a key).
+    pub fn needs_key(&self) -> bool {
+        self.fields.iter().any(|f| f.op == Op::Token)
     }
     pub fn permits_system(&self, system_id: &str) -> bool {
         self.file.sender.systems.iter().any(|s| s == system_id)
@@ -187,9 +355,7 @@ impl Agreement {
         match self.file.status {
             AgreementStatus::Active => {}
             AgreementStatus::Suspended => return Err(NotInForce::Suspended),
-            AgreementStatus::Draft | AgreementStatus::Terminated => {
-                return Err(NotInForce::NotActive);
-            }
+            AgreementStatus::Draft | AgreementStatus::Terminated => return Err(NotInForce::NotActive),
         }
         if today < self.file.effective_from {
             Err(NotInForce::NotYetInForce)
@@ -204,12 +370,12 @@ impl Agreement {
 }
 
 /// What an agreement is checked against: the gateway's registered systems, destinations and
-/// message types.
-#[derive(Debug, Default)]
-pub struct Context {
+/// message schemas.
+#[derive(Debug)]
+pub struct Context<'a> {
     pub systems: HashSet<String>,
     pub destinations: HashSet<String>,
-    pub message_types: HashSet<String>,
+    pub schemas: &'a MessageSchemas,
 }
 
 /// A problem in a file, with where it is.
@@ -230,9 +396,28 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// The legal consistency rules checked when an agreement is loaded (domain reference §1; ICO
+/// guidance on special category and criminal offence data). Each has a stable name that
+/// `isa-gateway check` prints.
+pub mod rules {
+    pub const ART6_REQUIRED: &str = "art6_basis_required";
+    pub const SPECIAL_CATEGORY_NEEDS_ART9: &str = "special_category_needs_art9_condition";
+    pub const ART9_NEEDS_SCHEDULE1: &str = "art9_condition_needs_schedule1_condition";
+    pub const SCHEDULE1_PART2_NEEDS_APD: &str = "schedule1_part2_needs_appropriate_policy_document";
+    pub const CRIMINAL_OFFENCE_NEEDS_PART3: &str = "criminal_offence_needs_part3_condition";
+    pub const CONSENT_BASIS_NEEDS_EXPLICIT_MODEL: &str = "consent_basis_needs_per_transfer_consent";
+    pub const PUBLIC_AUTHORITY_NO_LEGITIMATE_INTERESTS: &str = "public_authority_cannot_use_legitimate_interests";
+    pub const NOT_REQUIRED_NEEDS_REASON: &str = "consent_not_required_needs_reason";
+    pub const UNKNOWN_LEGAL_BASIS: &str = "legal_basis_code_known";
+    pub const FIELD_IN_SCHEMA: &str = "field_exists_in_message_schema";
+    pub const TREATMENT_FITS_FIELD: &str = "treatment_fits_field_type";
+    pub const OUTBOUND_SCHEMA_KNOWN: &str = "outbound_schema_known";
+    pub const TOKEN_NEEDS_OUTBOUND_SCHEMA: &str = "pseudonymised_output_needs_outbound_schema";
+}
+
 impl Agreement {
     /// Parses and checks one agreement file's text.
-    pub fn parse(source: &Path, text: &str, ctx: &Context) -> Result<Self, Vec<Problem>> {
+    pub fn parse(source: &Path, text: &str, ctx: &Context<'_>) -> Result<Self, Vec<Problem>> {
         let problem = |location: Option<String>, message: String| Problem {
             file: source.to_path_buf(),
             location,
@@ -243,14 +428,10 @@ impl Agreement {
             vec![problem(location, e.message().to_owned())]
         })?;
         let mut problems = Vec::new();
-        let mut at =
-            |key: &str, message: String| problems.push(problem(Some(key.to_owned()), message));
+        let mut at = |key: &str, message: String| problems.push(problem(Some(key.to_owned()), message));
 
         if !is_slug(&file.id) {
-            at(
-                "id",
-                "must be lower-case letters, digits and '-' (at most 64)".into(),
-            );
+            at("id", "must be lower-case letters, digits and '-' (at most 64)".into());
         }
         for (key, value) in [
             ("version", &file.version),
@@ -261,13 +442,8 @@ impl Agreement {
                 at(key, "must not be empty".into());
             }
         }
-        if matches!(
-            file.status,
-            AgreementStatus::Suspended | AgreementStatus::Terminated
-        ) && file
-            .status_reason
-            .as_deref()
-            .is_none_or(|r| r.trim().is_empty())
+        if matches!(file.status, AgreementStatus::Suspended | AgreementStatus::Terminated)
+            && file.status_reason.as_deref().is_none_or(|r| r.trim().is_empty())
         {
             at(
                 "status_reason",
@@ -281,10 +457,7 @@ impl Agreement {
             at("review_by", "is before effective_from".into());
         }
         if file.sender.systems.is_empty() {
-            at(
-                "sender.systems",
-                "names no system: nobody could send under it".into(),
-            );
+            at("sender.systems", "names no system: nobody could send under it".into());
         }
         for s in &file.sender.systems {
             if !ctx.systems.contains(s) {
@@ -306,50 +479,279 @@ impl Agreement {
         if file.message_types.is_empty() {
             at("message_types", "names no message type".into());
         }
-        for m in &file.message_types {
-            if !ctx.message_types.contains(m) {
-                at(
-                    "message_types",
-                    format!("message type {m:?} has no schema in schemas/messages/"),
-                );
-            }
-        }
-        if file.legal_bases.is_empty() {
-            at(
-                "legal_bases",
-                "names no legal basis: nothing may be shared without one".into(),
-            );
-        }
+        let schemas: Vec<_> = file
+            .message_types
+            .iter()
+            .filter_map(|m| {
+                let s = ctx.schemas.get(m);
+                if s.is_none() {
+                    at(
+                        "message_types",
+                        format!("message type {m:?} has no schema in schemas/messages/"),
+                    );
+                }
+                s
+            })
+            .collect();
         if file.retention.years == 0 {
             at("retention.years", "must be at least one year".into());
         }
+        if let Some(name) = &file.outbound_schema
+            && ctx.schemas.outbound(name).is_none()
+        {
+            at(
+                "outbound_schema",
+                format!(
+                    "rule {}: no schema {name:?} in schemas/outbound/",
+                    rules::OUTBOUND_SCHEMA_KNOWN
+                ),
+            );
+        }
+
+        // Fields: pointers, classes, treatments, each checked against the message schemas.
         if file.fields.is_empty() {
             at("fields", "allows no field: nothing could be sent".into());
         }
-        let mut allowed = Vec::new();
+        let mut fields = Vec::new();
         let mut seen = HashSet::new();
         for (i, rule) in file.fields.iter().enumerate() {
-            match PointerPattern::parse(&rule.pointer) {
-                Ok(p) => allowed.push(p),
-                Err(e) => at(&format!("fields[{i}].pointer"), e.to_string()),
-            }
+            let key = format!("fields[{i}]");
             if !seen.insert(&rule.pointer) {
+                at(&format!("{key}.pointer"), format!("{:?} is listed twice", rule.pointer));
+            }
+            let pattern = match PointerPattern::parse(&rule.pointer) {
+                Ok(p) => p,
+                Err(e) => {
+                    at(&format!("{key}.pointer"), e.to_string());
+                    continue;
+                }
+            };
+            let op = match Op::compile(&rule.treatment) {
+                Ok(op) => op,
+                Err(e) => {
+                    at(&format!("{key}.treatment"), e);
+                    continue;
+                }
+            };
+            let shapes: Vec<Shape> = schemas.iter().filter_map(|s| s.shape(&pattern)).collect();
+            if !schemas.is_empty() && shapes.is_empty() {
                 at(
-                    &format!("fields[{i}].pointer"),
-                    format!("{:?} is listed twice", rule.pointer),
+                    &format!("{key}.pointer"),
+                    format!(
+                        "rule {}: {} names no field of {}",
+                        rules::FIELD_IN_SCHEMA,
+                        rule.pointer,
+                        file.message_types.join(", ")
+                    ),
                 );
             }
+            for shape in &shapes {
+                if let Err(why) = fits(&op, shape) {
+                    at(
+                        &format!("{key}.treatment"),
+                        format!("rule {}: {} {why}", rules::TREATMENT_FITS_FIELD, op.name()),
+                    );
+                }
+            }
+            if let Op::AgeBand { at: event, .. } = &op
+                && !schemas.is_empty()
+                && !schemas
+                    .iter()
+                    .filter_map(|s| s.shape(event))
+                    .any(|s| s.format.as_deref() == Some("date"))
+            {
+                at(
+                    &format!("{key}.treatment.at"),
+                    format!("{} names no date field", event.as_str()),
+                );
+            }
+            fields.push(CheckedField {
+                pattern,
+                class: rule.class,
+                op,
+            });
         }
+        if fields.iter().any(|f| f.op == Op::Token) && file.outbound_schema.is_none() {
+            at(
+                "outbound_schema",
+                format!(
+                    "rule {}: tokenised fields change the message; name the schema the recipient accepts",
+                    rules::TOKEN_NEEDS_OUTBOUND_SCHEMA
+                ),
+            );
+        }
+        let mut subject_index = Vec::new();
+        for (i, p) in file.subject_index.iter().enumerate() {
+            match PointerPattern::parse(p) {
+                Ok(pattern) => {
+                    let is_nhs = schemas
+                        .iter()
+                        .filter_map(|s| s.shape(&pattern))
+                        .any(|s| s.format.as_deref() == Some("nhs-number"));
+                    if !is_nhs {
+                        at(
+                            &format!("subject_index[{i}]"),
+                            format!("{p} is not an NHS number field of the message schemas"),
+                        );
+                    }
+                    subject_index.push(pattern);
+                }
+                Err(e) => at(&format!("subject_index[{i}]"), e.to_string()),
+            }
+        }
+
+        // Legal bases and the rules that tie them together.
+        let mut legal_bases = Vec::new();
+        for (i, code) in file.legal_bases.iter().enumerate() {
+            match LegalBasis::parse(code) {
+                Ok(b) => legal_bases.push(b),
+                Err(e) => at(
+                    &format!("legal_bases[{i}]"),
+                    format!("rule {}: {e}", rules::UNKNOWN_LEGAL_BASIS),
+                ),
+            }
+        }
+        let classes: HashSet<FieldClass> = fields.iter().map(|f| f.class).collect();
+        for (rule, message) in legal_rule_breaches(&file, &legal_bases, &classes) {
+            at("legal_bases", format!("rule {rule}: {message}"));
+        }
+        if file.consent.model == ConsentModel::NotRequired
+            && file.consent.reason.as_deref().is_none_or(|r| r.trim().is_empty())
+        {
+            at(
+                "consent.reason",
+                format!(
+                    "rule {}: say why consent is not required (e.g. the statutory duty)",
+                    rules::NOT_REQUIRED_NEEDS_REASON
+                ),
+            );
+        }
+
         if !problems.is_empty() {
             return Err(problems);
         }
         Ok(Self {
             content_hash: hex::encode(Sha256::digest(text.as_bytes())),
-            allowed,
+            allowed: fields.iter().map(|f| f.pattern.clone()).collect(),
+            fields,
+            legal_bases,
+            subject_index,
             file,
             source: source.to_path_buf(),
         })
     }
+}
+
+/// Whether an operator can work on a field of this shape.
+fn fits(op: &Op, shape: &Shape) -> Result<(), &'static str> {
+    let is = |t: &str| shape.types.iter().any(|x| x == t);
+    match op.needs() {
+        Needs::Anything => Ok(()),
+        Needs::String if is("string") => Ok(()),
+        Needs::String => Err("needs a string field"),
+        Needs::Date if is("string") && matches!(shape.format.as_deref(), Some("date" | "date-time")) => Ok(()),
+        Needs::Date => Err("needs a date field (format date or date-time)"),
+        Needs::Number if is("integer") || is("number") => Ok(()),
+        Needs::Number => Err("needs a number field"),
+    }
+}
+
+/// The legal consistency rules, as (rule, explanation) for each breach.
+pub fn legal_rule_breaches(
+    file: &AgreementFile,
+    bases: &[LegalBasis],
+    classes: &HashSet<FieldClass>,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let art6: Vec<Art6> = bases
+        .iter()
+        .filter_map(|b| if let LegalBasis::Art6(a) = b { Some(*a) } else { None })
+        .collect();
+    let art9: Vec<Art9> = bases
+        .iter()
+        .filter_map(|b| if let LegalBasis::Art9(a) = b { Some(*a) } else { None })
+        .collect();
+    let sch1: Vec<Schedule1> = bases
+        .iter()
+        .filter_map(|b| {
+            if let LegalBasis::Schedule1(s) = b {
+                Some(*s)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let has_para = |n: u8| sch1.iter().any(|s| s.paragraph() == n);
+    let has_part = |p: Schedule1Part| sch1.iter().any(|s| s.part() == p);
+
+    if art6.is_empty() {
+        out.push((
+            rules::ART6_REQUIRED,
+            "every disclosure needs a UK GDPR Art 6(1) lawful basis".to_owned(),
+        ));
+    }
+    if classes.contains(&FieldClass::SpecialCategory) && art9.is_empty() {
+        out.push((
+            rules::SPECIAL_CATEGORY_NEEDS_ART9,
+            "special-category fields are shared but no UK GDPR Art 9(2) condition is named".to_owned(),
+        ));
+    }
+    // DPA 2018 s.10(2)-(3): these Art 9 conditions need a basis in law from Schedule 1.
+    for a in &art9 {
+        let (needed, ok) = match a {
+            Art9::B => ("Part 1 para 1", has_para(1)),
+            Art9::H => ("Part 1 para 2", has_para(2)),
+            Art9::I => ("Part 1 para 3", has_para(3)),
+            Art9::J => ("Part 1 para 4", has_para(4)),
+            Art9::G => ("a Part 2 condition", has_part(Schedule1Part::Two)),
+            _ => continue,
+        };
+        if !ok {
+            let code = LegalBasis::Art9(*a).code();
+            out.push((
+                rules::ART9_NEEDS_SCHEDULE1,
+                format!("{code} needs DPA 2018 Schedule 1 {needed}"),
+            ));
+        }
+    }
+    if has_part(Schedule1Part::Two)
+        && file
+            .appropriate_policy_document
+            .as_deref()
+            .is_none_or(|r| r.trim().is_empty())
+    {
+        out.push((
+            rules::SCHEDULE1_PART2_NEEDS_APD,
+            "a Schedule 1 Part 2 condition needs an Appropriate Policy Document (appropriate_policy_document)"
+                .to_owned(),
+        ));
+    }
+    if classes.contains(&FieldClass::CriminalOffence) && !has_part(Schedule1Part::Three) {
+        out.push((
+            rules::CRIMINAL_OFFENCE_NEEDS_PART3,
+            "criminal-offence fields (Art 10; allegations count) need a Schedule 1 Part 3 condition".to_owned(),
+        ));
+    }
+    let consent_basis = art6.contains(&Art6::A) || bases.contains(&LegalBasis::CommonLaw(CommonLaw::ExplicitConsent));
+    if consent_basis
+        && !matches!(
+            file.consent.model,
+            ConsentModel::Explicit | ConsentModel::AllContributors
+        )
+    {
+        out.push((
+            rules::CONSENT_BASIS_NEEDS_EXPLICIT_MODEL,
+            "consent is named as a basis, so each transfer must carry consent evidence (consent.model explicit or all_contributors)"
+                .to_owned(),
+        ));
+    }
+    if file.sender.public_authority && art6.iter().any(|a| matches!(a, Art6::F | Art6::Ea(_))) {
+        out.push((
+            rules::PUBLIC_AUTHORITY_NO_LEGITIMATE_INTERESTS,
+            "a public authority acting on its official tasks uses Art 6(1)(e), not (ea) or (f)".to_owned(),
+        ));
+    }
+    out
 }
 
 fn line_col(text: &str, offset: usize) -> String {
@@ -368,7 +770,7 @@ pub struct Agreements {
 impl Agreements {
     /// Loads every `*.toml` file in `dir`. All problems are reported together; one broken
     /// agreement fails the load, so the gateway never starts with a half-understood set.
-    pub fn load(dir: &Path, ctx: &Context) -> Result<Self, Vec<Problem>> {
+    pub fn load(dir: &Path, ctx: &Context<'_>) -> Result<Self, Vec<Problem>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             vec![Problem {
                 file: dir.to_path_buf(),
@@ -398,10 +800,7 @@ impl Agreements {
             };
             match Agreement::parse(&path, &text, ctx) {
                 Ok(a) => {
-                    if let Some(other) = by_id
-                        .get(a.id())
-                        .map(|o: &Arc<Agreement>| o.source().to_path_buf())
-                    {
+                    if let Some(other) = by_id.get(a.id()).map(|o: &Arc<Agreement>| o.source().to_path_buf()) {
                         problems.push(Problem {
                             file: path,
                             location: Some("id".into()),
@@ -445,4 +844,98 @@ pub fn file_schema_json() -> String {
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// What an information-governance officer sees of an agreement.
+#[derive(Debug, Serialize)]
+pub struct AgreementView<'a> {
+    pub id: &'a str,
+    pub version: &'a str,
+    pub title: &'a str,
+    pub status: AgreementStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<&'a str>,
+    /// `in_force`, or why transfers are refused today (`agreement_expired`, …).
+    pub state: &'static str,
+    pub effective_from: Date,
+    pub review_by: Date,
+    pub expires: Date,
+    /// Days until the review date (negative when overdue).
+    pub review_due_in_days: i32,
+    /// Warnings 30 days ahead of review or expiry.
+    pub warnings: Vec<String>,
+    pub purpose: &'a str,
+    pub sender: &'a Sender,
+    pub recipient: &'a Recipient,
+    pub message_types: &'a [String],
+    pub legal_bases: Vec<LegalBasisView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appropriate_policy_document: Option<&'a str>,
+    pub national_data_opt_out_applies: bool,
+    pub consent: &'a ConsentTerms,
+    pub transparency: &'a Transparency,
+    pub retention: &'a Retention,
+    pub fields: &'a [FieldRule],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound_schema: Option<&'a str>,
+    pub content_hash: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LegalBasisView {
+    pub code: String,
+    pub title: String,
+    pub source: &'static str,
+}
+
+/// How far ahead review and expiry are announced.
+pub const WARN_DAYS: i32 = 30;
+
+impl Agreement {
+    pub fn view(&self, today: Date) -> AgreementView<'_> {
+        let f = &self.file;
+        let days = |d: Date| (d - today).get_days();
+        let mut warnings = Vec::new();
+        let (to_review, to_expiry) = (days(f.review_by), days(f.expires));
+        if (0..=WARN_DAYS).contains(&to_review) {
+            warnings.push(format!("review due in {to_review} day(s), on {}", f.review_by));
+        }
+        if (0..=WARN_DAYS).contains(&to_expiry) {
+            warnings.push(format!("expires in {to_expiry} day(s), on {}", f.expires));
+        }
+        AgreementView {
+            id: &f.id,
+            version: &f.version,
+            title: &f.title,
+            status: f.status,
+            status_reason: f.status_reason.as_deref(),
+            state: self.in_force(today).err().map_or("in_force", NotInForce::code),
+            effective_from: f.effective_from,
+            review_by: f.review_by,
+            expires: f.expires,
+            review_due_in_days: to_review,
+            warnings,
+            purpose: f.purpose.trim(),
+            sender: &f.sender,
+            recipient: &f.recipient,
+            message_types: &f.message_types,
+            legal_bases: self
+                .legal_bases
+                .iter()
+                .map(|b| LegalBasisView {
+                    code: b.code(),
+                    title: b.title(),
+                    source: b.source(),
+                })
+                .collect(),
+            appropriate_policy_document: f.appropriate_policy_document.as_deref(),
+            national_data_opt_out_applies: f.national_data_opt_out_applies,
+            consent: &f.consent,
+            transparency: &f.transparency,
+            retention: &f.retention,
+            fields: &f.fields,
+            outbound_schema: f.outbound_schema.as_deref(),
+            content_hash: &self.content_hash,
+        }
+    }
 }

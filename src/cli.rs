@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_CONFIG_FILE, DestinationConfig, Overrides, Profile};
 use crate::pki::{DEV_CA_COMMON_NAME, write_dev_pki};
-use crate::startup::{Application, load_catalogue};
+use crate::startup::{Application, load_agreements};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +53,47 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Show every agreement: state, dates, parties, legal bases, fields (warns 30 days ahead of
+    /// review or expiry).
+    Agreements {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Pseudonymisation and index keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the legal-basis codes with their titles and sources (docs/legal-bases.md).
+    LegalBases,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make the first key for an agreement (or the gateway-wide index key with --index).
+    New {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, required_unless_present = "index")]
+        agreement: Option<String>,
+        #[arg(long, conflicts_with = "agreement")]
+        index: bool,
+    },
+    /// Add a new version of an agreement's key; new transfers use it, old versions stay.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        agreement: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,10 +121,7 @@ enum LedgerCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -100,6 +138,12 @@ pub fn main() -> ExitCode {
             Command::Ledger {
                 command: LedgerCommand::Verify { config },
             } => ledger_verify(&config.config).await,
+            Command::Agreements { config, format } => agreements(&config.config, format),
+            Command::Keys { command } => keys(command),
+            Command::LegalBases => {
+                print!("{}", crate::legal::reference_markdown());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {
@@ -129,11 +173,7 @@ async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode, Stri
     match config.profile {
         Profile::Development => {
             eprintln!("{}", DEV_BANNER.trim_end());
-            let missing: Vec<_> = config
-                .tls_files()
-                .into_iter()
-                .filter(|p| !p.exists())
-                .collect();
+            let missing: Vec<_> = config.tls_files().into_iter().filter(|p| !p.exists()).collect();
             if !missing.is_empty() {
                 let dir = dev_certs_dir(&config);
                 let ids: Vec<&str> = config.systems.iter().map(|s| s.id.as_str()).collect();
@@ -158,13 +198,8 @@ async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode, Stri
             }
         }
     }
-    let app = Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
-    eprintln!(
-        "isa-gateway listening on https://{} (mutual TLS)",
-        app.addr()
-    );
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    eprintln!("isa-gateway listening on https://{} (mutual TLS)", app.addr());
     app.run_until_stopped().await.map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -219,9 +254,7 @@ fn production_problems(config: &Config) -> Vec<String> {
         }
     }
     if config.tls.crls.is_empty() {
-        problems.push(
-            "no CRL configured (tls.crls): revoked client certificates would be accepted".into(),
-        );
+        problems.push("no CRL configured (tls.crls): revoked client certificates would be accepted".into());
     }
     problems
 }
@@ -235,12 +268,12 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match load_catalogue(&config) {
-        Ok(catalogue) => {
+    match load_agreements(&config) {
+        Ok((agreements, schemas)) => {
             println!(
                 "ok: {} agreement(s), {} message type(s), {} system(s), {} destination(s)",
-                catalogue.agreements.len(),
-                catalogue.schemas.names().count(),
+                agreements.len(),
+                schemas.names().count(),
                 config.systems.len(),
                 config.destinations.len()
             );
@@ -289,11 +322,71 @@ async fn ledger_verify(path: &Path) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Some(b) => {
-            println!(
-                "BROKEN: {b} ({} entries verified before it)",
-                report.entries
-            );
+            println!("BROKEN: {b} ({} entries verified before it)", report.entries);
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn agreements(path: &Path, format: Format) -> Result<ExitCode, String> {
+    let config = load(path, &Overrides::default())?;
+    let (agreements, _) = load_agreements(&config).map_err(|p| {
+        format!(
+            "{} problem(s); run `isa-gateway check`:\n{}",
+            p.len(),
+            p.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let views: Vec<_> = agreements.iter().map(|a| a.view(today)).collect();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&views).map_err(|e| e.to_string())?),
+        Format::Table => {
+            println!(
+                "{:<22} {:<8} {:<28} {:<11} {:<11} RECIPIENT",
+                "ID", "VERSION", "STATE", "REVIEW BY", "EXPIRES"
+            );
+            for v in &views {
+                println!(
+                    "{:<22} {:<8} {:<28} {:<11} {:<11} {}",
+                    v.id, v.version, v.state, v.review_by, v.expires, v.recipient.organisation
+                );
+                for w in &v.warnings {
+                    println!("  warning: {w}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(command: KeysCommand) -> Result<ExitCode, String> {
+    let (path, action) = match &command {
+        KeysCommand::New { config, .. } | KeysCommand::Rotate { config, .. } => (&config.config, &command),
+    };
+    let config = load(path, &Overrides::default())?;
+    let store = crate::keys::KeyStore::new(&config.keys_dir);
+    match action {
+        KeysCommand::New { index: true, .. } => {
+            store.new_index_key().map_err(|e| e.to_string())?;
+            println!("made the index key in {} (mode 0600)", config.keys_dir.display());
+        }
+        KeysCommand::New {
+            agreement: Some(id), ..
+        } => {
+            let v = store.new_key(id).map_err(|e| e.to_string())?;
+            println!(
+                "made key agreement/{id}/v{v} in {} (mode 0600)",
+                config.keys_dir.display()
+            );
+        }
+        KeysCommand::New { .. } => return Err("name --agreement ID or --index".into()),
+        KeysCommand::Rotate { agreement, .. } => {
+            let v = store.rotate(agreement).map_err(|e| e.to_string())?;
+            println!(
+                "added key agreement/{agreement}/v{v}; new transfers use it, older versions stay for verification"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

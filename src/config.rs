@@ -38,6 +38,8 @@ pub struct Config {
     pub database_url: String,
     pub agreements_dir: PathBuf,
     pub schemas_dir: PathBuf,
+    /// Pseudonymisation and index keys (see `keys`); secrets, kept 0600.
+    pub keys_dir: PathBuf,
     pub tls: TlsSettings,
     #[serde(default)]
     pub limits: Limits,
@@ -141,10 +143,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Parse(Box<figment::Error>),
     #[error("{file}: {problems}", problems = .problems.join("; "))]
-    Invalid {
-        file: PathBuf,
-        problems: Vec<String>,
-    },
+    Invalid { file: PathBuf, problems: Vec<String> },
 }
 
 /// Settings given on the command line, applied last.
@@ -193,6 +192,7 @@ impl Config {
         };
         rebase(&mut self.agreements_dir);
         rebase(&mut self.schemas_dir);
+        rebase(&mut self.keys_dir);
         rebase(&mut self.tls.server_cert);
         rebase(&mut self.tls.server_key);
         rebase(&mut self.tls.client_ca);
@@ -239,10 +239,7 @@ impl Config {
                 problems.push(format!("system id {:?} is registered twice", s.id));
             }
             if !identities.insert(&s.identity) {
-                problems.push(format!(
-                    "identity {:?} is registered for two systems",
-                    s.identity
-                ));
+                problems.push(format!("identity {:?} is registered for two systems", s.identity));
             }
             if !s.identity.contains(':') {
                 problems.push(format!(
@@ -260,10 +257,7 @@ impl Config {
                 problems.push(format!("destination id {:?} is defined twice", d.id()));
             }
             if let DestinationConfig::Https {
-                id,
-                url,
-                timeout_secs,
-                ..
+                id, url, timeout_secs, ..
             } = d
             {
                 if !url.starts_with("https://") {
@@ -322,6 +316,7 @@ listen = "127.0.0.1:8443"
 database_url = "sqlite://var/test.db"
 agreements_dir = "isa-templates"
 schemas_dir = "schemas"
+keys_dir = "var/keys"
 
 [tls]
 server_cert = "certs/server.crt"
@@ -373,12 +368,8 @@ path = "out/gp"
     #[test]
     fn refuses_unknown_keys_in_a_destination() {
         let dir = tempfile::tempdir().unwrap();
-        let text = MINIMAL.replace(
-            "path = \"out/gp\"",
-            "path = \"out/gp\"\nurl = \"https://x\"",
-        );
-        let err = Config::load_with_env(&write(dir.path(), &text), &Overrides::default(), no_env())
-            .unwrap_err();
+        let text = MINIMAL.replace("path = \"out/gp\"", "path = \"out/gp\"\nurl = \"https://x\"");
+        let err = Config::load_with_env(&write(dir.path(), &text), &Overrides::default(), no_env()).unwrap_err();
         assert!(err.to_string().contains("url"), "{err}");
     }
 
@@ -413,12 +404,7 @@ path = "out/gp"
 
     #[test]
     fn missing_file_is_named() {
-        let err = Config::load_with_env(
-            Path::new("/nonexistent/g.toml"),
-            &Overrides::default(),
-            no_env(),
-        )
-        .unwrap_err();
+        let err = Config::load_with_env(Path::new("/nonexistent/g.toml"), &Overrides::default(), no_env()).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/g.toml"));
     }
 }

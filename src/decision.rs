@@ -1,29 +1,47 @@
-//! The decision core: given who is calling, which agreement they name, today's date and the
-//! request body, decide PERMIT or REFUSE and say exactly why. No IO: the API layer reads the
-//! body and records the decision; the ledger writes it; transports deliver it.
+//! The decision core: given who is calling, which agreement they name, the time and the request
+//! body, decide PERMIT or REFUSE and say exactly why. No IO: the API layer reads the body and
+//! records the decision; the ledger writes it; transports deliver it.
 //!
 //! The checks run in a fixed order, and the first that fails decides:
 //! agreement exists (404) → caller may send under it (403) → agreement in force today (409) →
 //! body within the limit (413) → body is JSON (400) → envelope shape (422) → message type
-//! covered (422) → payload valid against its schema (422) → no field outside the agreement's
-//! allowed pointers (422).
+//! covered (422) → payload valid against its schema (422) → consent and subject-informed as the
+//! agreement requires (422) → no field outside the agreement's allowed pointers (422) →
+//! pseudonymisation applies (422) → output valid against the agreement's outbound schema (422).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use jsonschema::Validator;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::agreement::{Agreement, Agreements, NotInForce};
+use crate::agreement::{Agreement, Agreements, ConsentModel, NotInForce};
+use crate::keys::KeyRing;
+use crate::nhs_number::NhsNumber;
+use crate::pseudonymise::{self, Op, Rule};
 use crate::schemas::{MessageSchemas, Violation};
 
-/// What the core knows of the world: agreements and message schemas, both loaded at start-up.
-#[derive(Debug)]
+/// The transfer envelope's schema, built into the gateway.
+pub const ENVELOPE_SCHEMA: &str = include_str!("../schemas/envelope.json");
+
+/// What the core knows of the world: agreements, schemas and keys, all loaded at start-up.
 pub struct Catalogue {
     pub agreements: Agreements,
     pub schemas: MessageSchemas,
+    pub keys: KeyRing,
+    envelope: Validator,
+}
+
+impl std::fmt::Debug for Catalogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalogue")
+            .field("agreements", &self.agreements.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The request body as read by the API layer.
@@ -58,7 +76,14 @@ pub enum Reason {
     InvalidEnvelope,
     MessageTypeNotCovered,
     SchemaViolation,
+    ConsentRequired,
+    ConsentRefused,
+    ConsentIncomplete,
+    ConsentNotAllContributors,
+    SubjectInformedRequired,
     FieldNotAllowed,
+    PseudonymisationFailed,
+    OutboundSchemaViolation,
 }
 
 impl Reason {
@@ -72,7 +97,14 @@ impl Reason {
             Self::InvalidEnvelope => "invalid_envelope",
             Self::MessageTypeNotCovered => "message_type_not_covered",
             Self::SchemaViolation => "schema_violation",
+            Self::ConsentRequired => "consent_required",
+            Self::ConsentRefused => "consent_refused",
+            Self::ConsentIncomplete => "consent_incomplete",
+            Self::ConsentNotAllContributors => "consent_not_all_contributors",
+            Self::SubjectInformedRequired => "subject_informed_required",
             Self::FieldNotAllowed => "field_not_allowed",
+            Self::PseudonymisationFailed => "pseudonymisation_failed",
+            Self::OutboundSchemaViolation => "outbound_schema_violation",
         }
     }
 
@@ -83,16 +115,74 @@ impl Reason {
             Self::NotInForce(n) => n.explain(),
             Self::BodyTooLarge => "The request body is larger than the gateway accepts.",
             Self::MalformedJson => "The request body is not valid JSON.",
-            Self::InvalidEnvelope => {
-                "The request body must be an object with message_type and payload."
-            }
+            Self::InvalidEnvelope => "The request body does not match the transfer envelope.",
             Self::MessageTypeNotCovered => "This agreement does not cover this message type.",
             Self::SchemaViolation => "The payload does not match its message type's schema.",
-            Self::FieldNotAllowed => {
-                "The payload carries fields this agreement does not allow to leave."
+            Self::ConsentRequired => "This agreement requires a consent block with every transfer.",
+            Self::ConsentRefused => "Consent was refused or not obtained, and this agreement relies on it.",
+            Self::ConsentIncomplete => "The consent block lacks what this agreement requires.",
+            Self::ConsentNotAllContributors => "Not every person whose information is included has consented.",
+            Self::SubjectInformedRequired => {
+                "This agreement requires saying whether the person was told, and why not if not."
+            }
+            Self::FieldNotAllowed => "The payload carries fields this agreement does not allow to leave.",
+            Self::PseudonymisationFailed => "A field could not be pseudonymised as the agreement requires.",
+            Self::OutboundSchemaViolation => {
+                "After pseudonymisation the message does not match what the recipient accepts."
             }
         }
     }
+}
+
+/// Consent as the sender recorded it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsentBlock {
+    pub status: String,
+    #[serde(default)]
+    pub given_by: Option<String>,
+    #[serde(default)]
+    pub reason_not_sought: Option<String>,
+    #[serde(default)]
+    pub evidence_ref: Option<String>,
+    #[serde(default)]
+    pub contributors: Vec<Contributor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Contributor {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    #[serde(default)]
+    pub relationship: Option<String>,
+    pub consented: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubjectInformed {
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub due_by: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    message_type: String,
+    payload: Value,
+    #[serde(default)]
+    consent: Option<ConsentBlock>,
+    #[serde(default)]
+    subject_informed: Option<SubjectInformed>,
+}
+
+/// What the ledger records of consent and transparency (codes and references only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub evidence_ref: Option<String>,
+    pub subject_informed: Option<String>,
 }
 
 /// A refusal, with what is known of the attempt for the ledger.
@@ -103,6 +193,7 @@ pub struct Refusal {
     pub agreement: Option<Arc<Agreement>>,
     pub message_type: Option<String>,
     pub schema_hash: Option<String>,
+    pub consent: ConsentRecord,
 }
 
 /// A permitted transfer: exactly the bytes that will leave, and what the ledger records.
@@ -114,8 +205,17 @@ pub struct Permit {
     /// The document delivered to the recipient.
     pub outbound: Vec<u8>,
     pub outbound_sha256: String,
-    /// Pointers removed from the payload on the way out (pseudonymisation rules; none yet).
+    /// Pointers removed on the way out (`drop` treatments).
     pub pointers_removed: Vec<String>,
+    /// Every treatment applied, as `op pointer`.
+    pub treatments: Vec<String>,
+    /// The classes of data that left.
+    pub data_classes: Vec<String>,
+    pub consent: ConsentRecord,
+    /// `agreement/<id>/v<N>` when a token key was used.
+    pub key_ref: Option<String>,
+    /// Blind index entries of the people the transfer is about.
+    pub subject_index: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -154,88 +254,165 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+fn violation(pointer: &str, rule: &str, message: &str) -> Violation {
+    Violation {
+        pointer: pointer.into(),
+        rule: rule.into(),
+        message: message.into(),
+    }
+}
+
 impl Catalogue {
+    pub fn new(agreements: Agreements, schemas: MessageSchemas, keys: KeyRing) -> Result<Self, String> {
+        let envelope_schema: Value = serde_json::from_str(ENVELOPE_SCHEMA).map_err(|e| e.to_string())?;
+        let envelope = crate::schemas::compile(&envelope_schema)?;
+        Ok(Self {
+            agreements,
+            schemas,
+            keys,
+            envelope,
+        })
+    }
+
     pub fn decide(&self, req: &Request<'_>) -> Decision {
-        let refuse = |reason, agreement: Option<&Arc<Agreement>>| {
-            Decision::Refuse(Refusal {
-                reason,
-                violations: Vec::new(),
-                agreement: agreement.cloned(),
-                message_type: None,
-                schema_hash: None,
-            })
+        let mut refusal = Refusal {
+            reason: Reason::UnknownAgreement,
+            violations: Vec::new(),
+            agreement: None,
+            message_type: None,
+            schema_hash: None,
+            consent: ConsentRecord::default(),
         };
         let Some(agreement) = self.agreements.get(req.agreement_id) else {
-            return refuse(Reason::UnknownAgreement, None);
+            return Decision::Refuse(refusal);
+        };
+        refusal.agreement = Some(agreement.clone());
+        let refuse = |mut r: Refusal, reason, violations| {
+            r.reason = reason;
+            r.violations = violations;
+            Decision::Refuse(r)
         };
         if !req.system_may_send || !agreement.permits_system(req.system_id) {
-            return refuse(Reason::NotAParty, Some(agreement));
+            return refuse(refusal, Reason::NotAParty, vec![]);
         }
         let today = req.now.to_zoned(jiff::tz::TimeZone::UTC).date();
         if let Err(why) = agreement.in_force(today) {
-            return refuse(Reason::NotInForce(why), Some(agreement));
+            return refuse(refusal, Reason::NotInForce(why), vec![]);
         }
         let bytes = match req.body {
-            Body::TooLarge => return refuse(Reason::BodyTooLarge, Some(agreement)),
+            Body::TooLarge => return refuse(refusal, Reason::BodyTooLarge, vec![]),
             Body::Complete(b) => b,
         };
         let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
-            return refuse(Reason::MalformedJson, Some(agreement));
+            return refuse(refusal, Reason::MalformedJson, vec![]);
         };
-        let (message_type, payload) = match envelope(&body) {
-            Ok(parts) => parts,
-            Err(violations) => {
-                return Decision::Refuse(Refusal {
-                    reason: Reason::InvalidEnvelope,
-                    violations,
-                    agreement: Some(agreement.clone()),
-                    message_type: None,
-                    schema_hash: None,
-                });
+        let envelope_violations = crate::schemas::violations(&self.envelope, &body, "");
+        if !envelope_violations.is_empty() {
+            return refuse(refusal, Reason::InvalidEnvelope, envelope_violations);
+        }
+        let Ok(envelope) = serde_json::from_value::<Envelope>(body) else {
+            return refuse(refusal, Reason::InvalidEnvelope, vec![]);
+        };
+        refusal.consent = ConsentRecord {
+            status: envelope.consent.as_ref().map(|c| c.status.clone()),
+            reason: envelope.consent.as_ref().and_then(|c| c.reason_not_sought.clone()),
+            evidence_ref: envelope.consent.as_ref().and_then(|c| c.evidence_ref.clone()),
+            subject_informed: envelope.subject_informed.as_ref().map(|s| s.status.clone()),
+        };
+        let schema = match self.schemas.get(&envelope.message_type) {
+            Some(s) if agreement.covers_message_type(&envelope.message_type) => s,
+            known => {
+                // Only a known name is worth recording; an unknown one is the caller's text.
+                refusal.message_type = known.map(|s| s.name().to_owned());
+                let v = violation(
+                    "/message_type",
+                    "agreement.message_types",
+                    "is not a message type this agreement covers",
+                );
+                return refuse(refusal, Reason::MessageTypeNotCovered, vec![v]);
             }
         };
-        let schema = match self.schemas.get(message_type) {
-            Some(s) if agreement.covers_message_type(message_type) => s,
-            _ => {
-                return Decision::Refuse(Refusal {
-                    reason: Reason::MessageTypeNotCovered,
-                    violations: vec![Violation {
-                        pointer: "/message_type".into(),
-                        rule: "agreement.message_types".into(),
-                        message: "is not a message type this agreement covers".into(),
-                    }],
-                    agreement: Some(agreement.clone()),
-                    // Only a known name is worth recording; an unknown one is the caller's text.
-                    message_type: self.schemas.get(message_type).map(|s| s.name().to_owned()),
-                    schema_hash: None,
-                });
-            }
-        };
-        let refused = |reason, violations| {
-            Decision::Refuse(Refusal {
-                reason,
-                violations,
-                agreement: Some(agreement.clone()),
-                message_type: Some(schema.name().to_owned()),
-                schema_hash: Some(schema.hash().to_owned()),
-            })
-        };
+        refusal.message_type = Some(schema.name().to_owned());
+        refusal.schema_hash = Some(schema.hash().to_owned());
+        let payload = &envelope.payload;
         let violations = schema.violations(payload, "/payload");
         if !violations.is_empty() {
-            return refused(Reason::SchemaViolation, violations);
+            return refuse(refusal, Reason::SchemaViolation, violations);
+        }
+        if let Err((reason, violations)) =
+            check_consent(agreement, envelope.consent.as_ref(), envelope.subject_informed.as_ref())
+        {
+            return refuse(refusal, reason, violations);
         }
         let outside = crate::fields::disallowed(payload, agreement.allowed_fields());
         if !outside.is_empty() {
             let violations = outside
                 .into_iter()
-                .map(|p| Violation {
-                    pointer: format!("/payload{p}"),
-                    rule: "agreement.fields".into(),
-                    message: "is not a field this agreement allows to leave".into(),
+                .map(|p| {
+                    violation(
+                        &format!("/payload{p}"),
+                        "agreement.fields",
+                        "is not a field this agreement allows to leave",
+                    )
                 })
                 .collect();
-            return refused(Reason::FieldNotAllowed, violations);
+            return refuse(refusal, Reason::FieldNotAllowed, violations);
         }
+
+        let key = self.keys.current(agreement.id());
+        let rules: Vec<Rule> = agreement
+            .fields()
+            .iter()
+            .map(|f| Rule {
+                pattern: f.pattern.clone(),
+                op: f.op.clone(),
+            })
+            .collect();
+        let (out, applied) = match pseudonymise::apply(payload, &rules, key) {
+            Ok(r) => r,
+            Err(f) => {
+                let v = violation(
+                    &format!("/payload{}", f.pointer),
+                    "agreement.fields.treatment",
+                    f.reason,
+                );
+                return refuse(refusal, Reason::PseudonymisationFailed, vec![v]);
+            }
+        };
+        if let Some(outbound_schema) = agreement
+            .terms()
+            .outbound_schema
+            .as_deref()
+            .and_then(|n| self.schemas.outbound(n))
+        {
+            let violations = outbound_schema.violations(&out, "/payload");
+            if !violations.is_empty() {
+                return refuse(refusal, Reason::OutboundSchemaViolation, violations);
+            }
+        }
+
+        let data_classes: BTreeSet<&str> = agreement
+            .fields()
+            .iter()
+            .filter(|f| f.op != Op::Drop && !pseudonymise::expand(payload, &f.pattern).is_empty())
+            .map(|f| f.class.as_str())
+            .collect();
+        let subject_index: BTreeSet<String> = match self.keys.index() {
+            Some(index) => agreement
+                .subject_index()
+                .iter()
+                .flat_map(|p| pseudonymise::expand(payload, p))
+                .filter_map(|p| {
+                    payload
+                        .pointer(&p)
+                        .and_then(Value::as_str)
+                        .and_then(|s| NhsNumber::parse(s).ok())
+                })
+                .map(|n| index.index(&n))
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        let used_token = applied.iter().any(|a| a.op == "token");
         let terms = agreement.terms();
         let document = Outbound {
             transfer_id: req.transfer_id,
@@ -254,7 +431,7 @@ impl Catalogue {
                 ods_code: terms.recipient.ods_code.as_deref(),
             },
             legal_bases: &terms.legal_bases,
-            payload,
+            payload: &out,
         };
         // Serialising a tree of strings and JSON values cannot fail.
         let outbound = serde_json::to_vec(&document).unwrap_or_default();
@@ -264,59 +441,149 @@ impl Catalogue {
             schema_hash: schema.hash().to_owned(),
             outbound_sha256: sha256_hex(&outbound),
             outbound,
-            pointers_removed: Vec::new(),
+            pointers_removed: applied
+                .iter()
+                .filter(|a| a.op == "drop")
+                .map(|a| a.pointer.clone())
+                .collect(),
+            treatments: applied.iter().map(|a| format!("{} {}", a.op, a.pointer)).collect(),
+            data_classes: data_classes.into_iter().map(str::to_owned).collect(),
+            consent: refusal.consent,
+            key_ref: key.filter(|_| used_token).map(crate::keys::AgreementKey::key_ref),
+            subject_index: subject_index.into_iter().collect(),
         })
     }
 }
 
-/// Splits the request body into its message type and payload, or says what is wrong with it.
-fn envelope(body: &Value) -> Result<(&str, &Value), Vec<Violation>> {
-    let v = |pointer: &str, rule: &str, message: &str| Violation {
-        pointer: pointer.into(),
-        rule: rule.into(),
-        message: message.into(),
+/// The agreement's consent model and transparency terms against what the sender recorded.
+fn check_consent(
+    agreement: &Agreement,
+    consent: Option<&ConsentBlock>,
+    informed: Option<&SubjectInformed>,
+) -> Result<(), (Reason, Vec<Violation>)> {
+    let terms = &agreement.terms().consent;
+    let required = || {
+        (
+            Reason::ConsentRequired,
+            vec![violation("/consent", "required", "is required by this agreement")],
+        )
     };
-    let Some(map) = body.as_object() else {
-        return Err(vec![v(
-            "",
-            "type",
-            "the request body must be a JSON object",
-        )]);
-    };
-    let mut problems = Vec::new();
-    for key in map.keys() {
-        if key != "message_type" && key != "payload" {
-            problems.push(v(
-                &format!("/{}", crate::fields::escape(key)),
-                "additionalProperties",
-                "is not a field of the transfer envelope",
+    let status = consent.map(|c| c.status.as_str());
+    match terms.model {
+        ConsentModel::Implied => {
+            // Direct care rests on the person's reasonable expectations; an objection ends them.
+            if status == Some("refused") {
+                return Err((
+                    Reason::ConsentRefused,
+                    vec![violation("/consent/status", "consent.model", "the person objected")],
+                ));
+            }
+        }
+        ConsentModel::Explicit => {
+            let c = consent.ok_or_else(required)?;
+            if c.status != "obtained" {
+                return Err((
+                    Reason::ConsentRefused,
+                    vec![violation(
+                        "/consent/status",
+                        "consent.model",
+                        "explicit consent is required",
+                    )],
+                ));
+            }
+            if c.evidence_ref.is_none() {
+                return Err((
+                    Reason::ConsentIncomplete,
+                    vec![violation(
+                        "/consent/evidence_ref",
+                        "required",
+                        "explicit consent needs its evidence reference",
+                    )],
+                ));
+            }
+        }
+        ConsentModel::AllContributors => {
+            let c = consent.ok_or_else(required)?;
+            if c.contributors.is_empty() {
+                return Err((
+                    Reason::ConsentIncomplete,
+                    vec![violation(
+                        "/consent/contributors",
+                        "required",
+                        "list everyone whose information is included",
+                    )],
+                ));
+            }
+            let missing: Vec<Violation> = c
+                .contributors
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| !x.consented)
+                .map(|(i, _)| {
+                    violation(
+                        &format!("/consent/contributors/{i}/consented"),
+                        "consent.all_contributors",
+                        "this contributor has not consented",
+                    )
+                })
+                .collect();
+            if !missing.is_empty() {
+                return Err((Reason::ConsentNotAllContributors, missing));
+            }
+        }
+        ConsentModel::NotRequired => {
+            if terms.record_per_transfer && consent.is_none() {
+                return Err(required());
+            }
+        }
+    }
+    if let Some(c) = consent {
+        let mut incomplete = Vec::new();
+        if c.status == "not_sought" && c.reason_not_sought.is_none() {
+            incomplete.push(violation(
+                "/consent/reason_not_sought",
+                "required",
+                "say why consent was not sought",
+            ));
+        }
+        if c.status == "obtained" && c.given_by.is_none() {
+            incomplete.push(violation("/consent/given_by", "required", "say who gave consent"));
+        }
+        if !incomplete.is_empty() {
+            return Err((Reason::ConsentIncomplete, incomplete));
+        }
+    }
+    if agreement.terms().transparency.subject_informed_required {
+        let Some(s) = informed else {
+            return Err((
+                Reason::SubjectInformedRequired,
+                vec![violation(
+                    "/subject_informed",
+                    "required",
+                    "is required by this agreement",
+                )],
+            ));
+        };
+        if s.status == "not_informed" && s.reason.is_none() {
+            return Err((
+                Reason::SubjectInformedRequired,
+                vec![violation(
+                    "/subject_informed/reason",
+                    "required",
+                    "say why the person will not be told",
+                )],
+            ));
+        }
+        if s.status == "after" && s.due_by.is_none() {
+            return Err((
+                Reason::SubjectInformedRequired,
+                vec![violation(
+                    "/subject_informed/due_by",
+                    "required",
+                    "say when the person will be told",
+                )],
             ));
         }
     }
-    let message_type = match map.get("message_type") {
-        None => {
-            problems.push(v("/message_type", "required", "is required"));
-            None
-        }
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => {
-            problems.push(v("/message_type", "type", "must be a string"));
-            None
-        }
-    };
-    let payload = match map.get("payload") {
-        None => {
-            problems.push(v("/payload", "required", "is required"));
-            None
-        }
-        Some(p @ Value::Object(_)) => Some(p),
-        Some(_) => {
-            problems.push(v("/payload", "type", "must be a JSON object"));
-            None
-        }
-    };
-    match (message_type, payload) {
-        (Some(m), Some(p)) if problems.is_empty() => Ok((m, p)),
-        _ => Err(problems),
-    }
+    Ok(())
 }

@@ -54,16 +54,29 @@ impl PointerPattern {
         &self.raw
     }
 
+    /// The unescaped reference tokens; `None` stands for `*`.
+    pub fn segments(&self) -> Vec<Option<String>> {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::AnyIndex => None,
+                Segment::Exact(k) => Some(k.clone()),
+            })
+            .collect()
+    }
+
+    pub fn has_wildcard(&self) -> bool {
+        self.segments.contains(&Segment::AnyIndex)
+    }
+
     /// Whether the leading segments of this pattern match `path` (all of it).
     fn matches_prefix_of_self(&self, path: &[PathSeg<'_>]) -> bool {
-        self.segments.len() >= path.len()
-            && self.segments.iter().zip(path).all(|(s, p)| s.matches(p))
+        self.segments.len() >= path.len() && self.segments.iter().zip(path).all(|(s, p)| s.matches(p))
     }
 
     /// Whether this pattern names `path` or one of its ancestors.
     fn covers(&self, path: &[PathSeg<'_>]) -> bool {
-        self.segments.len() <= path.len()
-            && self.segments.iter().zip(path).all(|(s, p)| s.matches(p))
+        self.segments.len() <= path.len() && self.segments.iter().zip(path).all(|(s, p)| s.matches(p))
     }
 }
 
@@ -127,12 +140,7 @@ pub fn disallowed(value: &Value, allowed: &[PointerPattern]) -> Vec<String> {
     out
 }
 
-fn walk<'v>(
-    value: &'v Value,
-    allowed: &[PointerPattern],
-    path: &mut Vec<PathSeg<'v>>,
-    out: &mut Vec<String>,
-) {
+fn walk<'v>(value: &'v Value, allowed: &[PointerPattern], path: &mut Vec<PathSeg<'v>>, out: &mut Vec<String>) {
     if allowed.iter().any(|p| p.covers(path)) {
         return;
     }
@@ -163,20 +171,13 @@ mod tests {
     use super::*;
 
     fn check(allowed: &[&str], value: Value, expected: &[&str]) {
-        let patterns: Vec<_> = allowed
-            .iter()
-            .map(|p| PointerPattern::parse(p).unwrap())
-            .collect();
+        let patterns: Vec<_> = allowed.iter().map(|p| PointerPattern::parse(p).unwrap()).collect();
         assert_eq!(disallowed(&value, &patterns), expected);
     }
 
     #[test]
     fn allowing_a_node_allows_its_children() {
-        check(
-            &["/name"],
-            json!({"name": {"given": "A", "family": "B"}}),
-            &[],
-        );
+        check(&["/name"], json!({"name": {"given": "A", "family": "B"}}), &[]);
     }
 
     #[test]
@@ -205,23 +206,13 @@ mod tests {
 
     #[test]
     fn escapes_round_trip() {
-        check(
-            &["/a~1b", "/c~0d"],
-            json!({"a/b": 1, "c~d": 2, "e/f": 3}),
-            &["/e~1f"],
-        );
+        check(&["/a~1b", "/c~0d"], json!({"a/b": 1, "c~d": 2, "e/f": 3}), &["/e~1f"]);
     }
 
     #[test]
     fn rejects_malformed_patterns() {
-        assert_eq!(
-            PointerPattern::parse("name"),
-            Err(PointerError::NoLeadingSlash)
-        );
+        assert_eq!(PointerPattern::parse("name"), Err(PointerError::NoLeadingSlash));
         assert_eq!(PointerPattern::parse("/a~2"), Err(PointerError::BadEscape));
-        assert_eq!(
-            PointerPattern::parse("/a//b"),
-            Err(PointerError::EmptySegment)
-        );
+        assert_eq!(PointerPattern::parse("/a//b"), Err(PointerError::EmptySegment));
     }
 }

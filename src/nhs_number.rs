@@ -99,14 +99,8 @@ mod tests {
 
     #[test]
     fn rejects_wrong_check_digit() {
-        assert_eq!(
-            NhsNumber::parse("9434765918"),
-            Err(NhsNumberError::CheckDigit)
-        );
-        assert_eq!(
-            NhsNumber::parse("9990000017"),
-            Err(NhsNumberError::CheckDigit)
-        );
+        assert_eq!(NhsNumber::parse("9434765918"), Err(NhsNumberError::CheckDigit));
+        assert_eq!(NhsNumber::parse("9990000017"), Err(NhsNumberError::CheckDigit));
     }
 
     #[test]
@@ -120,19 +114,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        assert_eq!(
-            NhsNumber::parse("943 476 5919"),
-            Err(NhsNumberError::Length)
-        );
+        assert_eq!(NhsNumber::parse("943 476 5919"), Err(NhsNumberError::Length));
         assert_eq!(NhsNumber::parse("943476591"), Err(NhsNumberError::Length));
-        assert_eq!(
-            NhsNumber::parse("94347659a9"),
-            Err(NhsNumberError::NotDigits)
-        );
-        assert_eq!(
-            NhsNumber::parse("９４３４７６５９１９"),
-            Err(NhsNumberError::Length)
-        );
+        assert_eq!(NhsNumber::parse("94347659a9"), Err(NhsNumberError::NotDigits));
+        assert_eq!(NhsNumber::parse("９４３４７６５９１９"), Err(NhsNumberError::Length));
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub struct MessageSchema {
     name: String,
     hash: String,
     validator: Validator,
+    raw: Value,
+}
+
+/// What a schema says a field is: its JSON types and format.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Shape {
+    pub types: Vec<String>,
+    pub format: Option<String>,
 }
 
 impl std::fmt::Debug for MessageSchema {
@@ -44,9 +52,7 @@ impl std::fmt::Debug for MessageSchema {
 /// ODS organisation codes: three to six upper-case letters or digits (practices `A81001`,
 /// trusts `RX1`, independent providers `NQT01`).
 pub fn is_ods_code(s: &str) -> bool {
-    (3..=6).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    (3..=6).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// Compiles a schema with the gateway's formats: `nhs-number` (modulus 11), `ods-code`, and
@@ -76,57 +82,146 @@ impl MessageSchema {
         &self.hash
     }
 
+    /// The shape of the field a pointer pattern names, following `properties`, `items` and
+    /// local `$ref`s; `None` if the schema has no such field.
+    pub fn shape(&self, pattern: &crate::fields::PointerPattern) -> Option<Shape> {
+        let mut node = self.resolve(&self.raw)?;
+        for seg in pattern.segments() {
+            node = match seg {
+                Some(key) if node.get("properties").and_then(|p| p.get(&key)).is_some() => {
+                    node.get("properties")?.get(&key)?
+                }
+                Some(key) if key.parse::<usize>().is_err() => return None,
+                _ => node.get("items")?,
+            };
+            node = self.resolve(node)?;
+        }
+        let mut types: Vec<String> = match node.get("type") {
+            Some(Value::String(t)) => vec![t.clone()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        if types.is_empty()
+            && let Some(values) = node.get("enum").and_then(Value::as_array)
+        {
+            for v in values {
+                let t = match v {
+                    Value::String(_) => "string",
+                    Value::Number(_) => "number",
+                    Value::Bool(_) => "boolean",
+                    _ => continue,
+                };
+                if !types.iter().any(|x| x == t) {
+                    types.push(t.to_owned());
+                }
+            }
+        }
+        Some(Shape {
+            types,
+            format: node.get("format").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
+
+    fn resolve<'a>(&'a self, mut node: &'a Value) -> Option<&'a Value> {
+        for _ in 0..16 {
+            match node.get("$ref").and_then(Value::as_str) {
+                Some(r) => node = self.raw.pointer(r.strip_prefix('#')?)?,
+                None => return Some(node),
+            }
+        }
+        None
+    }
+
     /// Every violation in `payload`, with pointers prefixed by `prefix` (the payload's place in
     /// the request body, e.g. `/payload`).
     pub fn violations(&self, payload: &Value, prefix: &str) -> Vec<Violation> {
-        let mut out = Vec::new();
-        for error in self.validator.iter_errors(payload) {
-            let at = format!("{prefix}{}", error.instance_path().as_str());
-            match error.kind() {
-                ValidationErrorKind::Required { property } => out.push(Violation {
-                    pointer: format!("{at}/{}", escape(property.as_str().unwrap_or_default())),
-                    rule: "required".into(),
-                    message: "is required".into(),
-                }),
-                ValidationErrorKind::AdditionalProperties { unexpected }
-                | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
-                    for name in unexpected {
-                        out.push(Violation {
-                            pointer: format!("{at}/{}", escape(name)),
-                            rule: error.kind().keyword().to_owned(),
-                            message: "is not a field this message type defines".into(),
-                        });
-                    }
-                }
-                kind => out.push(Violation {
-                    pointer: at,
-                    rule: kind.keyword().to_owned(),
-                    // The masked rendering puts a placeholder where the value would be.
-                    message: error.masked_with("value").to_string(),
-                }),
-            }
-        }
-        out
+        violations(&self.validator, payload, prefix)
     }
 }
 
-/// Every message type the gateway can carry, by name.
+/// Every violation of `validator` in `value`, as pointer and rule, values masked.
+pub fn violations(validator: &Validator, value: &Value, prefix: &str) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for error in validator.iter_errors(value) {
+        let at = format!("{prefix}{}", error.instance_path().as_str());
+        match error.kind() {
+            ValidationErrorKind::Required { property } => out.push(Violation {
+                pointer: format!("{at}/{}", escape(property.as_str().unwrap_or_default())),
+                rule: "required".into(),
+                message: "is required".into(),
+            }),
+            ValidationErrorKind::AdditionalProperties { unexpected }
+            | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+                for name in unexpected {
+                    out.push(Violation {
+                        pointer: format!("{at}/{}", escape(name)),
+                        rule: error.kind().keyword().to_owned(),
+                        message: "is not a field defined here".into(),
+                    });
+                }
+            }
+            kind => out.push(Violation {
+                pointer: at,
+                rule: kind.keyword().to_owned(),
+                // The masked rendering puts a placeholder where the value would be.
+                message: error.masked_with("value").to_string(),
+            }),
+        }
+    }
+    out
+}
+
+/// Every message type the gateway can carry, and every outbound profile, by name.
 #[derive(Debug, Default)]
 pub struct MessageSchemas {
     by_name: BTreeMap<String, MessageSchema>,
+    outbound: BTreeMap<String, MessageSchema>,
 }
 
 impl MessageSchemas {
-    /// Loads and compiles every `schemas_dir/messages/*.json`; the file stem is the message type.
+    /// Loads and compiles every `schemas_dir/messages/*.json` (message types; the file stem is
+    /// the name) and every `schemas_dir/outbound/*.json` (what agreements may promise recipients).
     pub fn load(schemas_dir: &Path) -> Result<Self, Vec<Problem>> {
-        let dir = schemas_dir.join("messages");
+        let messages = load_dir(&schemas_dir.join("messages"), true);
+        let outbound = load_dir(&schemas_dir.join("outbound"), false);
+        match (messages, outbound) {
+            (Ok(by_name), Ok(outbound)) => Ok(Self { by_name, outbound }),
+            (m, o) => {
+                let mut problems = m.err().unwrap_or_default();
+                problems.extend(o.err().unwrap_or_default());
+                Err(problems)
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&MessageSchema> {
+        self.by_name.get(name)
+    }
+
+    pub fn outbound(&self, name: &str) -> Option<&MessageSchema> {
+        self.outbound.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    pub fn outbound_names(&self) -> impl Iterator<Item = &str> {
+        self.outbound.keys().map(String::as_str)
+    }
+}
+
+fn load_dir(dir: &Path, required: bool) -> Result<BTreeMap<String, MessageSchema>, Vec<Problem>> {
+    {
+        if !required && !dir.exists() {
+            return Ok(BTreeMap::new());
+        }
         let problem = |file: &Path, message: String| Problem {
             file: file.to_path_buf(),
             location: None,
             message,
         };
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| vec![problem(&dir, format!("cannot read: {e}"))])?;
+        let entries = std::fs::read_dir(dir).map_err(|e| vec![problem(dir, format!("cannot read: {e}"))])?;
         let mut paths: Vec<_> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -159,34 +254,28 @@ impl MessageSchemas {
             };
             match compile(&schema) {
                 Ok(validator) => {
+                    let hash = hex::encode(Sha256::digest(&bytes));
                     by_name.insert(
                         name.clone(),
                         MessageSchema {
                             name,
-                            hash: hex::encode(Sha256::digest(&bytes)),
+                            hash,
                             validator,
+                            raw: schema,
                         },
                     );
                 }
                 Err(e) => problems.push(problem(&path, format!("schema does not compile: {e}"))),
             }
         }
-        if by_name.is_empty() && problems.is_empty() {
-            problems.push(problem(&dir, "holds no message schema (*.json)".into()));
+        if required && by_name.is_empty() && problems.is_empty() {
+            problems.push(problem(dir, "holds no message schema (*.json)".into()));
         }
         if problems.is_empty() {
-            Ok(Self { by_name })
+            Ok(by_name)
         } else {
             Err(problems)
         }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&MessageSchema> {
-        self.by_name.get(name)
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.by_name.keys().map(String::as_str)
     }
 }
 
@@ -213,6 +302,7 @@ mod tests {
             name: "t".into(),
             hash: String::new(),
             validator: v,
+            raw: Value::Null,
         }
     }
 
@@ -223,16 +313,10 @@ mod tests {
             &json!({"nhs_number": "9434765918", "seen": "2026-13-45", "extra": "secret-x"}),
             "/payload",
         );
-        let got: Vec<_> = v
-            .iter()
-            .map(|v| (v.pointer.as_str(), v.rule.as_str()))
-            .collect();
+        let got: Vec<_> = v.iter().map(|v| (v.pointer.as_str(), v.rule.as_str())).collect();
         assert!(got.contains(&("/payload/nhs_number", "format")), "{got:?}");
         assert!(got.contains(&("/payload/seen", "format")), "{got:?}");
-        assert!(
-            got.contains(&("/payload/extra", "additionalProperties")),
-            "{got:?}"
-        );
+        assert!(got.contains(&("/payload/extra", "additionalProperties")), "{got:?}");
         let text = serde_json::to_string(&v).unwrap();
         for secret in ["9434765918", "2026-13-45", "secret-x"] {
             assert!(!text.contains(secret), "{text}");
@@ -256,20 +340,12 @@ mod tests {
     fn refuses_other_drafts_unknown_formats_and_remote_refs() {
         assert!(compile(&json!({"type": "object"})).is_err());
         assert!(compile(&json!({"$schema": DRAFT_2020_12, "format": "no-such-format"})).is_err());
-        assert!(
-            compile(&json!({"$schema": DRAFT_2020_12, "$ref": "https://example.org/s.json"}))
-                .is_err()
-        );
+        assert!(compile(&json!({"$schema": DRAFT_2020_12, "$ref": "https://example.org/s.json"})).is_err());
     }
 
     #[test]
     fn ods_codes() {
         assert!(is_ods_code("A81001") && is_ods_code("RX1") && is_ods_code("Y01234"));
-        assert!(
-            !is_ods_code("a81001")
-                && !is_ods_code("AB")
-                && !is_ods_code("ABCDEFG")
-                && !is_ods_code("A8-001")
-        );
+        assert!(!is_ods_code("a81001") && !is_ods_code("AB") && !is_ods_code("ABCDEFG") && !is_ods_code("A8-001"));
     }
 }

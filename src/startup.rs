@@ -1,6 +1,5 @@
 //! Building the running gateway from a checked configuration.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,9 +8,10 @@ use actix_web::{App, HttpServer, web};
 use crate::agreement::{Agreements, Context, Problem};
 use crate::api::{self, AppState, Systems};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Profile};
 use crate::decision::Catalogue;
 use crate::delivery::Delivery;
+use crate::keys::{KeyError, KeyRing, KeyStore};
 use crate::ledger::{self, Ledger, LedgerError};
 use crate::schemas::MessageSchemas;
 use crate::tls::{self, TlsError};
@@ -27,38 +27,45 @@ pub enum StartupError {
     Tls(#[from] TlsError),
     #[error("destination {0}: {1}")]
     Destination(String, TlsError),
+    #[error("keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("the built-in envelope schema does not compile: {0}")]
+    Envelope(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }
 
-/// Loads message schemas and agreements and checks each agreement against the configuration.
-pub fn load_catalogue(config: &Config) -> Result<Catalogue, Vec<Problem>> {
-    let schemas = MessageSchemas::load(&config.schemas_dir);
-    let message_types: HashSet<String> = match &schemas {
-        Ok(s) => s.names().map(str::to_owned).collect(),
-        Err(_) => HashSet::new(),
+/// Loads message schemas and agreements and checks each agreement against the configuration
+/// and the schemas.
+pub fn load_agreements(config: &Config) -> Result<(Agreements, MessageSchemas), Vec<Problem>> {
+    let (schemas, mut problems) = match MessageSchemas::load(&config.schemas_dir) {
+        Ok(s) => (s, Vec::new()),
+        Err(p) => (MessageSchemas::default(), p),
     };
     let ctx = Context {
         systems: config.systems.iter().map(|s| s.id.clone()).collect(),
-        destinations: config
-            .destinations
-            .iter()
-            .map(|d| d.id().to_owned())
-            .collect(),
-        message_types,
+        destinations: config.destinations.iter().map(|d| d.id().to_owned()).collect(),
+        schemas: &schemas,
     };
-    let agreements = Agreements::load(&config.agreements_dir, &ctx);
-    match (schemas, agreements) {
-        (Ok(schemas), Ok(agreements)) => Ok(Catalogue {
-            agreements,
-            schemas,
-        }),
-        (s, a) => {
-            let mut problems = s.err().unwrap_or_default();
-            problems.extend(a.err().unwrap_or_default());
+    match Agreements::load(&config.agreements_dir, &ctx) {
+        Ok(agreements) if problems.is_empty() => Ok((agreements, schemas)),
+        Ok(_) => Err(problems),
+        Err(p) => {
+            problems.extend(p);
             Err(problems)
         }
     }
+}
+
+/// Loads the keys the agreements need; development makes missing ones and says so.
+pub fn load_keys(config: &Config, agreements: &Agreements) -> Result<KeyRing, KeyError> {
+    let needing: Vec<&str> = agreements.iter().filter(|a| a.needs_key()).map(|a| a.id()).collect();
+    let dev = config.profile == Profile::Development;
+    let (ring, created) = KeyStore::new(&config.keys_dir).load(&needing, dev)?;
+    for k in created {
+        tracing::warn!(key = %k, dir = %config.keys_dir.display(), "created a development key");
+    }
+    Ok(ring)
 }
 
 pub struct Application {
@@ -76,13 +83,13 @@ impl Application {
     /// ready to run. Fails, saying why, before accepting any connection.
     pub async fn build_with_clock(config: Config, clock: Clock) -> Result<Self, StartupError> {
         tls::install_default_provider();
-        let catalogue = load_catalogue(&config).map_err(StartupError::Catalogue)?;
-        let transports = Transports::build(&config.destinations)
-            .map_err(|(id, e)| StartupError::Destination(id, e))?;
+        let (agreements, schemas) = load_agreements(&config).map_err(StartupError::Catalogue)?;
+        let keys = load_keys(&config, &agreements)?;
+        let catalogue = Catalogue::new(agreements, schemas, keys).map_err(StartupError::Envelope)?;
+        let transports = Transports::build(&config.destinations).map_err(|(id, e)| StartupError::Destination(id, e))?;
         let tls = tls::server_config(&config.tls)?;
         let ledger = ledger::open(&config.database_url).await?;
-        let listener = std::net::TcpListener::bind(config.listen)
-            .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let listener = std::net::TcpListener::bind(config.listen).map_err(|e| StartupError::Bind(config.listen, e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| StartupError::Bind(config.listen, e))?;
@@ -94,18 +101,13 @@ impl Application {
             clock,
             limits: config.limits.clone(),
         });
-        let server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
-                .on_connect(api::on_connect)
-                .workers(2)
-                .listen_rustls_0_23(listener, tls)
-                .map_err(|e| StartupError::Bind(addr, e))?
-                .run();
-        Ok(Self {
-            addr,
-            server,
-            ledger,
-        })
+        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
+            .on_connect(api::on_connect)
+            .workers(2)
+            .listen_rustls_0_23(listener, tls)
+            .map_err(|e| StartupError::Bind(addr, e))?
+            .run();
+        Ok(Self { addr, server, ledger })
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -40,8 +40,7 @@ pub fn install_default_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-const VERSIONS: &[&rustls::SupportedProtocolVersion] =
-    &[&rustls::version::TLS13, &rustls::version::TLS12];
+const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
@@ -61,9 +60,7 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| read_error("a private key", path, &e))
 }
 
-pub fn read_crls(
-    paths: &[PathBuf],
-) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+pub fn read_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let mut crls = Vec::new();
     for path in paths {
         let found = CertificateRevocationListDer::pem_file_iter(path)
@@ -107,14 +104,11 @@ pub fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {
     let provider = provider();
     let client_roots = roots(read_certs(&settings.client_ca)?, &settings.client_ca)?;
     let crls = read_crls(&settings.crls)?;
-    let mut verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone());
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone());
     if !crls.is_empty() {
         verifier = verifier.with_crls(crls).enforce_revocation_expiration();
     }
-    let verifier = verifier
-        .build()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let verifier = verifier.build().map_err(|e| TlsError::Rustls(e.to_string()))?;
     let chain = read_certs(&settings.server_cert)?;
     let key = read_key(&settings.server_key)?;
     ServerConfig::builder_with_provider(provider)

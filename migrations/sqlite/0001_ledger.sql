@@ -19,6 +19,14 @@ CREATE TABLE ledger_entries (
     sent_sha256       TEXT,
     pointers_removed  TEXT NOT NULL, -- JSON array of JSON pointers
     detail            TEXT,
+    data_classes      TEXT NOT NULL, -- JSON array: classes of data that left
+    treatments        TEXT NOT NULL, -- JSON array: "op pointer" for each pseudonymisation step
+    key_ref           TEXT,          -- token key used: agreement/<id>/v<N>
+    consent_status    TEXT,
+    consent_reason    TEXT,
+    consent_evidence_ref TEXT,
+    subject_informed  TEXT,
+    subject_index     TEXT NOT NULL, -- JSON array: keyed hashes of subjects' NHS numbers
     prev_hash         TEXT NOT NULL, -- hex
     hash              TEXT NOT NULL  -- hex
 ) STRICT;

@@ -124,7 +124,14 @@ pub fn status_for(reason: Reason) -> StatusCode {
         Reason::InvalidEnvelope
         | Reason::MessageTypeNotCovered
         | Reason::SchemaViolation
-        | Reason::FieldNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
+        | Reason::ConsentRequired
+        | Reason::ConsentRefused
+        | Reason::ConsentIncomplete
+        | Reason::ConsentNotAllContributors
+        | Reason::SubjectInformedRequired
+        | Reason::FieldNotAllowed
+        | Reason::PseudonymisationFailed
+        | Reason::OutboundSchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

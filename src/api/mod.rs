@@ -1,6 +1,7 @@
 //! The HTTP API. Handlers translate between HTTP and the decision core, the ledger and delivery;
 //! they hold no SQL and make no outbound calls.
 
+mod agreements;
 mod error;
 mod transfers;
 
@@ -29,10 +30,7 @@ pub struct Systems {
 impl Systems {
     pub fn new(systems: &[SystemConfig]) -> Self {
         Self {
-            by_identity: systems
-                .iter()
-                .map(|s| (s.identity.clone(), s.clone()))
-                .collect(),
+            by_identity: systems.iter().map(|s| (s.identity.clone(), s.clone())).collect(),
         }
     }
 
@@ -83,6 +81,16 @@ fn has_role(system: &SystemConfig, role: SystemRole) -> bool {
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        web::resource("/v1/agreements")
+            .route(web::get().to(agreements::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/agreements/{agreement_id}")
+            .route(web::get().to(agreements::show))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/v1/agreements/{agreement_id}/transfers")
             .route(web::post().to(transfers::submit))
             .route(web::get().to(transfers::list))

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{ApiError, AppState, caller, has_role};
 use crate::config::SystemRole;
-use crate::decision::{Body, Decision, Request, sha256_hex};
+use crate::decision::{Body, ConsentRecord, Decision, Request, sha256_hex};
 use crate::ledger::{Event, EventKind, TransferQuery, TransferStatus, ledger_time};
 use crate::schemas::Violation;
 
@@ -19,11 +19,7 @@ enum ReadBody {
 }
 
 /// Reads the body up to `limit` bytes; stops reading as soon as it is over.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<ReadBody, ApiError> {
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<ReadBody, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -34,9 +30,8 @@ async fn read_body(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::bad_request("body_unreadable", "The request body could not be read.")
-        })?;
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("body_unreadable", "The request body could not be read."))?;
         if body.len() + chunk.len() > limit {
             return Ok(ReadBody::TooLarge);
         }
@@ -95,6 +90,14 @@ pub async fn submit(
         sent_sha256: None,
         pointers_removed: Vec::new(),
         detail: None,
+        data_classes: Vec::new(),
+        treatments: Vec::new(),
+        key_ref: None,
+        consent_status: None,
+        consent_reason: None,
+        consent_evidence_ref: None,
+        subject_informed: None,
+        subject_index: Vec::new(),
     };
     match decision {
         Decision::Permit(permit) => {
@@ -109,6 +112,11 @@ pub async fn submit(
             event.legal_bases = terms.legal_bases.clone();
             event.sent_sha256 = Some(permit.outbound_sha256.clone());
             event.pointers_removed = permit.pointers_removed.clone();
+            event.treatments = permit.treatments.clone();
+            event.data_classes = permit.data_classes.clone();
+            event.key_ref = permit.key_ref.clone();
+            event.subject_index = permit.subject_index.clone();
+            record_consent(&mut event, &permit.consent);
             // The record is durable before anything leaves and before the client hears "accepted".
             let receipt = state
                 .ledger
@@ -134,6 +142,7 @@ pub async fn submit(
             event.message_type = refusal.message_type.clone();
             event.schema_hash = refusal.schema_hash.clone();
             event.reason_code = Some(refusal.reason.code().to_owned());
+            record_consent(&mut event, &refusal.consent);
             let receipt = state
                 .ledger
                 .append(event)
@@ -146,6 +155,13 @@ pub async fn submit(
     }
 }
 
+fn record_consent(event: &mut Event, consent: &ConsentRecord) {
+    event.consent_status = consent.status.clone();
+    event.consent_reason = consent.reason.clone();
+    event.consent_evidence_ref = consent.evidence_ref.clone();
+    event.subject_informed = consent.subject_informed.clone();
+}
+
 pub async fn show(
     req: HttpRequest,
     path: web::Path<String>,
@@ -155,22 +171,12 @@ pub async fn show(
     let Ok(id) = Uuid::parse_str(&path.into_inner()) else {
         return Err(ApiError::not_found());
     };
-    let record = state
-        .ledger
-        .transfer(id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let record = state.ledger.transfer(id).await.map_err(|e| ApiError::internal(&e))?;
     // A system sees its own transfers; auditors see all. Others learn nothing, not even existence.
-    let Some(record) =
-        record.filter(|r| r.sender_system == system.id || has_role(system, SystemRole::Auditor))
-    else {
+    let Some(record) = record.filter(|r| r.sender_system == system.id || has_role(system, SystemRole::Auditor)) else {
         return Err(ApiError::not_found());
     };
-    let history = state
-        .ledger
-        .history(id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let history = state.ledger.history(id).await.map_err(|e| ApiError::internal(&e))?;
     let mut body = serde_json::to_value(&record).map_err(|e| ApiError::internal(&e))?;
     body["history"] = serde_json::to_value(&history).map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok().json(body))
@@ -210,10 +216,7 @@ pub async fn list(
     let status = params.status.as_deref().and_then(|s| {
         let parsed = TransferStatus::parse(s);
         if parsed.is_none() {
-            bad(
-                "status",
-                "must be one of accepted, refused, delivered, delivery_failed",
-            );
+            bad("status", "must be one of accepted, refused, delivered, delivery_failed");
         }
         parsed
     });
@@ -221,10 +224,7 @@ pub async fn list(
         v.and_then(|s| {
             let parsed = s.parse::<Timestamp>().ok();
             if parsed.is_none() {
-                bad(
-                    name,
-                    "must be an RFC 3339 timestamp, e.g. 2026-11-22T00:00:00Z",
-                );
+                bad(name, "must be an RFC 3339 timestamp, e.g. 2026-11-22T00:00:00Z");
             }
             parsed
         })
@@ -237,8 +237,7 @@ pub async fn list(
     }
     if !violations.is_empty() {
         return Err(
-            ApiError::bad_request("invalid_query", "The query parameters are not valid.")
-                .with_violations(violations),
+            ApiError::bad_request("invalid_query", "The query parameters are not valid.").with_violations(violations),
         );
     }
     let agreement_id = path.into_inner();
@@ -254,6 +253,5 @@ pub async fn list(
         .list_transfers(&query)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "agreement_id": agreement_id, "transfers": transfers })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "agreement_id": agreement_id, "transfers": transfers })))
 }

@@ -42,14 +42,9 @@ impl TransferStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Accepted,
-            Self::Refused,
-            Self::Delivered,
-            Self::DeliveryFailed,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        [Self::Accepted, Self::Refused, Self::Delivered, Self::DeliveryFailed]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -71,9 +66,7 @@ impl EventKind {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Decision, Self::Delivery]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [Self::Decision, Self::Delivery].into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -101,6 +94,18 @@ pub struct Event {
     pub pointers_removed: Vec<String>,
     /// A short operational note (e.g. a delivery failure's class). Never patient data.
     pub detail: Option<String>,
+    /// The classes of data that left (`identifying`, `special_category`, …).
+    pub data_classes: Vec<String>,
+    /// Every pseudonymisation treatment applied, as `op pointer`.
+    pub treatments: Vec<String>,
+    /// The token key used, `agreement/<id>/v<N>`.
+    pub key_ref: Option<String>,
+    pub consent_status: Option<String>,
+    pub consent_reason: Option<String>,
+    pub consent_evidence_ref: Option<String>,
+    pub subject_informed: Option<String>,
+    /// Keyed hashes of the NHS numbers of the people the transfer is about (never the numbers).
+    pub subject_index: Vec<String>,
 }
 
 /// A recorded event, with its place in the chain.
@@ -154,6 +159,14 @@ impl Entry {
         o(&mut b, &e.sent_sha256);
         l(&mut b, &e.pointers_removed);
         o(&mut b, &e.detail);
+        l(&mut b, &e.data_classes);
+        l(&mut b, &e.treatments);
+        o(&mut b, &e.key_ref);
+        o(&mut b, &e.consent_status);
+        o(&mut b, &e.consent_reason);
+        o(&mut b, &e.consent_evidence_ref);
+        o(&mut b, &e.subject_informed);
+        l(&mut b, &e.subject_index);
         b
     }
 
@@ -256,10 +269,7 @@ pub trait Ledger: Send + Sync {
     async fn append(&self, event: Event) -> Result<Receipt, LedgerError>;
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError>;
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryItem>, LedgerError>;
-    async fn list_transfers(
-        &self,
-        query: &TransferQuery,
-    ) -> Result<Vec<TransferRecord>, LedgerError>;
+    async fn list_transfers(&self, query: &TransferQuery) -> Result<Vec<TransferRecord>, LedgerError>;
     /// Entries with `seq > after`, in order, at most `limit`.
     async fn entries_after(&self, after: i64, limit: u32) -> Result<Vec<Entry>, LedgerError>;
 }
@@ -288,15 +298,10 @@ pub async fn verify_chain(ledger: &dyn Ledger) -> Result<ChainReport, LedgerErro
                 }),
             };
             if e.seq != expected_seq {
-                return Ok(broken(&format!(
-                    "missing: the next entry present is {}",
-                    e.seq
-                )));
+                return Ok(broken(&format!("missing: the next entry present is {}", e.seq)));
             }
             if e.prev_hash != prev {
-                return Ok(broken(
-                    "its previous-hash link does not match the entry before it",
-                ));
+                return Ok(broken("its previous-hash link does not match the entry before it"));
             }
             if Entry::compute_hash(e.seq, &e.prev_hash, &e.event) != e.hash {
                 return Ok(broken("its contents do not match its hash (edited)"));
@@ -342,6 +347,14 @@ mod tests {
             sent_sha256: None,
             pointers_removed: vec![],
             detail: None,
+            data_classes: vec![],
+            treatments: vec![],
+            key_ref: None,
+            consent_status: None,
+            consent_reason: None,
+            consent_evidence_ref: None,
+            subject_informed: None,
+            subject_index: vec![],
         }
     }
 

@@ -11,15 +11,14 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Entry, Event, EventKind, GENESIS, Hash, HistoryItem, Ledger, LedgerError, Receipt,
-    TransferQuery, TransferRecord, TransferStatus, micros,
+    Entry, Event, EventKind, GENESIS, Hash, HistoryItem, Ledger, LedgerError, Receipt, TransferQuery, TransferRecord,
+    TransferStatus, micros,
 };
 
 pub struct SqliteLedger {
@@ -50,17 +49,16 @@ impl SqliteLedger {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let head =
-            match sqlx::query("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&pool)
-                .await?
-            {
-                Some(row) => {
-                    let seq: i64 = row.try_get("seq")?;
-                    (seq, parse_hash(seq, &row.try_get::<String, _>("hash")?)?)
-                }
-                None => (0, GENESIS),
-            };
+        let head = match sqlx::query("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&pool)
+            .await?
+        {
+            Some(row) => {
+                let seq: i64 = row.try_get("seq")?;
+                (seq, parse_hash(seq, &row.try_get::<String, _>("hash")?)?)
+            }
+            None => (0, GENESIS),
+        };
         Ok(Self {
             pool,
             head: Mutex::new(head),
@@ -98,10 +96,7 @@ fn json_list(v: &[String]) -> String {
 }
 
 fn corrupt(seq: i64, what: &str) -> LedgerError {
-    LedgerError::Corrupt {
-        seq,
-        what: what.into(),
-    }
+    LedgerError::Corrupt { seq, what: what.into() }
 }
 
 fn timestamp(seq: i64, us: i64) -> Result<Timestamp, LedgerError> {
@@ -117,10 +112,8 @@ fn entry_from_row(row: &SqliteRow) -> Result<Entry, LedgerError> {
         at: timestamp(seq, row.try_get("recorded_at_us")?)?,
         transfer_id: Uuid::parse_str(&row.try_get::<String, _>("transfer_id")?)
             .map_err(|_| corrupt(seq, "transfer_id"))?,
-        kind: EventKind::parse(&row.try_get::<String, _>("kind")?)
-            .ok_or_else(|| corrupt(seq, "kind"))?,
-        status: TransferStatus::parse(&row.try_get::<String, _>("status")?)
-            .ok_or_else(|| corrupt(seq, "status"))?,
+        kind: EventKind::parse(&row.try_get::<String, _>("kind")?).ok_or_else(|| corrupt(seq, "kind"))?,
+        status: TransferStatus::parse(&row.try_get::<String, _>("status")?).ok_or_else(|| corrupt(seq, "status"))?,
         decision: row.try_get("decision")?,
         agreement_id: row.try_get("agreement_id")?,
         agreement_version: row.try_get("agreement_version")?,
@@ -135,6 +128,14 @@ fn entry_from_row(row: &SqliteRow) -> Result<Entry, LedgerError> {
         sent_sha256: row.try_get("sent_sha256")?,
         pointers_removed: list("pointers_removed")?,
         detail: row.try_get("detail")?,
+        data_classes: list("data_classes")?,
+        treatments: list("treatments")?,
+        key_ref: row.try_get("key_ref")?,
+        consent_status: row.try_get("consent_status")?,
+        consent_reason: row.try_get("consent_reason")?,
+        consent_evidence_ref: row.try_get("consent_evidence_ref")?,
+        subject_informed: row.try_get("subject_informed")?,
+        subject_index: list("subject_index")?,
     };
     Ok(Entry {
         seq,
@@ -153,8 +154,7 @@ fn record_from_row(row: &SqliteRow) -> Result<TransferRecord, LedgerError> {
         message_type: row.try_get("message_type")?,
         sender_system: row.try_get("sender_system")?,
         recipient: row.try_get("recipient")?,
-        status: TransferStatus::parse(&row.try_get::<String, _>("status")?)
-            .ok_or_else(|| corrupt(seq, "status"))?,
+        status: TransferStatus::parse(&row.try_get::<String, _>("status")?).ok_or_else(|| corrupt(seq, "status"))?,
         reason_code: row.try_get("reason_code")?,
         created_at: timestamp(seq, row.try_get("created_at_us")?)?,
         updated_at: timestamp(seq, row.try_get("updated_at_us")?)?,
@@ -178,8 +178,9 @@ impl Ledger for SqliteLedger {
         sqlx::query(
             "INSERT INTO ledger_entries (seq, recorded_at_us, transfer_id, kind, status, decision, agreement_id, \
              agreement_version, agreement_hash, message_type, schema_hash, sender_system, recipient, legal_bases, \
-             reason_code, received_sha256, sent_sha256, pointers_removed, detail, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             reason_code, received_sha256, sent_sha256, pointers_removed, detail, data_classes, treatments, key_ref, \
+             consent_status, consent_reason, consent_evidence_ref, subject_informed, subject_index, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(seq)
         .bind(at)
@@ -200,6 +201,14 @@ impl Ledger for SqliteLedger {
         .bind(&event.sent_sha256)
         .bind(json_list(&event.pointers_removed))
         .bind(&event.detail)
+        .bind(json_list(&event.data_classes))
+        .bind(json_list(&event.treatments))
+        .bind(&event.key_ref)
+        .bind(&event.consent_status)
+        .bind(&event.consent_reason)
+        .bind(&event.consent_evidence_ref)
+        .bind(&event.subject_informed)
+        .bind(json_list(&event.subject_index))
         .bind(hex::encode(prev_hash))
         .bind(hex::encode(hash))
         .execute(&mut *tx)
@@ -224,13 +233,15 @@ impl Ledger for SqliteLedger {
                 .await?;
             }
             EventKind::Delivery => {
-                sqlx::query("UPDATE transfers SET status = ?, reason_code = ?, updated_at_us = ? WHERE transfer_id = ?")
-                    .bind(event.status.as_str())
-                    .bind(&event.reason_code)
-                    .bind(at)
-                    .bind(&transfer_id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE transfers SET status = ?, reason_code = ?, updated_at_us = ? WHERE transfer_id = ?",
+                )
+                .bind(event.status.as_str())
+                .bind(&event.reason_code)
+                .bind(at)
+                .bind(&transfer_id)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -262,8 +273,7 @@ impl Ledger for SqliteLedger {
                 Ok(HistoryItem {
                     seq,
                     at: timestamp(seq, row.try_get("recorded_at_us")?)?,
-                    kind: EventKind::parse(&row.try_get::<String, _>("kind")?)
-                        .ok_or_else(|| corrupt(seq, "kind"))?,
+                    kind: EventKind::parse(&row.try_get::<String, _>("kind")?).ok_or_else(|| corrupt(seq, "kind"))?,
                     status: TransferStatus::parse(&row.try_get::<String, _>("status")?)
                         .ok_or_else(|| corrupt(seq, "status"))?,
                     reason_code: row.try_get("reason_code")?,

@@ -19,13 +19,7 @@ pub struct HttpsTransport {
 }
 
 impl HttpsTransport {
-    pub fn new(
-        url: &str,
-        ca: &Path,
-        cert: &Path,
-        key: &Path,
-        timeout_secs: u64,
-    ) -> Result<Self, TlsError> {
+    pub fn new(url: &str, ca: &Path, cert: &Path, key: &Path, timeout_secs: u64) -> Result<Self, TlsError> {
         let tls = client_config(ca, cert, key)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)

@@ -57,13 +57,7 @@ impl Transport {
                 client_key,
                 timeout_secs,
                 ..
-            } => Self::Https(HttpsTransport::new(
-                url,
-                ca,
-                client_cert,
-                client_key,
-                *timeout_secs,
-            )?),
+            } => Self::Https(HttpsTransport::new(url, ca, client_cert, client_key, *timeout_secs)?),
         })
     }
 

@@ -31,17 +31,22 @@ fn check_passes_on_the_shipped_configuration() {
 
 /// A copy of the repository's configuration, agreements and schemas to break things in.
 fn workspace() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(repo().join("gateway.toml"), dir.path().join("gateway.toml")).unwrap();
-    for sub in ["isa-templates", "schemas", "schemas/messages"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for e in std::fs::read_dir(repo().join(sub)).unwrap() {
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
             let p = e.unwrap().path();
-            if p.is_file() {
-                std::fs::copy(&p, dir.path().join(sub).join(p.file_name().unwrap())).unwrap();
+            let target = to.join(p.file_name().unwrap());
+            if p.is_dir() {
+                copy_dir(&p, &target);
+            } else {
+                std::fs::copy(&p, target).unwrap();
             }
         }
     }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("gateway.toml"), dir.path().join("gateway.toml")).unwrap();
+    copy_dir(&repo().join("isa-templates"), &dir.path().join("isa-templates"));
+    copy_dir(&repo().join("schemas"), &dir.path().join("schemas"));
     dir
 }
 
@@ -51,10 +56,7 @@ fn check_names_the_file_and_place_of_every_problem() {
     let agreement = dir.path().join("isa-templates/nvtt-gp-update.toml");
     let original = std::fs::read_to_string(&agreement).unwrap();
     let broken = original
-        .replace(
-            "systems = [\"tt-case-system\"]",
-            "systems = [\"no-such-system\"]",
-        )
+        .replace("systems = [\"tt-case-system\"]", "systems = [\"no-such-system\"]")
         .replace("pointer = \"/name\"", "pointer = \"name\"");
     std::fs::write(&agreement, broken).unwrap();
     std::fs::write(
@@ -66,29 +68,20 @@ fn check_names_the_file_and_place_of_every_problem() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
     assert!(
-        out.contains(
-            "nvtt-gp-update.toml:sender.systems: system \"no-such-system\" is not registered"
-        ),
+        out.contains("nvtt-gp-update.toml:sender.systems: system \"no-such-system\" is not registered"),
         "{out}"
     );
     assert!(
         out.contains("nvtt-gp-update.toml:fields[1].pointer: a field pointer must start with '/'"),
         "{out}"
     );
-    assert!(
-        out.contains("typo.toml:2:1: unknown field `verison`"),
-        "{out}"
-    );
+    assert!(out.contains("typo.toml:2:1: unknown field `verison`"), "{out}");
 }
 
 #[test]
 fn check_reports_a_broken_schema() {
     let dir = workspace();
-    std::fs::write(
-        dir.path().join("schemas/messages/gp_update.json"),
-        "{\"$schema\": 1",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("schemas/messages/gp_update.json"), "{\"$schema\": 1").unwrap();
     let o = run(&["check"], dir.path());
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("gp_update.json:1:"), "{}", text(&o));
@@ -155,10 +148,7 @@ fn production_refuses_development_certificates_and_says_what_is_wrong() {
 fn an_unknown_configuration_key_is_refused_by_name() {
     let dir = workspace();
     let mut config = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
-    config = config.replace(
-        "max_body_bytes = 262144",
-        "max_body_bytes = 262144\nmax_bodies = 3",
-    );
+    config = config.replace("max_body_bytes = 262144", "max_body_bytes = 262144\nmax_bodies = 3");
     std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
     let o = run(&["check"], dir.path());
     assert_eq!(o.status.code(), Some(1));
@@ -176,4 +166,82 @@ fn the_environment_overrides_the_file() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("/nonexistent/agreements"), "{}", text(&o));
+}
+
+/// Each fixture under tests/fixtures/agreements/broken/ breaks one load-time rule, named by its
+/// file: `check` must fail naming that rule and that file.
+#[test]
+fn check_names_the_rule_each_broken_agreement_breaks() {
+    let broken = repo().join("tests/fixtures/agreements/broken");
+    let mut names: Vec<_> = std::fs::read_dir(&broken).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    assert!(names.len() >= 13);
+    for path in names {
+        let rule = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let dir = workspace();
+        std::fs::copy(&path, dir.path().join("isa-templates").join(path.file_name().unwrap())).unwrap();
+        let o = run(&["check"], dir.path());
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{rule}: {out}");
+        assert!(out.contains(&format!("rule {rule}")), "{rule}: {out}");
+        assert!(out.contains(&format!("{rule}.toml:")), "{rule}: {out}");
+        assert_eq!(
+            out.matches("rule ").count(),
+            1,
+            "{rule} should break exactly one rule: {out}"
+        );
+    }
+}
+
+#[test]
+fn check_passes_on_all_four_shipped_agreements() {
+    let o = run(&["check"], &repo());
+    assert!(
+        text(&o).starts_with("ok: 4 agreement(s), 4 message type(s)"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// docs/legal-bases.md is generated from the code; regenerated here if stale (commit it).
+#[test]
+fn legal_basis_reference_is_up_to_date() {
+    let path = repo().join("docs/legal-bases.md");
+    let fresh = isa_gateway::legal::reference_markdown();
+    if std::fs::read_to_string(&path).unwrap_or_default() != fresh {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, fresh).unwrap();
+        panic!("{} was stale and has been regenerated; commit it", path.display());
+    }
+}
+
+#[test]
+fn keys_new_and_rotate_write_private_files_and_refuse_to_overwrite() {
+    let dir = workspace();
+    let o = run(&["keys", "new", "--agreement", "nvtt-nhse-dataset"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let again = run(&["keys", "new", "--agreement", "nvtt-nhse-dataset"], dir.path());
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already has a key"), "{}", text(&again));
+    let r = run(&["keys", "rotate", "--agreement", "nvtt-nhse-dataset"], dir.path());
+    assert!(text(&r).contains("agreement/nvtt-nhse-dataset/v2"), "{}", text(&r));
+    let key = dir.path().join("var/keys/agreements/nvtt-nhse-dataset/v2.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let material = std::fs::read_to_string(&key).unwrap();
+    assert!(!text(&o).contains(material.trim()) && !text(&r).contains(material.trim()));
+}
+
+#[test]
+fn agreements_lists_each_agreement_with_its_state() {
+    let o = run(&["agreements"], &repo());
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    for id in [
+        "nvtt-gp-update",
+        "nvtt-nhse-dataset",
+        "nvtt-mash-referral",
+        "nvtt-lado-referral",
+    ] {
+        assert!(out.contains(id), "{out}");
+    }
 }

@@ -90,22 +90,14 @@ pub fn pki() -> &'static TestPki {
         let receiver_ca_cert = d.join("receiver-ca.crt");
         std::fs::write(&receiver_ca_cert, &receiver_ca.cert_pem).unwrap();
         TestPki {
-            server: put(
-                d,
-                "server",
-                ca.issue_server(&["localhost", "127.0.0.1"], year).unwrap(),
-            ),
+            server: put(d, "server", ca.issue_server(&["localhost", "127.0.0.1"], year).unwrap()),
             sender: put(d, SENDER, client(SENDER, year)),
             auditor: put(d, AUDITOR, client(AUDITOR, year)),
             other_sender: put(d, OTHER_SENDER, client(OTHER_SENDER, year)),
             unregistered: put(d, "unregistered", client("unregistered-system", year)),
             expired: put(d, "expired", client(SENDER, Validity::expired())),
             revoked,
-            foreign: put(
-                d,
-                "foreign",
-                foreign_ca.issue_client(&identity(SENDER), year).unwrap(),
-            ),
+            foreign: put(d, "foreign", foreign_ca.issue_client(&identity(SENDER), year).unwrap()),
             gateway_client: put(
                 d,
                 "gateway-client",
@@ -114,9 +106,7 @@ pub fn pki() -> &'static TestPki {
             receiver_server: put(
                 d,
                 "receiver-server",
-                receiver_ca
-                    .issue_server(&["localhost", "127.0.0.1"], year)
-                    .unwrap(),
+                receiver_ca.issue_server(&["localhost", "127.0.0.1"], year).unwrap(),
             ),
             receiver_ca_cert,
             ca_cert,
@@ -149,10 +139,7 @@ pub fn client_tls(client: Option<&Files>) -> ClientConfig {
         .with_root_certificates(roots(&pki().ca_cert));
     match client {
         Some(f) => builder
-            .with_client_auth_cert(
-                certs(&f.cert),
-                PrivateKeyDer::from_pem_file(&f.key).unwrap(),
-            )
+            .with_client_auth_cert(certs(&f.cert), PrivateKeyDer::from_pem_file(&f.key).unwrap())
             .unwrap(),
         None => builder.with_no_client_auth(),
     }
@@ -228,6 +215,7 @@ listen = "127.0.0.1:0"
 database_url = "sqlite://ledger.db"
 agreements_dir = "agreements"
 schemas_dir = "{schemas}"
+keys_dir = "keys"
 
 [tls]
 server_cert = "{server_cert}"
@@ -258,6 +246,21 @@ id = "y99001-gp-drop"
 transport = "dir"
 path = "deliveries/y99001-gp"
 
+[[destinations]]
+id = "nhse-dataset-drop"
+transport = "dir"
+path = "deliveries/nhse-dataset"
+
+[[destinations]]
+id = "mash-drop"
+transport = "dir"
+path = "deliveries/mash"
+
+[[destinations]]
+id = "lado-drop"
+transport = "dir"
+path = "deliveries/lado"
+
 {extra}
 "#,
             schemas = repo().join("schemas").display(),
@@ -276,9 +279,7 @@ path = "deliveries/y99001-gp"
             .write_all(config.as_bytes())
             .unwrap();
         let config = Config::load(&config_path, &Overrides::default()).unwrap();
-        let app = Application::build_with_clock(config, opts.clock)
-            .await
-            .unwrap();
+        let app = Application::build_with_clock(config, opts.clock).await.unwrap();
         let addr = app.addr();
         let ledger = app.ledger();
         tokio::spawn(app.run_until_stopped());
@@ -297,12 +298,7 @@ path = "deliveries/y99001-gp"
     }
 
     /// POSTs raw bytes as a transfer; returns the status and the JSON body.
-    pub async fn post_raw(
-        &self,
-        client: &reqwest::Client,
-        agreement: &str,
-        body: Vec<u8>,
-    ) -> (u16, Value, String) {
+    pub async fn post_raw(&self, client: &reqwest::Client, agreement: &str, body: Vec<u8>) -> (u16, Value, String) {
         let response = client
             .post(self.url(&format!("/v1/agreements/{agreement}/transfers")))
             .header("content-type", "application/json")
@@ -316,15 +312,29 @@ path = "deliveries/y99001-gp"
         (status, json, text)
     }
 
-    pub async fn post(
-        &self,
-        agreement: &str,
-        message_type: &str,
-        payload: &Value,
-    ) -> (u16, Value, String) {
+    pub async fn post(&self, agreement: &str, message_type: &str, payload: &Value) -> (u16, Value, String) {
         let body = serde_json::json!({"message_type": message_type, "payload": payload});
         self.post_raw(&self.sender, agreement, serde_json::to_vec(&body).unwrap())
             .await
+    }
+
+    /// POSTs a whole envelope (message type, payload, consent, subject_informed).
+    pub async fn post_envelope(&self, agreement: &str, envelope: &Value) -> (u16, Value, String) {
+        self.post_raw(&self.sender, agreement, serde_json::to_vec(envelope).unwrap())
+            .await
+    }
+
+    /// The delivered document for a transfer, once delivered.
+    pub async fn delivered(&self, folder: &str, transfer_id: &str) -> Value {
+        let settled = self.settled(transfer_id).await;
+        assert_eq!(settled["status"], "delivered", "{settled}");
+        let path = self
+            .dir
+            .path()
+            .join("deliveries")
+            .join(folder)
+            .join(format!("{transfer_id}.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
     pub async fn get(&self, client: &reqwest::Client, path: &str) -> (u16, Value) {
@@ -336,9 +346,7 @@ path = "deliveries/y99001-gp"
     /// Polls the transfer until its status is no longer `accepted` (delivery is asynchronous).
     pub async fn settled(&self, transfer_id: &str) -> Value {
         for _ in 0..200 {
-            let (status, body) = self
-                .get(&self.auditor, &format!("/v1/transfers/{transfer_id}"))
-                .await;
+            let (status, body) = self.get(&self.auditor, &format!("/v1/transfers/{transfer_id}")).await;
             assert_eq!(status, 200, "{body}");
             if body["status"] != "accepted" {
                 return body;
@@ -358,23 +366,12 @@ path = "deliveries/y99001-gp"
 }
 
 pub fn fixture(message_type: &str, kind: &str, name_prefix: &str) -> Value {
-    let dir = repo()
-        .join("tests/fixtures/messages")
-        .join(message_type)
-        .join(kind);
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let dir = repo().join("tests/fixtures/messages").join(message_type).join(kind);
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.sort();
     let path = paths
         .iter()
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(name_prefix)
-        })
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(name_prefix))
         .unwrap_or_else(|| panic!("no fixture {name_prefix} in {}", dir.display()));
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -386,14 +383,9 @@ pub fn gp_update() -> Value {
 /// Connects with raw TLS, sends `GET /healthz`, returns the response head or the error text.
 pub async fn handshake(addr: SocketAddr, config: ClientConfig) -> Result<String, String> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .map_err(|e| e.to_string())?;
@@ -424,10 +416,9 @@ pub struct Receiver {
 impl Receiver {
     pub async fn start(answer: u16) -> Self {
         let p = pki();
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&p.ca_cert)), provider())
-                .build()
-                .unwrap();
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&p.ca_cert)), provider())
+            .build()
+            .unwrap();
         let tls = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -448,19 +439,13 @@ impl Receiver {
                 web::post().to(move |req: HttpRequest, body: web::Bytes| {
                     let shared = shared.clone();
                     async move {
-                        let header = |n: &str| {
-                            req.headers()
-                                .get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned)
-                        };
+                        let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
                         shared.lock().unwrap().push(Received {
                             transfer_id: header("x-isa-transfer-id"),
                             agreement_id: header("x-isa-agreement-id"),
                             body: body.to_vec(),
                         });
-                        HttpResponse::build(actix_web::http::StatusCode::from_u16(answer).unwrap())
-                            .finish()
+                        HttpResponse::build(actix_web::http::StatusCode::from_u16(answer).unwrap()).finish()
                     }
                 }),
             )

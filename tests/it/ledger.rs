@@ -75,11 +75,7 @@ async fn an_edited_row_is_detected_at_that_row() {
 async fn a_deleted_row_is_detected() {
     let app = app_with_three_transfers().await;
     tamper(&app, "DELETE FROM ledger_entries WHERE seq = 4").await;
-    let broken = verify_chain(app.ledger.as_ref())
-        .await
-        .unwrap()
-        .first_break
-        .unwrap();
+    let broken = verify_chain(app.ledger.as_ref()).await.unwrap().first_break.unwrap();
     assert_eq!(broken.seq, 4);
     assert!(broken.problem.contains("missing"), "{}", broken.problem);
 }
@@ -95,11 +91,7 @@ async fn a_row_rehashed_after_editing_still_breaks_the_link_to_the_next() {
          WHEN 4 THEN (SELECT transfer_id FROM ledger_entries WHERE seq = 2) END WHERE seq IN (2, 4)",
     )
     .await;
-    let broken = verify_chain(app.ledger.as_ref())
-        .await
-        .unwrap()
-        .first_break
-        .unwrap();
+    let broken = verify_chain(app.ledger.as_ref()).await.unwrap().first_break.unwrap();
     assert_eq!(broken.seq, 2);
 }
 
@@ -115,11 +107,7 @@ async fn the_cli_names_the_first_broken_entry_and_exits_non_zero() {
             .unwrap()
     };
     let ok = verify();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("ok: 6 entries"));
     tamper(
         &app,

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failure with its location
 
 mod cli;
+mod flows;
 mod helpers;
 mod ledger;
 mod messages;
+mod pseudonymisation;
 mod tls;
 mod transfers;

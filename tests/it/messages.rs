@@ -16,12 +16,7 @@ fn files(dir: PathBuf) -> Vec<PathBuf> {
     v
 }
 
-const TYPES: [&str; 4] = [
-    "gp_update",
-    "nhs_dataset_return",
-    "mash_referral",
-    "lado_referral",
-];
+const TYPES: [&str; 4] = ["gp_update", "nhs_dataset_return", "mash_referral", "lado_referral"];
 
 #[test]
 fn every_valid_fixture_validates() {
@@ -44,12 +39,7 @@ fn every_valid_fixture_validates() {
 fn every_invalid_fixture_breaks_the_rule_it_names() {
     let schemas = MessageSchemas::load(&repo().join("schemas")).unwrap();
     for t in TYPES {
-        let invalid = files(
-            repo()
-                .join("tests/fixtures/messages")
-                .join(t)
-                .join("invalid"),
-        );
+        let invalid = files(repo().join("tests/fixtures/messages").join(t).join("invalid"));
         assert!(invalid.len() >= 10, "{t}: at least ten invalid fixtures");
         for f in invalid {
             let doc: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
@@ -67,11 +57,7 @@ fn every_invalid_fixture_breaks_the_rule_it_names() {
                 };
                 v.rule == rule && at == pointer
             });
-            assert!(
-                found,
-                "{}: expected {rule} at {pointer:?}, got {v:?}",
-                f.display()
-            );
+            assert!(found, "{}: expected {rule} at {pointer:?}, got {v:?}", f.display());
         }
     }
 }
@@ -85,27 +71,19 @@ fn generated_agreement_schema_is_up_to_date() {
     let current = std::fs::read_to_string(&path).unwrap_or_default();
     if current != fresh {
         std::fs::write(&path, &fresh).unwrap();
-        panic!(
-            "{} was stale and has been regenerated; commit it",
-            path.display()
-        );
+        panic!("{} was stale and has been regenerated; commit it", path.display());
     }
 }
 
 #[test]
 fn shipped_agreements_validate_against_the_generated_schema() {
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("schemas/agreement.schema.json")).unwrap(),
-    )
-    .unwrap();
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("schemas/agreement.schema.json")).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for f in files(repo().join("isa-templates")) {
         let doc: toml::Value = toml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         let json = serde_json::to_value(doc).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(&json)
-            .map(|e| e.to_string())
-            .collect();
+        let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{}: {errors:?}", f.display());
     }
 }

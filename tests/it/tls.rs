@@ -5,9 +5,7 @@ use crate::helpers::{TestApp, client_tls, handshake, pki};
 #[tokio::test]
 async fn accepts_a_registered_client_certificate() {
     let app = TestApp::spawn().await;
-    let response = handshake(app.addr, client_tls(Some(&pki().sender)))
-        .await
-        .unwrap();
+    let response = handshake(app.addr, client_tls(Some(&pki().sender))).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
 
@@ -21,27 +19,21 @@ async fn refuses_a_client_without_certificate() {
 #[tokio::test]
 async fn refuses_a_certificate_from_an_unknown_ca() {
     let app = TestApp::spawn().await;
-    let err = handshake(app.addr, client_tls(Some(&pki().foreign)))
-        .await
-        .unwrap_err();
+    let err = handshake(app.addr, client_tls(Some(&pki().foreign))).await.unwrap_err();
     assert!(err.contains("UnknownCA"), "{err}");
 }
 
 #[tokio::test]
 async fn refuses_an_expired_certificate() {
     let app = TestApp::spawn().await;
-    let err = handshake(app.addr, client_tls(Some(&pki().expired)))
-        .await
-        .unwrap_err();
+    let err = handshake(app.addr, client_tls(Some(&pki().expired))).await.unwrap_err();
     assert!(err.contains("CertificateExpired"), "{err}");
 }
 
 #[tokio::test]
 async fn refuses_a_revoked_certificate() {
     let app = TestApp::spawn().await;
-    let err = handshake(app.addr, client_tls(Some(&pki().revoked)))
-        .await
-        .unwrap_err();
+    let err = handshake(app.addr, client_tls(Some(&pki().revoked))).await.unwrap_err();
     assert!(err.contains("CertificateRevoked"), "{err}");
 }
 
@@ -50,12 +42,7 @@ async fn refuses_a_revoked_certificate() {
 fn openssl_handshake(port: u16, version_flag: &str) -> bool {
     let p = pki();
     let out = std::process::Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            version_flag,
-        ])
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), version_flag])
         .args(["-cipher", "DEFAULT@SECLEVEL=0", "-CAfile"])
         .arg(&p.ca_cert)
         .arg("-cert")
@@ -73,14 +60,10 @@ fn openssl_handshake(port: u16, version_flag: &str) -> bool {
 async fn refuses_tls_1_1_and_accepts_tls_1_2() {
     let app = TestApp::spawn().await;
     let port = app.addr.port();
-    let (old, new) = tokio::task::spawn_blocking(move || {
-        (
-            openssl_handshake(port, "-tls1_1"),
-            openssl_handshake(port, "-tls1_2"),
-        )
-    })
-    .await
-    .unwrap();
+    let (old, new) =
+        tokio::task::spawn_blocking(move || (openssl_handshake(port, "-tls1_1"), openssl_handshake(port, "-tls1_2")))
+            .await
+            .unwrap();
     assert!(!old, "a TLS 1.1 session was established");
     assert!(new, "a TLS 1.2 session was not established");
 }
@@ -89,8 +72,7 @@ async fn refuses_tls_1_1_and_accepts_tls_1_2() {
 async fn a_valid_certificate_with_an_unregistered_identity_gets_no_access_and_no_detail() {
     let app = TestApp::spawn().await;
     let client = crate::helpers::http_client(&pki().unregistered);
-    let body =
-        serde_json::json!({"message_type": "gp_update", "payload": crate::helpers::gp_update()});
+    let body = serde_json::json!({"message_type": "gp_update", "payload": crate::helpers::gp_update()});
     let (status, json, _) = app
         .post_raw(
             &client,
@@ -103,9 +85,7 @@ async fn a_valid_certificate_with_an_unregistered_identity_gets_no_access_and_no
         json,
         serde_json::json!({"code": "forbidden", "message": "Access denied."})
     );
-    let (status, _) = app
-        .get(&client, "/v1/agreements/nvtt-gp-update/transfers")
-        .await;
+    let (status, _) = app.get(&client, "/v1/agreements/nvtt-gp-update/transfers").await;
     assert_eq!(status, 403);
     // Not authenticated as anyone, so nothing is recorded against anyone.
     assert!(app.entries().await.is_empty());

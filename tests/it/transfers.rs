@@ -7,9 +7,7 @@ use isa_gateway::ledger::{EventKind, TransferStatus};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{
-    GP_AGREEMENT, Receiver, Spawn, TestApp, at, gp_agreement_variant, gp_update, http_client, pki,
-};
+use crate::helpers::{GP_AGREEMENT, Receiver, Spawn, TestApp, at, gp_agreement_variant, gp_update, http_client, pki};
 
 fn violations(body: &Value) -> Vec<(String, String)> {
     body["violations"]
@@ -38,26 +36,16 @@ async fn a_gp_update_is_accepted_recorded_and_dropped_in_the_folder() {
 
     let settled = app.settled(&id).await;
     assert_eq!(settled["status"], "delivered", "{settled}");
-    let file = app
-        .dir
-        .path()
-        .join("deliveries/y99001-gp")
-        .join(format!("{id}.json"));
+    let file = app.dir.path().join("deliveries/y99001-gp").join(format!("{id}.json"));
     let bytes = std::fs::read(&file).unwrap();
-    assert_eq!(
-        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let delivered: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(delivered["payload"], gp_update());
     assert_eq!(delivered["transfer_id"], id.as_str());
     assert_eq!(delivered["agreement"]["id"], GP_AGREEMENT);
     assert_eq!(delivered["legal_bases"][0], "uk-gdpr/6.1.e");
     // No half-written files are left behind.
-    assert_eq!(
-        std::fs::read_dir(file.parent().unwrap()).unwrap().count(),
-        1
-    );
+    assert_eq!(std::fs::read_dir(file.parent().unwrap()).unwrap().count(), 1);
 
     // The ledger committed to exactly these bytes before they left.
     let entries = app.entries().await;
@@ -72,11 +60,7 @@ async fn a_gp_update_is_accepted_recorded_and_dropped_in_the_folder() {
     );
     assert_eq!(decision.agreement_version.as_deref(), Some("1.0.0"));
     assert_eq!(decision.legal_bases.len(), 4);
-    assert!(
-        decision.agreement_hash.is_some()
-            && decision.schema_hash.is_some()
-            && decision.received_sha256.is_some()
-    );
+    assert!(decision.agreement_hash.is_some() && decision.schema_hash.is_some() && decision.received_sha256.is_some());
     assert_eq!(delivery.kind, EventKind::Delivery);
     assert_eq!(delivery.status, TransferStatus::Delivered);
     assert_eq!(settled["history"].as_array().unwrap().len(), 2);
@@ -86,10 +70,7 @@ async fn a_gp_update_is_accepted_recorded_and_dropped_in_the_folder() {
 async fn delivers_over_https_with_the_gateways_client_certificate() {
     let receiver = Receiver::start(200).await;
     let agreement = gp_agreement_variant("gp-over-https", |t| {
-        t.replace(
-            "destination = \"y99001-gp-drop\"",
-            "destination = \"gp-https\"",
-        )
+        t.replace("destination = \"y99001-gp-drop\"", "destination = \"gp-https\"")
     });
     let app = TestApp::spawn_with(Spawn {
         agreements: vec![agreement],
@@ -116,10 +97,7 @@ async fn delivers_over_https_with_the_gateways_client_certificate() {
 async fn a_failing_receiver_is_recorded_as_delivery_failed_with_the_reason() {
     let receiver = Receiver::start(500).await;
     let agreement = gp_agreement_variant("gp-over-https", |t| {
-        t.replace(
-            "destination = \"y99001-gp-drop\"",
-            "destination = \"gp-https\"",
-        )
+        t.replace("destination = \"y99001-gp-drop\"", "destination = \"gp-https\"")
     });
     let app = TestApp::spawn_with(Spawn {
         agreements: vec![agreement],
@@ -130,10 +108,7 @@ async fn a_failing_receiver_is_recorded_as_delivery_failed_with_the_reason() {
     let (_, body, _) = app.post("gp-over-https", "gp_update", &gp_update()).await;
     let settled = app.settled(body["transfer_id"].as_str().unwrap()).await;
     assert_eq!(settled["status"], "delivery_failed");
-    assert_eq!(
-        settled["history"][1]["detail"],
-        "https: the receiver answered 500"
-    );
+    assert_eq!(settled["history"][1]["detail"], "https: the receiver answered 500");
 }
 
 #[tokio::test]
@@ -146,10 +121,7 @@ async fn a_receiver_that_does_not_trust_the_gateway_is_a_failed_delivery() {
         &pki().ca_cert.display().to_string(),
     );
     let agreement = gp_agreement_variant("gp-over-https", |t| {
-        t.replace(
-            "destination = \"y99001-gp-drop\"",
-            "destination = \"gp-https\"",
-        )
+        t.replace("destination = \"y99001-gp-drop\"", "destination = \"gp-https\"")
     });
     let app = TestApp::spawn_with(Spawn {
         agreements: vec![agreement],
@@ -166,18 +138,13 @@ async fn a_receiver_that_does_not_trust_the_gateway_is_a_failed_delivery() {
 #[tokio::test]
 async fn an_unknown_agreement_is_404_and_recorded() {
     let app = TestApp::spawn().await;
-    let (status, body, _) = app
-        .post("no-such-agreement", "gp_update", &gp_update())
-        .await;
+    let (status, body, _) = app.post("no-such-agreement", "gp_update", &gp_update()).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], "unknown_agreement");
     let entries = app.entries().await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].event.agreement_id, "no-such-agreement");
-    assert_eq!(
-        entries[0].event.reason_code.as_deref(),
-        Some("unknown_agreement")
-    );
+    assert_eq!(entries[0].event.reason_code.as_deref(), Some("unknown_agreement"));
     assert_eq!(entries[0].event.decision.as_deref(), Some("deny"));
 }
 
@@ -185,8 +152,7 @@ async fn an_unknown_agreement_is_404_and_recorded() {
 async fn a_system_not_party_to_the_agreement_is_403_and_recorded() {
     let app = TestApp::spawn().await;
     let other = http_client(&pki().other_sender);
-    let body =
-        serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
+    let body = serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
     let (status, body, _) = app.post_raw(&other, GP_AGREEMENT, body).await;
     assert_eq!(status, 403);
     assert_eq!(body["code"], "not_a_party");
@@ -198,8 +164,7 @@ async fn a_system_not_party_to_the_agreement_is_403_and_recorded() {
 #[tokio::test]
 async fn an_auditor_system_cannot_send() {
     let app = TestApp::spawn().await;
-    let body =
-        serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
+    let body = serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
     let (status, body, _) = app.post_raw(&app.auditor, GP_AGREEMENT, body).await;
     assert_eq!(status, 403);
     assert_eq!(body["code"], "not_a_party");
@@ -215,10 +180,7 @@ async fn refused_on(clock: &str, agreement: Option<(String, String)>, id: &str) 
     let (status, body, _) = app.post(id, "gp_update", &gp_update()).await;
     let entries = app.entries().await;
     assert_eq!(entries.len(), 1, "the refusal is recorded");
-    assert_eq!(
-        entries[0].event.reason_code.as_deref(),
-        body["code"].as_str()
-    );
+    assert_eq!(entries[0].event.reason_code.as_deref(), body["code"].as_str());
     (status, body)
 }
 
@@ -234,19 +196,13 @@ async fn an_agreement_not_yet_in_force_is_409() {
 #[tokio::test]
 async fn an_expired_agreement_is_409() {
     let (status, body) = refused_on("2029-01-01T00:00:00Z", None, GP_AGREEMENT).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("agreement_expired"))
-    );
+    assert_eq!((status, body["code"].as_str()), (409, Some("agreement_expired")));
 }
 
 #[tokio::test]
 async fn an_agreement_past_its_review_date_is_409() {
     let (status, body) = refused_on("2028-01-01T00:00:00Z", None, GP_AGREEMENT).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("agreement_review_overdue"))
-    );
+    assert_eq!((status, body["code"].as_str()), (409, Some("agreement_review_overdue")));
 }
 
 #[tokio::test]
@@ -258,10 +214,7 @@ async fn a_suspended_agreement_is_409() {
         )
     });
     let (status, body) = refused_on("2026-06-01T00:00:00Z", Some(suspended), "gp-suspended").await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("agreement_suspended"))
-    );
+    assert_eq!((status, body["code"].as_str()), (409, Some("agreement_suspended")));
 }
 
 #[tokio::test]
@@ -297,17 +250,11 @@ async fn schema_violations_list_every_pointer_and_rule_but_never_a_value() {
         "Thornbury",
         "Aisha",
     ] {
-        assert!(
-            !text.contains(value),
-            "the error body carries a value: {value}"
-        );
+        assert!(!text.contains(value), "the error body carries a value: {value}");
     }
     assert!(body["transfer_id"].is_string() && body["ledger_seq"] == 1);
     let entries = app.entries().await;
-    assert_eq!(
-        entries[0].event.reason_code.as_deref(),
-        Some("schema_violation")
-    );
+    assert_eq!(entries[0].event.reason_code.as_deref(), Some("schema_violation"));
     assert_eq!(entries[0].event.message_type.as_deref(), Some("gp_update"));
 }
 
@@ -327,17 +274,13 @@ async fn a_field_the_agreement_does_not_allow_is_422_naming_the_pointer() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "field_not_allowed");
     let pointers: Vec<String> = violations(&body).into_iter().map(|(p, _)| p).collect();
+    assert!(pointers.contains(&"/payload/name".to_owned()), "{pointers:?}");
+    assert!(pointers.contains(&"/payload/measures/gad7".to_owned()), "{pointers:?}");
     assert!(
-        pointers.contains(&"/payload/name".to_owned()),
-        "{pointers:?}"
+        !pointers
+            .iter()
+            .any(|p| p == "/payload/nhs_number" || p == "/payload/event" || p.starts_with("/payload/measures/phq9"))
     );
-    assert!(
-        pointers.contains(&"/payload/measures/gad7".to_owned()),
-        "{pointers:?}"
-    );
-    assert!(!pointers.iter().any(|p| p == "/payload/nhs_number"
-        || p == "/payload/event"
-        || p.starts_with("/payload/measures/phq9")));
     assert!(!text.contains("Aisha"));
     // Nothing was delivered.
     assert!(!app.dir.path().join("deliveries/y99001-gp").exists());
@@ -352,10 +295,7 @@ async fn a_message_type_outside_the_agreement_is_422() {
     assert_eq!(body["code"], "message_type_not_covered");
     assert_eq!(
         violations(&body),
-        vec![(
-            "/message_type".to_owned(),
-            "agreement.message_types".to_owned()
-        )]
+        vec![("/message_type".to_owned(), "agreement.message_types".to_owned())]
     );
 }
 
@@ -372,10 +312,7 @@ async fn an_oversized_body_is_413_and_recorded() {
     assert_eq!(status, 413);
     assert_eq!(body["code"], "body_too_large");
     let entries = app.entries().await;
-    assert_eq!(
-        entries[0].event.reason_code.as_deref(),
-        Some("body_too_large")
-    );
+    assert_eq!(entries[0].event.reason_code.as_deref(), Some("body_too_large"));
     assert_eq!(entries[0].event.received_sha256, None);
 }
 
@@ -386,8 +323,7 @@ async fn malformed_json_is_400_and_recorded() {
         .post_raw(
             &app.sender,
             GP_AGREEMENT,
-            b"{\"message_type\": \"gp_update\", \"payload\": {\"nhs_number\": \"9990000018\""
-                .to_vec(),
+            b"{\"message_type\": \"gp_update\", \"payload\": {\"nhs_number\": \"9990000018\"".to_vec(),
         )
         .await;
     assert_eq!(status, 400);
@@ -402,10 +338,7 @@ async fn malformed_json_is_400_and_recorded() {
 #[tokio::test]
 async fn an_envelope_with_unknown_fields_is_422() {
     let app = TestApp::spawn().await;
-    let body = serde_json::to_vec(
-        &json!({"message_type": "gp_update", "payload": gp_update(), "notes": "x"}),
-    )
-    .unwrap();
+    let body = serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update(), "notes": "x"})).unwrap();
     let (status, body, _) = app.post_raw(&app.sender, GP_AGREEMENT, body).await;
     assert_eq!(status, 422);
     assert_eq!(body["code"], "invalid_envelope");
@@ -426,9 +359,7 @@ async fn every_refusal_is_listed_for_auditors_beside_the_accepted_transfers() {
     assert_eq!(no, 422);
     app.settled(accepted["transfer_id"].as_str().unwrap()).await;
 
-    let (status, list) = app
-        .get(&app.auditor, "/v1/agreements/nvtt-gp-update/transfers")
-        .await;
+    let (status, list) = app.get(&app.auditor, "/v1/agreements/nvtt-gp-update/transfers").await;
     assert_eq!(status, 200);
     let rows = list["transfers"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
@@ -439,10 +370,7 @@ async fn every_refusal_is_listed_for_auditors_beside_the_accepted_transfers() {
     assert_eq!(rows[1]["reason_code"], "schema_violation");
 
     let (_, only_refused) = app
-        .get(
-            &app.auditor,
-            "/v1/agreements/nvtt-gp-update/transfers?status=refused",
-        )
+        .get(&app.auditor, "/v1/agreements/nvtt-gp-update/transfers?status=refused")
         .await;
     assert_eq!(only_refused["transfers"].as_array().unwrap().len(), 1);
     let (_, none_after) = app
@@ -462,17 +390,12 @@ async fn every_refusal_is_listed_for_auditors_beside_the_accepted_transfers() {
     assert_eq!(bad_query["violations"].as_array().unwrap().len(), 2);
 
     // The listing is for auditors; a sender sees its own transfers one at a time.
-    let (status, _) = app
-        .get(&app.sender, "/v1/agreements/nvtt-gp-update/transfers")
-        .await;
+    let (status, _) = app.get(&app.sender, "/v1/agreements/nvtt-gp-update/transfers").await;
     assert_eq!(status, 403);
     let (status, own) = app
         .get(
             &app.sender,
-            &format!(
-                "/v1/transfers/{}",
-                accepted["transfer_id"].as_str().unwrap()
-            ),
+            &format!("/v1/transfers/{}", accepted["transfer_id"].as_str().unwrap()),
         )
         .await;
     assert_eq!(status, 200);
@@ -481,10 +404,7 @@ async fn every_refusal_is_listed_for_auditors_beside_the_accepted_transfers() {
     let (status, _) = app
         .get(
             &other,
-            &format!(
-                "/v1/transfers/{}",
-                accepted["transfer_id"].as_str().unwrap()
-            ),
+            &format!("/v1/transfers/{}", accepted["transfer_id"].as_str().unwrap()),
         )
         .await;
     assert_eq!(status, 404);

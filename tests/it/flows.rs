@@ -1,0 +1,328 @@
+//! The four message types end to end under their shipped agreements, the consent envelope and
+//! its models, and the agreements as an information-governance officer reads them.
+
+use isa_gateway::clock::Clock;
+use isa_gateway::ledger::EventKind;
+use serde_json::{Value, json};
+
+use crate::helpers::{Spawn, TestApp, at, fixture, gp_agreement_variant, gp_update};
+
+fn mash_envelope() -> Value {
+    json!({
+        "message_type": "mash_referral",
+        "payload": fixture("mash_referral", "valid", "01"),
+        "consent": {"status": "not_sought", "reason_not_sought": "increase_risk_of_significant_harm"},
+        "subject_informed": {"status": "not_informed", "reason": "risk_of_harm_to_subject"}
+    })
+}
+
+fn code(body: &Value) -> &str {
+    body["code"].as_str().unwrap_or_default()
+}
+
+fn pointers(body: &Value) -> Vec<&str> {
+    body["violations"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|v| v["pointer"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_gp_update_leaves_identified_with_its_classes_recorded() {
+    let app = TestApp::spawn().await;
+    let (status, body, _) = app.post("nvtt-gp-update", "gp_update", &gp_update()).await;
+    assert_eq!(status, 202, "{body}");
+    let doc = app.delivered("y99001-gp", body["transfer_id"].as_str().unwrap()).await;
+    assert_eq!(doc["payload"]["nhs_number"], "9990000018");
+    let decision = &app.entries().await[0].event;
+    assert_eq!(
+        decision.data_classes,
+        ["identifying", "quasi_identifier", "special_category"]
+    );
+    assert!(decision.treatments.is_empty() && decision.key_ref.is_none());
+}
+
+#[tokio::test]
+async fn a_dataset_return_leaves_pseudonymised_and_indexed() {
+    let app = TestApp::spawn().await;
+    let payload = fixture("nhs_dataset_return", "valid", "01");
+    let (status, body, _) = app.post("nvtt-nhse-dataset", "nhs_dataset_return", &payload).await;
+    assert_eq!(status, 202, "{body}");
+    let doc = app
+        .delivered("nhse-dataset", body["transfer_id"].as_str().unwrap())
+        .await;
+    let out = &doc["payload"];
+    let token = out["nhs_number"].as_str().unwrap();
+    assert!(token.starts_with("pt-v1-") && token.len() == 6 + 32, "{token}");
+    assert_eq!(out["postcode"], "LS6");
+    assert_eq!(
+        out["date_of_birth"], "25-34",
+        "born 1994-08-09, referred 2025-02-03: 30"
+    );
+    assert_eq!(out["ethnicity"], payload["ethnicity"]);
+    let text = serde_json::to_string(&doc).unwrap();
+    assert!(
+        !text.contains(payload["nhs_number"].as_str().unwrap())
+            && !text.contains("1994-08-09")
+            && !text.contains("2QT")
+    );
+
+    let decision = &app.entries().await[0].event;
+    assert_eq!(decision.key_ref.as_deref(), Some("agreement/nvtt-nhse-dataset/v1"));
+    assert_eq!(
+        decision.treatments,
+        [
+            "token /nhs_number",
+            "generalise_postcode:district /postcode",
+            "generalise_date:age_band /date_of_birth"
+        ]
+    );
+    assert_eq!(decision.subject_index.len(), 1);
+    assert_eq!(decision.subject_index[0].len(), 64);
+    assert!(!decision.subject_index[0].contains("9997654323"));
+    assert_eq!(decision.consent_status, None);
+
+    // The same person in a later return gets the same token (linkable within the agreement).
+    let (_, again, _) = app.post("nvtt-nhse-dataset", "nhs_dataset_return", &payload).await;
+    let doc2 = app
+        .delivered("nhse-dataset", again["transfer_id"].as_str().unwrap())
+        .await;
+    assert_eq!(doc2["payload"]["nhs_number"], token);
+    assert_eq!(app.entries().await[2].event.subject_index, decision.subject_index);
+}
+
+#[tokio::test]
+async fn a_mash_referral_carries_its_consent_and_transparency_record() {
+    let app = TestApp::spawn().await;
+    let (status, body, _) = app.post_envelope("nvtt-mash-referral", &mash_envelope()).await;
+    assert_eq!(status, 202, "{body}");
+    let doc = app.delivered("mash", body["transfer_id"].as_str().unwrap()).await;
+    assert_eq!(doc["payload"], fixture("mash_referral", "valid", "01"));
+    let decision = &app.entries().await[0].event;
+    assert_eq!(decision.consent_status.as_deref(), Some("not_sought"));
+    assert_eq!(
+        decision.consent_reason.as_deref(),
+        Some("increase_risk_of_significant_harm")
+    );
+    assert_eq!(decision.subject_informed.as_deref(), Some("not_informed"));
+    assert!(decision.legal_bases.contains(&"dpa-2018/sch1/18".to_owned()));
+    assert!(decision.data_classes.contains(&"third_party".to_owned()));
+}
+
+#[tokio::test]
+async fn a_lado_referral_records_criminal_offence_data_leaving() {
+    let app = TestApp::spawn().await;
+    let payload = fixture("lado_referral", "valid", "01");
+    let (status, body, _) = app.post("nvtt-lado-referral", "lado_referral", &payload).await;
+    assert_eq!(status, 202, "{body}");
+    app.delivered("lado", body["transfer_id"].as_str().unwrap()).await;
+    let decision = &app.entries().await[0].event;
+    assert!(decision.data_classes.contains(&"criminal_offence".to_owned()));
+    assert!(decision.legal_bases.contains(&"dpa-2018/sch1/36".to_owned()));
+}
+
+#[tokio::test]
+async fn every_valid_fixture_flows_under_its_agreement() {
+    let app = TestApp::spawn().await;
+    for (agreement, message_type) in [
+        ("nvtt-gp-update", "gp_update"),
+        ("nvtt-nhse-dataset", "nhs_dataset_return"),
+        ("nvtt-mash-referral", "mash_referral"),
+        ("nvtt-lado-referral", "lado_referral"),
+    ] {
+        for n in ["01", "02", "03"] {
+            let mut envelope = mash_envelope();
+            envelope["message_type"] = json!(message_type);
+            envelope["payload"] = fixture(message_type, "valid", n);
+            let (status, body, _) = app.post_envelope(agreement, &envelope).await;
+            assert_eq!(status, 202, "{agreement} {n}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_safeguarding_referral_without_its_consent_block_is_refused() {
+    let app = TestApp::spawn().await;
+    let mut e = mash_envelope();
+    e.as_object_mut().unwrap().remove("consent");
+    let (status, body, _) = app.post_envelope("nvtt-mash-referral", &e).await;
+    assert_eq!((status, code(&body)), (422, "consent_required"));
+    assert_eq!(pointers(&body), ["/consent"]);
+    assert_eq!(
+        app.entries().await[0].event.reason_code.as_deref(),
+        Some("consent_required")
+    );
+}
+
+#[tokio::test]
+async fn consent_not_sought_needs_its_reason() {
+    let app = TestApp::spawn().await;
+    let mut e = mash_envelope();
+    e["consent"] = json!({"status": "not_sought"});
+    let (status, body, _) = app.post_envelope("nvtt-mash-referral", &e).await;
+    assert_eq!((status, code(&body)), (422, "consent_incomplete"));
+    assert_eq!(pointers(&body), ["/consent/reason_not_sought"]);
+}
+
+#[tokio::test]
+async fn a_reason_not_sought_must_be_one_the_law_recognises() {
+    let app = TestApp::spawn().await;
+    let mut e = mash_envelope();
+    e["consent"]["reason_not_sought"] = json!("too busy");
+    let (status, body, text) = app.post_envelope("nvtt-mash-referral", &e).await;
+    assert_eq!((status, code(&body)), (422, "invalid_envelope"));
+    assert_eq!(pointers(&body), ["/consent/reason_not_sought"]);
+    assert!(!text.contains("too busy"));
+}
+
+#[tokio::test]
+async fn the_subject_informed_record_is_required_and_complete() {
+    let app = TestApp::spawn().await;
+    let mut e = mash_envelope();
+    e.as_object_mut().unwrap().remove("subject_informed");
+    let (status, body, _) = app.post_envelope("nvtt-mash-referral", &e).await;
+    assert_eq!((status, code(&body)), (422, "subject_informed_required"));
+    e["subject_informed"] = json!({"status": "not_informed"});
+    let (_, body, _) = app.post_envelope("nvtt-mash-referral", &e).await;
+    assert_eq!(pointers(&body), ["/subject_informed/reason"]);
+    e["subject_informed"] = json!({"status": "after"});
+    let (_, body, _) = app.post_envelope("nvtt-mash-referral", &e).await;
+    assert_eq!(pointers(&body), ["/subject_informed/due_by"]);
+    e["subject_informed"] = json!({"status": "after", "due_by": "2026-06-08"});
+    let (status, _, _) = app.post_envelope("nvtt-mash-referral", &e).await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn under_implied_consent_an_objection_stops_the_transfer() {
+    let app = TestApp::spawn().await;
+    let e = json!({"message_type": "gp_update", "payload": gp_update(), "consent": {"status": "refused"}});
+    let (status, body, _) = app.post_envelope("nvtt-gp-update", &e).await;
+    assert_eq!((status, code(&body)), (422, "consent_refused"));
+    assert!(!app.dir.path().join("deliveries/y99001-gp").exists());
+}
+
+fn with_consent_model(id: &str, model: &str) -> (String, String) {
+    gp_agreement_variant(id, |t| {
+        t.replace("model = \"implied\"", &format!("model = \"{model}\""))
+    })
+}
+
+#[tokio::test]
+async fn explicit_consent_needs_consent_obtained_with_evidence() {
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![with_consent_model("gp-explicit", "explicit")],
+        ..Spawn::default()
+    })
+    .await;
+    let post = |consent: Option<Value>| {
+        let mut e = json!({"message_type": "gp_update", "payload": gp_update()});
+        if let Some(c) = consent {
+            e["consent"] = c;
+        }
+        let app = &app;
+        async move { app.post_envelope("gp-explicit", &e).await }
+    };
+    let (s, b, _) = post(None).await;
+    assert_eq!((s, code(&b)), (422, "consent_required"));
+    let (s, b, _) = post(Some(json!({"status": "refused"}))).await;
+    assert_eq!((s, code(&b)), (422, "consent_refused"));
+    let (s, b, _) = post(Some(json!({"status": "obtained", "given_by": "subject"}))).await;
+    assert_eq!((s, code(&b)), (422, "consent_incomplete"));
+    assert_eq!(pointers(&b), ["/consent/evidence_ref"]);
+    let (s, b, _) = post(Some(
+        json!({"status": "obtained", "given_by": "subject", "evidence_ref": "CMS:consent/8812"}),
+    ))
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let entries = app.entries().await;
+    // Delivery runs after the answer, so the last decision is not necessarily the last entry.
+    let recorded = &entries
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Decision)
+        .unwrap()
+        .event;
+    assert_eq!(recorded.status, isa_gateway::ledger::TransferStatus::Accepted);
+    assert_eq!(recorded.consent_evidence_ref.as_deref(), Some("CMS:consent/8812"));
+}
+
+#[tokio::test]
+async fn all_contributors_must_have_consented() {
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![with_consent_model("gp-couple", "all_contributors")],
+        ..Spawn::default()
+    })
+    .await;
+    let mut e = json!({
+        "message_type": "gp_update",
+        "payload": gp_update(),
+        "consent": {"status": "obtained", "given_by": "subject", "contributors": [
+            {"ref": "client-1", "relationship": "subject", "consented": true},
+            {"ref": "client-2", "relationship": "partner", "consented": false}
+        ]}
+    });
+    let (status, body, _) = app.post_envelope("gp-couple", &e).await;
+    assert_eq!((status, code(&body)), (422, "consent_not_all_contributors"));
+    assert_eq!(pointers(&body), ["/consent/contributors/1/consented"]);
+    e["consent"]["contributors"][1]["consented"] = json!(true);
+    let (status, body, _) = app.post_envelope("gp-couple", &e).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn agreements_are_readable_with_legal_bases_titles_and_field_treatments() {
+    // A fortnight before the GP agreement's review date.
+    let app = TestApp::spawn_with(Spawn {
+        clock: Clock::Fixed(at("2027-12-17T09:00:00Z")),
+        ..Spawn::default()
+    })
+    .await;
+    let (status, list) = app.get(&app.sender, "/v1/agreements").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = list["agreements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "nvtt-gp-update",
+            "nvtt-lado-referral",
+            "nvtt-mash-referral",
+            "nvtt-nhse-dataset"
+        ]
+    );
+
+    let (status, gp) = app.get(&app.auditor, "/v1/agreements/nvtt-gp-update").await;
+    assert_eq!(status, 200);
+    assert_eq!(gp["state"], "in_force");
+    assert_eq!(gp["review_due_in_days"], 14);
+    assert_eq!(gp["warnings"][0], "review due in 14 day(s), on 2027-12-31");
+    assert_eq!(gp["legal_bases"][0]["code"], "uk-gdpr/6.1.e");
+    assert_eq!(gp["legal_bases"][0]["title"], "UK GDPR Art 6(1)(e) public task");
+    assert_eq!(gp["consent"]["model"], "implied");
+    assert_eq!(
+        gp["fields"][0],
+        json!({"pointer": "/nhs_number", "class": "identifying"})
+    );
+
+    let (_, ds) = app.get(&app.auditor, "/v1/agreements/nvtt-nhse-dataset").await;
+    assert_eq!(ds["fields"][0]["treatment"], json!({"op": "token"}));
+    assert_eq!(ds["outbound_schema"], "nhs_dataset_return_pseudonymised");
+    let (status, _) = app.get(&app.auditor, "/v1/agreements/nope").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn an_expired_agreement_shows_why_it_refuses() {
+    let app = TestApp::spawn_with(Spawn {
+        clock: Clock::Fixed(at("2028-04-01T00:00:00Z")),
+        ..Spawn::default()
+    })
+    .await;
+    let (_, ds) = app.get(&app.auditor, "/v1/agreements/nvtt-nhse-dataset").await;
+    assert_eq!(ds["state"], "agreement_expired");
+}
