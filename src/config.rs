@@ -46,6 +46,62 @@ pub struct Config {
     pub systems: Vec<SystemConfig>,
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+}
+
+/// The delivery worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// How often the worker looks for due deliveries when nothing wakes it.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    500
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: default_poll_interval_ms(),
+        }
+    }
+}
+
+/// How one destination is retried and protected. Every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryPolicy {
+    /// Attempts before a transfer becomes undeliverable (dead letter).
+    pub max_attempts: u32,
+    /// Age (from acceptance) after which a transfer becomes undeliverable.
+    pub max_age_secs: u64,
+    /// First retry delay; doubles per attempt up to `backoff_max_ms`, with jitter.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Deliveries in flight to this destination at once.
+    pub concurrency: usize,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long the breaker stays open before one probe is let through.
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            max_age_secs: 24 * 3600,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 300_000,
+            concurrency: 4,
+            breaker_threshold: 5,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,7 +164,12 @@ pub enum SystemRole {
 #[serde(tag = "transport", rename_all = "lowercase", deny_unknown_fields)]
 pub enum DestinationConfig {
     /// A drop folder: each transfer becomes one file, written then renamed into place.
-    Dir { id: String, path: PathBuf },
+    Dir {
+        id: String,
+        path: PathBuf,
+        #[serde(default)]
+        delivery: DeliveryPolicy,
+    },
     /// An HTTPS endpoint that requires the gateway's client certificate.
     Https {
         id: String,
@@ -121,6 +182,8 @@ pub enum DestinationConfig {
         client_key: PathBuf,
         #[serde(default = "default_timeout_secs")]
         timeout_secs: u64,
+        #[serde(default)]
+        delivery: DeliveryPolicy,
     },
 }
 
@@ -132,6 +195,12 @@ impl DestinationConfig {
     pub fn id(&self) -> &str {
         match self {
             Self::Dir { id, .. } | Self::Https { id, .. } => id,
+        }
+    }
+
+    pub fn policy(&self) -> &DeliveryPolicy {
+        match self {
+            Self::Dir { delivery, .. } | Self::Https { delivery, .. } => delivery,
         }
     }
 }
@@ -255,6 +324,19 @@ impl Config {
         for d in &self.destinations {
             if !dest_ids.insert(d.id()) {
                 problems.push(format!("destination id {:?} is defined twice", d.id()));
+            }
+            let p = d.policy();
+            if p.max_attempts == 0 || p.concurrency == 0 || p.breaker_threshold == 0 {
+                problems.push(format!(
+                    "destination {:?}: delivery.max_attempts, concurrency and breaker_threshold must be positive",
+                    d.id()
+                ));
+            }
+            if p.backoff_initial_ms == 0 || p.backoff_initial_ms > p.backoff_max_ms {
+                problems.push(format!(
+                    "destination {:?}: delivery backoff must satisfy 0 < initial <= max",
+                    d.id()
+                ));
             }
             if let DestinationConfig::Https {
                 id, url, timeout_secs, ..

@@ -84,6 +84,8 @@ pub enum Reason {
     FieldNotAllowed,
     PseudonymisationFailed,
     OutboundSchemaViolation,
+    /// Not decided by the core: the API refuses a reused idempotency key with another body.
+    IdempotencyKeyReused,
 }
 
 impl Reason {
@@ -105,6 +107,7 @@ impl Reason {
             Self::FieldNotAllowed => "field_not_allowed",
             Self::PseudonymisationFailed => "pseudonymisation_failed",
             Self::OutboundSchemaViolation => "outbound_schema_violation",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 
@@ -129,6 +132,9 @@ impl Reason {
             Self::PseudonymisationFailed => "A field could not be pseudonymised as the agreement requires.",
             Self::OutboundSchemaViolation => {
                 "After pseudonymisation the message does not match what the recipient accepts."
+            }
+            Self::IdempotencyKeyReused => {
+                "This Idempotency-Key was used before with a different request; use a new key."
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod fields;
 pub mod keys;
 pub mod ledger;
 pub mod legal;
+pub mod metrics;
 pub mod nhs_number;
 pub mod pki;
 pub mod pseudonymise;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 
@@ -13,6 +14,7 @@ use crate::decision::Catalogue;
 use crate::delivery::Delivery;
 use crate::keys::{KeyError, KeyRing, KeyStore};
 use crate::ledger::{self, Ledger, LedgerError};
+use crate::metrics::Metrics;
 use crate::schemas::MessageSchemas;
 use crate::tls::{self, TlsError};
 use crate::transport::Transports;
@@ -72,6 +74,7 @@ pub struct Application {
     addr: SocketAddr,
     server: actix_web::dev::Server,
     ledger: Arc<dyn Ledger>,
+    delivery: Arc<Delivery>,
 }
 
 impl Application {
@@ -93,13 +96,23 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let metrics = Arc::new(Metrics::default());
+        let delivery = Arc::new(Delivery::new(
+            transports,
+            &config.destinations,
+            ledger.clone(),
+            clock,
+            Duration::from_millis(config.delivery.poll_interval_ms),
+            metrics.clone(),
+        ));
         let state = web::Data::new(AppState {
             catalogue,
             systems: Systems::new(&config.systems),
-            delivery: Arc::new(Delivery::new(transports, ledger.clone(), clock)),
+            delivery: delivery.clone(),
             ledger: ledger.clone(),
             clock,
             limits: config.limits.clone(),
+            metrics,
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
             .on_connect(api::on_connect)
@@ -107,7 +120,12 @@ impl Application {
             .listen_rustls_0_23(listener, tls)
             .map_err(|e| StartupError::Bind(addr, e))?
             .run();
-        Ok(Self { addr, server, ledger })
+        Ok(Self {
+            addr,
+            server,
+            ledger,
+            delivery,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -122,7 +140,11 @@ impl Application {
         self.ledger.clone()
     }
 
+    /// Runs the server and the delivery worker (which resumes every pending delivery).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let worker = tokio::spawn(self.delivery.run());
+        let result = self.server.await;
+        worker.abort();
+        result
     }
 }

@@ -55,3 +55,33 @@ CREATE TABLE transfers (
 ) STRICT;
 
 CREATE INDEX transfers_by_agreement ON transfers (agreement_id, created_at_us);
+
+-- The durable outbox: a permitted transfer's outbound bytes, written in the same transaction as
+-- its decision, removed in the same transaction as its "delivered" event. Dead letters keep their
+-- body so an operator can requeue them once the partner is fixed.
+CREATE TABLE outbox (
+    transfer_id        TEXT PRIMARY KEY NOT NULL,
+    destination        TEXT NOT NULL,
+    agreement_id       TEXT NOT NULL,
+    message_type       TEXT NOT NULL,
+    sender_system      TEXT NOT NULL,
+    recipient          TEXT,
+    body               BLOB NOT NULL,
+    state              TEXT NOT NULL, -- pending | dead
+    attempts           INTEGER NOT NULL,
+    created_at_us      INTEGER NOT NULL, -- wall clock, for the age limit
+    next_attempt_at_us INTEGER NOT NULL,
+    last_error         TEXT
+) STRICT;
+
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at_us);
+
+-- Idempotency keys of accepted transfers, per calling system.
+CREATE TABLE idempotency_keys (
+    sender_system   TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_sha256  TEXT NOT NULL,
+    transfer_id     TEXT NOT NULL,
+    ledger_seq      INTEGER NOT NULL,
+    PRIMARY KEY (sender_system, idempotency_key)
+) STRICT;

@@ -131,7 +131,8 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::SubjectInformedRequired
         | Reason::FieldNotAllowed
         | Reason::PseudonymisationFailed
-        | Reason::OutboundSchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
+        | Reason::OutboundSchemaViolation
+        | Reason::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

@@ -47,6 +47,7 @@ pub struct AppState {
     pub delivery: std::sync::Arc<Delivery>,
     pub clock: Clock,
     pub limits: Limits,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The URI SANs of the client certificate verified on this connection.
@@ -97,11 +98,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(
+        web::resource("/v1/transfers")
+            .route(web::get().to(transfers::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/v1/transfers/{transfer_id}")
             .route(web::get().to(transfers::show))
             .default_service(web::to(method_not_allowed)),
     )
     .service(web::resource("/healthz").route(web::get().to(healthz)))
+    .service(web::resource("/readyz").route(web::get().to(readyz)))
+    .service(web::resource("/metrics").route(web::get().to(metrics)))
     .app_data(web::QueryConfig::default().error_handler(|_, _| {
         // The deserialiser's text may echo the query's values; say which parameters exist instead.
         ApiError::bad_request(
@@ -116,6 +124,34 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready to accept transfers: the ledger answers. Destinations whose circuit breaker is open are
+/// listed (transfers to them are still accepted and queued, but operators should know).
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let ledger_ok = state.ledger.outbox_depth().await.is_ok();
+    let breakers: serde_json::Map<String, serde_json::Value> = state
+        .delivery
+        .breakers()
+        .into_iter()
+        .map(|(id, s)| (id, serde_json::json!(s)))
+        .collect();
+    let body = serde_json::json!({"ready": ledger_ok, "ledger": if ledger_ok { "ok" } else { "unavailable" }, "destinations": breakers});
+    if ledger_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Breaker state is read at scrape time so the gauge is never stale.
+    for (id, s) in state.delivery.breakers() {
+        state.metrics.set_breaker(&id, s == crate::delivery::BreakerState::Open);
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

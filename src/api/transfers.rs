@@ -9,8 +9,11 @@ use uuid::Uuid;
 
 use super::{ApiError, AppState, caller, has_role};
 use crate::config::SystemRole;
-use crate::decision::{Body, ConsentRecord, Decision, Request, sha256_hex};
-use crate::ledger::{Event, EventKind, TransferQuery, TransferStatus, ledger_time};
+use crate::decision::{Body, ConsentRecord, Decision, Reason, Refusal, Request, sha256_hex};
+use crate::ledger::{
+    Enqueue, Event, EventKind, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus,
+    ledger_time,
+};
 use crate::schemas::Violation;
 
 enum ReadBody {
@@ -48,29 +51,101 @@ fn recordable(id: &str) -> String {
         .collect()
 }
 
+/// The header a client sends to make a retried POST safe.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k.to_owned())),
+        _ => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 200 printable ASCII characters without spaces.",
+        )),
+    }
+}
+
+/// What binds an idempotency key: the agreement and the exact body.
+fn request_digest(agreement_id: &str, body: &[u8]) -> String {
+    let mut bytes = Vec::with_capacity(agreement_id.len() + 1 + body.len());
+    bytes.extend_from_slice(agreement_id.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(body);
+    sha256_hex(&bytes)
+}
+
+fn accepted(transfer_id: Uuid, status: TransferStatus, ledger_seq: i64) -> HttpResponse {
+    HttpResponse::Accepted().json(serde_json::json!({
+        "transfer_id": transfer_id,
+        "status": status,
+        "ledger_seq": ledger_seq,
+    }))
+}
+
+/// Answers a request whose idempotency key is already bound: the original transfer if the
+/// request is the same, a recorded refusal if it is not.
+async fn replay(
+    state: &AppState,
+    original: IdempotentOriginal,
+    digest: &str,
+    mut refusal_event: Event,
+) -> Result<HttpResponse, ApiError> {
+    if original.request_sha256 == digest {
+        let status = state
+            .ledger
+            .transfer(original.transfer_id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_or(TransferStatus::Accepted, |r| r.status);
+        let mut response = accepted(original.transfer_id, status, original.ledger_seq);
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
+        return Ok(response);
+    }
+    let reason = Reason::IdempotencyKeyReused;
+    refusal_event.reason_code = Some(reason.code().to_owned());
+    let transfer_id = refusal_event.transfer_id;
+    let receipt = state
+        .ledger
+        .append(refusal_event)
+        .await
+        .map_err(|e| ApiError::ledger_unavailable(&e))?;
+    let refusal = Refusal {
+        reason,
+        violations: Vec::new(),
+        agreement: None,
+        message_type: None,
+        schema_hash: None,
+        consent: ConsentRecord::default(),
+    };
+    Err(ApiError::refused(refusal, transfer_id, receipt.seq))
+}
+
 pub async fn submit(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
     let system = caller(&req, &state)?;
     let agreement_id = path.into_inner();
+    let key = idempotency_key(&req)?;
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
     let transfer_id = Uuid::now_v7();
     let now = ledger_time(state.clock.now());
-    let (body, received_sha256) = match &body {
-        ReadBody::Complete(b) => (Body::Complete(b), Some(sha256_hex(b))),
-        ReadBody::TooLarge => (Body::TooLarge, None),
+    let (body, received_sha256, digest) = match &body {
+        ReadBody::Complete(b) => (
+            Body::Complete(b),
+            Some(sha256_hex(b)),
+            Some(request_digest(&agreement_id, b)),
+        ),
+        ReadBody::TooLarge => (Body::TooLarge, None, None),
     };
-    let decision = state.catalogue.decide(&Request {
-        transfer_id,
-        now,
-        system_id: &system.id,
-        system_may_send: has_role(system, SystemRole::Sender),
-        agreement_id: &agreement_id,
-        body,
-    });
     let mut event = Event {
         at: now,
         transfer_id,
@@ -99,6 +174,30 @@ pub async fn submit(
         subject_informed: None,
         subject_index: Vec::new(),
     };
+    if let (Some(k), Some(d)) = (&key, &digest) {
+        let original = state
+            .ledger
+            .idempotent_original(&system.id, k)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        if let Some(original) = original {
+            return replay(&state, original, d, event).await;
+        }
+    }
+    let decision = state.catalogue.decide(&Request {
+        transfer_id,
+        now,
+        system_id: &system.id,
+        system_may_send: has_role(system, SystemRole::Sender),
+        agreement_id: &agreement_id,
+        body,
+    });
+    let metric_agreement = state
+        .catalogue
+        .agreements
+        .get(&agreement_id)
+        .map_or("unknown", |a| a.id())
+        .to_owned();
     match decision {
         Decision::Permit(permit) => {
             let terms = permit.agreement.terms();
@@ -117,21 +216,43 @@ pub async fn submit(
             event.key_ref = permit.key_ref.clone();
             event.subject_index = permit.subject_index.clone();
             record_consent(&mut event, &permit.consent);
-            // The record is durable before anything leaves and before the client hears "accepted".
-            let receipt = state
-                .ledger
-                .append(event.clone())
-                .await
-                .map_err(|e| ApiError::ledger_unavailable(&e))?;
-            tracing::info!(%transfer_id, agreement = %permit.agreement.id(), seq = receipt.seq, "transfer accepted");
-            state
-                .delivery
-                .dispatch(event, permit.outbound, terms.recipient.destination.clone());
-            Ok(HttpResponse::Accepted().json(serde_json::json!({
-                "transfer_id": transfer_id,
-                "status": TransferStatus::Accepted,
-                "ledger_seq": receipt.seq,
-            })))
+            let enqueue = Enqueue {
+                destination: terms.recipient.destination.clone(),
+                body: permit.outbound,
+                now: Timestamp::now(),
+            };
+            let bound = key.zip(digest.clone()).map(|(key, request_sha256)| IdempotencyKey {
+                system: system.id.clone(),
+                key,
+                request_sha256,
+            });
+            let key_for_replay = bound.as_ref().map(|b| b.key.clone());
+            // Decision, outbox entry and idempotency key commit together, durably, before anything
+            // leaves and before the client hears "accepted".
+            match state.ledger.accept(event.clone(), enqueue, bound).await {
+                Ok(receipt) => {
+                    state.delivery.wake();
+                    state
+                        .metrics
+                        .transfer(&metric_agreement, "accepted", "", started.elapsed().as_secs_f64());
+                    tracing::info!(%transfer_id, agreement = %permit.agreement.id(), seq = receipt.seq, "transfer accepted");
+                    Ok(accepted(transfer_id, TransferStatus::Accepted, receipt.seq))
+                }
+                Err(LedgerError::IdempotencyKeyTaken) => {
+                    // A concurrent request with the same key won the race.
+                    let key = key_for_replay.unwrap_or_default();
+                    let original = state
+                        .ledger
+                        .idempotent_original(&system.id, &key)
+                        .await
+                        .map_err(|e| ApiError::internal(&e))?
+                        .ok_or_else(|| ApiError::internal(&"idempotency key vanished"))?;
+                    event.status = TransferStatus::Refused;
+                    event.decision = Some("deny".into());
+                    replay(&state, original, digest.as_deref().unwrap_or_default(), event).await
+                }
+                Err(e) => Err(ApiError::ledger_unavailable(&e)),
+            }
         }
         Decision::Refuse(refusal) => {
             if let Some(a) = &refusal.agreement {
@@ -148,6 +269,12 @@ pub async fn submit(
                 .append(event)
                 .await
                 .map_err(|e| ApiError::ledger_unavailable(&e))?;
+            state.metrics.transfer(
+                &metric_agreement,
+                "refused",
+                refusal.reason.code(),
+                started.elapsed().as_secs_f64(),
+            );
             tracing::info!(%transfer_id, agreement = %recordable(&agreement_id), reason = refusal.reason.code(),
                 seq = receipt.seq, "transfer refused");
             Err(ApiError::refused(refusal, transfer_id, receipt.seq))
@@ -194,9 +321,11 @@ pub struct ListParams {
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
+/// `GET /v1/agreements/{id}/transfers`, and `GET /v1/transfers` across agreements (e.g.
+/// `?status=undeliverable`, the dead letters an operator must act on).
 pub async fn list(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: Option<web::Path<String>>,
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -216,7 +345,10 @@ pub async fn list(
     let status = params.status.as_deref().and_then(|s| {
         let parsed = TransferStatus::parse(s);
         if parsed.is_none() {
-            bad("status", "must be one of accepted, refused, delivered, delivery_failed");
+            bad(
+                "status",
+                "must be one of accepted, refused, retrying, delivered, undeliverable",
+            );
         }
         parsed
     });
@@ -240,7 +372,7 @@ pub async fn list(
             ApiError::bad_request("invalid_query", "The query parameters are not valid.").with_violations(violations),
         );
     }
-    let agreement_id = path.into_inner();
+    let agreement_id = path.map(web::Path::into_inner);
     let query = TransferQuery {
         agreement_id: agreement_id.clone(),
         status,

@@ -22,29 +22,38 @@ pub const GENESIS: Hash = [0; 32];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferStatus {
-    /// Permitted and recorded; delivery not yet done.
+    /// Permitted, recorded and queued in the outbox; not yet delivered.
     Accepted,
     /// Refused; nothing left the gateway.
     Refused,
+    /// A delivery attempt failed; another is scheduled.
+    Retrying,
     Delivered,
-    /// Delivery failed (retries come with the durable outbox).
-    DeliveryFailed,
+    /// Dead letter: delivery gave up (attempts or age exhausted, or the partner refused it).
+    Undeliverable,
 }
 
 impl TransferStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Accepted,
+        Self::Refused,
+        Self::Retrying,
+        Self::Delivered,
+        Self::Undeliverable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
             Self::Refused => "refused",
+            Self::Retrying => "retrying",
             Self::Delivered => "delivered",
-            Self::DeliveryFailed => "delivery_failed",
+            Self::Undeliverable => "undeliverable",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Accepted, Self::Refused, Self::Delivered, Self::DeliveryFailed]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -222,7 +231,8 @@ pub struct HistoryItem {
 /// A listing filter.
 #[derive(Debug, Clone)]
 pub struct TransferQuery {
-    pub agreement_id: String,
+    /// `None`: across all agreements.
+    pub agreement_id: Option<String>,
     pub status: Option<TransferStatus>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
@@ -239,6 +249,8 @@ pub enum LedgerError {
     Corrupt { seq: i64, what: String },
     #[error("unsupported database URL (expected sqlite://…)")]
     UnsupportedUrl,
+    #[error("the idempotency key is already bound to a transfer")]
+    IdempotencyKeyTaken,
 }
 
 /// Where the chain first breaks.
@@ -262,11 +274,72 @@ pub struct ChainReport {
     pub first_break: Option<ChainBreak>,
 }
 
+/// A permitted transfer's place in the outbox.
+#[derive(Debug, Clone)]
+pub struct Enqueue {
+    pub destination: String,
+    pub body: Vec<u8>,
+    /// Wall-clock time of acceptance (the age limit counts from here).
+    pub now: Timestamp,
+}
+
+/// An idempotency key to bind to the transfer being accepted.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub system: String,
+    pub key: String,
+    pub request_sha256: String,
+}
+
+/// What an idempotency key is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentOriginal {
+    pub request_sha256: String,
+    pub transfer_id: Uuid,
+    pub ledger_seq: i64,
+}
+
+/// A queued delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub transfer_id: Uuid,
+    pub destination: String,
+    pub agreement_id: String,
+    pub message_type: String,
+    pub sender_system: String,
+    pub recipient: Option<String>,
+    pub body: Vec<u8>,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
 /// The ledger's storage. Implementations hold all SQL; chain logic is shared here.
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Appends one event durably; returns only once it is committed.
     async fn append(&self, event: Event) -> Result<Receipt, LedgerError>;
+    /// Appends an accepted decision, its outbox entry and (if given) its idempotency key in one
+    /// transaction: all or nothing. A key already bound gives [`LedgerError::IdempotencyKeyTaken`].
+    async fn accept(&self, event: Event, enqueue: Enqueue, key: Option<IdempotencyKey>)
+    -> Result<Receipt, LedgerError>;
+    async fn idempotent_original(&self, system: &str, key: &str) -> Result<Option<IdempotentOriginal>, LedgerError>;
+    /// Pending outbox entries due at `now`, oldest first.
+    async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError>;
+    /// Records a failed attempt (`event`, status `retrying`) and when to try again.
+    async fn attempt_failed(
+        &self,
+        event: Event,
+        attempts: u32,
+        next_attempt: Timestamp,
+    ) -> Result<Receipt, LedgerError>;
+    /// Records delivery and removes the outbox entry, in one transaction. `None` if the entry was
+    /// already gone (delivered before): the ledger then records nothing, so "delivered" appears
+    /// exactly once per transfer.
+    async fn delivered(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
+    /// Records the dead letter and marks the outbox entry dead (kept for requeueing).
+    async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError>;
+    /// Pending entries per destination.
+    async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError>;
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError>;
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryItem>, LedgerError>;
     async fn list_transfers(&self, query: &TransferQuery) -> Result<Vec<TransferRecord>, LedgerError>;

@@ -11,14 +11,15 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Entry, Event, EventKind, GENESIS, Hash, HistoryItem, Ledger, LedgerError, Receipt, TransferQuery, TransferRecord,
-    TransferStatus, micros,
+    Enqueue, Entry, Event, EventKind, GENESIS, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal, Ledger,
+    LedgerError, OutboxItem, Receipt, TransferQuery, TransferRecord, TransferStatus, micros,
 };
 
 pub struct SqliteLedger {
@@ -165,88 +166,268 @@ fn record_from_row(row: &SqliteRow) -> Result<TransferRecord, LedgerError> {
 const TRANSFER_COLUMNS: &str = "transfer_id, agreement_id, message_type, sender_system, recipient, status, \
      reason_code, created_at_us, updated_at_us, decision_seq";
 
-#[async_trait]
-impl Ledger for SqliteLedger {
-    async fn append(&self, event: Event) -> Result<Receipt, LedgerError> {
-        let mut head = self.head.lock().await;
-        let seq = head.0 + 1;
-        let prev_hash = head.1;
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let at = micros(event.at);
-        let transfer_id = event.transfer_id.to_string();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO ledger_entries (seq, recorded_at_us, transfer_id, kind, status, decision, agreement_id, \
+/// Writes one ledger entry and its effect on the transfer projection, inside a transaction.
+async fn write_entry(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    prev_hash: Hash,
+    hash: Hash,
+    event: &Event,
+) -> Result<(), LedgerError> {
+    let at = micros(event.at);
+    let transfer_id = event.transfer_id.to_string();
+    sqlx::query(
+        "INSERT INTO ledger_entries (seq, recorded_at_us, transfer_id, kind, status, decision, agreement_id, \
              agreement_version, agreement_hash, message_type, schema_hash, sender_system, recipient, legal_bases, \
              reason_code, received_sha256, sent_sha256, pointers_removed, detail, data_classes, treatments, key_ref, \
              consent_status, consent_reason, consent_evidence_ref, subject_informed, subject_index, prev_hash, hash) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(&transfer_id)
+    .bind(event.kind.as_str())
+    .bind(event.status.as_str())
+    .bind(&event.decision)
+    .bind(&event.agreement_id)
+    .bind(&event.agreement_version)
+    .bind(&event.agreement_hash)
+    .bind(&event.message_type)
+    .bind(&event.schema_hash)
+    .bind(&event.sender_system)
+    .bind(&event.recipient)
+    .bind(json_list(&event.legal_bases))
+    .bind(&event.reason_code)
+    .bind(&event.received_sha256)
+    .bind(&event.sent_sha256)
+    .bind(json_list(&event.pointers_removed))
+    .bind(&event.detail)
+    .bind(json_list(&event.data_classes))
+    .bind(json_list(&event.treatments))
+    .bind(&event.key_ref)
+    .bind(&event.consent_status)
+    .bind(&event.consent_reason)
+    .bind(&event.consent_evidence_ref)
+    .bind(&event.subject_informed)
+    .bind(json_list(&event.subject_index))
+    .bind(hex::encode(prev_hash))
+    .bind(hex::encode(hash))
+    .execute(&mut *conn)
+    .await?;
+    match event.kind {
+        EventKind::Decision => {
+            sqlx::query(
+                "INSERT INTO transfers (transfer_id, agreement_id, message_type, sender_system, recipient, status, \
+                     reason_code, created_at_us, updated_at_us, decision_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&transfer_id)
+            .bind(&event.agreement_id)
+            .bind(&event.message_type)
+            .bind(&event.sender_system)
+            .bind(&event.recipient)
+            .bind(event.status.as_str())
+            .bind(&event.reason_code)
+            .bind(at)
+            .bind(at)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventKind::Delivery => {
+            sqlx::query("UPDATE transfers SET status = ?, reason_code = ?, updated_at_us = ? WHERE transfer_id = ?")
+                .bind(event.status.as_str())
+                .bind(&event.reason_code)
+                .bind(at)
+                .bind(&transfer_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    async fn append(&self, event: Event) -> Result<Receipt, LedgerError> {
+        let mut head = self.head.lock().await;
+        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let hash = Entry::compute_hash(seq, &prev_hash, &event);
+        let mut tx = self.pool.begin().await?;
+        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        tx.commit().await?;
+        *head = (seq, hash);
+        Ok(Receipt { seq, hash })
+    }
+
+    async fn accept(
+        &self,
+        event: Event,
+        enqueue: Enqueue,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Receipt, LedgerError> {
+        let mut head = self.head.lock().await;
+        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let hash = Entry::compute_hash(seq, &prev_hash, &event);
+        let mut tx = self.pool.begin().await?;
+        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        let now = micros(enqueue.now);
+        sqlx::query(
+            "INSERT INTO outbox (transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, \
+             state, attempts, created_at_us, next_attempt_at_us, last_error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, NULL)",
         )
-        .bind(seq)
-        .bind(at)
-        .bind(&transfer_id)
-        .bind(event.kind.as_str())
-        .bind(event.status.as_str())
-        .bind(&event.decision)
+        .bind(event.transfer_id.to_string())
+        .bind(&enqueue.destination)
         .bind(&event.agreement_id)
-        .bind(&event.agreement_version)
-        .bind(&event.agreement_hash)
-        .bind(&event.message_type)
-        .bind(&event.schema_hash)
+        .bind(event.message_type.as_deref().unwrap_or_default())
         .bind(&event.sender_system)
         .bind(&event.recipient)
-        .bind(json_list(&event.legal_bases))
-        .bind(&event.reason_code)
-        .bind(&event.received_sha256)
-        .bind(&event.sent_sha256)
-        .bind(json_list(&event.pointers_removed))
-        .bind(&event.detail)
-        .bind(json_list(&event.data_classes))
-        .bind(json_list(&event.treatments))
-        .bind(&event.key_ref)
-        .bind(&event.consent_status)
-        .bind(&event.consent_reason)
-        .bind(&event.consent_evidence_ref)
-        .bind(&event.subject_informed)
-        .bind(json_list(&event.subject_index))
-        .bind(hex::encode(prev_hash))
-        .bind(hex::encode(hash))
+        .bind(&enqueue.body)
+        .bind(now)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
-        match event.kind {
-            EventKind::Decision => {
-                sqlx::query(
-                    "INSERT INTO transfers (transfer_id, agreement_id, message_type, sender_system, recipient, status, \
-                     reason_code, created_at_us, updated_at_us, decision_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&transfer_id)
-                .bind(&event.agreement_id)
-                .bind(&event.message_type)
-                .bind(&event.sender_system)
-                .bind(&event.recipient)
-                .bind(event.status.as_str())
-                .bind(&event.reason_code)
-                .bind(at)
-                .bind(at)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            }
-            EventKind::Delivery => {
-                sqlx::query(
-                    "UPDATE transfers SET status = ?, reason_code = ?, updated_at_us = ? WHERE transfer_id = ?",
-                )
-                .bind(event.status.as_str())
-                .bind(&event.reason_code)
-                .bind(at)
-                .bind(&transfer_id)
-                .execute(&mut *tx)
-                .await?;
+        if let Some(k) = key {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (sender_system, idempotency_key, request_sha256, transfer_id, ledger_seq) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&k.system)
+            .bind(&k.key)
+            .bind(&k.request_sha256)
+            .bind(event.transfer_id.to_string())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Err(e) if is_unique_violation(&e) => return Err(LedgerError::IdempotencyKeyTaken),
+                other => {
+                    other?;
+                }
             }
         }
         tx.commit().await?;
         *head = (seq, hash);
         Ok(Receipt { seq, hash })
+    }
+
+    async fn idempotent_original(&self, system: &str, key: &str) -> Result<Option<IdempotentOriginal>, LedgerError> {
+        let row = sqlx::query(
+            "SELECT request_sha256, transfer_id, ledger_seq FROM idempotency_keys WHERE sender_system = ? AND idempotency_key = ?",
+        )
+        .bind(system)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let seq: i64 = r.try_get("ledger_seq")?;
+            Ok(IdempotentOriginal {
+                request_sha256: r.try_get("request_sha256")?,
+                transfer_id: Uuid::parse_str(&r.try_get::<String, _>("transfer_id")?)
+                    .map_err(|_| corrupt(seq, "transfer_id"))?,
+                ledger_seq: seq,
+            })
+        })
+        .transpose()
+    }
+
+    async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, attempts, \
+             created_at_us FROM outbox \
+             WHERE state = 'pending' AND next_attempt_at_us <= ? ORDER BY next_attempt_at_us LIMIT ?",
+        )
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("transfer_id")?;
+                Ok(OutboxItem {
+                    transfer_id: Uuid::parse_str(&id).map_err(|_| corrupt(0, "outbox transfer_id"))?,
+                    destination: r.try_get("destination")?,
+                    agreement_id: r.try_get("agreement_id")?,
+                    message_type: r.try_get("message_type")?,
+                    sender_system: r.try_get("sender_system")?,
+                    recipient: r.try_get("recipient")?,
+                    body: r.try_get("body")?,
+                    attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    created_at: timestamp(0, r.try_get("created_at_us")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn attempt_failed(
+        &self,
+        event: Event,
+        attempts: u32,
+        next_attempt: Timestamp,
+    ) -> Result<Receipt, LedgerError> {
+        let mut head = self.head.lock().await;
+        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let hash = Entry::compute_hash(seq, &prev_hash, &event);
+        let mut tx = self.pool.begin().await?;
+        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        sqlx::query("UPDATE outbox SET attempts = ?, next_attempt_at_us = ?, last_error = ? WHERE transfer_id = ?")
+            .bind(i64::from(attempts))
+            .bind(micros(next_attempt))
+            .bind(&event.detail)
+            .bind(event.transfer_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        *head = (seq, hash);
+        Ok(Receipt { seq, hash })
+    }
+
+    async fn delivered(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        let mut head = self.head.lock().await;
+        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let hash = Entry::compute_hash(seq, &prev_hash, &event);
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = ? AND state = 'pending'")
+            .bind(event.transfer_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if removed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        tx.commit().await?;
+        *head = (seq, hash);
+        Ok(Some(Receipt { seq, hash }))
+    }
+
+    async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError> {
+        let mut head = self.head.lock().await;
+        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let hash = Entry::compute_hash(seq, &prev_hash, &event);
+        let mut tx = self.pool.begin().await?;
+        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        sqlx::query("UPDATE outbox SET state = 'dead', last_error = ? WHERE transfer_id = ?")
+            .bind(&event.detail)
+            .bind(event.transfer_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        *head = (seq, hash);
+        Ok(Receipt { seq, hash })
+    }
+
+    async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError> {
+        let rows =
+            sqlx::query("SELECT destination, COUNT(*) AS n FROM outbox WHERE state = 'pending' GROUP BY destination")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("destination")?, r.try_get("n")?)))
+            .collect()
     }
 
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError> {
@@ -285,7 +466,7 @@ impl Ledger for SqliteLedger {
 
     async fn list_transfers(&self, q: &TransferQuery) -> Result<Vec<TransferRecord>, LedgerError> {
         let rows = sqlx::query(&format!(
-            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE agreement_id = ? \
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE (?1 IS NULL OR agreement_id = ?1) \
              AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR created_at_us >= ?3) \
              AND (?4 IS NULL OR created_at_us < ?4) ORDER BY created_at_us, decision_seq LIMIT ?5"
         ))

@@ -40,6 +40,14 @@ pub enum TransportError {
     Request,
 }
 
+impl TransportError {
+    /// The partner refused this message itself (a 4xx other than 408 or 429): trying again would
+    /// only repeat the refusal.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Status(code) if (400..500).contains(code) && *code != 408 && *code != 429)
+    }
+}
+
 #[derive(Debug)]
 pub enum Transport {
     Dir(DirTransport),

@@ -226,6 +226,9 @@ crls = ["{crl}"]
 [limits]
 max_body_bytes = {max_body}
 
+[delivery]
+poll_interval_ms = 50
+
 [[systems]]
 id = "{SENDER}"
 identity = "{sender_id}"
@@ -343,17 +346,17 @@ path = "deliveries/lado"
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// Polls the transfer until its status is no longer `accepted` (delivery is asynchronous).
+    /// Polls the transfer until delivery has finished one way or the other (it is asynchronous).
     pub async fn settled(&self, transfer_id: &str) -> Value {
-        for _ in 0..200 {
+        for _ in 0..400 {
             let (status, body) = self.get(&self.auditor, &format!("/v1/transfers/{transfer_id}")).await;
             assert_eq!(status, 200, "{body}");
-            if body["status"] != "accepted" {
+            if body["status"] != "accepted" && body["status"] != "retrying" {
                 return body;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("transfer {transfer_id} never left the accepted state");
+        panic!("transfer {transfer_id} never settled");
     }
 
     pub async fn entries(&self) -> Vec<Entry> {
@@ -407,14 +410,51 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
+/// How a test receiver behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiverOpts {
+    /// Listen on this port (for "down, then up" tests); a free one if `None`.
+    pub port: Option<u16>,
+    pub answer: u16,
+    /// Wait this long before answering (for "hangs" tests).
+    pub delay: Duration,
+}
+
+impl Default for ReceiverOpts {
+    fn default() -> Self {
+        Self {
+            port: None,
+            answer: 200,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
 /// A real HTTPS receiver on loopback that requires a client certificate from the gateway's CA.
 pub struct Receiver {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
 }
 
+/// A port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Receiver {
     pub async fn start(answer: u16) -> Self {
+        Self::start_with(ReceiverOpts {
+            answer,
+            ..ReceiverOpts::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(opts: ReceiverOpts) -> Self {
         let p = pki();
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&p.ca_cert)), provider())
             .build()
@@ -430,7 +470,7 @@ impl Receiver {
             .unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let shared = received.clone();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", opts.port.unwrap_or(0))).unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = HttpServer::new(move || {
             let shared = shared.clone();
@@ -440,17 +480,19 @@ impl Receiver {
                     let shared = shared.clone();
                     async move {
                         let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                        tokio::time::sleep(opts.delay).await;
                         shared.lock().unwrap().push(Received {
                             transfer_id: header("x-isa-transfer-id"),
                             agreement_id: header("x-isa-agreement-id"),
                             body: body.to_vec(),
                         });
-                        HttpResponse::build(actix_web::http::StatusCode::from_u16(answer).unwrap()).finish()
+                        HttpResponse::build(actix_web::http::StatusCode::from_u16(opts.answer).unwrap()).finish()
                     }
                 }),
             )
         })
-        .workers(1)
+        .workers(2)
+        .disable_signals()
         .listen_rustls_0_23(listener, tls)
         .unwrap()
         .run();
@@ -458,17 +500,31 @@ impl Receiver {
         Self { port, received }
     }
 
+    /// Transfer ids received, in order (with repeats if any).
+    pub fn ids(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.transfer_id.clone())
+            .collect()
+    }
+
     /// The `[[destinations]]` TOML for this receiver.
     pub fn destination(&self, id: &str) -> String {
-        let p = pki();
-        format!(
-            "[[destinations]]\nid = \"{id}\"\ntransport = \"https\"\nurl = \"https://localhost:{}/inbox\"\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\ntimeout_secs = 5\n",
-            self.port,
-            p.receiver_ca_cert.display(),
-            p.gateway_client.cert.display(),
-            p.gateway_client.key.display()
-        )
+        https_destination(id, self.port)
     }
+}
+
+/// An HTTPS destination on a loopback port, with quick retries for tests.
+pub fn https_destination(id: &str, port: u16) -> String {
+    let p = pki();
+    format!(
+        "[[destinations]]\nid = \"{id}\"\ntransport = \"https\"\nurl = \"https://localhost:{port}/inbox\"\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\ntimeout_secs = 2\n\n[destinations.delivery]\nmax_attempts = 3\nbackoff_initial_ms = 20\nbackoff_max_ms = 100\nbreaker_threshold = 100\n",
+        p.receiver_ca_cert.display(),
+        p.gateway_client.cert.display(),
+        p.gateway_client.key.display()
+    )
 }
 
 /// The GP agreement, retargeted: a new id, another destination, other fields or dates.
@@ -476,4 +532,99 @@ pub fn gp_agreement_variant(id: &str, edit: impl Fn(String) -> String) -> (Strin
     let text = std::fs::read_to_string(repo().join("isa-templates/nvtt-gp-update.toml")).unwrap();
     let text = text.replace("id = \"nvtt-gp-update\"", &format!("id = \"{id}\""));
     (format!("{id}.toml"), edit(text))
+}
+
+/// The real `isa-gateway serve` process, with its log captured.
+pub struct GatewayProcess {
+    child: std::process::Child,
+    pub port: u16,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GatewayProcess {
+    /// Starts `serve --config <config> --listen 127.0.0.1:0` and waits until it listens.
+    pub async fn start(config: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "trace")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        for _ in 0..400 {
+            let port = log
+                .lock()
+                .unwrap()
+                .split("listening on https://127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next().and_then(|p| p.parse::<u16>().ok()));
+            if let Some(port) = port {
+                return Self {
+                    child,
+                    port,
+                    log,
+                    reader: Some(reader),
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("gateway exited with {status}:\n{}", log.lock().unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gateway did not start:\n{}", log.lock().unwrap());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown, no flushing, nothing graceful.
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// The shipped development configuration, rewritten to run in `dir` with the test PKI.
+pub fn dev_config_in(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let p = pki();
+    let config = std::fs::read_to_string(repo().join("gateway.toml"))
+        .unwrap()
+        .replace(
+            "agreements_dir = \"isa-templates\"",
+            &format!("agreements_dir = \"{}\"", repo().join("isa-templates").display()),
+        )
+        .replace(
+            "schemas_dir = \"schemas\"",
+            &format!("schemas_dir = \"{}\"", repo().join("schemas").display()),
+        )
+        .replace("certs/dev/server.crt", &p.server.cert.display().to_string())
+        .replace("certs/dev/server.key", &p.server.key.display().to_string())
+        .replace("certs/dev/ca.crt", &p.ca_cert.display().to_string())
+        .replace("certs/dev/ca.crl", &p.crl.display().to_string());
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, edit(config)).unwrap();
+    path
 }

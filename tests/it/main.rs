@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failure with its location
 
 mod cli;
+mod crash;
+mod delivery;
 mod flows;
 mod helpers;
 mod ledger;

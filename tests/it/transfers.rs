@@ -94,7 +94,7 @@ async fn delivers_over_https_with_the_gateways_client_certificate() {
 }
 
 #[tokio::test]
-async fn a_failing_receiver_is_recorded_as_delivery_failed_with_the_reason() {
+async fn a_receiver_that_keeps_failing_is_retried_then_dead_lettered_with_the_reason() {
     let receiver = Receiver::start(500).await;
     let agreement = gp_agreement_variant("gp-over-https", |t| {
         t.replace("destination = \"y99001-gp-drop\"", "destination = \"gp-https\"")
@@ -107,8 +107,20 @@ async fn a_failing_receiver_is_recorded_as_delivery_failed_with_the_reason() {
     .await;
     let (_, body, _) = app.post("gp-over-https", "gp_update", &gp_update()).await;
     let settled = app.settled(body["transfer_id"].as_str().unwrap()).await;
-    assert_eq!(settled["status"], "delivery_failed");
+    assert_eq!(settled["status"], "undeliverable");
+    let history: Vec<&str> = settled["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["accepted", "retrying", "retrying", "undeliverable"]);
     assert_eq!(settled["history"][1]["detail"], "https: the receiver answered 500");
+    assert_eq!(
+        settled["history"][3]["detail"],
+        "gave up after 3 attempt(s): https: the receiver answered 500"
+    );
+    assert_eq!(receiver.ids().len(), 3, "three attempts reached the receiver");
 }
 
 #[tokio::test]
@@ -131,7 +143,7 @@ async fn a_receiver_that_does_not_trust_the_gateway_is_a_failed_delivery() {
     .await;
     let (_, body, _) = app.post("gp-over-https", "gp_update", &gp_update()).await;
     let settled = app.settled(body["transfer_id"].as_str().unwrap()).await;
-    assert_eq!(settled["status"], "delivery_failed");
+    assert_eq!(settled["status"], "undeliverable");
     assert!(receiver.received.lock().unwrap().is_empty());
 }
 
