@@ -362,7 +362,11 @@ mod tests {
         let p = policy();
         assert_eq!(backoff(&p, 1, 0), Duration::from_millis(50));
         assert_eq!(backoff(&p, 1, 7), Duration::from_millis(57));
-        assert_eq!(backoff(&p, 1, 51), Duration::from_millis(50), "jitter wraps within the half");
+        assert_eq!(
+            backoff(&p, 1, 51),
+            Duration::from_millis(50),
+            "jitter wraps within the half"
+        );
         assert_eq!(backoff(&p, 3, 0), Duration::from_millis(200));
         assert_eq!(backoff(&p, 30, 0), Duration::from_millis(500));
         for r in [0, 1, 7, 1 << 40] {

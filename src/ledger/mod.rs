@@ -5,6 +5,7 @@
 //! [`Entry::canonical_bytes`]) that includes the previous entry's hash, so an edited, removed
 //! or reordered row breaks the chain at that row. All SQL lives in the backend modules.
 
+pub mod merkle;
 mod sqlite;
 
 use async_trait::async_trait;
