@@ -225,14 +225,26 @@ fn production_problems(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let mut files: Vec<&Path> = config.tls_files();
     for d in &config.destinations {
-        if let DestinationConfig::Https {
-            ca,
-            client_cert,
-            client_key,
-            ..
-        } = d
-        {
-            files.extend([ca.as_path(), client_cert.as_path(), client_key.as_path()]);
+        match d {
+            DestinationConfig::Https {
+                ca,
+                client_cert,
+                client_key,
+                ..
+            } => {
+                files.extend([ca, client_cert, client_key].map(PathBuf::as_path));
+            }
+            DestinationConfig::Mesh {
+                ca,
+                client_cert,
+                client_key,
+                password_file,
+                shared_key_file,
+                ..
+            } => {
+                files.extend([ca, client_cert, client_key, password_file, shared_key_file].map(PathBuf::as_path));
+            }
+            DestinationConfig::Dir { .. } => {}
         }
     }
     for f in files {

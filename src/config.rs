@@ -185,6 +185,47 @@ pub enum DestinationConfig {
         #[serde(default)]
         delivery: DeliveryPolicy,
     },
+    /// NHS MESH (API v2): the gateway's own mailbox sends to the recipient's mailbox.
+    Mesh {
+        id: String,
+        /// The MESH base URL, e.g. `https://mesh-sync.spineservices.nhs.uk`.
+        url: String,
+        /// The gateway's mailbox id (upper case).
+        mailbox: String,
+        /// The recipient's mailbox id.
+        to: String,
+        workflow_id: String,
+        /// File holding the mailbox password. A secret: keep it 0600.
+        password_file: PathBuf,
+        /// File holding the MESH environment's shared key (HMAC secret). A secret: keep it 0600.
+        shared_key_file: PathBuf,
+        /// The only CA trusted for the MESH server.
+        ca: PathBuf,
+        /// The gateway's MESH client certificate and key (issued per environment).
+        client_cert: PathBuf,
+        client_key: PathBuf,
+        /// Messages larger than this are sent in chunks, in order.
+        #[serde(default = "default_chunk_size")]
+        chunk_size: usize,
+        /// Gzip the message (each chunk) before sending.
+        #[serde(default)]
+        compress: bool,
+        #[serde(default = "default_timeout_secs")]
+        timeout_secs: u64,
+        /// How often the gateway reads its own inbox for reports (MESH asks for at most every 5 minutes).
+        #[serde(default = "default_inbox_poll_ms")]
+        inbox_poll_ms: u64,
+        #[serde(default)]
+        delivery: DeliveryPolicy,
+    },
+}
+
+fn default_chunk_size() -> usize {
+    20_000_000
+}
+
+fn default_inbox_poll_ms() -> u64 {
+    300_000
 }
 
 fn default_timeout_secs() -> u64 {
@@ -194,13 +235,13 @@ fn default_timeout_secs() -> u64 {
 impl DestinationConfig {
     pub fn id(&self) -> &str {
         match self {
-            Self::Dir { id, .. } | Self::Https { id, .. } => id,
+            Self::Dir { id, .. } | Self::Https { id, .. } | Self::Mesh { id, .. } => id,
         }
     }
 
     pub fn policy(&self) -> &DeliveryPolicy {
         match self {
-            Self::Dir { delivery, .. } | Self::Https { delivery, .. } => delivery,
+            Self::Dir { delivery, .. } | Self::Https { delivery, .. } | Self::Mesh { delivery, .. } => delivery,
         }
     }
 }
@@ -279,6 +320,20 @@ impl Config {
                     rebase(client_cert);
                     rebase(client_key);
                 }
+                DestinationConfig::Mesh {
+                    ca,
+                    client_cert,
+                    client_key,
+                    password_file,
+                    shared_key_file,
+                    ..
+                } => {
+                    rebase(ca);
+                    rebase(client_cert);
+                    rebase(client_key);
+                    rebase(password_file);
+                    rebase(shared_key_file);
+                }
             }
         }
         if let Some(rest) = self.database_url.strip_prefix("sqlite://")
@@ -338,15 +393,39 @@ impl Config {
                     d.id()
                 ));
             }
-            if let DestinationConfig::Https {
-                id, url, timeout_secs, ..
+            match d {
+                DestinationConfig::Https {
+                    id, url, timeout_secs, ..
+                }
+                | DestinationConfig::Mesh {
+                    id, url, timeout_secs, ..
+                } => {
+                    if !url.starts_with("https://") {
+                        problems.push(format!("destination {id:?}: url must start with https://"));
+                    }
+                    if *timeout_secs == 0 {
+                        problems.push(format!("destination {id:?}: timeout_secs must be positive"));
+                    }
+                }
+                DestinationConfig::Dir { .. } => {}
+            }
+            if let DestinationConfig::Mesh {
+                id,
+                mailbox,
+                to,
+                chunk_size,
+                ..
             } = d
             {
-                if !url.starts_with("https://") {
-                    problems.push(format!("destination {id:?}: url must start with https://"));
+                for (what, m) in [("mailbox", mailbox), ("to", to)] {
+                    if m.is_empty() || !m.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+                        problems.push(format!(
+                            "destination {id:?}: {what} must be an upper-case MESH mailbox id"
+                        ));
+                    }
                 }
-                if *timeout_secs == 0 {
-                    problems.push(format!("destination {id:?}: timeout_secs must be positive"));
+                if *chunk_size < 512 {
+                    problems.push(format!("destination {id:?}: chunk_size must be at least 512 bytes"));
                 }
             }
         }
@@ -482,6 +561,22 @@ path = "out/gp"
             .to_string();
         assert!(err.contains("lower-case"), "{err}");
         assert!(err.contains("no roles"), "{err}");
+    }
+
+    #[test]
+    fn a_mesh_destination_needs_https_and_upper_case_mailboxes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{MINIMAL}\n[[destinations]]\nid = \"nhse\"\ntransport = \"mesh\"\nurl = \"http://mesh\"\nmailbox = \"x26abc1\"\n\
+             to = \"X26ABC2\"\nworkflow_id = \"W\"\npassword_file = \"p\"\nshared_key_file = \"k\"\nca = \"c\"\n\
+             client_cert = \"c\"\nclient_key = \"k\"\n"
+        );
+        let err = Config::load_with_env(&write(dir.path(), &text), &Overrides::default(), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("url must start with https://"), "{err}");
+        assert!(err.contains("mailbox must be an upper-case MESH mailbox id"), "{err}");
+        assert!(!err.contains("to must be"), "{err}");
     }
 
     #[test]

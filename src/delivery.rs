@@ -82,6 +82,7 @@ impl Breaker {
 
 struct Destination {
     policy: DeliveryPolicy,
+    inbox_poll: Duration,
     permits: Arc<Semaphore>,
     breaker: Mutex<Breaker>,
 }
@@ -136,10 +137,15 @@ impl Delivery {
             .map(|d| {
                 let policy = d.policy().clone();
                 let permits = Arc::new(Semaphore::new(policy.concurrency));
+                let inbox_poll = match d {
+                    DestinationConfig::Mesh { inbox_poll_ms, .. } => Duration::from_millis(*inbox_poll_ms),
+                    _ => Duration::from_secs(300),
+                };
                 (
                     d.id().to_owned(),
                     Destination {
                         policy,
+                        inbox_poll,
                         permits,
                         breaker: Mutex::default(),
                     },
@@ -198,6 +204,92 @@ impl Delivery {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.poll) => {}
             }
+        }
+    }
+
+    /// Reads each MESH destination's inbox for reports, at its own interval, until the process
+    /// ends. A non-delivery report makes its transfer undeliverable.
+    pub async fn watch_reports(self: Arc<Self>) {
+        let watchers: Vec<_> = self
+            .transports
+            .mesh()
+            .map(|(id, _)| {
+                let this = Arc::clone(&self);
+                let id = id.to_owned();
+                tokio::spawn(async move { this.watch_mesh(id).await })
+            })
+            .collect();
+        for w in watchers {
+            let _ = w.await;
+        }
+    }
+
+    async fn watch_mesh(&self, destination: String) {
+        let every = self
+            .destinations
+            .get(&destination)
+            .map_or(Duration::from_secs(300), |d| d.inbox_poll);
+        loop {
+            if let Some(mesh) = self
+                .transports
+                .mesh()
+                .find(|(id, _)| *id == destination)
+                .map(|(_, m)| m)
+            {
+                match mesh.take_reports().await {
+                    Ok(reports) => {
+                        for r in reports {
+                            self.non_delivery(&destination, r).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(%destination, error = %e, "cannot read the MESH inbox; will retry"),
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    async fn non_delivery(&self, destination: &str, report: crate::transport::mesh::Report) {
+        let by_ref = match &report.linked_message_id {
+            Some(m) => self.ledger.transfer_by_remote_ref(destination, m).await.ok().flatten(),
+            None => None,
+        };
+        let Some(id) = by_ref.or_else(|| report.local_id.as_deref().and_then(|l| Uuid::parse_str(l).ok())) else {
+            tracing::warn!(%destination, report = %report.report_id, "a MESH report names no transfer of ours");
+            return;
+        };
+        let Ok(Some(record)) = self.ledger.transfer(id).await else {
+            tracing::warn!(%destination, transfer_id = %id, "a MESH report names an unknown transfer");
+            return;
+        };
+        let why = format!(
+            "MESH non-delivery report {}: {}",
+            report.code.as_deref().unwrap_or("?"),
+            report.description.as_deref().unwrap_or("no description")
+        );
+        let item = OutboxItem {
+            transfer_id: id,
+            destination: destination.to_owned(),
+            agreement_id: record.agreement_id,
+            message_type: record.message_type.unwrap_or_default(),
+            sender_system: record.sender_system,
+            recipient: record.recipient,
+            body: Vec::new(),
+            attempts: 0,
+            created_at: record.created_at,
+        };
+        let mut event = self.event(
+            &item,
+            TransferStatus::Undeliverable,
+            Some("mesh_non_delivery"),
+            Some(why.clone()),
+        );
+        event.sent_sha256 = None;
+        match self.ledger.append(event).await {
+            Ok(r) => {
+                tracing::error!(transfer_id = %id, %destination, seq = r.seq, %why, "UNDELIVERABLE: MESH reported non-delivery")
+            }
+            Err(e) => tracing::error!(transfer_id = %id, error = %e, "could not record a MESH non-delivery report"),
         }
     }
 
@@ -271,19 +363,19 @@ impl Delivery {
             agreement_id: item.agreement_id.clone(),
             message_type: item.message_type.clone(),
             bytes: item.body.clone(),
+            attempt: item.attempts,
         };
         let id = item.transfer_id;
         match transport.send(&parcel).await {
-            Ok(()) => {
+            Ok(sent) => {
                 dest.breaker().success();
                 self.metrics.attempt(&item.destination, "delivered");
                 let age = (Timestamp::now().as_millisecond() - item.created_at.as_millisecond()).max(0);
                 self.metrics.delivered_after(&item.destination, age as f64 / 1000.0);
-                match self
-                    .ledger
-                    .delivered(self.event(&item, TransferStatus::Delivered, None, None))
-                    .await
-                {
+                let detail = sent.remote_ref.as_ref().map(|r| format!("partner reference {r}"));
+                let event = self.event(&item, TransferStatus::Delivered, None, detail);
+                let remote = sent.remote_ref.map(|r| (item.destination.clone(), r));
+                match self.ledger.delivered(event, remote).await {
                     Ok(Some(r)) => {
                         tracing::info!(transfer_id = %id, destination = %item.destination, seq = r.seq, "delivered")
                     }

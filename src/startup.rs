@@ -142,9 +142,11 @@ impl Application {
 
     /// Runs the server and the delivery worker (which resumes every pending delivery).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let worker = tokio::spawn(self.delivery.run());
+        let worker = tokio::spawn(self.delivery.clone().run());
+        let reports = tokio::spawn(self.delivery.watch_reports());
         let result = self.server.await;
         worker.abort();
+        reports.abort();
         result
     }
 }

@@ -85,3 +85,12 @@ CREATE TABLE idempotency_keys (
     ledger_seq      INTEGER NOT NULL,
     PRIMARY KEY (sender_system, idempotency_key)
 ) STRICT;
+
+-- The partner's reference for a delivered transfer (e.g. the MESH message id), so that a later
+-- report (a MESH non-delivery report) can be tied back to the transfer.
+CREATE TABLE delivery_refs (
+    destination TEXT NOT NULL,
+    remote_ref  TEXT NOT NULL,
+    transfer_id TEXT NOT NULL,
+    PRIMARY KEY (destination, remote_ref)
+) STRICT;

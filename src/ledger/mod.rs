@@ -333,10 +333,13 @@ pub trait Ledger: Send + Sync {
         attempts: u32,
         next_attempt: Timestamp,
     ) -> Result<Receipt, LedgerError>;
-    /// Records delivery and removes the outbox entry, in one transaction. `None` if the entry was
+    /// Records delivery (with the partner's reference, if any) and removes the outbox entry, in
+    /// one transaction. `None` if the entry was
     /// already gone (delivered before): the ledger then records nothing, so "delivered" appears
     /// exactly once per transfer.
-    async fn delivered(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
+    async fn delivered(&self, event: Event, remote: Option<(String, String)>) -> Result<Option<Receipt>, LedgerError>;
+    /// The transfer a partner's reference (destination, reference) belongs to.
+    async fn transfer_by_remote_ref(&self, destination: &str, remote_ref: &str) -> Result<Option<Uuid>, LedgerError>;
     /// Records the dead letter and marks the outbox entry dead (kept for requeueing).
     async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError>;
     /// Pending entries per destination.

@@ -386,7 +386,7 @@ impl Ledger for SqliteLedger {
         Ok(Receipt { seq, hash })
     }
 
-    async fn delivered(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+    async fn delivered(&self, event: Event, remote: Option<(String, String)>) -> Result<Option<Receipt>, LedgerError> {
         let mut head = self.head.lock().await;
         let (seq, prev_hash) = (head.0 + 1, head.1);
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
@@ -399,9 +399,30 @@ impl Ledger for SqliteLedger {
             return Ok(None);
         }
         write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        if let Some((destination, remote_ref)) = remote {
+            sqlx::query("INSERT OR REPLACE INTO delivery_refs (destination, remote_ref, transfer_id) VALUES (?, ?, ?)")
+                .bind(destination)
+                .bind(remote_ref)
+                .bind(event.transfer_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         *head = (seq, hash);
         Ok(Some(Receipt { seq, hash }))
+    }
+
+    async fn transfer_by_remote_ref(&self, destination: &str, remote_ref: &str) -> Result<Option<Uuid>, LedgerError> {
+        let row = sqlx::query("SELECT transfer_id FROM delivery_refs WHERE destination = ? AND remote_ref = ?")
+            .bind(destination)
+            .bind(remote_ref)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let id: String = r.try_get("transfer_id")?;
+            Uuid::parse_str(&id).map_err(|_| corrupt(0, "delivery_refs transfer_id"))
+        })
+        .transpose()
     }
 
     async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError> {

@@ -5,6 +5,7 @@
 
 mod dir;
 mod https;
+pub mod mesh;
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use uuid::Uuid;
 
 pub use dir::DirTransport;
 pub use https::HttpsTransport;
+pub use mesh::MeshTransport;
 
 use crate::config::DestinationConfig;
 use crate::tls::TlsError;
@@ -23,6 +25,15 @@ pub struct Parcel {
     pub agreement_id: String,
     pub message_type: String,
     pub bytes: Vec<u8>,
+    /// Attempts made before this one (0 on the first).
+    pub attempt: u32,
+}
+
+/// A successful hand-over, with the partner's reference for it where there is one (the MESH
+/// message id), which later reports refer to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub remote_ref: Option<String>,
 }
 
 /// Why a delivery failed. `Display` is safe to record and log: no payload, no secrets.
@@ -38,6 +49,8 @@ pub enum TransportError {
     Status(u16),
     #[error("https: request failed")]
     Request,
+    #[error("mesh: {0}")]
+    Mesh(String),
 }
 
 impl TransportError {
@@ -52,6 +65,7 @@ impl TransportError {
 pub enum Transport {
     Dir(DirTransport),
     Https(HttpsTransport),
+    Mesh(MeshTransport),
 }
 
 impl Transport {
@@ -66,13 +80,40 @@ impl Transport {
                 timeout_secs,
                 ..
             } => Self::Https(HttpsTransport::new(url, ca, client_cert, client_key, *timeout_secs)?),
+            DestinationConfig::Mesh {
+                url,
+                mailbox,
+                to,
+                workflow_id,
+                password_file,
+                shared_key_file,
+                ca,
+                client_cert,
+                client_key,
+                chunk_size,
+                compress,
+                timeout_secs,
+                ..
+            } => Self::Mesh(MeshTransport::new(
+                url,
+                mailbox,
+                to,
+                workflow_id,
+                password_file,
+                shared_key_file,
+                (ca, client_cert, client_key),
+                *chunk_size,
+                *compress,
+                *timeout_secs,
+            )?),
         })
     }
 
-    pub async fn send(&self, parcel: &Parcel) -> Result<(), TransportError> {
+    pub async fn send(&self, parcel: &Parcel) -> Result<Sent, TransportError> {
         match self {
-            Self::Dir(t) => t.send(parcel).await,
-            Self::Https(t) => t.send(parcel).await,
+            Self::Dir(t) => t.send(parcel).await.map(|()| Sent::default()),
+            Self::Https(t) => t.send(parcel).await.map(|()| Sent::default()),
+            Self::Mesh(t) => t.send(parcel).await,
         }
     }
 }
@@ -95,5 +136,13 @@ impl Transports {
 
     pub fn get(&self, id: &str) -> Option<&Transport> {
         self.by_id.get(id)
+    }
+
+    /// The MESH destinations, whose inboxes must be read for reports.
+    pub fn mesh(&self) -> impl Iterator<Item = (&str, &MeshTransport)> {
+        self.by_id.iter().filter_map(|(id, t)| match t {
+            Transport::Mesh(m) => Some((id.as_str(), m)),
+            _ => None,
+        })
     }
 }

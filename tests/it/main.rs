@@ -7,6 +7,7 @@ mod delivery;
 mod flows;
 mod helpers;
 mod ledger;
+mod mesh;
 mod messages;
 mod pseudonymisation;
 mod tls;
