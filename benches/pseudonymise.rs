@@ -100,6 +100,7 @@ fn bench(c: &mut Criterion) {
                 now,
                 system_id: "tt-case-system",
                 system_may_send: true,
+                user_roles: &[isa_gateway::auth::UserRole::Practitioner],
                 agreement_id: "nvtt-nhse-dataset",
                 body: Body::Complete(std::hint::black_box(&body)),
             })

@@ -60,6 +60,8 @@ pub struct AgreementFile {
     pub consent: ConsentTerms,
     #[serde(default)]
     pub transparency: Transparency,
+    #[serde(default)]
+    pub approval: Approval,
     pub retention: Retention,
     /// The fields that may leave, by JSON pointer into the payload, with their class and how
     /// they are treated on the way out. Anything else is refused.
@@ -101,6 +103,26 @@ pub enum ConsentModel {
     AllContributors,
 }
 
+/// Director approval and the urgent path.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// A disclosure without consent (consent not sought, or refused and overridden in the public
+    /// interest) waits, held, until a director approves it; nothing is sent before.
+    #[serde(default)]
+    pub hold_without_consent: bool,
+    /// A transfer marked `immediate` (a child at risk now) leaves at once and is flagged for a
+    /// director's retrospective review within `review_within_hours`.
+    #[serde(default)]
+    pub urgent_path: bool,
+    #[serde(default = "default_review_hours")]
+    pub review_within_hours: u32,
+}
+
+fn default_review_hours() -> u32 {
+    24
+}
+
 /// How people are told.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +154,8 @@ pub struct Sender {
     pub ods_code: Option<String>,
     /// A public authority acting on its official tasks cannot rely on Art 6(1)(ea) or (f).
     pub public_authority: bool,
+    /// The user roles (from the bearer token) that may send under this agreement.
+    pub roles: Vec<crate::auth::UserRole>,
     /// Ids of registered systems (gateway configuration `[[systems]]`) allowed to send.
     pub systems: Vec<String>,
 }
@@ -343,6 +367,11 @@ impl Agreement {
     pub fn needs_key(&self) -> bool {
         self.fields.iter().any(|f| f.op == Op::Token)
     }
+    /// The first role of the agreement's sender roles that the user holds: the role they act in.
+    pub fn acting_role(&self, user_roles: &[crate::auth::UserRole]) -> Option<crate::auth::UserRole> {
+        self.file.sender.roles.iter().copied().find(|r| user_roles.contains(r))
+    }
+
     pub fn permits_system(&self, system_id: &str) -> bool {
         self.file.sender.systems.iter().any(|s| s == system_id)
     }
@@ -455,6 +484,9 @@ impl Agreement {
         }
         if file.review_by < file.effective_from {
             at("review_by", "is before effective_from".into());
+        }
+        if file.sender.roles.is_empty() {
+            at("sender.roles", "names no user role: nobody could send under it".into());
         }
         if file.sender.systems.is_empty() {
             at("sender.systems", "names no system: nobody could send under it".into());

@@ -68,6 +68,30 @@ enum Command {
     },
     /// Print the legal-basis codes with their titles and sources (docs/legal-bases.md).
     LegalBases,
+    /// Bearer tokens for users.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Mint a token from the development issuer (development profile only), e.g.
+    /// `isa-gateway token dev --sub alice --role practitioner`.
+    Dev {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user's id (the token's `sub`).
+        #[arg(long)]
+        sub: String,
+        /// A role: practitioner, safeguarding_lead, director, dpo or auditor (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -140,6 +164,15 @@ pub fn main() -> ExitCode {
             } => ledger_verify(&config.config).await,
             Command::Agreements { config, format } => agreements(&config.config, format),
             Command::Keys { command } => keys(command),
+            Command::Token {
+                command:
+                    TokenCommand::Dev {
+                        config,
+                        sub,
+                        roles,
+                        ttl_secs,
+                    },
+            } => token_dev(&config.config, &sub, &roles, ttl_secs),
             Command::LegalBases => {
                 print!("{}", crate::legal::reference_markdown());
                 Ok(ExitCode::SUCCESS)
@@ -173,7 +206,12 @@ async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode, Stri
     match config.profile {
         Profile::Development => {
             eprintln!("{}", DEV_BANNER.trim_end());
-            let missing: Vec<_> = config.tls_files().into_iter().filter(|p| !p.exists()).collect();
+            let missing: Vec<_> = config
+                .tls_files()
+                .into_iter()
+                .chain(config.auth_files())
+                .filter(|p| !p.exists())
+                .collect();
             if !missing.is_empty() {
                 let dir = dev_certs_dir(&config);
                 let ids: Vec<&str> = config.systems.iter().map(|s| s.id.as_str()).collect();
@@ -247,6 +285,7 @@ fn production_problems(config: &Config) -> Vec<String> {
             DestinationConfig::Dir { .. } => {}
         }
     }
+    files.extend(config.auth_files());
     for f in files {
         if !f.is_file() {
             problems.push(format!("missing file {}", f.display()));
@@ -262,6 +301,14 @@ fn production_problems(config: &Config) -> Vec<String> {
             problems.push(format!(
                 "{what} {} is development material (made by `certs dev`)",
                 path.display()
+            ));
+        }
+    }
+    for i in &config.auth.issuers {
+        if i.dev_signing_key.is_some() {
+            problems.push(format!(
+                "token issuer {:?} has a dev_signing_key: development tokens would be accepted",
+                i.issuer
             ));
         }
     }
@@ -400,5 +447,36 @@ fn keys(command: KeysCommand) -> Result<ExitCode, String> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token_dev(path: &Path, sub: &str, roles: &[String], ttl_secs: u64) -> Result<ExitCode, String> {
+    let config = load(path, &Overrides::default())?;
+    if config.profile != Profile::Development {
+        return Err("development tokens are for the development profile only".into());
+    }
+    let roles = roles
+        .iter()
+        .map(|r| {
+            crate::auth::UserRole::parse(r).ok_or_else(|| {
+                format!("unknown role {r:?}: use practitioner, safeguarding_lead, director, dpo or auditor")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let issuer = config
+        .auth
+        .issuers
+        .iter()
+        .find(|i| i.dev_signing_key.is_some())
+        .ok_or("no issuer in the configuration has a dev_signing_key")?;
+    if issuer.dev_signing_key.as_ref().is_some_and(|k| !k.exists()) {
+        return Err(
+            "the development issuer's key does not exist yet: run `isa-gateway certs dev` (or `serve`) first".into(),
+        );
+    }
+    println!(
+        "{}",
+        crate::auth::mint_dev_token(issuer, &config.auth.audience, sub, &roles, ttl_secs)?
+    );
     Ok(ExitCode::SUCCESS)
 }

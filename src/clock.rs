@@ -1,19 +1,35 @@
-//! Time, injectable: the system clock in service, a fixed instant in tests.
+//! Time, injectable: the system clock in service; a fixed or hand-moved instant in tests.
+
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Clock {
     #[default]
     System,
     Fixed(Timestamp),
+    /// Moved by hand (tests of deadlines: review windows, notification due dates).
+    Manual(Arc<Mutex<Timestamp>>),
 }
 
 impl Clock {
+    pub fn manual(start: Timestamp) -> Self {
+        Self::Manual(Arc::new(Mutex::new(start)))
+    }
+
     pub fn now(&self) -> Timestamp {
         match self {
             Self::System => Timestamp::now(),
             Self::Fixed(t) => *t,
+            Self::Manual(t) => *t.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        }
+    }
+
+    /// Moves a manual clock; other clocks ignore it.
+    pub fn set(&self, to: Timestamp) {
+        if let Self::Manual(t) = self {
+            *t.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = to;
         }
     }
 }

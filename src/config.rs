@@ -48,6 +48,8 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
     #[serde(default)]
     pub delivery: DeliverySettings,
+    /// Users: trusted token issuers, audience, roles claim.
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// The delivery worker.
@@ -303,6 +305,14 @@ impl Config {
         rebase(&mut self.agreements_dir);
         rebase(&mut self.schemas_dir);
         rebase(&mut self.keys_dir);
+        for i in &mut self.auth.issuers {
+            for p in [&mut i.public_key, &mut i.jwks, &mut i.dev_signing_key]
+                .into_iter()
+                .flatten()
+            {
+                rebase(p);
+            }
+        }
         rebase(&mut self.tls.server_cert);
         rebase(&mut self.tls.server_key);
         rebase(&mut self.tls.client_ca);
@@ -445,6 +455,16 @@ impl Config {
         self.destinations.iter().find(|d| d.id() == id)
     }
 
+    /// Every file the token issuers' keys are read from.
+    pub fn auth_files(&self) -> Vec<&Path> {
+        self.auth
+            .issuers
+            .iter()
+            .flat_map(|i| [&i.public_key, &i.jwks, &i.dev_signing_key])
+            .filter_map(|p| p.as_deref())
+            .collect()
+    }
+
     /// Every file the TLS set-up reads, for start-up checks.
     pub fn tls_files(&self) -> Vec<&Path> {
         let mut files = vec![
@@ -478,6 +498,14 @@ database_url = "sqlite://var/test.db"
 agreements_dir = "isa-templates"
 schemas_dir = "schemas"
 keys_dir = "var/keys"
+
+[auth]
+audience = "isa-gateway"
+
+[[auth.issuers]]
+issuer = "urn:test"
+algorithms = ["ES256"]
+public_key = "certs/token.pub.pem"
 
 [tls]
 server_cert = "certs/server.crt"

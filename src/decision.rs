@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::agreement::{Agreement, Agreements, ConsentModel, NotInForce};
+use crate::auth::UserRole;
 use crate::keys::KeyRing;
 use crate::nhs_number::NhsNumber;
 use crate::pseudonymise::{self, Op, Rule};
@@ -60,6 +61,8 @@ pub struct Request<'a> {
     /// The calling system's id (already authenticated by its client certificate).
     pub system_id: &'a str,
     pub system_may_send: bool,
+    /// The user's roles (from the verified bearer token).
+    pub user_roles: &'a [UserRole],
     pub agreement_id: &'a str,
     pub body: Body<'a>,
 }
@@ -70,6 +73,7 @@ pub struct Request<'a> {
 pub enum Reason {
     UnknownAgreement,
     NotAParty,
+    RoleNotPermitted,
     NotInForce(NotInForce),
     BodyTooLarge,
     MalformedJson,
@@ -93,6 +97,7 @@ impl Reason {
         match self {
             Self::UnknownAgreement => "unknown_agreement",
             Self::NotAParty => "not_a_party",
+            Self::RoleNotPermitted => "role_not_permitted",
             Self::NotInForce(n) => n.code(),
             Self::BodyTooLarge => "body_too_large",
             Self::MalformedJson => "malformed_json",
@@ -115,6 +120,7 @@ impl Reason {
         match self {
             Self::UnknownAgreement => "No agreement has this id.",
             Self::NotAParty => "This system is not permitted to send under this agreement.",
+            Self::RoleNotPermitted => "The user's role may not send under this agreement.",
             Self::NotInForce(n) => n.explain(),
             Self::BodyTooLarge => "The request body is larger than the gateway accepts.",
             Self::MalformedJson => "The request body is not valid JSON.",
@@ -177,6 +183,8 @@ struct Envelope {
     message_type: String,
     payload: Value,
     #[serde(default)]
+    immediate: bool,
+    #[serde(default)]
     consent: Option<ConsentBlock>,
     #[serde(default)]
     subject_informed: Option<SubjectInformed>,
@@ -202,9 +210,23 @@ pub struct Refusal {
     pub consent: ConsentRecord,
 }
 
+/// What happens to a permitted transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Queued for delivery now.
+    Send,
+    /// Recorded and held: nothing leaves until a director approves (disclosure without consent).
+    Hold,
+    /// Queued now (immediate risk, urgent path) and flagged for a director's review by this time.
+    SendForReview { review_by: Timestamp },
+}
+
 /// A permitted transfer: exactly the bytes that will leave, and what the ledger records.
 #[derive(Debug)]
 pub struct Permit {
+    pub disposition: Disposition,
+    /// When the person is to be told, if "after".
+    pub subject_informed_due: Option<String>,
     pub agreement: Arc<Agreement>,
     pub message_type: String,
     pub schema_hash: String,
@@ -300,6 +322,9 @@ impl Catalogue {
         };
         if !req.system_may_send || !agreement.permits_system(req.system_id) {
             return refuse(refusal, Reason::NotAParty, vec![]);
+        }
+        if agreement.acting_role(req.user_roles).is_none() {
+            return refuse(refusal, Reason::RoleNotPermitted, vec![]);
         }
         let today = req.now.to_zoned(jiff::tz::TimeZone::UTC).date();
         if let Err(why) = agreement.in_force(today) {
@@ -441,7 +466,28 @@ impl Catalogue {
         };
         // Serialising a tree of strings and JSON values cannot fail.
         let outbound = serde_json::to_vec(&document).unwrap_or_default();
+        let approval = &agreement.terms().approval;
+        let without_consent = matches!(
+            envelope.consent.as_ref().map(|c| c.status.as_str()),
+            Some("not_sought" | "refused")
+        );
+        let disposition = if envelope.immediate && approval.urgent_path {
+            Disposition::SendForReview {
+                review_by: req.now + jiff::SignedDuration::from_hours(i64::from(approval.review_within_hours)),
+            }
+        } else if approval.hold_without_consent && without_consent {
+            Disposition::Hold
+        } else {
+            Disposition::Send
+        };
+        let subject_informed_due = envelope
+            .subject_informed
+            .as_ref()
+            .filter(|s| s.status == "after")
+            .and_then(|s| s.due_by.clone());
         Decision::Permit(Permit {
+            disposition,
+            subject_informed_due,
             agreement: agreement.clone(),
             message_type: schema.name().to_owned(),
             schema_hash: schema.hash().to_owned(),

@@ -332,6 +332,8 @@ impl Delivery {
             message_type: Some(item.message_type.clone()),
             schema_hash: None,
             sender_system: item.sender_system.clone(),
+            user_sub: None,
+            user_role: None,
             recipient: item.recipient.clone(),
             legal_bases: Vec::new(),
             reason_code: reason.map(str::to_owned),
@@ -347,6 +349,8 @@ impl Delivery {
             consent_evidence_ref: None,
             subject_informed: None,
             subject_index: Vec::new(),
+            review_due: None,
+            subject_informed_due: None,
         }
     }
 

@@ -39,6 +39,7 @@ struct Inner {
     decision_seconds: Histogram,
     outbox_depth: BTreeMap<String, i64>,
     breaker_open: BTreeMap<String, bool>,
+    reviews_overdue: usize,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +100,10 @@ impl Metrics {
         });
     }
 
+    pub fn set_reviews_overdue(&self, n: usize) {
+        self.with(|m| m.reviews_overdue = n);
+    }
+
     pub fn render(&self) -> String {
         self.with(|m| {
             let mut out = String::new();
@@ -150,6 +155,12 @@ impl Metrics {
                     u8::from(*open)
                 );
             }
+            let _ = writeln!(
+                out,
+                "# HELP isa_reviews_overdue Urgent transfers whose director review is overdue."
+            );
+            let _ = writeln!(out, "# TYPE isa_reviews_overdue gauge");
+            let _ = writeln!(out, "isa_reviews_overdue {}", m.reviews_overdue);
             histogram(
                 &mut out,
                 "isa_decision_seconds",

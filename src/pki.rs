@@ -227,6 +227,7 @@ pub struct DevPkiLayout {
 /// clients/<system>.crt|.key          one client certificate per registered system
 /// clients/revoked-example.crt|.key   a client certificate the CRL revokes
 /// gateway-client.crt|.key            the gateway's own client certificate for HTTPS destinations
+/// token-issuer.key  .pub.pem         the development token issuer's ES256 key pair (`token dev`)
 /// ```
 pub fn write_dev_pki(dir: &Path, system_ids: &[&str]) -> Result<DevPkiLayout, PkiError> {
     let ca = Ca::development()?;
@@ -253,6 +254,9 @@ pub fn write_dev_pki(dir: &Path, system_ids: &[&str]) -> Result<DevPkiLayout, Pk
     put("server.key", server.key.expose(), true)?;
     put("gateway-client.crt", &gateway.cert_pem, false)?;
     put("gateway-client.key", gateway.key.expose(), true)?;
+    let issuer = KeyPair::generate()?;
+    put("token-issuer.key", &issuer.serialize_pem(), true)?;
+    put("token-issuer.pub.pem", &issuer.public_key_pem(), false)?;
     put("clients/revoked-example.crt", &revoked.cert_pem, false)?;
     put("clients/revoked-example.key", revoked.key.expose(), true)?;
     for id in system_ids {

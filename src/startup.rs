@@ -33,6 +33,8 @@ pub enum StartupError {
     Keys(#[from] KeyError),
     #[error("the built-in envelope schema does not compile: {0}")]
     Envelope(String),
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }
@@ -96,12 +98,13 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let auth = crate::auth::Authenticator::from_settings(&config.auth)?;
         let metrics = Arc::new(Metrics::default());
         let delivery = Arc::new(Delivery::new(
             transports,
             &config.destinations,
             ledger.clone(),
-            clock,
+            clock.clone(),
             Duration::from_millis(config.delivery.poll_interval_ms),
             metrics.clone(),
         ));
@@ -113,6 +116,7 @@ impl Application {
             clock,
             limits: config.limits.clone(),
             metrics,
+            auth,
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
             .on_connect(api::on_connect)

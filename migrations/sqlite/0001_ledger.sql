@@ -12,6 +12,8 @@ CREATE TABLE ledger_entries (
     message_type      TEXT,
     schema_hash       TEXT,
     sender_system     TEXT NOT NULL,
+    user_sub          TEXT,          -- the user who acted (token sub), where one did
+    user_role         TEXT,          -- the role they acted in
     recipient         TEXT,
     legal_bases       TEXT NOT NULL, -- JSON array of legal-basis codes
     reason_code       TEXT,
@@ -27,6 +29,8 @@ CREATE TABLE ledger_entries (
     consent_evidence_ref TEXT,
     subject_informed  TEXT,
     subject_index     TEXT NOT NULL, -- JSON array: keyed hashes of subjects' NHS numbers
+    review_due        TEXT,          -- urgent path: when a director's review is due
+    subject_informed_due TEXT,       -- when the person is to be told (date)
     prev_hash         TEXT NOT NULL, -- hex
     hash              TEXT NOT NULL  -- hex
 ) STRICT;
@@ -51,7 +55,12 @@ CREATE TABLE transfers (
     reason_code    TEXT,
     created_at_us  INTEGER NOT NULL,
     updated_at_us  INTEGER NOT NULL,
-    decision_seq   INTEGER NOT NULL
+    decision_seq   INTEGER NOT NULL,
+    user_sub       TEXT,
+    review_due_at_us INTEGER,
+    reviewed_at_us INTEGER,
+    subject_informed_due TEXT,
+    subject_informed_at_us INTEGER
 ) STRICT;
 
 CREATE INDEX transfers_by_agreement ON transfers (agreement_id, created_at_us);

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{ApiError, AppState, caller};
+use super::{ApiError, AppState, caller, user};
 
 fn today(state: &AppState) -> jiff::civil::Date {
     state.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date()
@@ -11,6 +11,7 @@ fn today(state: &AppState) -> jiff::civil::Date {
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state)?;
+    user(&req, &state)?;
     let today = today(&state);
     let views: Vec<_> = state.catalogue.agreements.iter().map(|a| a.view(today)).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "agreements": views })))
@@ -22,6 +23,7 @@ pub async fn show(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller(&req, &state)?;
+    user(&req, &state)?;
     let agreement = state
         .catalogue
         .agreements

@@ -35,6 +35,9 @@ pub struct ApiError {
     body: ErrorBody,
 }
 
+/// The challenge sent with every 401.
+const BEARER_CHALLENGE: &str = "Bearer realm=\"isa-gateway\", error=\"invalid_token\"";
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status.as_u16(), self.body.code)
@@ -58,6 +61,29 @@ impl ApiError {
     /// No access, and no detail as to why.
     pub fn forbidden() -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Access denied.")
+    }
+
+    /// The bearer token is missing or not acceptable; the code says which check failed.
+    pub fn unauthorized(why: crate::auth::TokenError) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            why.code(),
+            "A valid bearer token from a trusted issuer is required.",
+        )
+    }
+
+    pub fn role_required(role: crate::auth::UserRole) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "role_required",
+            &format!("This needs the {} role.", role.as_str()),
+        )
+    }
+
+    pub fn with_ledger(mut self, transfer_id: Uuid, ledger_seq: i64) -> Self {
+        self.body.transfer_id = Some(transfer_id);
+        self.body.ledger_seq = Some(ledger_seq);
+        self
     }
 
     pub fn not_found() -> Self {
@@ -117,7 +143,7 @@ impl ApiError {
 pub fn status_for(reason: Reason) -> StatusCode {
     match reason {
         Reason::UnknownAgreement => StatusCode::NOT_FOUND,
-        Reason::NotAParty => StatusCode::FORBIDDEN,
+        Reason::NotAParty | Reason::RoleNotPermitted => StatusCode::FORBIDDEN,
         Reason::NotInForce(_) => StatusCode::CONFLICT,
         Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Reason::MalformedJson => StatusCode::BAD_REQUEST,
@@ -142,6 +168,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(&self.body)
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, BEARER_CHALLENGE));
+        }
+        response.json(&self.body)
     }
 }

@@ -3,6 +3,7 @@
 
 mod agreements;
 mod error;
+mod follow_ups;
 mod transfers;
 
 use std::any::Any;
@@ -48,6 +49,7 @@ pub struct AppState {
     pub clock: Clock,
     pub limits: Limits,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub auth: crate::auth::Authenticator,
 }
 
 /// The URI SANs of the client certificate verified on this connection.
@@ -73,6 +75,18 @@ fn caller<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig
     state.systems.find(&ids.0).ok_or_else(|| {
         tracing::warn!(identities = ?ids.0, "client certificate verified but its identity is not registered");
         ApiError::forbidden()
+    })
+}
+
+/// The user behind this request, from its bearer token, or 401 naming the failed check.
+fn user(req: &HttpRequest, state: &AppState) -> Result<crate::auth::User, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    state.auth.authenticate(header).map_err(|why| {
+        tracing::warn!(code = why.code(), "bearer token refused");
+        ApiError::unauthorized(why)
     })
 }
 
@@ -102,6 +116,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(transfers::list))
             .default_service(web::to(method_not_allowed)),
     )
+    .service(web::resource("/v1/transfers/{transfer_id}/approve").route(web::post().to(follow_ups::approve)))
+    .service(web::resource("/v1/transfers/{transfer_id}/refuse").route(web::post().to(follow_ups::refuse)))
+    .service(web::resource("/v1/transfers/{transfer_id}/review").route(web::post().to(follow_ups::review)))
+    .service(
+        web::resource("/v1/transfers/{transfer_id}/subject-informed")
+            .route(web::post().to(follow_ups::subject_informed)),
+    )
+    .service(web::resource("/v1/held").route(web::get().to(follow_ups::held)))
+    .service(web::resource("/v1/reviews/overdue").route(web::get().to(follow_ups::overdue_reviews)))
+    .service(web::resource("/v1/notifications/due").route(web::get().to(follow_ups::notifications_due)))
     .service(
         web::resource("/v1/transfers/{transfer_id}")
             .route(web::get().to(transfers::show))
@@ -119,6 +143,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .into()
     }))
     .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found().into()))
+    .app_data(web::JsonConfig::default().limit(4096).error_handler(|_, _| {
+        ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body must be JSON with the documented fields only.",
+        )
+        .into()
+    }))
     .default_service(web::to(not_found));
 }
 
@@ -148,6 +180,13 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     // Breaker state is read at scrape time so the gauge is never stale.
     for (id, s) in state.delivery.breakers() {
         state.metrics.set_breaker(&id, s == crate::delivery::BreakerState::Open);
+    }
+    if let Ok(overdue) = state
+        .ledger
+        .follow_ups(crate::ledger::FollowUp::ReviewsOverdue(state.clock.now()), 100_000)
+        .await
+    {
+        state.metrics.set_reviews_overdue(overdue.len());
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -7,9 +7,10 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{ApiError, AppState, caller, has_role};
+use super::{ApiError, AppState, caller, has_role, user};
+use crate::auth::UserRole;
 use crate::config::SystemRole;
-use crate::decision::{Body, ConsentRecord, Decision, Reason, Refusal, Request, sha256_hex};
+use crate::decision::{Body, ConsentRecord, Decision, Disposition, Reason, Refusal, Request, sha256_hex};
 use crate::ledger::{
     Enqueue, Event, EventKind, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus,
     ledger_time,
@@ -158,6 +159,8 @@ pub async fn submit(
         message_type: None,
         schema_hash: None,
         sender_system: system.id.clone(),
+        user_sub: None,
+        user_role: None,
         recipient: None,
         legal_bases: Vec::new(),
         reason_code: None,
@@ -173,7 +176,32 @@ pub async fn submit(
         consent_evidence_ref: None,
         subject_informed: None,
         subject_index: Vec::new(),
+        review_due: None,
+        subject_informed_due: None,
     };
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let user = match state.auth.authenticate(authorization) {
+        Ok(u) => u,
+        Err(why) => {
+            // The system is authenticated, so the attempt is recorded against it.
+            event.reason_code = Some(why.code().to_owned());
+            let receipt = state
+                .ledger
+                .append(event)
+                .await
+                .map_err(|e| ApiError::ledger_unavailable(&e))?;
+            tracing::warn!(%transfer_id, code = why.code(), seq = receipt.seq, "transfer refused: bearer token");
+            return Err(ApiError::unauthorized(why).with_ledger(transfer_id, receipt.seq));
+        }
+    };
+    event.user_sub = Some(user.sub.clone());
+    event.user_role = state
+        .catalogue
+        .agreements
+        .get(&agreement_id)
+        .and_then(|a| a.acting_role(&user.roles))
+        .or(user.roles.first().copied())
+        .map(|r| r.as_str().to_owned());
     if let (Some(k), Some(d)) = (&key, &digest) {
         let original = state
             .ledger
@@ -189,6 +217,7 @@ pub async fn submit(
         now,
         system_id: &system.id,
         system_may_send: has_role(system, SystemRole::Sender),
+        user_roles: &user.roles,
         agreement_id: &agreement_id,
         body,
     });
@@ -215,11 +244,21 @@ pub async fn submit(
             event.data_classes = permit.data_classes.clone();
             event.key_ref = permit.key_ref.clone();
             event.subject_index = permit.subject_index.clone();
+            event.subject_informed_due = permit.subject_informed_due.clone();
+            let held = permit.disposition == Disposition::Hold;
+            if held {
+                event.status = TransferStatus::Held;
+                event.decision = Some("hold".into());
+            }
+            if let Disposition::SendForReview { review_by } = permit.disposition {
+                event.review_due = Some(review_by.to_string());
+            }
             record_consent(&mut event, &permit.consent);
             let enqueue = Enqueue {
                 destination: terms.recipient.destination.clone(),
                 body: permit.outbound,
                 now: Timestamp::now(),
+                held,
             };
             let bound = key.zip(digest.clone()).map(|(key, request_sha256)| IdempotencyKey {
                 system: system.id.clone(),
@@ -232,11 +271,12 @@ pub async fn submit(
             match state.ledger.accept(event.clone(), enqueue, bound).await {
                 Ok(receipt) => {
                     state.delivery.wake();
+                    let outcome = if held { "held" } else { "accepted" };
                     state
                         .metrics
-                        .transfer(&metric_agreement, "accepted", "", started.elapsed().as_secs_f64());
+                        .transfer(&metric_agreement, outcome, "", started.elapsed().as_secs_f64());
                     tracing::info!(%transfer_id, agreement = %permit.agreement.id(), seq = receipt.seq, "transfer accepted");
-                    Ok(accepted(transfer_id, TransferStatus::Accepted, receipt.seq))
+                    Ok(accepted(transfer_id, event.status, receipt.seq))
                 }
                 Err(LedgerError::IdempotencyKeyTaken) => {
                     // A concurrent request with the same key won the race.
@@ -295,12 +335,15 @@ pub async fn show(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
+    let user = user(&req, &state)?;
     let Ok(id) = Uuid::parse_str(&path.into_inner()) else {
         return Err(ApiError::not_found());
     };
     let record = state.ledger.transfer(id).await.map_err(|e| ApiError::internal(&e))?;
-    // A system sees its own transfers; auditors see all. Others learn nothing, not even existence.
-    let Some(record) = record.filter(|r| r.sender_system == system.id || has_role(system, SystemRole::Auditor)) else {
+    // A system's users see its own transfers; auditors (system and user) see all. Others learn
+    // nothing, not even existence.
+    let auditor = has_role(system, SystemRole::Auditor) && user.has(UserRole::Auditor);
+    let Some(record) = record.filter(|r| r.sender_system == system.id || auditor) else {
         return Err(ApiError::not_found());
     };
     let history = state.ledger.history(id).await.map_err(|e| ApiError::internal(&e))?;
@@ -332,6 +375,9 @@ pub async fn list(
     let system = caller(&req, &state)?;
     if !has_role(system, SystemRole::Auditor) {
         return Err(ApiError::forbidden());
+    }
+    if !user(&req, &state)?.has(UserRole::Auditor) {
+        return Err(ApiError::role_required(UserRole::Auditor));
     }
     let params = params.into_inner();
     let mut violations = Vec::new();

@@ -27,6 +27,8 @@ pub enum TransferStatus {
     Accepted,
     /// Refused; nothing left the gateway.
     Refused,
+    /// Permitted but held for a director's approval; nothing has left.
+    Held,
     /// A delivery attempt failed; another is scheduled.
     Retrying,
     Delivered,
@@ -35,9 +37,10 @@ pub enum TransferStatus {
 }
 
 impl TransferStatus {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Accepted,
         Self::Refused,
+        Self::Held,
         Self::Retrying,
         Self::Delivered,
         Self::Undeliverable,
@@ -47,6 +50,7 @@ impl TransferStatus {
         match self {
             Self::Accepted => "accepted",
             Self::Refused => "refused",
+            Self::Held => "held",
             Self::Retrying => "retrying",
             Self::Delivered => "delivered",
             Self::Undeliverable => "undeliverable",
@@ -65,6 +69,12 @@ pub enum EventKind {
     Decision,
     /// A delivery outcome.
     Delivery,
+    /// A director's approval or refusal of a held transfer.
+    Approval,
+    /// A director's retrospective review of an urgent transfer.
+    Review,
+    /// The person the transfer is about has been told.
+    Notification,
 }
 
 impl EventKind {
@@ -72,11 +82,22 @@ impl EventKind {
         match self {
             Self::Decision => "decision",
             Self::Delivery => "delivery",
+            Self::Approval => "approval",
+            Self::Review => "review",
+            Self::Notification => "notification",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Decision, Self::Delivery].into_iter().find(|v| v.as_str() == s)
+        [
+            Self::Decision,
+            Self::Delivery,
+            Self::Approval,
+            Self::Review,
+            Self::Notification,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -95,6 +116,9 @@ pub struct Event {
     pub message_type: Option<String>,
     pub schema_hash: Option<String>,
     pub sender_system: String,
+    /// The user (token `sub`) and the role they acted in, where a user acted.
+    pub user_sub: Option<String>,
+    pub user_role: Option<String>,
     /// The recipient organisation.
     pub recipient: Option<String>,
     pub legal_bases: Vec<String>,
@@ -116,6 +140,55 @@ pub struct Event {
     pub subject_informed: Option<String>,
     /// Keyed hashes of the NHS numbers of the people the transfer is about (never the numbers).
     pub subject_index: Vec<String>,
+    /// Urgent path: when a director's review is due (RFC 3339).
+    pub review_due: Option<String>,
+    /// When the person is to be told, where they will be told after (a date).
+    pub subject_informed_due: Option<String>,
+}
+
+impl Event {
+    /// An event with only its identity set; every optional fact empty.
+    pub fn new(
+        at: Timestamp,
+        transfer_id: Uuid,
+        kind: EventKind,
+        status: TransferStatus,
+        agreement_id: &str,
+        sender_system: &str,
+    ) -> Self {
+        Self {
+            at,
+            transfer_id,
+            kind,
+            status,
+            decision: None,
+            agreement_id: agreement_id.to_owned(),
+            agreement_version: None,
+            agreement_hash: None,
+            message_type: None,
+            schema_hash: None,
+            sender_system: sender_system.to_owned(),
+            user_sub: None,
+            user_role: None,
+            recipient: None,
+            legal_bases: Vec::new(),
+            reason_code: None,
+            received_sha256: None,
+            sent_sha256: None,
+            pointers_removed: Vec::new(),
+            detail: None,
+            data_classes: Vec::new(),
+            treatments: Vec::new(),
+            key_ref: None,
+            consent_status: None,
+            consent_reason: None,
+            consent_evidence_ref: None,
+            subject_informed: None,
+            subject_index: Vec::new(),
+            review_due: None,
+            subject_informed_due: None,
+        }
+    }
 }
 
 /// A recorded event, with its place in the chain.
@@ -162,6 +235,8 @@ impl Entry {
         o(&mut b, &e.message_type);
         o(&mut b, &e.schema_hash);
         s(&mut b, &e.sender_system);
+        o(&mut b, &e.user_sub);
+        o(&mut b, &e.user_role);
         o(&mut b, &e.recipient);
         l(&mut b, &e.legal_bases);
         o(&mut b, &e.reason_code);
@@ -177,6 +252,8 @@ impl Entry {
         o(&mut b, &e.consent_evidence_ref);
         o(&mut b, &e.subject_informed);
         l(&mut b, &e.subject_index);
+        o(&mut b, &e.review_due);
+        o(&mut b, &e.subject_informed_due);
         b
     }
 
@@ -216,6 +293,27 @@ pub struct TransferRecord {
     pub updated_at: Timestamp,
     /// The sequence number of the decision in the ledger.
     pub ledger_seq: i64,
+    /// The user who asked for it.
+    pub user_sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_due: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_informed_due: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_informed_at: Option<Timestamp>,
+}
+
+/// The follow-ups people must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    /// Held for a director's approval.
+    Held,
+    /// Urgent transfers whose review is overdue at the given time.
+    ReviewsOverdue(Timestamp),
+    /// People still to be told, soonest first.
+    NotificationsDue,
 }
 
 /// One step in a transfer's history.
@@ -282,6 +380,8 @@ pub struct Enqueue {
     pub body: Vec<u8>,
     /// Wall-clock time of acceptance (the age limit counts from here).
     pub now: Timestamp,
+    /// Held for approval: stored, but not due until released.
+    pub held: bool,
 }
 
 /// An idempotency key to bind to the transfer being accepted.
@@ -344,6 +444,14 @@ pub trait Ledger: Send + Sync {
     async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError>;
     /// Pending entries per destination.
     async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError>;
+    /// Releases a held transfer to delivery with its approval event; `None` if it was not held.
+    async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
+    /// Withdraws a held transfer (its outbox entry is deleted) with its refusal event; `None` if
+    /// it was not held.
+    async fn withdraw(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
+    /// Records a review or a notification; `None` if there was none outstanding.
+    async fn follow_up(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
+    async fn follow_ups(&self, which: FollowUp, limit: u32) -> Result<Vec<TransferRecord>, LedgerError>;
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError>;
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryItem>, LedgerError>;
     async fn list_transfers(&self, query: &TransferQuery) -> Result<Vec<TransferRecord>, LedgerError>;
@@ -417,6 +525,8 @@ mod tests {
             message_type: Some("gp_update".into()),
             schema_hash: None,
             sender_system: "s".into(),
+            user_sub: None,
+            user_role: None,
             recipient: None,
             legal_bases: vec!["x".into()],
             reason_code: None,
@@ -432,6 +542,8 @@ mod tests {
             consent_evidence_ref: None,
             subject_informed: None,
             subject_index: vec![],
+            review_due: None,
+            subject_informed_due: None,
         }
     }
 

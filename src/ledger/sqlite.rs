@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Enqueue, Entry, Event, EventKind, GENESIS, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal, Ledger,
+    Enqueue, Entry, Event, EventKind, FollowUp, GENESIS, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal, Ledger,
     LedgerError, OutboxItem, Receipt, TransferQuery, TransferRecord, TransferStatus, micros,
 };
 
@@ -122,6 +122,8 @@ fn entry_from_row(row: &SqliteRow) -> Result<Entry, LedgerError> {
         message_type: row.try_get("message_type")?,
         schema_hash: row.try_get("schema_hash")?,
         sender_system: row.try_get("sender_system")?,
+        user_sub: row.try_get("user_sub")?,
+        user_role: row.try_get("user_role")?,
         recipient: row.try_get("recipient")?,
         legal_bases: list("legal_bases")?,
         reason_code: row.try_get("reason_code")?,
@@ -137,6 +139,8 @@ fn entry_from_row(row: &SqliteRow) -> Result<Entry, LedgerError> {
         consent_evidence_ref: row.try_get("consent_evidence_ref")?,
         subject_informed: row.try_get("subject_informed")?,
         subject_index: list("subject_index")?,
+        review_due: row.try_get("review_due")?,
+        subject_informed_due: row.try_get("subject_informed_due")?,
     };
     Ok(Entry {
         seq,
@@ -160,11 +164,26 @@ fn record_from_row(row: &SqliteRow) -> Result<TransferRecord, LedgerError> {
         created_at: timestamp(seq, row.try_get("created_at_us")?)?,
         updated_at: timestamp(seq, row.try_get("updated_at_us")?)?,
         ledger_seq: seq,
+        user_sub: row.try_get("user_sub")?,
+        review_due: row
+            .try_get::<Option<i64>, _>("review_due_at_us")?
+            .map(|us| timestamp(seq, us))
+            .transpose()?,
+        reviewed_at: row
+            .try_get::<Option<i64>, _>("reviewed_at_us")?
+            .map(|us| timestamp(seq, us))
+            .transpose()?,
+        subject_informed_due: row.try_get("subject_informed_due")?,
+        subject_informed_at: row
+            .try_get::<Option<i64>, _>("subject_informed_at_us")?
+            .map(|us| timestamp(seq, us))
+            .transpose()?,
     })
 }
 
 const TRANSFER_COLUMNS: &str = "transfer_id, agreement_id, message_type, sender_system, recipient, status, \
-     reason_code, created_at_us, updated_at_us, decision_seq";
+     reason_code, created_at_us, updated_at_us, decision_seq, user_sub, review_due_at_us, reviewed_at_us, \
+     subject_informed_due, subject_informed_at_us";
 
 /// Writes one ledger entry and its effect on the transfer projection, inside a transaction.
 async fn write_entry(
@@ -178,10 +197,11 @@ async fn write_entry(
     let transfer_id = event.transfer_id.to_string();
     sqlx::query(
         "INSERT INTO ledger_entries (seq, recorded_at_us, transfer_id, kind, status, decision, agreement_id, \
-             agreement_version, agreement_hash, message_type, schema_hash, sender_system, recipient, legal_bases, \
+             agreement_version, agreement_hash, message_type, schema_hash, sender_system, user_sub, user_role, recipient, legal_bases, \
              reason_code, received_sha256, sent_sha256, pointers_removed, detail, data_classes, treatments, key_ref, \
-             consent_status, consent_reason, consent_evidence_ref, subject_informed, subject_index, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             consent_status, consent_reason, consent_evidence_ref, subject_informed, subject_index, review_due, \
+             subject_informed_due, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(seq)
     .bind(at)
@@ -195,6 +215,8 @@ async fn write_entry(
     .bind(&event.message_type)
     .bind(&event.schema_hash)
     .bind(&event.sender_system)
+    .bind(&event.user_sub)
+    .bind(&event.user_role)
     .bind(&event.recipient)
     .bind(json_list(&event.legal_bases))
     .bind(&event.reason_code)
@@ -209,16 +231,24 @@ async fn write_entry(
     .bind(&event.consent_reason)
     .bind(&event.consent_evidence_ref)
     .bind(&event.subject_informed)
-    .bind(json_list(&event.subject_index))
-    .bind(hex::encode(prev_hash))
+            .bind(json_list(&event.subject_index))
+        .bind(&event.review_due)
+        .bind(&event.subject_informed_due)
+        .bind(hex::encode(prev_hash))
     .bind(hex::encode(hash))
     .execute(&mut *conn)
     .await?;
     match event.kind {
         EventKind::Decision => {
+            let review_due = event
+                .review_due
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(micros);
             sqlx::query(
                 "INSERT INTO transfers (transfer_id, agreement_id, message_type, sender_system, recipient, status, \
-                     reason_code, created_at_us, updated_at_us, decision_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 reason_code, created_at_us, updated_at_us, decision_seq, user_sub, review_due_at_us, \
+                 subject_informed_due) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&transfer_id)
             .bind(&event.agreement_id)
@@ -230,10 +260,27 @@ async fn write_entry(
             .bind(at)
             .bind(at)
             .bind(seq)
+            .bind(&event.user_sub)
+            .bind(review_due)
+            .bind(&event.subject_informed_due)
             .execute(&mut *conn)
             .await?;
         }
-        EventKind::Delivery => {
+        EventKind::Review => {
+            sqlx::query("UPDATE transfers SET reviewed_at_us = ? WHERE transfer_id = ?")
+                .bind(at)
+                .bind(&transfer_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        EventKind::Notification => {
+            sqlx::query("UPDATE transfers SET subject_informed_at_us = ? WHERE transfer_id = ?")
+                .bind(at)
+                .bind(&transfer_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        EventKind::Delivery | EventKind::Approval => {
             sqlx::query("UPDATE transfers SET status = ?, reason_code = ?, updated_at_us = ? WHERE transfer_id = ?")
                 .bind(event.status.as_str())
                 .bind(&event.reason_code)
@@ -278,7 +325,7 @@ impl Ledger for SqliteLedger {
         sqlx::query(
             "INSERT INTO outbox (transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, \
              state, attempts, created_at_us, next_attempt_at_us, last_error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, NULL)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL)",
         )
         .bind(event.transfer_id.to_string())
         .bind(&enqueue.destination)
@@ -287,6 +334,7 @@ impl Ledger for SqliteLedger {
         .bind(&event.sender_system)
         .bind(&event.recipient)
         .bind(&enqueue.body)
+        .bind(if enqueue.held { "held" } else { "pending" })
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -439,6 +487,93 @@ impl Ledger for SqliteLedger {
         tx.commit().await?;
         *head = (seq, hash);
         Ok(Receipt { seq, hash })
+    }
+
+    async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        let mut head = self.head.lock().await;
+        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let hash = Entry::compute_hash(seq, &prev_hash, &event);
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE outbox SET state = 'pending', next_attempt_at_us = ? WHERE transfer_id = ? AND state = 'held'",
+        )
+        .bind(micros(Timestamp::now()))
+        .bind(event.transfer_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if released.rows_affected() == 0 {
+            return Ok(None);
+        }
+        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        tx.commit().await?;
+        *head = (seq, hash);
+        Ok(Some(Receipt { seq, hash }))
+    }
+
+    async fn withdraw(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        let mut head = self.head.lock().await;
+        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let hash = Entry::compute_hash(seq, &prev_hash, &event);
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = ? AND state = 'held'")
+            .bind(event.transfer_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if removed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        tx.commit().await?;
+        *head = (seq, hash);
+        Ok(Some(Receipt { seq, hash }))
+    }
+
+    async fn follow_up(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        let outstanding = match event.kind {
+            EventKind::Review => "review_due_at_us IS NOT NULL AND reviewed_at_us IS NULL",
+            EventKind::Notification => "subject_informed_due IS NOT NULL AND subject_informed_at_us IS NULL",
+            _ => return Ok(None),
+        };
+        let mut head = self.head.lock().await;
+        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let hash = Entry::compute_hash(seq, &prev_hash, &event);
+        let mut tx = self.pool.begin().await?;
+        let open = sqlx::query(&format!(
+            "SELECT 1 FROM transfers WHERE transfer_id = ? AND {outstanding}"
+        ))
+        .bind(event.transfer_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if open.is_none() {
+            return Ok(None);
+        }
+        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        tx.commit().await?;
+        *head = (seq, hash);
+        Ok(Some(Receipt { seq, hash }))
+    }
+
+    async fn follow_ups(&self, which: FollowUp, limit: u32) -> Result<Vec<TransferRecord>, LedgerError> {
+        let (filter, order, at) = match which {
+            FollowUp::Held => ("status = 'held'", "created_at_us", None),
+            FollowUp::ReviewsOverdue(now) => (
+                "review_due_at_us IS NOT NULL AND reviewed_at_us IS NULL AND review_due_at_us < ?",
+                "review_due_at_us",
+                Some(micros(now)),
+            ),
+            FollowUp::NotificationsDue => (
+                "subject_informed_due IS NOT NULL AND subject_informed_at_us IS NULL",
+                "subject_informed_due",
+                None,
+            ),
+        };
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE {filter} ORDER BY {order} LIMIT ?");
+        let mut query = sqlx::query(&sql);
+        if let Some(at) = at {
+            query = query.bind(at);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(record_from_row).collect()
     }
 
     async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError> {

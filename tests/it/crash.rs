@@ -79,7 +79,7 @@ async fn a_sigkill_mid_burst_loses_nothing_that_was_accepted() {
 
     // Restart on the same database and folders; the worker resumes the outbox.
     let gateway = GatewayProcess::start(&config).await;
-    let auditor = http_client(&pki().auditor);
+    let auditor = crate::helpers::http_client_as(&pki().auditor, &crate::helpers::token("ivan", &["auditor"]));
     let mut settled = false;
     for _ in 0..400 {
         let list: Value = auditor

@@ -57,6 +57,34 @@ pub struct TestPki {
     /// The receiver's own CA and server certificate.
     pub receiver_ca_cert: PathBuf,
     pub receiver_server: Files,
+    /// The token issuer's ES256 key pair (PKCS#8 private, SPKI public), and an impostor's.
+    pub issuer_key: PathBuf,
+    pub issuer_pub: PathBuf,
+    pub foreign_issuer_key: PathBuf,
+}
+
+/// The token issuer every test gateway trusts (the development issuer's name and key id).
+pub const ISSUER: &str = "urn:isa-gateway:dev-issuer";
+pub const KEY_ID: &str = "dev-1";
+pub const AUDIENCE: &str = "isa-gateway";
+
+/// Claims for a token valid now for an hour.
+pub fn claims(sub: &str, roles: &[&str]) -> Value {
+    let now = jiff::Timestamp::now().as_second();
+    serde_json::json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "nbf": now, "exp": now + 3600, "roles": roles})
+}
+
+/// Signs `claims` with ES256 under `key` (a PKCS#8 PEM file), naming `kid`.
+pub fn sign(claims: &Value, kid: Option<&str>, key: &Path) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = kid.map(str::to_owned);
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(key).unwrap()).unwrap();
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// A valid token from the trusted issuer.
+pub fn token(sub: &str, roles: &[&str]) -> String {
+    sign(&claims(sub, roles), Some(KEY_ID), &pki().issuer_key)
 }
 
 fn put(dir: &Path, name: &str, issued: Issued) -> Files {
@@ -89,7 +117,22 @@ pub fn pki() -> &'static TestPki {
         let receiver_ca = Ca::new("receiver CA", year).unwrap();
         let receiver_ca_cert = d.join("receiver-ca.crt");
         std::fs::write(&receiver_ca_cert, &receiver_ca.cert_pem).unwrap();
+        let issuer = rcgen::KeyPair::generate().unwrap();
+        let issuer_key = d.join("token-issuer.key");
+        let issuer_pub = d.join("token-issuer.pub.pem");
+        isa_gateway::pki::write_file(&issuer_key, issuer.serialize_pem().as_bytes(), true).unwrap();
+        std::fs::write(&issuer_pub, issuer.public_key_pem()).unwrap();
+        let foreign_issuer_key = d.join("foreign-issuer.key");
+        isa_gateway::pki::write_file(
+            &foreign_issuer_key,
+            rcgen::KeyPair::generate().unwrap().serialize_pem().as_bytes(),
+            true,
+        )
+        .unwrap();
         TestPki {
+            issuer_key,
+            issuer_pub,
+            foreign_issuer_key,
             server: put(d, "server", ca.issue_server(&["localhost", "127.0.0.1"], year).unwrap()),
             sender: put(d, SENDER, client(SENDER, year)),
             auditor: put(d, AUDITOR, client(AUDITOR, year)),
@@ -145,8 +188,20 @@ pub fn client_tls(client: Option<&Files>) -> ClientConfig {
     }
 }
 
+/// A client presenting `client`'s certificate and a practitioner's token (alice).
 pub fn http_client(client: &Files) -> reqwest::Client {
+    http_client_as(client, &token("alice", &["practitioner", "safeguarding_lead"]))
+}
+
+/// A client presenting `client`'s certificate and the given bearer token.
+pub fn http_client_as(client: &Files, bearer: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {bearer}").parse().unwrap(),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .tls_backend_preconfigured(client_tls(Some(client)))
         .timeout(Duration::from_secs(20))
         .build()
@@ -217,6 +272,15 @@ agreements_dir = "agreements"
 schemas_dir = "{schemas}"
 keys_dir = "keys"
 
+[auth]
+audience = "{AUDIENCE}"
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+algorithms = ["ES256"]
+public_key = "{issuer_pub}"
+key_id = "{KEY_ID}"
+
 [tls]
 server_cert = "{server_cert}"
 server_key = "{server_key}"
@@ -267,6 +331,7 @@ path = "deliveries/lado"
 {extra}
 "#,
             schemas = repo().join("schemas").display(),
+            issuer_pub = p.issuer_pub.display(),
             server_cert = p.server.cert.display(),
             server_key = p.server.key.display(),
             ca = p.ca_cert.display(),
@@ -292,7 +357,7 @@ path = "deliveries/lado"
             ledger,
             config_path,
             sender: http_client(&p.sender),
-            auditor: http_client(&p.auditor),
+            auditor: http_client_as(&p.auditor, &token("ivan", &["auditor"])),
         }
     }
 
@@ -623,7 +688,9 @@ pub fn dev_config_in(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
         .replace("certs/dev/server.crt", &p.server.cert.display().to_string())
         .replace("certs/dev/server.key", &p.server.key.display().to_string())
         .replace("certs/dev/ca.crt", &p.ca_cert.display().to_string())
-        .replace("certs/dev/ca.crl", &p.crl.display().to_string());
+        .replace("certs/dev/ca.crl", &p.crl.display().to_string())
+        .replace("certs/dev/token-issuer.pub.pem", &p.issuer_pub.display().to_string())
+        .replace("certs/dev/token-issuer.key", &p.issuer_key.display().to_string());
     let path = dir.join("gateway.toml");
     std::fs::write(&path, edit(config)).unwrap();
     path

@@ -1,6 +1,7 @@
 //! One integration-test binary (see ARCHITECTURE.md, "Testing").
 #![allow(clippy::unwrap_used)] // a panic in a test is a failure with its location
 
+mod approvals;
 mod cli;
 mod crash;
 mod delivery;
@@ -11,4 +12,5 @@ mod mesh;
 mod messages;
 mod pseudonymisation;
 mod tls;
+mod tokens;
 mod transfers;

@@ -182,6 +182,7 @@ proptest! {
             now: "2026-06-01T12:00:00Z".parse().unwrap(),
             system_id: "tt-case-system",
             system_may_send: true,
+            user_roles: &[isa_gateway::auth::UserRole::Practitioner],
             agreement_id: "nvtt-nhse-dataset",
             body: Body::Complete(&body),
         });

@@ -254,6 +254,8 @@ async fn schema_violations_list_every_pointer_and_rule_but_never_a_value() {
     .map(|(p, r)| ((*p).to_owned(), (*r).to_owned()))
     .collect();
     assert_eq!(got, expected);
+    // The transfer id is random hex and could contain "28" by chance: leave it out of the search.
+    let text = text.replace(body["transfer_id"].as_str().unwrap(), "");
     for value in [
         "9990000017",
         "1991-02-30",

@@ -1,0 +1,312 @@
+//! What people must do after a decision: directors approve or refuse held transfers (never their
+//! own: two people), review urgent ones afterwards, and practitioners record that the person was
+//! told. Each is a ledger event with the user and role.
+//!
+//! Reasons and outcomes are codes, and notes are references into the case record, never free
+//! text: the ledger holds no patient data.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{ApiError, AppState, caller, user};
+use crate::auth::{User, UserRole};
+use crate::ledger::{Event, EventKind, FollowUp, TransferRecord, TransferStatus, ledger_time};
+use crate::schemas::Violation;
+
+/// Why a director releases a held disclosure.
+pub const APPROVE_REASONS: [&str; 5] = [
+    "risk_of_serious_harm",
+    "overriding_public_interest",
+    "legal_duty",
+    "child_protection",
+    "adult_at_risk",
+];
+/// Why a director stops one.
+pub const REFUSE_REASONS: [&str; 4] = [
+    "insufficient_grounds",
+    "seek_consent_first",
+    "disproportionate",
+    "wrong_recipient",
+];
+/// A director's judgement of an urgent transfer, afterwards.
+pub const REVIEW_OUTCOMES: [&str; 2] = ["justified", "not_justified"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Judgement {
+    /// A reason or outcome code.
+    #[serde(alias = "outcome")]
+    reason: String,
+    /// A reference in the case record where the full note is kept.
+    #[serde(default)]
+    note_ref: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Informed {
+    #[serde(default)]
+    note_ref: Option<String>,
+}
+
+fn invalid(pointer: &str, rule: &str, message: String) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        "The request is not valid.",
+    )
+    .with_violations(vec![Violation {
+        pointer: pointer.into(),
+        rule: rule.into(),
+        message,
+    }])
+}
+
+fn check_note_ref(note: Option<&String>) -> Result<(), ApiError> {
+    match note {
+        Some(n)
+            if n.is_empty()
+                || n.len() > 64
+                || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b)) =>
+        {
+            Err(invalid(
+                "/note_ref",
+                "pattern",
+                "must be a case-record reference (letters, digits, ._:/-), not a note".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn require(user: &User, role: UserRole) -> Result<(), ApiError> {
+    if user.has(role) {
+        Ok(())
+    } else {
+        Err(ApiError::role_required(role))
+    }
+}
+
+async fn record(state: &AppState, path: web::Path<String>) -> Result<TransferRecord, ApiError> {
+    let id = Uuid::parse_str(&path.into_inner()).map_err(|_| ApiError::not_found())?;
+    state
+        .ledger
+        .transfer(id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(ApiError::not_found)
+}
+
+fn event(
+    state: &AppState,
+    r: &TransferRecord,
+    kind: EventKind,
+    status: TransferStatus,
+    system: &str,
+    user: &User,
+    role: UserRole,
+) -> Event {
+    let mut e = Event::new(
+        ledger_time(state.clock.now()),
+        r.transfer_id,
+        kind,
+        status,
+        &r.agreement_id,
+        system,
+    );
+    e.message_type = r.message_type.clone();
+    e.recipient = r.recipient.clone();
+    e.user_sub = Some(user.sub.clone());
+    e.user_role = Some(role.as_str().to_owned());
+    e
+}
+
+fn answer(r: &TransferRecord, status: TransferStatus, seq: i64) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"transfer_id": r.transfer_id, "status": status, "ledger_seq": seq}))
+}
+
+fn conflict(code: &str, message: &str) -> ApiError {
+    ApiError::new(actix_web::http::StatusCode::CONFLICT, code, message)
+}
+
+async fn judge_held(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Judgement>,
+    state: web::Data<AppState>,
+    approve: bool,
+) -> Result<HttpResponse, ApiError> {
+    let system = caller(&req, &state)?;
+    let user = user(&req, &state)?;
+    require(&user, UserRole::Director)?;
+    let r = record(&state, path).await?;
+    let allowed: &[&str] = if approve { &APPROVE_REASONS } else { &REFUSE_REASONS };
+    if !allowed.contains(&body.reason.as_str()) {
+        return Err(invalid(
+            "/reason",
+            "enum",
+            format!("must be one of {}", allowed.join(", ")),
+        ));
+    }
+    check_note_ref(body.note_ref.as_ref())?;
+    if r.status != TransferStatus::Held {
+        return Err(conflict("not_held", "This transfer is not waiting for approval."));
+    }
+    if r.user_sub.as_deref() == Some(user.sub.as_str()) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "two_person_rule",
+            "The person who asked for a disclosure cannot also approve or refuse it.",
+        ));
+    }
+    let status = if approve {
+        TransferStatus::Accepted
+    } else {
+        TransferStatus::Refused
+    };
+    let mut e = event(
+        &state,
+        &r,
+        EventKind::Approval,
+        status,
+        &system.id,
+        &user,
+        UserRole::Director,
+    );
+    e.decision = Some(if approve { "permit" } else { "deny" }.into());
+    e.reason_code = Some(body.reason.clone());
+    e.detail = body.note_ref.clone();
+    let receipt = if approve {
+        state.ledger.release(e).await
+    } else {
+        state.ledger.withdraw(e).await
+    }
+    .map_err(|e| ApiError::ledger_unavailable(&e))?
+    .ok_or_else(|| conflict("not_held", "This transfer is not waiting for approval."))?;
+    if approve {
+        state.delivery.wake();
+    }
+    tracing::info!(transfer_id = %r.transfer_id, approved = approve, seq = receipt.seq, "held transfer decided by a director");
+    Ok(answer(&r, status, receipt.seq))
+}
+
+pub async fn approve(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Judgement>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    judge_held(req, path, body, state, true).await
+}
+
+pub async fn refuse(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Judgement>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    judge_held(req, path, body, state, false).await
+}
+
+pub async fn review(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Judgement>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let system = caller(&req, &state)?;
+    let user = user(&req, &state)?;
+    require(&user, UserRole::Director)?;
+    let r = record(&state, path).await?;
+    if !REVIEW_OUTCOMES.contains(&body.reason.as_str()) {
+        return Err(invalid(
+            "/outcome",
+            "enum",
+            format!("must be one of {}", REVIEW_OUTCOMES.join(", ")),
+        ));
+    }
+    check_note_ref(body.note_ref.as_ref())?;
+    let mut e = event(
+        &state,
+        &r,
+        EventKind::Review,
+        r.status,
+        &system.id,
+        &user,
+        UserRole::Director,
+    );
+    e.reason_code = Some(body.reason.clone());
+    e.detail = body.note_ref.clone();
+    let receipt = state
+        .ledger
+        .follow_up(e)
+        .await
+        .map_err(|e| ApiError::ledger_unavailable(&e))?
+        .ok_or_else(|| conflict("no_review_due", "This transfer has no review outstanding."))?;
+    Ok(answer(&r, r.status, receipt.seq))
+}
+
+pub async fn subject_informed(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Informed>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let system = caller(&req, &state)?;
+    let user = user(&req, &state)?;
+    let r = record(&state, path).await?;
+    // Whoever may send under the agreement may record that the person was told.
+    let role = state
+        .catalogue
+        .agreements
+        .get(&r.agreement_id)
+        .and_then(|a| a.acting_role(&user.roles))
+        .ok_or(ApiError::role_required(UserRole::Practitioner))?;
+    if r.sender_system != system.id {
+        return Err(ApiError::not_found());
+    }
+    check_note_ref(body.note_ref.as_ref())?;
+    let mut e = event(&state, &r, EventKind::Notification, r.status, &system.id, &user, role);
+    e.detail = body.note_ref.clone();
+    let receipt = state
+        .ledger
+        .follow_up(e)
+        .await
+        .map_err(|e| ApiError::ledger_unavailable(&e))?
+        .ok_or_else(|| conflict("no_notification_due", "This transfer has no notification outstanding."))?;
+    Ok(answer(&r, r.status, receipt.seq))
+}
+
+async fn list(state: &AppState, which: FollowUp) -> Result<HttpResponse, ApiError> {
+    let rows = state
+        .ledger
+        .follow_ups(which, 1000)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "transfers": rows })))
+}
+
+/// Held transfers, for directors.
+pub async fn held(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state)?;
+    require(&user(&req, &state)?, UserRole::Director)?;
+    list(&state, FollowUp::Held).await
+}
+
+/// Urgent transfers whose review is overdue, for directors.
+pub async fn overdue_reviews(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state)?;
+    require(&user(&req, &state)?, UserRole::Director)?;
+    list(&state, FollowUp::ReviewsOverdue(state.clock.now())).await
+}
+
+/// People still to be told, soonest due first, for those who send.
+pub async fn notifications_due(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state)?;
+    let user = user(&req, &state)?;
+    if !(user.has(UserRole::Practitioner) || user.has(UserRole::SafeguardingLead)) {
+        return Err(ApiError::role_required(UserRole::Practitioner));
+    }
+    list(&state, FollowUp::NotificationsDue).await
+}

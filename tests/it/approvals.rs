@@ -1,0 +1,258 @@
+//! Decisions the policies require: held disclosures approved by a second person, the urgent
+//! path with its retrospective review, and telling the person. Time is moved by hand.
+
+use std::time::Duration;
+
+use isa_gateway::clock::Clock;
+use isa_gateway::ledger::{EventKind, TransferStatus};
+use serde_json::{Value, json};
+
+use crate::helpers::{Spawn, TestApp, at, fixture, http_client_as, pki, token};
+
+fn referral(consent: Value) -> Value {
+    json!({
+        "message_type": "mash_referral",
+        "payload": fixture("mash_referral", "valid", "01"),
+        "consent": consent,
+        "subject_informed": {"status": "after", "due_by": "2026-06-08"}
+    })
+}
+
+fn not_sought() -> Value {
+    json!({"status": "not_sought", "reason_not_sought": "increase_risk_of_significant_harm"})
+}
+
+fn director(sub: &str) -> reqwest::Client {
+    http_client_as(&pki().sender, &token(sub, &["director"]))
+}
+
+fn mash_files(app: &TestApp) -> usize {
+    std::fs::read_dir(app.dir.path().join("deliveries/mash"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+async fn post(app: &TestApp, client: &reqwest::Client, path: &str, body: Value) -> (u16, Value) {
+    let r = client.post(app.url(path)).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_disclosure_without_consent_is_held_until_a_second_person_approves_it() {
+    let app = TestApp::spawn().await;
+    // The safeguarding lead who refers is also a director: still not allowed to approve it.
+    let referrer = http_client_as(&pki().sender, &token("dana", &["safeguarding_lead", "director"]));
+    let body = serde_json::to_vec(&referral(not_sought())).unwrap();
+    let (status, sent, _) = app.post_raw(&referrer, "nvtt-mash-referral", body).await;
+    assert_eq!((status, sent["status"].as_str()), (202, Some("held")), "{sent}");
+    let id = sent["transfer_id"].as_str().unwrap().to_owned();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mash_files(&app), 0, "nothing leaves while held");
+    let (status, held) = app.get(&director("dee"), "/v1/held").await;
+    assert_eq!(status, 200);
+    assert_eq!(held["transfers"][0]["transfer_id"], id.as_str());
+    let (status, _) = app.get(&app.sender, "/v1/held").await;
+    assert_eq!(status, 403, "the held list is for directors");
+
+    let approve = format!("/v1/transfers/{id}/approve");
+    let (status, body) = post(&app, &referrer, &approve, json!({"reason": "risk_of_serious_harm"})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("two_person_rule")));
+    let (status, body) = post(&app, &app.sender, &approve, json!({"reason": "risk_of_serious_harm"})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("role_required")));
+    let (status, body) = post(&app, &director("dee"), &approve, json!({"reason": "because"})).await;
+    assert_eq!(
+        (status, body["violations"][0]["pointer"].as_str()),
+        (422, Some("/reason"))
+    );
+    let (status, body) = post(
+        &app,
+        &director("dee"),
+        &approve,
+        json!({"reason": "risk_of_serious_harm", "note_ref": "CMS:case/2201/n14"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(app.settled(&id).await["status"], "delivered");
+    assert_eq!(mash_files(&app), 1);
+    let entries = app.entries().await;
+    let decision = &entries[0].event;
+    assert_eq!(
+        (decision.status, decision.decision.as_deref()),
+        (TransferStatus::Held, Some("hold"))
+    );
+    assert_eq!(
+        (decision.user_sub.as_deref(), decision.user_role.as_deref()),
+        (Some("dana"), Some("safeguarding_lead"))
+    );
+    let approval = entries.iter().find(|e| e.event.kind == EventKind::Approval).unwrap();
+    assert_eq!(approval.event.user_sub.as_deref(), Some("dee"));
+    assert_eq!(approval.event.user_role.as_deref(), Some("director"));
+    assert_eq!(approval.event.reason_code.as_deref(), Some("risk_of_serious_harm"));
+    assert_eq!(approval.event.detail.as_deref(), Some("CMS:case/2201/n14"));
+    let (status, body) = post(
+        &app,
+        &director("dee"),
+        &approve,
+        json!({"reason": "risk_of_serious_harm"}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("not_held")));
+}
+
+#[tokio::test]
+async fn a_refused_disclosure_never_leaves() {
+    let app = TestApp::spawn().await;
+    let (status, sent, _) = app.post_envelope("nvtt-mash-referral", &referral(not_sought())).await;
+    assert_eq!(status, 202);
+    let id = sent["transfer_id"].as_str().unwrap();
+    let (status, body) = post(
+        &app,
+        &director("dee"),
+        &format!("/v1/transfers/{id}/refuse"),
+        json!({"reason": "seek_consent_first"}),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("refused")));
+    let (status, _) = post(
+        &app,
+        &director("dee"),
+        &format!("/v1/transfers/{id}/approve"),
+        json!({"reason": "legal_duty"}),
+    )
+    .await;
+    assert_eq!(status, 409, "a refusal is final");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mash_files(&app), 0);
+    let (_, t) = app.get(&app.auditor, &format!("/v1/transfers/{id}")).await;
+    assert_eq!(t["status"], "refused");
+    assert_eq!(app.ledger.outbox_depth().await.unwrap(), Vec::<(String, i64)>::new());
+}
+
+#[tokio::test]
+async fn with_consent_a_referral_is_not_held() {
+    let app = TestApp::spawn().await;
+    let (status, sent, _) = app
+        .post_envelope(
+            "nvtt-mash-referral",
+            &referral(json!({"status": "obtained", "given_by": "parent_or_carer"})),
+        )
+        .await;
+    assert_eq!((status, sent["status"].as_str()), (202, Some("accepted")));
+    assert_eq!(
+        app.settled(sent["transfer_id"].as_str().unwrap()).await["status"],
+        "delivered"
+    );
+}
+
+#[tokio::test]
+async fn an_immediate_referral_leaves_at_once_and_an_overdue_review_is_listed() {
+    let clock = Clock::manual(at("2026-06-01T12:00:00Z"));
+    let app = TestApp::spawn_with(Spawn {
+        clock: clock.clone(),
+        ..Spawn::default()
+    })
+    .await;
+    let mut e = referral(not_sought());
+    e["immediate"] = json!(true);
+    let (status, sent, _) = app.post_envelope("nvtt-mash-referral", &e).await;
+    assert_eq!((status, sent["status"].as_str()), (202, Some("accepted")), "{sent}");
+    let id = sent["transfer_id"].as_str().unwrap().to_owned();
+    let settled = app.settled(&id).await;
+    assert_eq!(settled["status"], "delivered", "an immediate referral is not held");
+    assert_eq!(settled["review_due"], "2026-06-02T12:00:00Z");
+
+    let dee = director("dee");
+    let overdue = || async {
+        app.get(&dee, "/v1/reviews/overdue").await.1["transfers"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(overdue().await, 0, "not overdue within the window");
+    clock.set(at("2026-06-02T12:00:01Z"));
+    assert_eq!(overdue().await, 1);
+    let metrics = app
+        .auditor
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("isa_reviews_overdue 1"), "{metrics}");
+
+    let (status, _) = post(
+        &app,
+        &director("dee"),
+        &format!("/v1/transfers/{id}/review"),
+        json!({"outcome": "justified"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(overdue().await, 0);
+    let (status, body) = post(
+        &app,
+        &director("dee"),
+        &format!("/v1/transfers/{id}/review"),
+        json!({"outcome": "justified"}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("no_review_due")));
+    let review = app
+        .entries()
+        .await
+        .into_iter()
+        .find(|e| e.event.kind == EventKind::Review)
+        .unwrap();
+    assert_eq!(review.event.user_sub.as_deref(), Some("dee"));
+    assert_eq!(review.event.reason_code.as_deref(), Some("justified"));
+}
+
+#[tokio::test]
+async fn people_to_be_told_are_listed_until_it_is_recorded() {
+    let app = TestApp::spawn().await;
+    let (_, sent, _) = app
+        .post_envelope(
+            "nvtt-mash-referral",
+            &referral(json!({"status": "obtained", "given_by": "subject"})),
+        )
+        .await;
+    let id = sent["transfer_id"].as_str().unwrap().to_owned();
+    let (status, due) = app.get(&app.sender, "/v1/notifications/due").await;
+    assert_eq!(status, 200);
+    assert_eq!(due["transfers"][0]["transfer_id"], id.as_str());
+    assert_eq!(due["transfers"][0]["subject_informed_due"], "2026-06-08");
+    let (status, body) = post(
+        &app,
+        &app.sender,
+        &format!("/v1/transfers/{id}/subject-informed"),
+        json!({"note_ref": "CMS:letter/7781"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, due) = app.get(&app.sender, "/v1/notifications/due").await;
+    assert!(due["transfers"].as_array().unwrap().is_empty());
+    let told = app
+        .entries()
+        .await
+        .into_iter()
+        .find(|e| e.event.kind == EventKind::Notification)
+        .unwrap();
+    assert_eq!(told.event.user_sub.as_deref(), Some("alice"));
+    assert_eq!(told.event.user_role.as_deref(), Some("practitioner"));
+    let (status, body) = post(
+        &app,
+        &app.sender,
+        &format!("/v1/transfers/{id}/subject-informed"),
+        json!({"note_ref": "Told Mrs Smith on the phone"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["violations"][0]["pointer"].as_str()),
+        (422, Some("/note_ref")),
+        "notes stay in the case record"
+    );
+}
