@@ -364,3 +364,87 @@ pub fn mint_dev_token(
     header.kid = issuer.key_id.clone();
     jsonwebtoken::encode(&header, &claims, &key).map_err(|_| "signing failed".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::*;
+
+    fn settings(dir: &Path, jwks: serde_json::Value, key: &rcgen::KeyPair) -> (AuthSettings, IssuerConfig) {
+        let jwks_path = dir.join("jwks.json");
+        std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+        let private = dir.join("issuer.key");
+        std::fs::write(&private, key.serialize_pem()).unwrap();
+        let issuer = IssuerConfig {
+            issuer: "https://idp.example".into(),
+            algorithms: vec!["ES256".into()],
+            public_key: None,
+            key_id: Some("k-2026".into()),
+            jwks: Some(jwks_path),
+            dev_signing_key: Some(private),
+        };
+        let s = AuthSettings {
+            audience: "isa-gateway".into(),
+            leeway_secs: 0,
+            roles_claim: "groups".into(),
+            issuers: vec![issuer.clone()],
+        };
+        (s, issuer)
+    }
+
+    /// The identity provider's keys as a JWKS document (EC P-256: x and y from the raw point).
+    fn jwks_for(key: &rcgen::KeyPair, kid: &str) -> serde_json::Value {
+        let raw = key.public_key_raw();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+            "x": b64.encode(&raw[1..33]), "y": b64.encode(&raw[33..65])
+        }]})
+    }
+
+    #[test]
+    fn keys_from_a_jwks_file_verify_tokens_that_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let (s, issuer) = settings(dir.path(), jwks_for(&key, "k-2026"), &key);
+        let auth = Authenticator::from_settings(&s).unwrap();
+        // `mint_dev_token` puts the roles in `roles`; this issuer reads `groups`, so none count.
+        let token = mint_dev_token(&issuer, "isa-gateway", "alice", &[UserRole::Director], 60).unwrap();
+        let user = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(user.sub, "alice");
+        assert!(user.roles.is_empty(), "roles come only from the configured claim");
+
+        let mut other = issuer.clone();
+        other.key_id = Some("k-2025".into());
+        let unknown = mint_dev_token(&other, "isa-gateway", "alice", &[], 60).unwrap();
+        assert_eq!(
+            auth.authenticate(Some(&format!("Bearer {unknown}"))),
+            Err(TokenError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn symmetric_algorithms_cannot_be_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let (mut s, _) = settings(dir.path(), jwks_for(&key, "k"), &key);
+        s.issuers[0].algorithms = vec!["HS256".into()];
+        let err = Authenticator::from_settings(&s).unwrap_err().to_string();
+        assert!(err.contains("HS256") && err.contains("not an accepted"), "{err}");
+    }
+
+    #[test]
+    fn a_bearer_scheme_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let (s, issuer) = settings(dir.path(), jwks_for(&key, "k-2026"), &key);
+        let auth = Authenticator::from_settings(&s).unwrap();
+        let token = mint_dev_token(&issuer, "isa-gateway", "alice", &[], 60).unwrap();
+        assert_eq!(
+            auth.authenticate(Some(&format!("Basic {token}"))),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(auth.authenticate(None), Err(TokenError::Missing));
+    }
+}
