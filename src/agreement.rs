@@ -104,7 +104,7 @@ pub enum ConsentModel {
 }
 
 /// Director approval and the urgent path.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// A disclosure without consent (consent not sought, or refused and overridden in the public
@@ -121,6 +121,16 @@ pub struct Approval {
 
 fn default_review_hours() -> u32 {
     24
+}
+
+impl Default for Approval {
+    fn default() -> Self {
+        Self {
+            hold_without_consent: false,
+            urgent_path: false,
+            review_within_hours: default_review_hours(),
+        }
+    }
 }
 
 /// How people are told.
@@ -525,6 +535,12 @@ impl Agreement {
                 s
             })
             .collect();
+        if !(1..=8760).contains(&file.approval.review_within_hours) {
+            at(
+                "approval.review_within_hours",
+                "must be between 1 and 8760 (a year)".into(),
+            );
+        }
         if file.retention.years == 0 {
             at("retention.years", "must be at least one year".into());
         }

@@ -106,10 +106,13 @@ enum KeysCommand {
     New {
         #[command(flatten)]
         config: ConfigArg,
-        #[arg(long, required_unless_present = "index")]
+        #[arg(long, required_unless_present_any = ["index", "checkpoint"])]
         agreement: Option<String>,
         #[arg(long, conflicts_with = "agreement")]
         index: bool,
+        /// The ledger's checkpoint signing key (Ed25519).
+        #[arg(long, conflicts_with_all = ["agreement", "index"])]
+        checkpoint: bool,
     },
     /// Add a new version of an agreement's key; new transfers use it, old versions stay.
     Rotate {
@@ -135,10 +138,41 @@ enum CertsCommand {
 
 #[derive(Debug, Subcommand)]
 enum LedgerCommand {
-    /// Recompute the hash chain and name the first entry that breaks it; exit 1 if one does.
+    /// Recompute the hash chain, the Merkle tree and every checkpoint's root and signature; name
+    /// the first entry or checkpoint that breaks; exit 1 if one does.
     Verify {
         #[command(flatten)]
         config: ConfigArg,
+        /// The checkpoint key to verify against (`ed25519:<hex>`); default: the gateway's own.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Sign a checkpoint of the whole ledger now.
+    Checkpoint {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write an audit bundle for one agreement: entries, inclusion proofs, checkpoint, public key.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        agreement: String,
+        /// RFC 3339; entries recorded at or after.
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        /// RFC 3339; entries recorded before.
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an audit bundle offline, without the database; exit 1 if anything fails.
+    VerifyBundle {
+        dir: PathBuf,
+        /// The checkpoint key you trust (`ed25519:<hex>`), from a channel other than the bundle.
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -159,9 +193,7 @@ pub fn main() -> ExitCode {
             Command::Certs {
                 command: CertsCommand::Dev { config, out },
             } => certs_dev(&config.config, out.as_deref()),
-            Command::Ledger {
-                command: LedgerCommand::Verify { config },
-            } => ledger_verify(&config.config).await,
+            Command::Ledger { command } => ledger(command).await,
             Command::Agreements { config, format } => agreements(&config.config, format),
             Command::Keys { command } => keys(command),
             Command::Token {
@@ -363,27 +395,129 @@ fn certs_dev(path: &Path, out: Option<&Path>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn ledger_verify(path: &Path) -> Result<ExitCode, String> {
-    let config = load(path, &Overrides::default())?;
+async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
+    use crate::ledger::checkpoint::parse_public_key;
+    let pinned = |text: &Option<String>| -> Result<Option<ed25519_dalek::VerifyingKey>, String> {
+        text.as_deref()
+            .map(|t| parse_public_key(t).ok_or_else(|| "--public-key must be ed25519:<64 hex>".to_owned()))
+            .transpose()
+    };
+    if let LedgerCommand::VerifyBundle { dir, public_key } = &command {
+        let report = crate::bundle::verify(dir, pinned(public_key)?.as_ref())
+            .map_err(|e| format!("bundle does not verify: {e}"))?;
+        println!(
+            "ok: {} entries, each in the signed tree of {} entries",
+            report.entries, report.tree_size
+        );
+        if public_key.is_none() {
+            println!(
+                "note: verified against the bundle's own public_key.txt; pin the key with --public-key to prove origin"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config_path = match &command {
+        LedgerCommand::Verify { config, .. }
+        | LedgerCommand::Checkpoint { config }
+        | LedgerCommand::Export { config, .. } => &config.config,
+        LedgerCommand::VerifyBundle { .. } => return Ok(ExitCode::FAILURE),
+    };
+    let config = load(config_path, &Overrides::default())?;
     let ledger = crate::ledger::open(&config.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    let report = crate::ledger::verify_chain(ledger.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
-    match report.first_break {
-        None => {
+    let store = crate::keys::KeyStore::new(&config.keys_dir);
+    let key = || store.checkpoint_key(false).map(|(k, _)| k).map_err(|e| e.to_string());
+    match command {
+        LedgerCommand::Verify { public_key, .. } => {
+            let public = match pinned(&public_key)? {
+                Some(k) => k,
+                None => key()?.public(),
+            };
+            let total = ledger.tree_size().await;
+            let show = total >= 100_000 && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut progress = |done: i64| {
+                if show {
+                    eprint!("\rverifying: {done}/{total} entries");
+                }
+            };
+            let report = crate::ledger::verify(ledger.as_ref(), &public, &mut progress)
+                .await
+                .map_err(|e| e.to_string())?;
+            if show {
+                eprintln!();
+            }
+            match report.first_break {
+                None => {
+                    println!(
+                        "ok: {} entries, chain head {}, {} checkpoint(s) verified",
+                        report.entries,
+                        hex::encode(report.head),
+                        report.checkpoints
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(b) => {
+                    println!("BROKEN: {b} ({} entries verified before it)", report.entries);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        LedgerCommand::Checkpoint { .. } => {
+            let checkpointer = crate::checkpointer::Checkpointer::new(
+                ledger,
+                key()?,
+                crate::clock::Clock::System,
+                1,
+                std::time::Duration::from_secs(1),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            match checkpointer.checkpoint_now().await.map_err(|e| e.to_string())? {
+                Some(cp) => println!("checkpoint: tree size {}, root {}", cp.tree_size, hex::encode(cp.root)),
+                None => println!("the ledger is empty: nothing to checkpoint"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Export {
+            agreement,
+            since,
+            until,
+            out,
+            ..
+        } => {
+            let key = key()?;
+            let checkpointer = crate::checkpointer::Checkpointer::new(
+                ledger.clone(),
+                key,
+                crate::clock::Clock::System,
+                1,
+                std::time::Duration::from_secs(1),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let cp = checkpointer
+                .checkpoint_now()
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the ledger is empty")?;
+            let entries = ledger
+                .entries_for(&agreement, since, until)
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::bundle::export(ledger.as_ref(), &entries, &cp, &checkpointer.public_key(), &out)
+                .await
+                .map_err(|e| e.to_string())?;
             println!(
-                "ok: {} entries, chain head {}",
-                report.entries,
-                hex::encode(report.head)
+                "wrote {} entries for {agreement} to {} (checkpoint at tree size {}); verify with `isa-gateway ledger verify-bundle {}`",
+                entries.len(),
+                out.display(),
+                cp.tree_size,
+                out.display()
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(b) => {
-            println!("BROKEN: {b} ({} entries verified before it)", report.entries);
-            Ok(ExitCode::FAILURE)
-        }
+        LedgerCommand::VerifyBundle { .. } => Ok(ExitCode::FAILURE),
     }
 }
 
@@ -426,6 +560,15 @@ fn keys(command: KeysCommand) -> Result<ExitCode, String> {
     let config = load(path, &Overrides::default())?;
     let store = crate::keys::KeyStore::new(&config.keys_dir);
     match action {
+        KeysCommand::New { checkpoint: true, .. } => {
+            store.new_checkpoint_key().map_err(|e| e.to_string())?;
+            let (key, _) = store.checkpoint_key(false).map_err(|e| e.to_string())?;
+            println!(
+                "made the checkpoint key in {} (mode 0600); its public key for auditors: {}",
+                config.keys_dir.display(),
+                crate::ledger::checkpoint::public_key_text(&key.public())
+            );
+        }
         KeysCommand::New { index: true, .. } => {
             store.new_index_key().map_err(|e| e.to_string())?;
             println!("made the index key in {} (mode 0600)", config.keys_dir.display());

@@ -50,6 +50,27 @@ pub struct Config {
     pub delivery: DeliverySettings,
     /// Users: trusted token issuers, audience, roles claim.
     pub auth: crate::auth::AuthSettings,
+    #[serde(default)]
+    pub ledger: LedgerSettings,
+}
+
+/// Signed checkpoints over the ledger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSettings {
+    /// Sign a checkpoint once this many entries were added since the last…
+    pub checkpoint_every_entries: u64,
+    /// …or once this long has passed with any new entry.
+    pub checkpoint_every_secs: u64,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_entries: 1000,
+            checkpoint_every_secs: 300,
+        }
+    }
 }
 
 /// The delivery worker.

@@ -467,10 +467,9 @@ impl Catalogue {
         // Serialising a tree of strings and JSON values cannot fail.
         let outbound = serde_json::to_vec(&document).unwrap_or_default();
         let approval = &agreement.terms().approval;
-        let without_consent = matches!(
-            envelope.consent.as_ref().map(|c| c.status.as_str()),
-            Some("not_sought" | "refused")
-        );
+        // Anything but consent obtained is a disclosure without consent: not sought, refused,
+        // "not applicable", or no consent block at all.
+        let without_consent = !matches!(envelope.consent.as_ref().map(|c| c.status.as_str()), Some("obtained"));
         let disposition = if envelope.immediate && approval.urgent_path {
             Disposition::SendForReview {
                 review_by: req.now + jiff::SignedDuration::from_hours(i64::from(approval.review_within_hours)),

@@ -71,6 +71,11 @@ impl Breaker {
         *self = Self::default();
     }
 
+    /// An attempt that was allowed did not happen after all: let another probe through.
+    fn release_probe(&mut self) {
+        self.probing = false;
+    }
+
     fn failure(&mut self, now: Instant, policy: &DeliveryPolicy) {
         self.consecutive_failures += 1;
         if self.probing || self.consecutive_failures >= policy.breaker_threshold {
@@ -370,6 +375,19 @@ impl Delivery {
             attempt: item.attempts,
         };
         let id = item.transfer_id;
+        match self.ledger.claim(id, item.attempts, Timestamp::now()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Delivered, dead-lettered or retried since it was read: stale, do not send.
+                dest.breaker().release_probe();
+                return;
+            }
+            Err(e) => {
+                dest.breaker().release_probe();
+                tracing::error!(transfer_id = %id, error = %e, "cannot claim an outbox entry; will retry");
+                return;
+            }
+        }
         match transport.send(&parcel).await {
             Ok(sent) => {
                 dest.breaker().success();

@@ -132,6 +132,30 @@ impl IndexKey {
     }
 }
 
+/// The key that signs ledger checkpoints (Ed25519). Its public half is what auditors pin.
+pub struct CheckpointKey(ed25519_dalek::SigningKey);
+
+impl fmt::Debug for CheckpointKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CheckpointKey(public {})", hex::encode(self.public().as_bytes()))
+    }
+}
+
+impl CheckpointKey {
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    pub fn public(&self) -> ed25519_dalek::VerifyingKey {
+        self.0.verifying_key()
+    }
+
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.0.sign(message).to_bytes()
+    }
+}
+
 /// Every loaded key.
 #[derive(Debug, Default, Clone)]
 pub struct KeyRing {
@@ -310,6 +334,39 @@ impl KeyStore {
             &*random_key()?,
         )?;
         Ok(next)
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join("signing").join("checkpoint-v1.key")
+    }
+
+    /// The checkpoint signing key: `ISA_GATEWAY_CHECKPOINT_KEY` (hex seed), `…_FILE`, or
+    /// `<keys_dir>/signing/checkpoint-v1.key`. With `create_missing` (development) it is made.
+    pub fn checkpoint_key(&self, create_missing: bool) -> Result<(CheckpointKey, bool), KeyError> {
+        let seed = if let Ok(hex) = std::env::var("ISA_GATEWAY_CHECKPOINT_KEY") {
+            parse_hex("ISA_GATEWAY_CHECKPOINT_KEY", &Zeroizing::new(hex))?
+        } else if let Ok(path) = std::env::var("ISA_GATEWAY_CHECKPOINT_KEY_FILE") {
+            read_file(Path::new(&path))?
+        } else if self.checkpoint_path().is_file() {
+            read_file(&self.checkpoint_path())?
+        } else if create_missing {
+            let k = random_key()?;
+            write_key(&self.checkpoint_path(), &k)?;
+            return Ok((CheckpointKey::from_seed(&k), true));
+        } else {
+            return Err(KeyError::Missing(vec![
+                "signing/checkpoint-v1 (run `isa-gateway keys new --checkpoint`)".into(),
+            ]));
+        };
+        Ok((CheckpointKey::from_seed(&seed), false))
+    }
+
+    /// Makes the checkpoint signing key. Refuses if it exists: auditors pin its public half.
+    pub fn new_checkpoint_key(&self) -> Result<(), KeyError> {
+        if self.checkpoint_path().exists() {
+            return Err(KeyError::Exists("checkpoint".into()));
+        }
+        write_key(&self.checkpoint_path(), &*random_key()?)
     }
 
     /// Makes the index key. Refuses if it exists: a new one would orphan the index.

@@ -7,6 +7,8 @@
 pub mod agreement;
 pub mod api;
 pub mod auth;
+pub mod bundle;
+pub mod checkpointer;
 pub mod cli;
 pub mod clock;
 pub mod config;

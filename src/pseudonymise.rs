@@ -185,8 +185,9 @@ pub fn apply(payload: &Value, rules: &[Rule], key: Option<&AgreementKey>) -> Res
             });
         }
     }
-    drops.sort_by(|a, b| b.cmp(a));
-    drops.sort_by_key(|p| std::cmp::Reverse(segments(p).len()));
+    // Highest array index and deepest node first, comparing indexes as numbers, so no removal
+    // shifts an element another drop still has to find.
+    drops.sort_by(|a, b| compare_pointers(b, a));
     for pointer in drops {
         remove(&mut out, &pointer);
         applied.push(Applied { pointer, op: "drop" });
@@ -196,6 +197,22 @@ pub fn apply(payload: &Value, rules: &[Rule], key: Option<&AgreementKey>) -> Res
 
 fn segments(pointer: &str) -> Vec<&str> {
     pointer.split('/').skip(1).collect()
+}
+
+/// Orders pointers segment by segment, numeric segments as numbers, a prefix before its
+/// extensions.
+fn compare_pointers(a: &str, b: &str) -> std::cmp::Ordering {
+    let (sa, sb) = (segments(a), segments(b));
+    for (x, y) in sa.iter().zip(&sb) {
+        let o = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(i), Ok(j)) => i.cmp(&j),
+            _ => x.cmp(y),
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    sa.len().cmp(&sb.len())
 }
 
 /// The concrete pointers in `value` that `pattern` names (wildcards expanded over arrays).
@@ -411,6 +428,21 @@ mod tests {
             applied.iter().map(|a| a.pointer.as_str()).collect::<Vec<_>>(),
             ["/household/1/dob", "/household/0/dob"]
         );
+    }
+
+    #[test]
+    fn dropping_array_elements_beyond_ten_removes_every_one() {
+        let items: Vec<Value> = (0..12).map(|i| json!({"n": i})).collect();
+        let (out, applied) = apply(
+            &json!({"items": items, "other": [1]}),
+            &[rule("/items/*", Op::Drop)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(out, json!({"items": [], "other": [1]}));
+        assert_eq!(applied.len(), 12);
+        assert_eq!(applied[0].pointer, "/items/11");
+        assert_eq!(applied[1].pointer, "/items/10");
     }
 
     #[test]

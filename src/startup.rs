@@ -8,6 +8,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::agreement::{Agreements, Context, Problem};
 use crate::api::{self, AppState, Systems};
+use crate::checkpointer::Checkpointer;
 use crate::clock::Clock;
 use crate::config::{Config, Profile};
 use crate::decision::Catalogue;
@@ -77,6 +78,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     ledger: Arc<dyn Ledger>,
     delivery: Arc<Delivery>,
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl Application {
@@ -99,6 +101,21 @@ impl Application {
             .local_addr()
             .map_err(|e| StartupError::Bind(config.listen, e))?;
         let auth = crate::auth::Authenticator::from_settings(&config.auth)?;
+        let (checkpoint_key, created) =
+            KeyStore::new(&config.keys_dir).checkpoint_key(config.profile == Profile::Development)?;
+        if created {
+            tracing::warn!(dir = %config.keys_dir.display(), "created a development checkpoint signing key");
+        }
+        let checkpointer = Arc::new(
+            Checkpointer::new(
+                ledger.clone(),
+                checkpoint_key,
+                clock.clone(),
+                config.ledger.checkpoint_every_entries.max(1),
+                Duration::from_secs(config.ledger.checkpoint_every_secs.max(1)),
+            )
+            .await?,
+        );
         let metrics = Arc::new(Metrics::default());
         let delivery = Arc::new(Delivery::new(
             transports,
@@ -117,6 +134,7 @@ impl Application {
             limits: config.limits.clone(),
             metrics,
             auth,
+            checkpointer: checkpointer.clone(),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
             .on_connect(api::on_connect)
@@ -129,6 +147,7 @@ impl Application {
             server,
             ledger,
             delivery,
+            checkpointer,
         })
     }
 
@@ -148,9 +167,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let worker = tokio::spawn(self.delivery.clone().run());
         let reports = tokio::spawn(self.delivery.watch_reports());
+        let checkpoints = tokio::spawn(self.checkpointer.run());
         let result = self.server.await;
         worker.abort();
         reports.abort();
+        checkpoints.abort();
         result
     }
 }

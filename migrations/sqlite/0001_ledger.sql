@@ -95,6 +95,15 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (sender_system, idempotency_key)
 ) STRICT;
 
+-- Signed checkpoints over the Merkle tree of ledger entries (RFC 9162 leaves: 0x00 || canonical
+-- entry bytes). An auditor who holds a checkpoint can prove later lists complete and unaltered.
+CREATE TABLE checkpoints (
+    tree_size INTEGER PRIMARY KEY NOT NULL,
+    root      TEXT NOT NULL, -- hex
+    at_us     INTEGER NOT NULL,
+    signature TEXT NOT NULL  -- hex Ed25519 over the checkpoint's signed message
+) STRICT;
+
 -- The partner's reference for a delivered transfer (e.g. the MESH message id), so that a later
 -- report (a MESH non-delivery report) can be tied back to the transfer.
 CREATE TABLE delivery_refs (

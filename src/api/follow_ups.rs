@@ -88,14 +88,34 @@ fn require(user: &User, role: UserRole) -> Result<(), ApiError> {
     }
 }
 
-async fn record(state: &AppState, path: web::Path<String>) -> Result<TransferRecord, ApiError> {
+/// The transfer, if the calling system belongs to the organisation that sent it (it is one of the
+/// agreement's sending systems). Others learn nothing, not even that it exists.
+async fn record(state: &AppState, path: web::Path<String>, system: &str) -> Result<TransferRecord, ApiError> {
     let id = Uuid::parse_str(&path.into_inner()).map_err(|_| ApiError::not_found())?;
-    state
+    let r = state
         .ledger
         .transfer(id)
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(ApiError::not_found)
+        .ok_or_else(ApiError::not_found)?;
+    let ours = r.sender_system == system
+        || state
+            .catalogue
+            .agreements
+            .get(&r.agreement_id)
+            .is_some_and(|a| a.permits_system(system));
+    if ours { Ok(r) } else { Err(ApiError::not_found()) }
+}
+
+fn two_people(r: &TransferRecord, user: &User) -> Result<(), ApiError> {
+    if r.user_sub.as_deref() == Some(user.sub.as_str()) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "two_person_rule",
+            "The person who asked for a disclosure cannot also approve, refuse or review it.",
+        ));
+    }
+    Ok(())
 }
 
 fn event(
@@ -140,7 +160,7 @@ async fn judge_held(
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
     require(&user, UserRole::Director)?;
-    let r = record(&state, path).await?;
+    let r = record(&state, path, &system.id).await?;
     let allowed: &[&str] = if approve { &APPROVE_REASONS } else { &REFUSE_REASONS };
     if !allowed.contains(&body.reason.as_str()) {
         return Err(invalid(
@@ -153,12 +173,20 @@ async fn judge_held(
     if r.status != TransferStatus::Held {
         return Err(conflict("not_held", "This transfer is not waiting for approval."));
     }
-    if r.user_sub.as_deref() == Some(user.sub.as_str()) {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "two_person_rule",
-            "The person who asked for a disclosure cannot also approve or refuse it.",
-        ));
+    two_people(&r, &user)?;
+    if approve {
+        // Approval is when the disclosure is really decided: the agreement must be in force now.
+        let today = state.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        match state
+            .catalogue
+            .agreements
+            .get(&r.agreement_id)
+            .map(|a| a.in_force(today))
+        {
+            Some(Ok(())) => {}
+            Some(Err(why)) => return Err(conflict(why.code(), why.explain())),
+            None => return Err(conflict("unknown_agreement", "The agreement is no longer loaded.")),
+        }
     }
     let status = if approve {
         TransferStatus::Accepted
@@ -218,7 +246,8 @@ pub async fn review(
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
     require(&user, UserRole::Director)?;
-    let r = record(&state, path).await?;
+    let r = record(&state, path, &system.id).await?;
+    two_people(&r, &user)?;
     if !REVIEW_OUTCOMES.contains(&body.reason.as_str()) {
         return Err(invalid(
             "/outcome",
@@ -255,7 +284,7 @@ pub async fn subject_informed(
 ) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
-    let r = record(&state, path).await?;
+    let r = record(&state, path, &system.id).await?;
     // Whoever may send under the agreement may record that the person was told.
     let role = state
         .catalogue
@@ -263,9 +292,6 @@ pub async fn subject_informed(
         .get(&r.agreement_id)
         .and_then(|a| a.acting_role(&user.roles))
         .ok_or(ApiError::role_required(UserRole::Practitioner))?;
-    if r.sender_system != system.id {
-        return Err(ApiError::not_found());
-    }
     check_note_ref(body.note_ref.as_ref())?;
     let mut e = event(&state, &r, EventKind::Notification, r.status, &system.id, &user, role);
     e.detail = body.note_ref.clone();
@@ -278,10 +304,11 @@ pub async fn subject_informed(
     Ok(answer(&r, r.status, receipt.seq))
 }
 
-async fn list(state: &AppState, which: FollowUp) -> Result<HttpResponse, ApiError> {
+/// The calling system's own follow-ups only.
+async fn list(state: &AppState, which: FollowUp, system: &str) -> Result<HttpResponse, ApiError> {
     let rows = state
         .ledger
-        .follow_ups(which, 1000)
+        .follow_ups(which, Some(system), 1000)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "transfers": rows })))
@@ -289,24 +316,24 @@ async fn list(state: &AppState, which: FollowUp) -> Result<HttpResponse, ApiErro
 
 /// Held transfers, for directors.
 pub async fn held(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state)?;
+    let system = caller(&req, &state)?;
     require(&user(&req, &state)?, UserRole::Director)?;
-    list(&state, FollowUp::Held).await
+    list(&state, FollowUp::Held, &system.id).await
 }
 
 /// Urgent transfers whose review is overdue, for directors.
 pub async fn overdue_reviews(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state)?;
+    let system = caller(&req, &state)?;
     require(&user(&req, &state)?, UserRole::Director)?;
-    list(&state, FollowUp::ReviewsOverdue(state.clock.now())).await
+    list(&state, FollowUp::ReviewsOverdue(state.clock.now()), &system.id).await
 }
 
 /// People still to be told, soonest due first, for those who send.
 pub async fn notifications_due(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state)?;
+    let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
     if !(user.has(UserRole::Practitioner) || user.has(UserRole::SafeguardingLead)) {
         return Err(ApiError::role_required(UserRole::Practitioner));
     }
-    list(&state, FollowUp::NotificationsDue).await
+    list(&state, FollowUp::NotificationsDue, &system.id).await
 }

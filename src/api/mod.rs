@@ -4,6 +4,7 @@
 mod agreements;
 mod error;
 mod follow_ups;
+mod ledger;
 mod transfers;
 
 use std::any::Any;
@@ -50,6 +51,7 @@ pub struct AppState {
     pub limits: Limits,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub auth: crate::auth::Authenticator,
+    pub checkpointer: std::sync::Arc<crate::checkpointer::Checkpointer>,
 }
 
 /// The URI SANs of the client certificate verified on this connection.
@@ -124,6 +126,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(follow_ups::subject_informed)),
     )
     .service(web::resource("/v1/held").route(web::get().to(follow_ups::held)))
+    .service(web::resource("/v1/ledger/checkpoint").route(web::get().to(ledger::latest)))
+    .service(web::resource("/v1/ledger/checkpoints").route(web::post().to(ledger::make)))
+    .service(web::resource("/v1/ledger/proof/inclusion").route(web::get().to(ledger::inclusion)))
+    .service(web::resource("/v1/ledger/proof/consistency").route(web::get().to(ledger::consistency)))
     .service(web::resource("/v1/reviews/overdue").route(web::get().to(follow_ups::overdue_reviews)))
     .service(web::resource("/v1/notifications/due").route(web::get().to(follow_ups::notifications_due)))
     .service(
@@ -154,13 +160,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+/// Operational endpoints, like every other, answer registered systems only.
+async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
 }
 
 /// Ready to accept transfers: the ledger answers. Destinations whose circuit breaker is open are
 /// listed (transfers to them are still accepted and queued, but operators should know).
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state)?;
     let ledger_ok = state.ledger.outbox_depth().await.is_ok();
     let breakers: serde_json::Map<String, serde_json::Value> = state
         .delivery
@@ -169,28 +178,29 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .map(|(id, s)| (id, serde_json::json!(s)))
         .collect();
     let body = serde_json::json!({"ready": ledger_ok, "ledger": if ledger_ok { "ok" } else { "unavailable" }, "destinations": breakers});
-    if ledger_ok {
+    Ok(if ledger_ok {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
-    }
+    })
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state)?;
     // Breaker state is read at scrape time so the gauge is never stale.
     for (id, s) in state.delivery.breakers() {
         state.metrics.set_breaker(&id, s == crate::delivery::BreakerState::Open);
     }
     if let Ok(overdue) = state
         .ledger
-        .follow_ups(crate::ledger::FollowUp::ReviewsOverdue(state.clock.now()), 100_000)
+        .follow_ups(crate::ledger::FollowUp::ReviewsOverdue(state.clock.now()), None, 10_000)
         .await
     {
         state.metrics.set_reviews_overdue(overdue.len());
     }
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

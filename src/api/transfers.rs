@@ -287,9 +287,21 @@ pub async fn submit(
                         .await
                         .map_err(|e| ApiError::internal(&e))?
                         .ok_or_else(|| ApiError::internal(&"idempotency key vanished"))?;
-                    event.status = TransferStatus::Refused;
-                    event.decision = Some("deny".into());
-                    replay(&state, original, digest.as_deref().unwrap_or_default(), event).await
+                    // A fresh refusal record: nothing of the permit (follow-ups, subject index)
+                    // may attach to a transfer that was never made.
+                    let mut refusal = Event::new(
+                        now,
+                        transfer_id,
+                        EventKind::Decision,
+                        TransferStatus::Refused,
+                        &recordable(&agreement_id),
+                        &system.id,
+                    );
+                    refusal.decision = Some("deny".into());
+                    refusal.user_sub = event.user_sub.clone();
+                    refusal.user_role = event.user_role.clone();
+                    refusal.received_sha256 = event.received_sha256.clone();
+                    replay(&state, original, digest.as_deref().unwrap_or_default(), refusal).await
                 }
                 Err(e) => Err(ApiError::ledger_unavailable(&e)),
             }

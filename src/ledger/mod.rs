@@ -5,6 +5,7 @@
 //! [`Entry::canonical_bytes`]) that includes the previous entry's hash, so an edited, removed
 //! or reordered row breaks the chain at that row. All SQL lives in the backend modules.
 
+pub mod checkpoint;
 pub mod merkle;
 mod sqlite;
 
@@ -102,7 +103,7 @@ impl EventKind {
 }
 
 /// What a caller asks the ledger to record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub at: Timestamp,
     pub transfer_id: Uuid,
@@ -260,6 +261,11 @@ impl Entry {
     pub fn compute_hash(seq: i64, prev_hash: &Hash, e: &Event) -> Hash {
         Sha256::digest(Self::canonical_bytes(seq, prev_hash, e)).into()
     }
+
+    /// The entry's leaf in the Merkle tree: SHA-256(0x00 || canonical bytes), RFC 9162.
+    pub fn leaf(seq: i64, prev_hash: &Hash, e: &Event) -> Hash {
+        merkle::leaf_hash(&Self::canonical_bytes(seq, prev_hash, e))
+    }
 }
 
 /// Microseconds since the Unix epoch: the ledger's time resolution.
@@ -350,6 +356,96 @@ pub enum LedgerError {
     UnsupportedUrl,
     #[error("the idempotency key is already bound to a transfer")]
     IdempotencyKeyTaken,
+    #[error("the ledger has no tree of size {0}")]
+    BeyondTree(u64),
+}
+
+/// What `verify` found: the chain, the tree, and every checkpoint, with the first problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub entries: i64,
+    pub head: Hash,
+    pub checkpoints: usize,
+    pub first_break: Option<ChainBreak>,
+}
+
+/// Recomputes the hash chain, the Merkle tree, and every checkpoint's root and signature against
+/// `public` (the checkpoint key auditors pin). Catches an edited field, a deleted row, swapped
+/// rows (the chain), a truncated tail (a checkpoint larger than the ledger), and a forged or
+/// re-signed checkpoint (its signature or root). `progress` is told how many entries are done.
+pub async fn verify(
+    ledger: &dyn Ledger,
+    public: &ed25519_dalek::VerifyingKey,
+    progress: &mut dyn FnMut(i64),
+) -> Result<VerifyReport, LedgerError> {
+    const PAGE: u32 = 10_000;
+    let mut leaves: Vec<Hash> = Vec::new();
+    let mut prev = GENESIS;
+    let report = |entries: i64, head: Hash, first_break: Option<ChainBreak>, checkpoints: usize| VerifyReport {
+        entries,
+        head,
+        checkpoints,
+        first_break,
+    };
+    loop {
+        let next = leaves.len() as i64 + 1;
+        let page = ledger.entries_after(next - 1, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            let expected = leaves.len() as i64 + 1;
+            let broken = |problem: &str| {
+                Some(ChainBreak {
+                    seq: expected,
+                    problem: problem.to_owned(),
+                })
+            };
+            let problem = if e.seq != expected {
+                broken(&format!("missing: the next entry present is {}", e.seq))
+            } else if e.prev_hash != prev {
+                broken("its previous-hash link does not match the entry before it")
+            } else if Entry::compute_hash(e.seq, &e.prev_hash, &e.event) != e.hash {
+                broken("its contents do not match its hash (edited)")
+            } else {
+                None
+            };
+            if problem.is_some() {
+                return Ok(report(expected - 1, prev, problem, 0));
+            }
+            leaves.push(Entry::leaf(e.seq, &e.prev_hash, &e.event));
+            prev = e.hash;
+        }
+        progress(leaves.len() as i64);
+    }
+    let entries = leaves.len() as i64;
+    let checkpoints = ledger.checkpoints().await?;
+    for cp in &checkpoints {
+        let at = i64::try_from(cp.tree_size).unwrap_or(i64::MAX);
+        let broken = |problem: String| Some(ChainBreak { seq: at, problem });
+        let problem = if !cp.verify(public) {
+            broken(format!(
+                "checkpoint at tree size {} has a signature that is not the gateway's (forged or re-signed)",
+                cp.tree_size
+            ))
+        } else if cp.tree_size > leaves.len() as u64 {
+            broken(format!(
+                "checkpoint at tree size {} but the ledger has {entries} entries: the tail was truncated",
+                cp.tree_size
+            ))
+        } else if merkle::root(&leaves[..at as usize]) != cp.root {
+            broken(format!(
+                "checkpoint at tree size {} does not match the entries (rewritten history)",
+                cp.tree_size
+            ))
+        } else {
+            None
+        };
+        if problem.is_some() {
+            return Ok(report(entries, prev, problem, checkpoints.len()));
+        }
+    }
+    Ok(report(entries, prev, None, checkpoints.len()))
 }
 
 /// Where the chain first breaks.
@@ -426,6 +522,11 @@ pub trait Ledger: Send + Sync {
     async fn idempotent_original(&self, system: &str, key: &str) -> Result<Option<IdempotentOriginal>, LedgerError>;
     /// Pending outbox entries due at `now`, oldest first.
     async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError>;
+    /// Claims an entry for one attempt: only if it is still pending, due, and has made exactly
+    /// `attempts` attempts. Counts the attempt before anything is sent, so an attempt interrupted
+    /// by a crash is known as one (MESH then asks tracking before sending again). `false`: the
+    /// entry was delivered, dead-lettered or retried meanwhile; do not send.
+    async fn claim(&self, transfer_id: Uuid, attempts: u32, now: Timestamp) -> Result<bool, LedgerError>;
     /// Records a failed attempt (`event`, status `retrying`) and when to try again.
     async fn attempt_failed(
         &self,
@@ -451,12 +552,36 @@ pub trait Ledger: Send + Sync {
     async fn withdraw(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
     /// Records a review or a notification; `None` if there was none outstanding.
     async fn follow_up(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
-    async fn follow_ups(&self, which: FollowUp, limit: u32) -> Result<Vec<TransferRecord>, LedgerError>;
+    /// Follow-ups on transfers sent by `sender_system` (`None`: every system; metrics only).
+    async fn follow_ups(
+        &self,
+        which: FollowUp,
+        sender_system: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TransferRecord>, LedgerError>;
+    /// Entries so far: the Merkle tree's size.
+    async fn tree_size(&self) -> u64;
+    /// The Merkle root of the first `size` entries.
+    async fn root(&self, size: u64) -> Result<Hash, LedgerError>;
+    /// The audit path for entry `seq` in the tree of `size` entries.
+    async fn inclusion_proof(&self, seq: i64, size: u64) -> Result<Vec<Hash>, LedgerError>;
+    /// The proof that the tree of `old` entries is a prefix of the tree of `new`.
+    async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError>;
+    async fn store_checkpoint(&self, checkpoint: &checkpoint::Checkpoint) -> Result<(), LedgerError>;
+    /// Every stored checkpoint, smallest tree first.
+    async fn checkpoints(&self) -> Result<Vec<checkpoint::Checkpoint>, LedgerError>;
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError>;
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryItem>, LedgerError>;
     async fn list_transfers(&self, query: &TransferQuery) -> Result<Vec<TransferRecord>, LedgerError>;
     /// Entries with `seq > after`, in order, at most `limit`.
     async fn entries_after(&self, after: i64, limit: u32) -> Result<Vec<Entry>, LedgerError>;
+    /// Every entry about an agreement's transfers recorded in `[since, until)`, in order.
+    async fn entries_for(
+        &self,
+        agreement_id: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<Entry>, LedgerError>;
 }
 
 /// Recomputes the chain from the first entry and names the first entry that breaks it.

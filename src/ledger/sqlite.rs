@@ -17,6 +17,8 @@ use sqlx::sqlite::{
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use super::checkpoint::Checkpoint;
+use super::merkle;
 use super::{
     Enqueue, Entry, Event, EventKind, FollowUp, GENESIS, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal, Ledger,
     LedgerError, OutboxItem, Receipt, TransferQuery, TransferRecord, TransferStatus, micros,
@@ -24,8 +26,37 @@ use super::{
 
 pub struct SqliteLedger {
     pool: SqlitePool,
-    /// The last sequence number and hash: the chain head. Held across each append.
-    head: Mutex<(i64, Hash)>,
+    /// The chain head and the Merkle tree's leaves. Held across each append.
+    head: Mutex<Head>,
+}
+
+/// The last sequence number and hash, and every leaf hash so far (32 bytes an entry).
+struct Head {
+    seq: i64,
+    hash: Hash,
+    leaves: Vec<Hash>,
+}
+
+impl Head {
+    fn empty() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS,
+            leaves: Vec::new(),
+        }
+    }
+
+    /// The next sequence number and the hash it links to.
+    fn next(&self) -> (i64, Hash) {
+        (self.seq + 1, self.hash)
+    }
+
+    /// Called only after the entry's transaction committed.
+    fn advance(&mut self, seq: i64, hash: Hash, leaf: Hash) {
+        self.seq = seq;
+        self.hash = hash;
+        self.leaves.push(leaf);
+    }
 }
 
 impl SqliteLedger {
@@ -50,16 +81,21 @@ impl SqliteLedger {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let head = match sqlx::query("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&pool)
-            .await?
-        {
-            Some(row) => {
-                let seq: i64 = row.try_get("seq")?;
-                (seq, parse_hash(seq, &row.try_get::<String, _>("hash")?)?)
+        // Rebuild the head and the tree's leaves from what is stored (32 bytes an entry).
+        let mut head = Head::empty();
+        loop {
+            let rows = sqlx::query("SELECT * FROM ledger_entries WHERE seq > ? ORDER BY seq LIMIT 10000")
+                .bind(head.seq)
+                .fetch_all(&pool)
+                .await?;
+            if rows.is_empty() {
+                break;
             }
-            None => (0, GENESIS),
-        };
+            for row in &rows {
+                let e = entry_from_row(row)?;
+                head.advance(e.seq, e.hash, Entry::leaf(e.seq, &e.prev_hash, &e.event));
+            }
+        }
         Ok(Self {
             pool,
             head: Mutex::new(head),
@@ -76,7 +112,7 @@ impl SqliteLedger {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self {
             pool,
-            head: Mutex::new((0, GENESIS)),
+            head: Mutex::new(Head::empty()),
         })
     }
 }
@@ -301,12 +337,12 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 impl Ledger for SqliteLedger {
     async fn append(&self, event: Event) -> Result<Receipt, LedgerError> {
         let mut head = self.head.lock().await;
-        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let (seq, prev_hash) = head.next();
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
         let mut tx = self.pool.begin().await?;
         write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
         tx.commit().await?;
-        *head = (seq, hash);
+        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Receipt { seq, hash })
     }
 
@@ -317,7 +353,7 @@ impl Ledger for SqliteLedger {
         key: Option<IdempotencyKey>,
     ) -> Result<Receipt, LedgerError> {
         let mut head = self.head.lock().await;
-        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let (seq, prev_hash) = head.next();
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
         let mut tx = self.pool.begin().await?;
         write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
@@ -359,7 +395,7 @@ impl Ledger for SqliteLedger {
             }
         }
         tx.commit().await?;
-        *head = (seq, hash);
+        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Receipt { seq, hash })
     }
 
@@ -411,6 +447,19 @@ impl Ledger for SqliteLedger {
             .collect()
     }
 
+    async fn claim(&self, transfer_id: Uuid, attempts: u32, now: Timestamp) -> Result<bool, LedgerError> {
+        let claimed = sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1 WHERE transfer_id = ? AND state = 'pending' AND attempts = ? \
+             AND next_attempt_at_us <= ?",
+        )
+        .bind(transfer_id.to_string())
+        .bind(i64::from(attempts))
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     async fn attempt_failed(
         &self,
         event: Event,
@@ -418,7 +467,7 @@ impl Ledger for SqliteLedger {
         next_attempt: Timestamp,
     ) -> Result<Receipt, LedgerError> {
         let mut head = self.head.lock().await;
-        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let (seq, prev_hash) = head.next();
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
         let mut tx = self.pool.begin().await?;
         write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
@@ -430,13 +479,13 @@ impl Ledger for SqliteLedger {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        *head = (seq, hash);
+        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Receipt { seq, hash })
     }
 
     async fn delivered(&self, event: Event, remote: Option<(String, String)>) -> Result<Option<Receipt>, LedgerError> {
         let mut head = self.head.lock().await;
-        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let (seq, prev_hash) = head.next();
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
         let mut tx = self.pool.begin().await?;
         let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = ? AND state = 'pending'")
@@ -456,7 +505,7 @@ impl Ledger for SqliteLedger {
                 .await?;
         }
         tx.commit().await?;
-        *head = (seq, hash);
+        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Some(Receipt { seq, hash }))
     }
 
@@ -475,7 +524,7 @@ impl Ledger for SqliteLedger {
 
     async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError> {
         let mut head = self.head.lock().await;
-        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let (seq, prev_hash) = head.next();
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
         let mut tx = self.pool.begin().await?;
         write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
@@ -485,13 +534,13 @@ impl Ledger for SqliteLedger {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        *head = (seq, hash);
+        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Receipt { seq, hash })
     }
 
     async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
         let mut head = self.head.lock().await;
-        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let (seq, prev_hash) = head.next();
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
         let mut tx = self.pool.begin().await?;
         let released = sqlx::query(
@@ -506,13 +555,13 @@ impl Ledger for SqliteLedger {
         }
         write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
         tx.commit().await?;
-        *head = (seq, hash);
+        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Some(Receipt { seq, hash }))
     }
 
     async fn withdraw(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
         let mut head = self.head.lock().await;
-        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let (seq, prev_hash) = head.next();
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
         let mut tx = self.pool.begin().await?;
         let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = ? AND state = 'held'")
@@ -524,7 +573,7 @@ impl Ledger for SqliteLedger {
         }
         write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
         tx.commit().await?;
-        *head = (seq, hash);
+        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Some(Receipt { seq, hash }))
     }
 
@@ -535,7 +584,7 @@ impl Ledger for SqliteLedger {
             _ => return Ok(None),
         };
         let mut head = self.head.lock().await;
-        let (seq, prev_hash) = (head.0 + 1, head.1);
+        let (seq, prev_hash) = head.next();
         let hash = Entry::compute_hash(seq, &prev_hash, &event);
         let mut tx = self.pool.begin().await?;
         let open = sqlx::query(&format!(
@@ -549,15 +598,20 @@ impl Ledger for SqliteLedger {
         }
         write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
         tx.commit().await?;
-        *head = (seq, hash);
+        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Some(Receipt { seq, hash }))
     }
 
-    async fn follow_ups(&self, which: FollowUp, limit: u32) -> Result<Vec<TransferRecord>, LedgerError> {
+    async fn follow_ups(
+        &self,
+        which: FollowUp,
+        sender_system: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TransferRecord>, LedgerError> {
         let (filter, order, at) = match which {
             FollowUp::Held => ("status = 'held'", "created_at_us", None),
             FollowUp::ReviewsOverdue(now) => (
-                "review_due_at_us IS NOT NULL AND reviewed_at_us IS NULL AND review_due_at_us < ?",
+                "review_due_at_us IS NOT NULL AND reviewed_at_us IS NULL AND review_due_at_us < ?1",
                 "review_due_at_us",
                 Some(micros(now)),
             ),
@@ -567,13 +621,78 @@ impl Ledger for SqliteLedger {
                 None,
             ),
         };
-        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE {filter} ORDER BY {order} LIMIT ?");
-        let mut query = sqlx::query(&sql);
-        if let Some(at) = at {
-            query = query.bind(at);
-        }
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let sql = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE {filter} AND (?2 IS NULL OR sender_system = ?2) \
+             ORDER BY {order} LIMIT ?3"
+        );
+        // ?1 is the time (used by the overdue filter only), ?2 the sending system, ?3 the limit.
+        let rows = sqlx::query(&sql)
+            .bind(at)
+            .bind(sender_system)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    async fn tree_size(&self) -> u64 {
+        self.head.lock().await.leaves.len() as u64
+    }
+
+    async fn root(&self, size: u64) -> Result<Hash, LedgerError> {
+        let head = self.head.lock().await;
+        let leaves = head
+            .leaves
+            .get(..usize::try_from(size).unwrap_or(usize::MAX))
+            .ok_or(LedgerError::BeyondTree(size))?;
+        Ok(merkle::root(leaves))
+    }
+
+    async fn inclusion_proof(&self, seq: i64, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        let head = self.head.lock().await;
+        let index = u64::try_from(seq - 1).map_err(|_| LedgerError::BeyondTree(0))?;
+        merkle::inclusion_proof(&head.leaves, index, size).map_err(|_| LedgerError::BeyondTree(size))
+    }
+
+    async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
+        let head = self.head.lock().await;
+        merkle::consistency_proof(&head.leaves, old, new).map_err(|_| LedgerError::BeyondTree(new))
+    }
+
+    async fn store_checkpoint(&self, cp: &Checkpoint) -> Result<(), LedgerError> {
+        sqlx::query("INSERT OR IGNORE INTO checkpoints (tree_size, root, at_us, signature) VALUES (?, ?, ?, ?)")
+            .bind(i64::try_from(cp.tree_size).unwrap_or(i64::MAX))
+            .bind(hex::encode(cp.root))
+            .bind(micros(cp.at))
+            .bind(hex::encode(cp.signature))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, LedgerError> {
+        let rows = sqlx::query("SELECT tree_size, root, at_us, signature FROM checkpoints ORDER BY tree_size")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let size: i64 = r.try_get("tree_size")?;
+                let bad = || LedgerError::Corrupt {
+                    seq: size,
+                    what: "checkpoint".into(),
+                };
+                let signature: [u8; 64] = hex::decode(r.try_get::<String, _>("signature")?)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(bad)?;
+                Ok(Checkpoint {
+                    tree_size: u64::try_from(size).map_err(|_| bad())?,
+                    root: parse_hash(size, &r.try_get::<String, _>("root")?)?,
+                    at: timestamp(size, r.try_get("at_us")?)?,
+                    signature,
+                })
+            })
+            .collect()
     }
 
     async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError> {
@@ -634,6 +753,24 @@ impl Ledger for SqliteLedger {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    async fn entries_for(
+        &self,
+        agreement_id: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<Entry>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT * FROM ledger_entries WHERE agreement_id = ?1 AND (?2 IS NULL OR recorded_at_us >= ?2) \
+             AND (?3 IS NULL OR recorded_at_us < ?3) ORDER BY seq",
+        )
+        .bind(agreement_id)
+        .bind(since.map(micros))
+        .bind(until.map(micros))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
     }
 
     async fn entries_after(&self, after: i64, limit: u32) -> Result<Vec<Entry>, LedgerError> {

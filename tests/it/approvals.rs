@@ -256,3 +256,82 @@ async fn people_to_be_told_are_listed_until_it_is_recorded() {
         "notes stay in the case record"
     );
 }
+
+/// Review finding H1: any consent status but "obtained" is a disclosure without consent.
+#[tokio::test]
+async fn consent_marked_not_applicable_is_still_held() {
+    let app = TestApp::spawn().await;
+    let (status, sent, _) = app
+        .post_envelope("nvtt-mash-referral", &referral(json!({"status": "not_applicable"})))
+        .await;
+    assert_eq!((status, sent["status"].as_str()), (202, Some("held")));
+}
+
+/// Review finding H2: a director reaching the gateway through another organisation's system
+/// cannot see or decide this organisation's held disclosures.
+#[tokio::test]
+async fn a_director_on_another_system_cannot_see_or_approve() {
+    let app = TestApp::spawn().await;
+    let (_, sent, _) = app.post_envelope("nvtt-mash-referral", &referral(not_sought())).await;
+    let id = sent["transfer_id"].as_str().unwrap();
+    let elsewhere = http_client_as(&pki().auditor, &token("eve", &["director"]));
+    let (status, _) = post(
+        &app,
+        &elsewhere,
+        &format!("/v1/transfers/{id}/approve"),
+        json!({"reason": "legal_duty"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, held) = app.get(&elsewhere, "/v1/held").await;
+    assert_eq!(status, 200);
+    assert!(held["transfers"].as_array().unwrap().is_empty());
+    let (_, held) = app.get(&director("dee"), "/v1/held").await;
+    assert_eq!(held["transfers"].as_array().unwrap().len(), 1);
+}
+
+/// Review finding H3: the person who sent an urgent referral cannot review it.
+#[tokio::test]
+async fn the_referrer_cannot_review_their_own_urgent_referral() {
+    let app = TestApp::spawn().await;
+    let dana = http_client_as(&pki().sender, &token("dana", &["safeguarding_lead", "director"]));
+    let mut e = referral(not_sought());
+    e["immediate"] = json!(true);
+    let (status, sent, _) = app
+        .post_raw(&dana, "nvtt-mash-referral", serde_json::to_vec(&e).unwrap())
+        .await;
+    assert_eq!(status, 202);
+    let id = sent["transfer_id"].as_str().unwrap();
+    let (status, body) = post(
+        &app,
+        &dana,
+        &format!("/v1/transfers/{id}/review"),
+        json!({"outcome": "justified"}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("two_person_rule")));
+}
+
+/// Review finding M4: approval decides the disclosure, so the agreement must still be in force.
+#[tokio::test]
+async fn approval_after_the_agreement_expired_is_refused() {
+    let clock = Clock::manual(at("2026-06-01T12:00:00Z"));
+    let app = TestApp::spawn_with(Spawn {
+        clock: clock.clone(),
+        ..Spawn::default()
+    })
+    .await;
+    let (_, sent, _) = app.post_envelope("nvtt-mash-referral", &referral(not_sought())).await;
+    let id = sent["transfer_id"].as_str().unwrap();
+    clock.set(at("2029-01-01T00:00:00Z"));
+    let (status, body) = post(
+        &app,
+        &director("dee"),
+        &format!("/v1/transfers/{id}/approve"),
+        json!({"reason": "legal_duty"}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("agreement_expired")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(mash_files(&app), 0);
+}

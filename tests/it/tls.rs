@@ -90,3 +90,14 @@ async fn a_valid_certificate_with_an_unregistered_identity_gets_no_access_and_no
     // Not authenticated as anyone, so nothing is recorded against anyone.
     assert!(app.entries().await.is_empty());
 }
+
+/// Review finding L2: operational endpoints answer registered systems only.
+#[tokio::test]
+async fn operational_endpoints_need_a_registered_identity() {
+    let app = TestApp::spawn().await;
+    let client = crate::helpers::http_client(&pki().unregistered);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _) = app.get(&client, path).await;
+        assert_eq!(status, 403, "{path}");
+    }
+}

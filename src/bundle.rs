@@ -1,0 +1,176 @@
+//! The audit bundle: what an auditor at another organisation takes away and verifies offline,
+//! without the gateway's database.
+//!
+//! ```text
+//! entries.jsonl     the agreement's ledger entries, one per line: {"seq","prev_hash","hash","event":{…}}
+//! proofs.jsonl      for each entry, its audit path in the checkpoint's tree: {"seq","tree_size","path":[hex…]}
+//! checkpoint.json   the signed checkpoint every proof refers to
+//! public_key.txt    the checkpoint key, `ed25519:<hex>`; pin it from a channel you trust
+//! ```
+//!
+//! Verification recomputes each entry's hash from its contents (so any changed byte shows),
+//! its Merkle leaf, and its inclusion in the signed tree.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::checkpoint::{Checkpoint, CheckpointJson, parse_public_key, public_key_text};
+use crate::ledger::{Entry, Event, Hash, Ledger, LedgerError, merkle};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BundleEntry {
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub event: Event,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BundleProof {
+    pub seq: i64,
+    pub tree_size: u64,
+    pub path: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> BundleError {
+    BundleError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<(), BundleError> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| io(path, e))?);
+    for item in items {
+        serde_json::to_writer(&mut f, item).map_err(|e| io(path, e))?;
+        f.write_all(b"\n").map_err(|e| io(path, e))?;
+    }
+    f.flush().map_err(|e| io(path, e))
+}
+
+/// Writes the bundle for `entries` (already selected) against `checkpoint`, which must cover them.
+pub async fn export(
+    ledger: &dyn Ledger,
+    entries: &[Entry],
+    checkpoint: &Checkpoint,
+    public: &VerifyingKey,
+    out: &Path,
+) -> Result<(), BundleError> {
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let mut bundle_entries = Vec::with_capacity(entries.len());
+    let mut proofs = Vec::with_capacity(entries.len());
+    for e in entries {
+        let path = ledger.inclusion_proof(e.seq, checkpoint.tree_size).await?;
+        bundle_entries.push(BundleEntry {
+            seq: e.seq,
+            prev_hash: hex::encode(e.prev_hash),
+            hash: hex::encode(e.hash),
+            event: e.event.clone(),
+        });
+        proofs.push(BundleProof {
+            seq: e.seq,
+            tree_size: checkpoint.tree_size,
+            path: path.iter().map(hex::encode).collect(),
+        });
+    }
+    write_lines(&out.join("entries.jsonl"), &bundle_entries)?;
+    write_lines(&out.join("proofs.jsonl"), &proofs)?;
+    let cp = serde_json::to_vec_pretty(&checkpoint.to_json()).map_err(|e| io(out, e))?;
+    std::fs::write(out.join("checkpoint.json"), cp).map_err(|e| io(out, e))?;
+    std::fs::write(out.join("public_key.txt"), format!("{}\n", public_key_text(public))).map_err(|e| io(out, e))?;
+    Ok(())
+}
+
+/// The result of verifying a bundle.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BundleReport {
+    pub entries: usize,
+    pub tree_size: u64,
+}
+
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, BundleError> {
+    let f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    std::io::BufReader::new(f)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.map_err(|e| io(path, e))?;
+            serde_json::from_str(&line)
+                .map_err(|_| BundleError::Invalid(format!("{} line {}: not a valid record", path.display(), i + 1)))
+        })
+        .collect()
+}
+
+fn hash(text: &str, what: &str, seq: i64) -> Result<Hash, BundleError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| BundleError::Invalid(format!("entry {seq}: {what} is not a 32-byte hex hash")))
+}
+
+/// Verifies a bundle offline. `pinned` is the checkpoint key the auditor trusts; without it the
+/// bundle's own `public_key.txt` is used (which proves integrity, not origin).
+pub fn verify(dir: &Path, pinned: Option<&VerifyingKey>) -> Result<BundleReport, BundleError> {
+    let key = match pinned {
+        Some(k) => *k,
+        None => {
+            let p = dir.join("public_key.txt");
+            parse_public_key(&std::fs::read_to_string(&p).map_err(|e| io(&p, e))?)
+                .ok_or_else(|| BundleError::Invalid("public_key.txt is not ed25519:<hex>".into()))?
+        }
+    };
+    let p = dir.join("checkpoint.json");
+    let cp: CheckpointJson = serde_json::from_slice(&std::fs::read(&p).map_err(|e| io(&p, e))?)
+        .map_err(|_| BundleError::Invalid("checkpoint.json is not a checkpoint".into()))?;
+    let cp = cp
+        .parse()
+        .ok_or_else(|| BundleError::Invalid("checkpoint.json is not a checkpoint".into()))?;
+    if !cp.verify(&key) {
+        return Err(BundleError::Invalid(
+            "the checkpoint's signature does not verify with the checkpoint key".into(),
+        ));
+    }
+    let entries: Vec<BundleEntry> = read_lines(&dir.join("entries.jsonl"))?;
+    let proofs: Vec<BundleProof> = read_lines(&dir.join("proofs.jsonl"))?;
+    if entries.len() != proofs.len() {
+        return Err(BundleError::Invalid(
+            "entries.jsonl and proofs.jsonl differ in length".into(),
+        ));
+    }
+    for (e, p) in entries.iter().zip(&proofs) {
+        let fail = |why: &str| BundleError::Invalid(format!("entry {}: {why}", e.seq));
+        if p.seq != e.seq || p.tree_size != cp.tree_size {
+            return Err(fail("its proof is for another entry or tree"));
+        }
+        let prev = hash(&e.prev_hash, "prev_hash", e.seq)?;
+        if Entry::compute_hash(e.seq, &prev, &e.event) != hash(&e.hash, "hash", e.seq)? {
+            return Err(fail("its contents do not match its hash (changed)"));
+        }
+        let path = p
+            .path
+            .iter()
+            .map(|h| hash(h, "a proof node", e.seq))
+            .collect::<Result<Vec<_>, _>>()?;
+        let leaf = Entry::leaf(e.seq, &prev, &e.event);
+        let index = u64::try_from(e.seq - 1).map_err(|_| fail("its sequence number is not positive"))?;
+        merkle::verify_inclusion(&leaf, index, cp.tree_size, &path, &cp.root)
+            .map_err(|_| fail("it is not in the signed tree (inclusion proof fails)"))?;
+    }
+    Ok(BundleReport {
+        entries: entries.len(),
+        tree_size: cp.tree_size,
+    })
+}
