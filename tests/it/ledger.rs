@@ -1,6 +1,8 @@
 //! The ledger's chain catches tampering done directly to the database file.
 
-use isa_gateway::ledger::verify_chain;
+use isa_gateway::ledger::checkpoint::{CheckpointJson, parse_public_key};
+use isa_gateway::ledger::{Entry, merkle, verify_chain};
+use serde_json::Value;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 
@@ -118,4 +120,218 @@ async fn the_cli_names_the_first_broken_entry_and_exits_non_zero() {
     assert_eq!(broken.status.code(), Some(1));
     let out = String::from_utf8_lossy(&broken.stdout);
     assert!(out.contains("ledger entry 5"), "{out}");
+}
+
+// ---- Signed checkpoints over the Merkle tree (issue 5) ----
+
+/// Three transfers (six entries) and a checkpoint over all of them, made through the API.
+async fn checkpointed() -> (TestApp, CheckpointJson, String) {
+    let app = app_with_three_transfers().await;
+    let r = app
+        .auditor
+        .post(app.url("/v1/ledger/checkpoints"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    let cp: CheckpointJson = serde_json::from_value(body["checkpoint"].clone()).unwrap();
+    assert_eq!(cp.tree_size, 6);
+    (app, cp, body["public_key"].as_str().unwrap().to_owned())
+}
+
+fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+        .args(args)
+        .arg("--config")
+        .arg(&app.config_path)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test]
+async fn proofs_from_the_api_verify_against_the_signed_checkpoint() {
+    let (app, cp, public) = checkpointed().await;
+    let cp = cp.parse().unwrap();
+    assert!(cp.verify(&parse_public_key(&public).unwrap()));
+    for seq in 1..=6 {
+        let (status, p) = app
+            .get(
+                &app.auditor,
+                &format!("/v1/ledger/proof/inclusion?seq={seq}&tree_size=6"),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let leaf: [u8; 32] = hex::decode(p["leaf_hash"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let path: Vec<[u8; 32]> = p["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+            .collect();
+        merkle::verify_inclusion(&leaf, seq - 1, 6, &path, &cp.root).unwrap();
+    }
+    // A later tree is consistent with the checkpointed one.
+    app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
+    let size = app.ledger.tree_size().await;
+    let (status, c) = app
+        .get(&app.auditor, &format!("/v1/ledger/proof/consistency?from=6&to={size}"))
+        .await;
+    assert_eq!(status, 200);
+    let path: Vec<[u8; 32]> = c["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    let new_root = app.ledger.root(size).await.unwrap();
+    merkle::verify_consistency(6, size, &cp.root, &new_root, &path).unwrap();
+    let (status, _) = app.get(&app.sender, "/v1/ledger/checkpoint").await;
+    assert_eq!(status, 403, "proofs and checkpoints are for auditors");
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_caught_by_the_checkpoint() {
+    let (app, _, _) = checkpointed().await;
+    tamper(&app, "DELETE FROM ledger_entries WHERE seq >= 5").await;
+    let o = cli(&app, &["ledger", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("the tail was truncated"), "{}", stdout(&o));
+}
+
+#[tokio::test]
+async fn a_forged_checkpoint_is_caught() {
+    let (app, _, _) = checkpointed().await;
+    tamper(
+        &app,
+        "UPDATE checkpoints SET root = '0000000000000000000000000000000000000000000000000000000000000000'",
+    )
+    .await;
+    let o = cli(&app, &["ledger", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("signature that is not the gateway's"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// The strongest tampering: history rewritten with every later hash recomputed (the chain is
+/// consistent again) and the checkpoint re-signed with the intruder's own key.
+#[tokio::test]
+async fn rewritten_history_with_a_consistent_chain_is_caught_by_the_signed_checkpoint() {
+    let (app, _, _) = checkpointed().await;
+    let mut entries = app.ledger.entries_after(0, 100).await.unwrap();
+    entries[1].event.sender_system = "someone-else".into();
+    let url = format!("sqlite://{}", app.db_path().display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TRIGGER ledger_entries_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut prev = entries[0].hash;
+    for e in entries.iter_mut().skip(1) {
+        e.prev_hash = prev;
+        e.hash = Entry::compute_hash(e.seq, &e.prev_hash, &e.event);
+        prev = e.hash;
+        sqlx::query("UPDATE ledger_entries SET sender_system = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+            .bind(&e.event.sender_system)
+            .bind(hex::encode(e.prev_hash))
+            .bind(hex::encode(e.hash))
+            .bind(e.seq)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    // Re-sign a checkpoint over the rewritten tree with another key.
+    let leaves: Vec<[u8; 32]> = entries
+        .iter()
+        .map(|e| Entry::leaf(e.seq, &e.prev_hash, &e.event))
+        .collect();
+    let intruder = isa_gateway::keys::CheckpointKey::from_seed(&[0x66; 32]);
+    let forged =
+        isa_gateway::ledger::checkpoint::Checkpoint::sign(6, merkle::root(&leaves), jiff::Timestamp::now(), &intruder);
+    sqlx::query("UPDATE checkpoints SET root = ?, signature = ?, at_us = ? WHERE tree_size = 6")
+        .bind(hex::encode(forged.root))
+        .bind(hex::encode(forged.signature))
+        .bind(forged.at.as_microsecond())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let o = cli(&app, &["ledger", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("checkpoint at tree size 6"), "{}", stdout(&o));
+    // Without the checkpoint the rewrite would have passed: the chain itself is consistent.
+    assert_eq!(verify_chain(app.ledger.as_ref()).await.unwrap().first_break, None);
+}
+
+#[tokio::test]
+async fn an_audit_bundle_verifies_offline_and_fails_after_any_change() {
+    let (app, _, public) = checkpointed().await;
+    let out = app.dir.path().join("bundle");
+    let o = cli(
+        &app,
+        &[
+            "ledger",
+            "export",
+            "--agreement",
+            GP_AGREEMENT,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
+    let verify = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+            .args(["ledger", "verify-bundle", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&["--public-key", &public]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("ok: 6 entries"), "{}", stdout(&ok));
+    // The database is not needed: delete it.
+    std::fs::remove_file(app.db_path()).unwrap();
+    assert!(verify(&["--public-key", &public]).status.success());
+
+    // Another organisation's key does not verify it.
+    let other = isa_gateway::ledger::checkpoint::public_key_text(
+        &isa_gateway::keys::CheckpointKey::from_seed(&[1; 32]).public(),
+    );
+    let wrong = verify(&["--public-key", &other]);
+    assert!(!wrong.status.success());
+    assert!(
+        stdout(&wrong).contains("signature does not verify"),
+        "{}",
+        stdout(&wrong)
+    );
+
+    // Change one byte of one entry.
+    let entries = out.join("entries.jsonl");
+    let text = std::fs::read_to_string(&entries).unwrap();
+    let changed = text.replacen("\"tt-case-system\"", "\"tt-case-systen\"", 1);
+    assert_ne!(text, changed);
+    std::fs::write(&entries, changed).unwrap();
+    let broken = verify(&["--public-key", &public]);
+    assert!(!broken.status.success());
+    assert!(
+        stdout(&broken).contains("entry 1: its contents do not match its hash"),
+        "{}",
+        stdout(&broken)
+    );
 }
