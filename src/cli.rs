@@ -68,6 +68,15 @@ enum Command {
     },
     /// Print the legal-basis codes with their titles and sources (docs/legal-bases.md).
     LegalBases,
+    /// Subject access (DPO): every disclosure about one person. The NHS number is read from
+    /// standard input, never the command line (which shells keep in history and `ps` shows).
+    SubjectDisclosures {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Who is asking (recorded in the ledger with the role dpo).
+        #[arg(long)]
+        by: String,
+    },
     /// Bearer tokens for users.
     Token {
         #[command(subcommand)]
@@ -205,6 +214,7 @@ pub fn main() -> ExitCode {
                         ttl_secs,
                     },
             } => token_dev(&config.config, &sub, &roles, ttl_secs),
+            Command::SubjectDisclosures { config, by } => subject_disclosures(&config.config, &by).await,
             Command::LegalBases => {
                 print!("{}", crate::legal::reference_markdown());
                 Ok(ExitCode::SUCCESS)
@@ -621,5 +631,25 @@ fn token_dev(path: &Path, sub: &str, roles: &[String], ttl_secs: u64) -> Result<
         "{}",
         crate::auth::mint_dev_token(issuer, &config.auth.audience, sub, &roles, ttl_secs)?
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn subject_disclosures(path: &Path, by: &str) -> Result<ExitCode, String> {
+    let config = load(path, &Overrides::default())?;
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+    let nhs = crate::nhs_number::NhsNumber::parse(line.trim())
+        .map_err(|_| "standard input must hold an NHS number: ten digits with a valid check digit".to_owned())?;
+    let (ring, _) = crate::keys::KeyStore::new(&config.keys_dir)
+        .load(&[], false)
+        .map_err(|e| e.to_string())?;
+    let index = ring.index().ok_or("no index key")?;
+    let ledger = crate::ledger::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = crate::subject_access::lookup(ledger.as_ref(), index, &nhs, "cli", by, jiff::Timestamp::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
 }

@@ -24,5 +24,6 @@ pub mod pki;
 pub mod pseudonymise;
 pub mod schemas;
 pub mod startup;
+pub mod subject_access;
 pub mod tls;
 pub mod transport;

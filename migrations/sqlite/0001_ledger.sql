@@ -95,6 +95,14 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (sender_system, idempotency_key)
 ) STRICT;
 
+-- The blind subject index: which transfers were about a person, by the keyed hash of their NHS
+-- number (never the number). Filled from decision entries; answers subject access requests.
+CREATE TABLE subject_disclosures (
+    subject_hash TEXT NOT NULL,
+    transfer_id  TEXT NOT NULL,
+    PRIMARY KEY (subject_hash, transfer_id)
+) STRICT;
+
 -- Signed checkpoints over the Merkle tree of ledger entries (RFC 9162 leaves: 0x00 || canonical
 -- entry bytes). An auditor who holds a checkpoint can prove later lists complete and unaltered.
 CREATE TABLE checkpoints (

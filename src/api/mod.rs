@@ -126,6 +126,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(follow_ups::subject_informed)),
     )
     .service(web::resource("/v1/held").route(web::get().to(follow_ups::held)))
+    .service(web::resource("/v1/subject-disclosures").route(web::post().to(subject_disclosures)))
     .service(web::resource("/v1/ledger/checkpoint").route(web::get().to(ledger::latest)))
     .service(web::resource("/v1/ledger/checkpoints").route(web::post().to(ledger::make)))
     .service(web::resource("/v1/ledger/proof/inclusion").route(web::get().to(ledger::inclusion)))
@@ -158,6 +159,55 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .into()
     }))
     .default_service(web::to(not_found));
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubjectQuery {
+    nhs_number: String,
+}
+
+/// `POST /v1/subject-disclosures` (DPO): every disclosure about the person whose NHS number is in
+/// the body (never the URL). The lookup is recorded in the ledger without the number.
+async fn subject_disclosures(
+    req: HttpRequest,
+    body: web::Json<SubjectQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let system = caller(&req, &state)?;
+    let user = user(&req, &state)?;
+    if !user.has(crate::auth::UserRole::Dpo) {
+        return Err(ApiError::role_required(crate::auth::UserRole::Dpo));
+    }
+    let Ok(nhs) = crate::nhs_number::NhsNumber::parse(&body.nhs_number) else {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_nhs_number",
+            "The NHS number is not ten digits with a valid check digit.",
+        )
+        .with_violations(vec![crate::schemas::Violation {
+            pointer: "/nhs_number".into(),
+            rule: "format".into(),
+            message: "value is not a \"nhs-number\"".into(),
+        }]));
+    };
+    let index = state
+        .catalogue
+        .keys
+        .index()
+        .ok_or_else(|| ApiError::internal(&"no index key loaded"))?;
+    let answer = crate::subject_access::lookup(
+        state.ledger.as_ref(),
+        index,
+        &nhs,
+        &system.id,
+        &user.sub,
+        state.clock.now(),
+    )
+    .await
+    .map_err(|e| ApiError::ledger_unavailable(&e))?;
+    tracing::info!(lookup_id = %answer.lookup_id, found = answer.disclosures.len(), "subject access lookup");
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Operational endpoints, like every other, answer registered systems only.

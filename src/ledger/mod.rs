@@ -76,6 +76,8 @@ pub enum EventKind {
     Review,
     /// The person the transfer is about has been told.
     Notification,
+    /// A subject access lookup ("who did you share my data with"): who asked, and when.
+    SubjectAccess,
 }
 
 impl EventKind {
@@ -86,6 +88,7 @@ impl EventKind {
             Self::Approval => "approval",
             Self::Review => "review",
             Self::Notification => "notification",
+            Self::SubjectAccess => "subject_access",
         }
     }
 
@@ -96,6 +99,7 @@ impl EventKind {
             Self::Approval,
             Self::Review,
             Self::Notification,
+            Self::SubjectAccess,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -553,6 +557,9 @@ pub trait Ledger: Send + Sync {
     /// Records a review or a notification; `None` if there was none outstanding.
     async fn follow_up(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
     /// Follow-ups on transfers sent by `sender_system` (`None`: every system; metrics only).
+    /// Every transfer (not refused) whose subject index holds `subject_hash`, oldest first, with
+    /// its decision entry.
+    async fn disclosures(&self, subject_hash: &str) -> Result<Vec<(TransferRecord, Entry)>, LedgerError>;
     async fn follow_ups(
         &self,
         which: FollowUp,

@@ -301,7 +301,15 @@ async fn write_entry(
             .bind(&event.subject_informed_due)
             .execute(&mut *conn)
             .await?;
+            for subject in &event.subject_index {
+                sqlx::query("INSERT OR IGNORE INTO subject_disclosures (subject_hash, transfer_id) VALUES (?, ?)")
+                    .bind(subject)
+                    .bind(&transfer_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
         }
+        EventKind::SubjectAccess => {}
         EventKind::Review => {
             sqlx::query("UPDATE transfers SET reviewed_at_us = ? WHERE transfer_id = ?")
                 .bind(at)
@@ -600,6 +608,31 @@ impl Ledger for SqliteLedger {
         tx.commit().await?;
         head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
         Ok(Some(Receipt { seq, hash }))
+    }
+
+    async fn disclosures(&self, subject_hash: &str) -> Result<Vec<(TransferRecord, Entry)>, LedgerError> {
+        let columns = TRANSFER_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM subject_disclosures s JOIN transfers t ON t.transfer_id = s.transfer_id \
+             WHERE s.subject_hash = ? AND t.status <> 'refused' ORDER BY t.decision_seq"
+        ))
+        .bind(subject_hash)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = record_from_row(row)?;
+            let entry = sqlx::query("SELECT * FROM ledger_entries WHERE seq = ?")
+                .bind(record.ledger_seq)
+                .fetch_one(&self.pool)
+                .await?;
+            out.push((record, entry_from_row(&entry)?));
+        }
+        Ok(out)
     }
 
     async fn follow_ups(

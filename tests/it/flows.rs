@@ -331,3 +331,107 @@ async fn an_expired_agreement_shows_why_it_refuses() {
     let (_, ds) = app.get(&app.auditor, "/v1/agreements/nvtt-nhse-dataset").await;
     assert_eq!(ds["state"], "agreement_expired");
 }
+
+/// Subject access: the DPO asks with the NHS number in the body and gets every disclosure about
+/// the person — not anyone else's — and the lookup is recorded without the number.
+#[tokio::test]
+async fn a_dpo_finds_every_disclosure_about_one_person() {
+    let app = TestApp::spawn().await;
+    let dataset = fixture("nhs_dataset_return", "valid", "01"); // NHS number 9997654323
+    let nhs = dataset["nhs_number"].as_str().unwrap().to_owned();
+    let (s1, _, _) = app.post("nvtt-nhse-dataset", "nhs_dataset_return", &dataset).await;
+    let mut referral = mash_envelope();
+    referral["payload"]["subject"]["nhs_number"] = json!(nhs);
+    referral["consent"] = json!({"status": "obtained", "given_by": "subject"});
+    let (s2, _, _) = app.post_envelope("nvtt-mash-referral", &referral).await;
+    let (s3, _, _) = app
+        .post(
+            "nvtt-nhse-dataset",
+            "nhs_dataset_return",
+            &fixture("nhs_dataset_return", "valid", "02"),
+        )
+        .await;
+    assert_eq!((s1, s2, s3), (202, 202, 202));
+
+    let dpo = crate::helpers::http_client_as(
+        &crate::helpers::pki().auditor,
+        &crate::helpers::token("daphne", &["dpo"]),
+    );
+    let r = dpo
+        .post(app.url("/v1/subject-disclosures"))
+        .json(&json!({"nhs_number": nhs}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(&nhs), "the answer does not repeat the number");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let found = answer["disclosures"].as_array().unwrap();
+    assert_eq!(found.len(), 2, "{answer}");
+    assert_eq!(found[0]["agreement_id"], "nvtt-nhse-dataset");
+    assert_eq!(found[0]["recipient"], "NHS England");
+    assert_eq!(found[1]["agreement_id"], "nvtt-mash-referral");
+    assert_eq!(found[1]["legal_bases"][2]["code"], "dpa-2018/sch1/18");
+    assert!(
+        found[1]["data_classes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("third_party"))
+    );
+
+    let lookup = app
+        .entries()
+        .await
+        .into_iter()
+        .find(|e| e.event.kind == isa_gateway::ledger::EventKind::SubjectAccess)
+        .unwrap();
+    assert_eq!(lookup.event.user_sub.as_deref(), Some("daphne"));
+    assert_eq!(lookup.event.user_role.as_deref(), Some("dpo"));
+    let recorded = serde_json::to_string(&lookup.event).unwrap();
+    assert!(!recorded.contains(&nhs));
+
+    let not_dpo = app
+        .auditor
+        .post(app.url("/v1/subject-disclosures"))
+        .json(&json!({"nhs_number": nhs}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_dpo.status().as_u16(), 403);
+    let bad = dpo
+        .post(app.url("/v1/subject-disclosures"))
+        .json(&json!({"nhs_number": "9997654320"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 422);
+    assert!(!bad.text().await.unwrap().contains("9997654320"));
+}
+
+#[tokio::test]
+async fn the_subject_access_cli_reads_the_number_from_standard_input() {
+    use std::io::Write as _;
+    let app = TestApp::spawn().await;
+    let dataset = fixture("nhs_dataset_return", "valid", "01");
+    app.post("nvtt-nhse-dataset", "nhs_dataset_return", &dataset).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+        .args(["subject-disclosures", "--by", "daphne", "--config"])
+        .arg(&app.config_path)
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(
+        child.stdin.take().unwrap(),
+        "{}",
+        dataset["nhs_number"].as_str().unwrap()
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["disclosures"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["disclosures"][0]["message_type"], "nhs_dataset_return");
+}
