@@ -77,11 +77,43 @@ enum Command {
         #[arg(long)]
         by: String,
     },
+    /// Transfers, for auditors (reads the database directly).
+    Transfers {
+        #[command(subcommand)]
+        command: TransfersCommand,
+    },
     /// Bearer tokens for users.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TransfersCommand {
+    /// List the transfers under an agreement (accepted and refused), oldest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        agreement: String,
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+        /// accepted, refused, held, retrying, delivered or undeliverable.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +247,17 @@ pub fn main() -> ExitCode {
                     },
             } => token_dev(&config.config, &sub, &roles, ttl_secs),
             Command::SubjectDisclosures { config, by } => subject_disclosures(&config.config, &by).await,
+            Command::Transfers {
+                command:
+                    TransfersCommand::List {
+                        config,
+                        agreement,
+                        since,
+                        until,
+                        status,
+                        format,
+                    },
+            } => transfers_list(&config.config, agreement, since, until, status.as_deref(), format).await,
             Command::LegalBases => {
                 print!("{}", crate::legal::reference_markdown());
                 Ok(ExitCode::SUCCESS)
@@ -651,5 +694,48 @@ async fn subject_disclosures(path: &Path, by: &str) -> Result<ExitCode, String> 
         .await
         .map_err(|e| e.to_string())?;
     println!("{}", serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn transfers_list(
+    path: &Path,
+    agreement: String,
+    since: Option<jiff::Timestamp>,
+    until: Option<jiff::Timestamp>,
+    status: Option<&str>,
+    format: ListFormat,
+) -> Result<ExitCode, String> {
+    use crate::ledger::{TransferQuery, TransferStatus};
+    let config = load(path, &Overrides::default())?;
+    let status = status
+        .map(|s| TransferStatus::parse(s).ok_or_else(|| format!("unknown status {s:?}")))
+        .transpose()?;
+    let ledger = crate::ledger::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    let mut after_seq = None;
+    loop {
+        let query = TransferQuery {
+            agreement_id: Some(agreement.clone()),
+            status,
+            since,
+            until,
+            limit: 1000,
+            after_seq,
+        };
+        let page = ledger.list_transfers(&query).await.map_err(|e| e.to_string())?;
+        let done = page.len() < 1000;
+        after_seq = page.last().map(|t| t.ledger_seq);
+        rows.extend(page);
+        if done {
+            break;
+        }
+    }
+    match format {
+        ListFormat::Table => print!("{}", crate::report::table(&rows)),
+        ListFormat::Csv => print!("{}", crate::report::csv(&rows)),
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?),
+    }
     Ok(ExitCode::SUCCESS)
 }

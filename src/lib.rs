@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod nhs_number;
 pub mod pki;
 pub mod pseudonymise;
+pub mod report;
 pub mod schemas;
 pub mod startup;
 pub mod subject_access;

@@ -107,6 +107,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(agreements::show))
             .default_service(web::to(method_not_allowed)),
     )
+    .service(web::resource("/v1/agreements/{agreement_id}/transfers/counts").route(web::get().to(transfers::counts)))
     .service(
         web::resource("/v1/agreements/{agreement_id}/transfers")
             .route(web::post().to(transfers::submit))
@@ -145,7 +146,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         // The deserialiser's text may echo the query's values; say which parameters exist instead.
         ApiError::bad_request(
             "invalid_query",
-            "Unknown or malformed query parameter. Accepted: status, since, until (RFC 3339), limit.",
+            "Unknown or malformed query parameter. Accepted: status, since, until (RFC 3339), limit, cursor.",
         )
         .into()
     }))

@@ -371,6 +371,8 @@ pub struct ListParams {
     since: Option<String>,
     until: Option<String>,
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<i64>,
 }
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -431,17 +433,78 @@ pub async fn list(
         );
     }
     let agreement_id = path.map(web::Path::into_inner);
+    // One more than asked for tells whether there is a next page.
     let query = TransferQuery {
         agreement_id: agreement_id.clone(),
         status,
         since,
         until,
-        limit,
+        limit: limit + 1,
+        after_seq: params.cursor,
     };
-    let transfers = state
+    let mut transfers = state
         .ledger
         .list_transfers(&query)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "agreement_id": agreement_id, "transfers": transfers })))
+    let next_cursor = if transfers.len() > limit as usize {
+        transfers.truncate(limit as usize);
+        transfers.last().map(|t| t.ledger_seq)
+    } else {
+        None
+    };
+    let wants_csv = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        let mut response = HttpResponse::Ok();
+        response.content_type("text/csv; charset=utf-8");
+        if let Some(c) = next_cursor {
+            response.insert_header(("x-next-cursor", c.to_string()));
+        }
+        return Ok(response.body(crate::report::csv(&transfers)));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "agreement_id": agreement_id,
+        "transfers": transfers,
+        "next_cursor": next_cursor,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountParams {
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+}
+
+/// `GET /v1/agreements/{id}/transfers/counts?since=&until=`: by status and by legal basis.
+pub async fn counts(
+    req: HttpRequest,
+    path: web::Path<String>,
+    params: web::Query<CountParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let system = caller(&req, &state)?;
+    if !has_role(system, SystemRole::Auditor) {
+        return Err(ApiError::forbidden());
+    }
+    if !user(&req, &state)?.has(UserRole::Auditor) {
+        return Err(ApiError::role_required(UserRole::Auditor));
+    }
+    let agreement_id = path.into_inner();
+    let counts = state
+        .ledger
+        .counts(&agreement_id, params.since, params.until)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "agreement_id": agreement_id,
+        "since": params.since,
+        "until": params.until,
+        "by_status": counts.by_status,
+        "by_legal_basis": counts.by_legal_basis,
+    })))
 }

@@ -346,6 +346,16 @@ pub struct TransferQuery {
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
     pub limit: u32,
+    /// Continue after this decision sequence number (the previous page's `next_cursor`).
+    pub after_seq: Option<i64>,
+}
+
+/// Counts over a period, for auditors.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    /// Permitted transfers by legal-basis code.
+    pub by_legal_basis: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -579,7 +589,14 @@ pub trait Ledger: Send + Sync {
     async fn checkpoints(&self) -> Result<Vec<checkpoint::Checkpoint>, LedgerError>;
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError>;
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryItem>, LedgerError>;
+    /// Transfers in decision order, after the cursor.
     async fn list_transfers(&self, query: &TransferQuery) -> Result<Vec<TransferRecord>, LedgerError>;
+    async fn counts(
+        &self,
+        agreement_id: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Counts, LedgerError>;
     /// Entries with `seq > after`, in order, at most `limit`.
     async fn entries_after(&self, after: i64, limit: u32) -> Result<Vec<Entry>, LedgerError>;
     /// Every entry about an agreement's transfers recorded in `[since, until)`, in order.

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use super::checkpoint::Checkpoint;
 use super::merkle;
 use super::{
-    Enqueue, Entry, Event, EventKind, FollowUp, GENESIS, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal, Ledger,
-    LedgerError, OutboxItem, Receipt, TransferQuery, TransferRecord, TransferStatus, micros,
+    Counts, Enqueue, Entry, Event, EventKind, FollowUp, GENESIS, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal,
+    Ledger, LedgerError, OutboxItem, Receipt, TransferQuery, TransferRecord, TransferStatus, micros,
 };
 
 pub struct SqliteLedger {
@@ -776,16 +776,53 @@ impl Ledger for SqliteLedger {
         let rows = sqlx::query(&format!(
             "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE (?1 IS NULL OR agreement_id = ?1) \
              AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR created_at_us >= ?3) \
-             AND (?4 IS NULL OR created_at_us < ?4) ORDER BY created_at_us, decision_seq LIMIT ?5"
+             AND (?4 IS NULL OR created_at_us < ?4) AND (?6 IS NULL OR decision_seq > ?6) ORDER BY decision_seq LIMIT ?5"
         ))
         .bind(&q.agreement_id)
         .bind(q.status.map(TransferStatus::as_str))
         .bind(q.since.map(micros))
         .bind(q.until.map(micros))
         .bind(i64::from(q.limit))
+        .bind(q.after_seq)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    async fn counts(
+        &self,
+        agreement_id: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Counts, LedgerError> {
+        let (since, until) = (since.map(micros), until.map(micros));
+        let mut counts = Counts::default();
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM transfers WHERE agreement_id = ?1 AND (?2 IS NULL OR created_at_us >= ?2) \
+             AND (?3 IS NULL OR created_at_us < ?3) GROUP BY status",
+        )
+        .bind(agreement_id)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            counts.by_status.insert(r.try_get("status")?, r.try_get("n")?);
+        }
+        let rows = sqlx::query(
+            "SELECT j.value AS basis, COUNT(*) AS n FROM ledger_entries e, json_each(e.legal_bases) j \
+             WHERE e.kind = 'decision' AND e.decision IN ('permit', 'hold') AND e.agreement_id = ?1 \
+             AND (?2 IS NULL OR e.recorded_at_us >= ?2) AND (?3 IS NULL OR e.recorded_at_us < ?3) GROUP BY j.value",
+        )
+        .bind(agreement_id)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            counts.by_legal_basis.insert(r.try_get("basis")?, r.try_get("n")?);
+        }
+        Ok(counts)
     }
 
     async fn entries_for(

@@ -439,3 +439,98 @@ async fn unknown_routes_and_methods_use_the_error_shape() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "method_not_allowed");
 }
+
+/// Auditor queries (issue 5): cursor pages, CSV, counts by status and legal basis, the CLI.
+#[tokio::test]
+async fn auditors_page_through_transfers_export_csv_and_count_them() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (_, body, _) = app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
+        ids.push(body["transfer_id"].as_str().unwrap().to_owned());
+    }
+    let mut bad = gp_update();
+    bad["nhs_number"] = json!("123");
+    let (_, refused, _) = app.post(GP_AGREEMENT, "gp_update", &bad).await;
+    ids.push(refused["transfer_id"].as_str().unwrap().to_owned());
+    for id in &ids[..5] {
+        app.settled(id).await;
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<i64> = None;
+    for page in 0.. {
+        let path = match cursor {
+            Some(c) => format!("/v1/agreements/nvtt-gp-update/transfers?limit=2&cursor={c}"),
+            None => "/v1/agreements/nvtt-gp-update/transfers?limit=2".to_owned(),
+        };
+        let (status, body) = app.get(&app.auditor, &path).await;
+        assert_eq!(status, 200);
+        seen.extend(
+            body["transfers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["transfer_id"].as_str().unwrap().to_owned()),
+        );
+        cursor = body["next_cursor"].as_i64();
+        if cursor.is_none() {
+            assert_eq!(page, 2, "three pages of two");
+            break;
+        }
+    }
+    assert_eq!(seen, ids, "every transfer once, in order");
+
+    let r = app
+        .auditor
+        .get(app.url("/v1/agreements/nvtt-gp-update/transfers"))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 7);
+    assert!(lines[0].starts_with("transfer_id,created_at,agreement_id"));
+    assert!(lines[6].contains(",refused,schema_violation,"), "{}", lines[6]);
+    assert!(!csv.contains("123,") && !csv.contains("Thornbury"));
+
+    let (status, counts) = app
+        .get(&app.auditor, "/v1/agreements/nvtt-gp-update/transfers/counts")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(counts["by_status"], json!({"delivered": 5, "refused": 1}));
+    assert_eq!(counts["by_legal_basis"]["uk-gdpr/6.1.e"], 5);
+    assert_eq!(counts["by_legal_basis"]["common-law/implied-consent"], 5);
+    let (_, none) = app
+        .get(
+            &app.auditor,
+            "/v1/agreements/nvtt-gp-update/transfers/counts?since=2026-06-02T00:00:00Z",
+        )
+        .await;
+    assert_eq!(none["by_status"], json!({}));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+        .args([
+            "transfers",
+            "list",
+            "--agreement",
+            GP_AGREEMENT,
+            "--format",
+            "csv",
+            "--status",
+            "delivered",
+            "--config",
+        ])
+        .arg(&app.config_path)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().lines().count(),
+        6,
+        "header and five delivered"
+    );
+}
