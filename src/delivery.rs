@@ -325,38 +325,20 @@ impl Delivery {
     }
 
     fn event(&self, item: &OutboxItem, status: TransferStatus, reason: Option<&str>, detail: Option<String>) -> Event {
-        Event {
-            at: ledger_time(self.clock.now()),
-            transfer_id: item.transfer_id,
-            kind: EventKind::Delivery,
+        let mut e = Event::new(
+            ledger_time(self.clock.now()),
+            item.transfer_id,
+            EventKind::Delivery,
             status,
-            decision: None,
-            agreement_id: item.agreement_id.clone(),
-            agreement_version: None,
-            agreement_hash: None,
-            message_type: Some(item.message_type.clone()),
-            schema_hash: None,
-            sender_system: item.sender_system.clone(),
-            user_sub: None,
-            user_role: None,
-            recipient: item.recipient.clone(),
-            legal_bases: Vec::new(),
-            reason_code: reason.map(str::to_owned),
-            received_sha256: None,
-            sent_sha256: Some(sha256_hex(&item.body)),
-            pointers_removed: Vec::new(),
-            detail,
-            data_classes: Vec::new(),
-            treatments: Vec::new(),
-            key_ref: None,
-            consent_status: None,
-            consent_reason: None,
-            consent_evidence_ref: None,
-            subject_informed: None,
-            subject_index: Vec::new(),
-            review_due: None,
-            subject_informed_due: None,
-        }
+            &item.agreement_id,
+            &item.sender_system,
+        );
+        e.message_type = Some(item.message_type.clone());
+        e.recipient = item.recipient.clone();
+        e.reason_code = reason.map(str::to_owned);
+        e.sent_sha256 = Some(sha256_hex(&item.body));
+        e.detail = detail;
+        e
     }
 
     async fn attempt(&self, item: OutboxItem, _permit: Option<OwnedSemaphorePermit>) {

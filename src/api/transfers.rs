@@ -147,38 +147,17 @@ pub async fn submit(
         ),
         ReadBody::TooLarge => (Body::TooLarge, None, None),
     };
-    let mut event = Event {
-        at: now,
+    let mut event = Event::new(
+        now,
         transfer_id,
-        kind: EventKind::Decision,
-        status: TransferStatus::Refused,
-        decision: Some("deny".into()),
-        agreement_id: recordable(&agreement_id),
-        agreement_version: None,
-        agreement_hash: None,
-        message_type: None,
-        schema_hash: None,
-        sender_system: system.id.clone(),
-        user_sub: None,
-        user_role: None,
-        recipient: None,
-        legal_bases: Vec::new(),
-        reason_code: None,
-        received_sha256,
-        sent_sha256: None,
-        pointers_removed: Vec::new(),
-        detail: None,
-        data_classes: Vec::new(),
-        treatments: Vec::new(),
-        key_ref: None,
-        consent_status: None,
-        consent_reason: None,
-        consent_evidence_ref: None,
-        subject_informed: None,
-        subject_index: Vec::new(),
-        review_due: None,
-        subject_informed_due: None,
-    };
+        EventKind::Decision,
+        TransferStatus::Refused,
+        &recordable(&agreement_id),
+        &system.id,
+    );
+    event.decision = Some("deny".into());
+    event.received_sha256 = received_sha256;
+
     let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let user = match state.auth.authenticate(authorization) {
         Ok(u) => u,

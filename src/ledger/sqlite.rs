@@ -341,17 +341,63 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// One ledger append in progress: the head stays locked and the transaction open until
+/// `commit`; dropping it instead rolls the transaction back and leaves the head as it was.
+struct Append<'a> {
+    head: tokio::sync::MutexGuard<'a, Head>,
+    tx: sqlx::Transaction<'a, sqlx::Sqlite>,
+    seq: i64,
+    prev_hash: Hash,
+    hash: Hash,
+    leaf: Hash,
+}
+
+impl Append<'_> {
+    /// Writes the entry (and its effect on the projection) in the transaction.
+    async fn write(&mut self, event: &Event) -> Result<(), LedgerError> {
+        write_entry(&mut self.tx, self.seq, self.prev_hash, self.hash, event).await
+    }
+
+    async fn commit(self) -> Result<Receipt, LedgerError> {
+        let Append {
+            mut head,
+            tx,
+            seq,
+            hash,
+            leaf,
+            ..
+        } = self;
+        tx.commit().await?;
+        head.advance(seq, hash, leaf);
+        Ok(Receipt { seq, hash })
+    }
+}
+
+impl SqliteLedger {
+    /// Locks the head and opens a transaction for `event` as the next entry (not yet written).
+    async fn begin(&self, event: &Event) -> Result<Append<'_>, LedgerError> {
+        let head = self.head.lock().await;
+        let (seq, prev_hash) = head.next();
+        let hash = Entry::compute_hash(seq, &prev_hash, event);
+        let leaf = Entry::leaf(seq, &prev_hash, event);
+        let tx = self.pool.begin().await?;
+        Ok(Append {
+            head,
+            tx,
+            seq,
+            prev_hash,
+            hash,
+            leaf,
+        })
+    }
+}
+
 #[async_trait]
 impl Ledger for SqliteLedger {
     async fn append(&self, event: Event) -> Result<Receipt, LedgerError> {
-        let mut head = self.head.lock().await;
-        let (seq, prev_hash) = head.next();
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let mut tx = self.pool.begin().await?;
-        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
-        tx.commit().await?;
-        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
-        Ok(Receipt { seq, hash })
+        let mut a = self.begin(&event).await?;
+        a.write(&event).await?;
+        a.commit().await
     }
 
     async fn accept(
@@ -360,11 +406,8 @@ impl Ledger for SqliteLedger {
         enqueue: Enqueue,
         key: Option<IdempotencyKey>,
     ) -> Result<Receipt, LedgerError> {
-        let mut head = self.head.lock().await;
-        let (seq, prev_hash) = head.next();
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let mut tx = self.pool.begin().await?;
-        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        let mut a = self.begin(&event).await?;
+        a.write(&event).await?;
         let now = micros(enqueue.now);
         sqlx::query(
             "INSERT INTO outbox (transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, \
@@ -381,7 +424,7 @@ impl Ledger for SqliteLedger {
         .bind(if enqueue.held { "held" } else { "pending" })
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut *a.tx)
         .await?;
         if let Some(k) = key {
             let inserted = sqlx::query(
@@ -392,8 +435,8 @@ impl Ledger for SqliteLedger {
             .bind(&k.key)
             .bind(&k.request_sha256)
             .bind(event.transfer_id.to_string())
-            .bind(seq)
-            .execute(&mut *tx)
+            .bind(a.seq)
+            .execute(&mut *a.tx)
             .await;
             match inserted {
                 Err(e) if is_unique_violation(&e) => return Err(LedgerError::IdempotencyKeyTaken),
@@ -402,9 +445,7 @@ impl Ledger for SqliteLedger {
                 }
             }
         }
-        tx.commit().await?;
-        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
-        Ok(Receipt { seq, hash })
+        a.commit().await
     }
 
     async fn idempotent_original(&self, system: &str, key: &str) -> Result<Option<IdempotentOriginal>, LedgerError> {
@@ -474,47 +515,37 @@ impl Ledger for SqliteLedger {
         attempts: u32,
         next_attempt: Timestamp,
     ) -> Result<Receipt, LedgerError> {
-        let mut head = self.head.lock().await;
-        let (seq, prev_hash) = head.next();
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let mut tx = self.pool.begin().await?;
-        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        let mut a = self.begin(&event).await?;
+        a.write(&event).await?;
         sqlx::query("UPDATE outbox SET attempts = ?, next_attempt_at_us = ?, last_error = ? WHERE transfer_id = ?")
             .bind(i64::from(attempts))
             .bind(micros(next_attempt))
             .bind(&event.detail)
             .bind(event.transfer_id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut *a.tx)
             .await?;
-        tx.commit().await?;
-        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
-        Ok(Receipt { seq, hash })
+        a.commit().await
     }
 
     async fn delivered(&self, event: Event, remote: Option<(String, String)>) -> Result<Option<Receipt>, LedgerError> {
-        let mut head = self.head.lock().await;
-        let (seq, prev_hash) = head.next();
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let mut tx = self.pool.begin().await?;
+        let mut a = self.begin(&event).await?;
         let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = ? AND state = 'pending'")
             .bind(event.transfer_id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut *a.tx)
             .await?;
         if removed.rows_affected() == 0 {
             return Ok(None);
         }
-        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        a.write(&event).await?;
         if let Some((destination, remote_ref)) = remote {
             sqlx::query("INSERT OR REPLACE INTO delivery_refs (destination, remote_ref, transfer_id) VALUES (?, ?, ?)")
                 .bind(destination)
                 .bind(remote_ref)
                 .bind(event.transfer_id.to_string())
-                .execute(&mut *tx)
+                .execute(&mut *a.tx)
                 .await?;
         }
-        tx.commit().await?;
-        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
-        Ok(Some(Receipt { seq, hash }))
+        a.commit().await.map(Some)
     }
 
     async fn transfer_by_remote_ref(&self, destination: &str, remote_ref: &str) -> Result<Option<Uuid>, LedgerError> {
@@ -531,58 +562,43 @@ impl Ledger for SqliteLedger {
     }
 
     async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError> {
-        let mut head = self.head.lock().await;
-        let (seq, prev_hash) = head.next();
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let mut tx = self.pool.begin().await?;
-        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
+        let mut a = self.begin(&event).await?;
+        a.write(&event).await?;
         sqlx::query("UPDATE outbox SET state = 'dead', last_error = ? WHERE transfer_id = ?")
             .bind(&event.detail)
             .bind(event.transfer_id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut *a.tx)
             .await?;
-        tx.commit().await?;
-        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
-        Ok(Receipt { seq, hash })
+        a.commit().await
     }
 
     async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
-        let mut head = self.head.lock().await;
-        let (seq, prev_hash) = head.next();
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let mut tx = self.pool.begin().await?;
+        let mut a = self.begin(&event).await?;
         let released = sqlx::query(
             "UPDATE outbox SET state = 'pending', next_attempt_at_us = ? WHERE transfer_id = ? AND state = 'held'",
         )
         .bind(micros(Timestamp::now()))
         .bind(event.transfer_id.to_string())
-        .execute(&mut *tx)
+        .execute(&mut *a.tx)
         .await?;
         if released.rows_affected() == 0 {
             return Ok(None);
         }
-        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
-        tx.commit().await?;
-        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
-        Ok(Some(Receipt { seq, hash }))
+        a.write(&event).await?;
+        a.commit().await.map(Some)
     }
 
     async fn withdraw(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
-        let mut head = self.head.lock().await;
-        let (seq, prev_hash) = head.next();
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let mut tx = self.pool.begin().await?;
+        let mut a = self.begin(&event).await?;
         let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = ? AND state = 'held'")
             .bind(event.transfer_id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut *a.tx)
             .await?;
         if removed.rows_affected() == 0 {
             return Ok(None);
         }
-        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
-        tx.commit().await?;
-        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
-        Ok(Some(Receipt { seq, hash }))
+        a.write(&event).await?;
+        a.commit().await.map(Some)
     }
 
     async fn follow_up(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
@@ -591,23 +607,18 @@ impl Ledger for SqliteLedger {
             EventKind::Notification => "subject_informed_due IS NOT NULL AND subject_informed_at_us IS NULL",
             _ => return Ok(None),
         };
-        let mut head = self.head.lock().await;
-        let (seq, prev_hash) = head.next();
-        let hash = Entry::compute_hash(seq, &prev_hash, &event);
-        let mut tx = self.pool.begin().await?;
+        let mut a = self.begin(&event).await?;
         let open = sqlx::query(&format!(
             "SELECT 1 FROM transfers WHERE transfer_id = ? AND {outstanding}"
         ))
         .bind(event.transfer_id.to_string())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *a.tx)
         .await?;
         if open.is_none() {
             return Ok(None);
         }
-        write_entry(&mut tx, seq, prev_hash, hash, &event).await?;
-        tx.commit().await?;
-        head.advance(seq, hash, Entry::leaf(seq, &prev_hash, &event));
-        Ok(Some(Receipt { seq, hash }))
+        a.write(&event).await?;
+        a.commit().await.map(Some)
     }
 
     async fn disclosures(&self, subject_hash: &str) -> Result<Vec<(TransferRecord, Entry)>, LedgerError> {
