@@ -4,21 +4,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{ApiError, AppState, caller, has_role, user};
-use crate::auth::UserRole;
-use crate::config::SystemRole;
+use super::{ApiError, AppState, auditor};
 use crate::ledger::checkpoint::public_key_text;
-
-fn auditor(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let system = caller(req, state)?;
-    if !has_role(system, SystemRole::Auditor) {
-        return Err(ApiError::forbidden());
-    }
-    if !user(req, state)?.has(UserRole::Auditor) {
-        return Err(ApiError::role_required(UserRole::Auditor));
-    }
-    Ok(())
-}
 
 fn checkpoint_body(state: &AppState, cp: &crate::ledger::checkpoint::Checkpoint) -> serde_json::Value {
     serde_json::json!({

@@ -92,6 +92,18 @@ fn user(req: &HttpRequest, state: &AppState) -> Result<crate::auth::User, ApiErr
     })
 }
 
+/// An auditor: a system registered with the auditor role, used by a user with the auditor role.
+fn auditor<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig, ApiError> {
+    let system = caller(req, state)?;
+    if !has_role(system, SystemRole::Auditor) {
+        return Err(ApiError::forbidden());
+    }
+    if !user(req, state)?.has(crate::auth::UserRole::Auditor) {
+        return Err(ApiError::role_required(crate::auth::UserRole::Auditor));
+    }
+    Ok(system)
+}
+
 fn has_role(system: &SystemConfig, role: SystemRole) -> bool {
     system.roles.contains(&role)
 }

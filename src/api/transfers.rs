@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{ApiError, AppState, caller, has_role, user};
+use super::{ApiError, AppState, auditor, caller, has_role, user};
 use crate::auth::UserRole;
 use crate::config::SystemRole;
 use crate::decision::{Body, ConsentRecord, Decision, Disposition, Reason, Refusal, Request, sha256_hex};
@@ -365,13 +365,7 @@ pub async fn list(
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let system = caller(&req, &state)?;
-    if !has_role(system, SystemRole::Auditor) {
-        return Err(ApiError::forbidden());
-    }
-    if !user(&req, &state)?.has(UserRole::Auditor) {
-        return Err(ApiError::role_required(UserRole::Auditor));
-    }
+    auditor(&req, &state)?;
     let params = params.into_inner();
     let mut violations = Vec::new();
     let mut bad = |name: &str, message: &str| {
@@ -466,13 +460,7 @@ pub async fn counts(
     params: web::Query<CountParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let system = caller(&req, &state)?;
-    if !has_role(system, SystemRole::Auditor) {
-        return Err(ApiError::forbidden());
-    }
-    if !user(&req, &state)?.has(UserRole::Auditor) {
-        return Err(ApiError::role_required(UserRole::Auditor));
-    }
+    auditor(&req, &state)?;
     let agreement_id = path.into_inner();
     let counts = state
         .ledger

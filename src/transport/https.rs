@@ -3,10 +3,9 @@
 //! attempt so the receiver can de-duplicate.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::{Parcel, TransportError};
-use crate::tls::{TlsError, client_config};
+use crate::tls::TlsError;
 
 pub const TRANSFER_ID_HEADER: &str = "x-isa-transfer-id";
 pub const AGREEMENT_ID_HEADER: &str = "x-isa-agreement-id";
@@ -20,16 +19,7 @@ pub struct HttpsTransport {
 
 impl HttpsTransport {
     pub fn new(url: &str, ca: &Path, cert: &Path, key: &Path, timeout_secs: u64) -> Result<Self, TlsError> {
-        let tls = client_config(ca, cert, key)?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(timeout_secs.min(10)))
-            .timeout(Duration::from_secs(timeout_secs))
-            .build()
-            .map_err(|e| TlsError::Rustls(format!("cannot build the HTTPS client: {e}")))?;
+        let client = super::https_client(ca, cert, key, timeout_secs)?;
         Ok(Self {
             url: url.to_owned(),
             client,

@@ -22,7 +22,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::{Parcel, Sent, TransportError};
-use crate::tls::{TlsError, client_config};
+use crate::tls::TlsError;
 
 const ACCEPT_V2: &str = "application/vnd.mesh.v2+json";
 const CLIENT_VERSION: &str = concat!("isa-gateway==", env!("CARGO_PKG_VERSION"));
@@ -131,16 +131,7 @@ impl MeshTransport {
         compress: bool,
         timeout_secs: u64,
     ) -> Result<Self, TlsError> {
-        let tls = client_config(ca, cert, key)?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(timeout_secs.min(10)))
-            .timeout(Duration::from_secs(timeout_secs))
-            .build()
-            .map_err(|e| TlsError::Rustls(format!("cannot build the MESH client: {e}")))?;
+        let client = super::https_client(ca, cert, key, timeout_secs)?;
         let shared_key = read_secret(shared_key_file)?;
         Ok(Self {
             base: url.trim_end_matches('/').to_owned(),

@@ -53,6 +53,26 @@ pub enum TransportError {
     Mesh(String),
 }
 
+/// The outbound HTTPS client every partner transport uses: mutual TLS with the gateway's
+/// certificate for that partner, trusting only that partner's CA; HTTPS only, no redirects, no
+/// proxy, bounded connect and request time.
+pub(crate) fn https_client(
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    timeout_secs: u64,
+) -> Result<reqwest::Client, TlsError> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::client_config(ca, cert, key)?)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(std::time::Duration::from_secs(timeout_secs.min(10)))
+        .timeout(std::time::Duration::from_secs(timeout_secs))
+        .build()
+        .map_err(|e| TlsError::Rustls(format!("cannot build the HTTPS client: {e}")))
+}
+
 impl TransportError {
     /// The partner refused this message itself (a 4xx other than 408 or 429): trying again would
     /// only repeat the refusal.
