@@ -192,7 +192,6 @@ impl Delivery {
 
     /// The worker loop: runs until the process ends.
     pub async fn run(self: Arc<Self>) {
-        let ids: Vec<String> = self.destinations.keys().cloned().collect();
         loop {
             match self.ledger.due(Timestamp::now(), 256).await {
                 Ok(items) => {
@@ -201,9 +200,6 @@ impl Delivery {
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read the outbox; will retry"),
-            }
-            if let Ok(depth) = self.ledger.outbox_depth().await {
-                self.metrics.set_outbox_depth(&depth, &ids);
             }
             tokio::select! {
                 () = self.wake.notified() => {}

@@ -250,9 +250,14 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state)?;
-    // Breaker state is read at scrape time so the gauge is never stale.
-    for (id, s) in state.delivery.breakers() {
-        state.metrics.set_breaker(&id, s == crate::delivery::BreakerState::Open);
+    // Gauges are read at scrape time: never stale, and no work on the delivery path.
+    let breakers = state.delivery.breakers();
+    for (id, s) in &breakers {
+        state.metrics.set_breaker(id, *s == crate::delivery::BreakerState::Open);
+    }
+    if let Ok(depth) = state.ledger.outbox_depth().await {
+        let ids: Vec<String> = breakers.into_iter().map(|(id, _)| id).collect();
+        state.metrics.set_outbox_depth(&depth, &ids);
     }
     if let Ok(overdue) = state
         .ledger
