@@ -1,40 +1,18 @@
 -- The ledger: append-only, hash-chained. No payload is ever stored here.
+-- `entry` is the canonical encoding the hash covers (src/ledger/mod.rs, Entry::canonical_bytes):
+-- the one source of truth for every field. The other columns index it and are checked against it
+-- by `ledger verify`.
 CREATE TABLE ledger_entries (
-    seq               INTEGER PRIMARY KEY NOT NULL,
-    recorded_at_us    INTEGER NOT NULL,
-    transfer_id       TEXT NOT NULL,
-    kind              TEXT NOT NULL,
-    status            TEXT NOT NULL,
-    decision          TEXT,
-    agreement_id      TEXT NOT NULL,
-    agreement_version TEXT,
-    agreement_hash    TEXT,
-    message_type      TEXT,
-    schema_hash       TEXT,
-    sender_system     TEXT NOT NULL,
-    user_sub          TEXT,          -- the user who acted (token sub), where one did
-    user_role         TEXT,          -- the role they acted in
-    recipient         TEXT,
-    legal_bases       TEXT NOT NULL, -- JSON array of legal-basis codes
-    reason_code       TEXT,
-    received_sha256   TEXT,
-    sent_sha256       TEXT,
-    pointers_removed  TEXT NOT NULL, -- JSON array of JSON pointers
-    detail            TEXT,
-    data_classes      TEXT NOT NULL, -- JSON array: classes of data that left
-    treatments        TEXT NOT NULL, -- JSON array: "op pointer" for each pseudonymisation step
-    key_ref           TEXT,          -- token key used: agreement/<id>/v<N>
-    consent_status    TEXT,
-    consent_reason    TEXT,
-    consent_evidence_ref TEXT,
-    subject_informed  TEXT,
-    subject_index     TEXT NOT NULL, -- JSON array: keyed hashes of subjects' NHS numbers
-    review_due        TEXT,          -- urgent path: when a director's review is due
-    subject_informed_due TEXT,       -- when the person is to be told (date)
-    prev_hash         TEXT NOT NULL, -- hex
-    hash              TEXT NOT NULL  -- hex
+    seq            INTEGER PRIMARY KEY NOT NULL,
+    recorded_at_us INTEGER NOT NULL,
+    transfer_id    TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    agreement_id   TEXT NOT NULL,
+    entry          BLOB NOT NULL,
+    hash           BLOB NOT NULL  -- SHA-256 of entry
 ) STRICT;
 
+CREATE INDEX ledger_entries_by_agreement ON ledger_entries (agreement_id, seq);
 CREATE INDEX ledger_entries_by_transfer ON ledger_entries (transfer_id, seq);
 
 -- Ordinary SQL cannot change history; someone who drops these triggers is caught by the chain.
@@ -60,7 +38,8 @@ CREATE TABLE transfers (
     review_due_at_us INTEGER,
     reviewed_at_us INTEGER,
     subject_informed_due TEXT,
-    subject_informed_at_us INTEGER
+    subject_informed_at_us INTEGER,
+    legal_bases    TEXT           -- JSON array, on permitted and held transfers (for counts)
 ) STRICT;
 
 CREATE INDEX transfers_by_agreement ON transfers (agreement_id, created_at_us);

@@ -7,7 +7,8 @@
 
 pub mod checkpoint;
 pub mod merkle;
-mod sqlite;
+mod sql;
+mod write;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use sqlite::SqliteLedger;
+pub use sql::SqlLedger;
 
 pub type Hash = [u8; 32];
 pub const GENESIS: Hash = [0; 32];
@@ -214,7 +215,7 @@ impl Entry {
     /// string as the length `0xFFFFFFFF`; a list as a 4-byte count then each string.
     pub fn canonical_bytes(seq: i64, prev_hash: &Hash, e: &Event) -> Vec<u8> {
         let mut b = Vec::with_capacity(512);
-        b.extend_from_slice(b"isa-gateway.ledger.v1");
+        b.extend_from_slice(CANONICAL_TAG);
         b.extend_from_slice(prev_hash);
         b.extend_from_slice(&seq.to_be_bytes());
         b.extend_from_slice(&micros(e.at).to_be_bytes());
@@ -269,6 +270,212 @@ impl Entry {
     /// The entry's leaf in the Merkle tree: SHA-256(0x00 || canonical bytes), RFC 9162.
     pub fn leaf(seq: i64, prev_hash: &Hash, e: &Event) -> Hash {
         merkle::leaf_hash(&Self::canonical_bytes(seq, prev_hash, e))
+    }
+
+    /// Reads an entry back from its canonical bytes (what the ledger stores), with the hash
+    /// stored beside them. `None` if the bytes are not a well-formed version 1 encoding.
+    pub fn decode(bytes: &[u8], hash: Hash) -> Option<Self> {
+        let mut r = Reader::header(bytes)?;
+        let (prev_hash, seq, at) = (r.prev_hash, r.seq, r.at_us);
+        let s = |r: &mut Reader| r.str().map(str::to_owned);
+        let o = |r: &mut Reader| r.opt().map(|v| v.map(str::to_owned));
+        let l = |r: &mut Reader| r.list();
+        let event = Event {
+            at: Timestamp::from_microsecond(at).ok()?,
+            transfer_id: Uuid::parse_str(r.str()?).ok()?,
+            kind: EventKind::parse(r.str()?)?,
+            status: TransferStatus::parse(r.str()?)?,
+            decision: o(&mut r)?,
+            agreement_id: s(&mut r)?,
+            agreement_version: o(&mut r)?,
+            agreement_hash: o(&mut r)?,
+            message_type: o(&mut r)?,
+            schema_hash: o(&mut r)?,
+            sender_system: s(&mut r)?,
+            user_sub: o(&mut r)?,
+            user_role: o(&mut r)?,
+            recipient: o(&mut r)?,
+            legal_bases: l(&mut r)?,
+            reason_code: o(&mut r)?,
+            received_sha256: o(&mut r)?,
+            sent_sha256: o(&mut r)?,
+            pointers_removed: l(&mut r)?,
+            detail: o(&mut r)?,
+            data_classes: l(&mut r)?,
+            treatments: l(&mut r)?,
+            key_ref: o(&mut r)?,
+            consent_status: o(&mut r)?,
+            consent_reason: o(&mut r)?,
+            consent_evidence_ref: o(&mut r)?,
+            subject_informed: o(&mut r)?,
+            subject_index: l(&mut r)?,
+            review_due: o(&mut r)?,
+            subject_informed_due: o(&mut r)?,
+        };
+        r.rest.is_empty().then_some(Self {
+            seq,
+            event,
+            prev_hash,
+            hash,
+        })
+    }
+}
+
+const CANONICAL_TAG: &[u8] = b"isa-gateway.ledger.v1";
+
+/// Reads the canonical encoding without copying: the fixed header, then field by field.
+struct Reader<'a> {
+    prev_hash: Hash,
+    seq: i64,
+    at_us: i64,
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn header(bytes: &'a [u8]) -> Option<Self> {
+        let rest = bytes.strip_prefix(CANONICAL_TAG)?;
+        let (prev_hash, rest) = rest.split_first_chunk::<32>()?;
+        let (seq, rest) = rest.split_first_chunk::<8>()?;
+        let (at, rest) = rest.split_first_chunk::<8>()?;
+        Some(Self {
+            prev_hash: *prev_hash,
+            seq: i64::from_be_bytes(*seq),
+            at_us: i64::from_be_bytes(*at),
+            rest,
+        })
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let (n, rest) = self.rest.split_first_chunk::<4>()?;
+        self.rest = rest;
+        Some(u32::from_be_bytes(*n))
+    }
+
+    fn bytes(&mut self, n: u32) -> Option<&'a str> {
+        let n = usize::try_from(n).ok()?;
+        if self.rest.len() < n {
+            return None;
+        }
+        let (v, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        std::str::from_utf8(v).ok()
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()?;
+        self.bytes(n)
+    }
+
+    fn opt(&mut self) -> Option<Option<&'a str>> {
+        match self.u32()? {
+            u32::MAX => Some(None),
+            n => self.bytes(n).map(Some),
+        }
+    }
+
+    fn list(&mut self) -> Option<Vec<String>> {
+        let n = self.u32()?;
+        // Each element takes at least 4 bytes: a count beyond that is malformed, not a reason
+        // to reserve memory.
+        if usize::try_from(n).ok()? > self.rest.len() / 4 {
+            return None;
+        }
+        (0..n).map(|_| self.str().map(str::to_owned)).collect()
+    }
+}
+
+/// An entry as stored: its canonical bytes and hash, with the columns the database indexes it
+/// by. Verification checks the bytes against the hash and the columns against the bytes, so
+/// an edited index column (which would hide an entry from an agreement's export) is caught too.
+#[derive(Debug, Clone)]
+pub struct RawEntry {
+    pub seq: i64,
+    pub bytes: Vec<u8>,
+    pub hash: Hash,
+    pub transfer_id: String,
+    pub kind: String,
+    pub agreement_id: String,
+    pub at_us: i64,
+}
+
+impl RawEntry {
+    pub fn of(entry: &Entry) -> Self {
+        Self {
+            seq: entry.seq,
+            bytes: Entry::canonical_bytes(entry.seq, &entry.prev_hash, &entry.event),
+            hash: entry.hash,
+            transfer_id: entry.event.transfer_id.to_string(),
+            kind: entry.event.kind.as_str().to_owned(),
+            agreement_id: entry.event.agreement_id.clone(),
+            at_us: micros(entry.event.at),
+        }
+    }
+
+    pub fn decode(&self) -> Result<Entry, LedgerError> {
+        Entry::decode(&self.bytes, self.hash).ok_or_else(|| LedgerError::Corrupt {
+            seq: self.seq,
+            what: "its stored bytes are not a ledger entry".into(),
+        })
+    }
+}
+
+/// The chain as verified so far: the head and every Merkle leaf (32 bytes an entry). The
+/// gateway keeps one to append to; `verify` builds one from the first entry.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    pub seq: i64,
+    pub hash: Hash,
+    pub leaves: Vec<Hash>,
+}
+
+impl Chain {
+    /// Takes in `raw` as the next entry, or says what is wrong with it.
+    pub fn extend(&mut self, raw: &RawEntry) -> Result<(), String> {
+        let expected = self.seq + 1;
+        if raw.seq != expected {
+            return Err(format!("missing: the next entry present is {}", raw.seq));
+        }
+        let Some(mut r) = Reader::header(&raw.bytes) else {
+            return Err("its stored bytes are not a ledger entry".into());
+        };
+        if r.prev_hash != self.hash {
+            return Err("its previous-hash link does not match the entry before it".into());
+        }
+        if <[u8; 32]>::from(Sha256::digest(&raw.bytes)) != raw.hash {
+            return Err("its contents do not match its hash (edited)".into());
+        }
+        if r.seq != raw.seq {
+            return Err("its sequence number is not the one it was hashed with (moved)".into());
+        }
+        let indexed = (|| {
+            let transfer_id = r.str()?;
+            let kind = r.str()?;
+            r.str()?;
+            r.opt()?;
+            let agreement_id = r.str()?;
+            Some(
+                transfer_id == raw.transfer_id
+                    && kind == raw.kind
+                    && agreement_id == raw.agreement_id
+                    && r.at_us == raw.at_us,
+            )
+        })();
+        if indexed != Some(true) {
+            return Err("its index columns (transfer, kind, agreement or time) were edited".into());
+        }
+        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes));
+        Ok(())
+    }
+
+    /// Takes in `raw` as stored, unchecked (judging it is `verify`'s work).
+    pub fn adopt(&mut self, raw: &RawEntry) {
+        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes));
+    }
+
+    pub(crate) fn append(&mut self, seq: i64, hash: Hash, leaf: Hash) {
+        self.seq = seq;
+        self.hash = hash;
+        self.leaves.push(leaf);
     }
 }
 
@@ -366,10 +573,12 @@ pub enum LedgerError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("ledger row {seq} is unreadable: {what}")]
     Corrupt { seq: i64, what: String },
-    #[error("unsupported database URL (expected sqlite://…)")]
+    #[error("unsupported database URL (expected sqlite://… or postgres://…)")]
     UnsupportedUrl,
     #[error("the idempotency key is already bound to a transfer")]
     IdempotencyKeyTaken,
+    #[error("the ledger's writer has stopped")]
+    WriterStopped,
     #[error("the ledger has no tree of size {0}")]
     BeyondTree(u64),
 }
@@ -392,47 +601,17 @@ pub async fn verify(
     public: &ed25519_dalek::VerifyingKey,
     progress: &mut dyn FnMut(i64),
 ) -> Result<VerifyReport, LedgerError> {
-    const PAGE: u32 = 10_000;
-    let mut leaves: Vec<Hash> = Vec::new();
-    let mut prev = GENESIS;
-    let report = |entries: i64, head: Hash, first_break: Option<ChainBreak>, checkpoints: usize| VerifyReport {
+    let (chain, first_break) = replay(ledger, progress).await?;
+    let entries = chain.seq;
+    let report = |first_break: Option<ChainBreak>, checkpoints: usize| VerifyReport {
         entries,
-        head,
+        head: chain.hash,
         checkpoints,
         first_break,
     };
-    loop {
-        let next = leaves.len() as i64 + 1;
-        let page = ledger.entries_after(next - 1, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        for e in page {
-            let expected = leaves.len() as i64 + 1;
-            let broken = |problem: &str| {
-                Some(ChainBreak {
-                    seq: expected,
-                    problem: problem.to_owned(),
-                })
-            };
-            let problem = if e.seq != expected {
-                broken(&format!("missing: the next entry present is {}", e.seq))
-            } else if e.prev_hash != prev {
-                broken("its previous-hash link does not match the entry before it")
-            } else if Entry::compute_hash(e.seq, &e.prev_hash, &e.event) != e.hash {
-                broken("its contents do not match its hash (edited)")
-            } else {
-                None
-            };
-            if problem.is_some() {
-                return Ok(report(expected - 1, prev, problem, 0));
-            }
-            leaves.push(Entry::leaf(e.seq, &e.prev_hash, &e.event));
-            prev = e.hash;
-        }
-        progress(leaves.len() as i64);
+    if first_break.is_some() {
+        return Ok(report(first_break, 0));
     }
-    let entries = leaves.len() as i64;
     let checkpoints = ledger.checkpoints().await?;
     for cp in &checkpoints {
         let at = i64::try_from(cp.tree_size).unwrap_or(i64::MAX);
@@ -442,12 +621,12 @@ pub async fn verify(
                 "checkpoint at tree size {} has a signature that is not the gateway's (forged or re-signed)",
                 cp.tree_size
             ))
-        } else if cp.tree_size > leaves.len() as u64 {
+        } else if cp.tree_size > chain.leaves.len() as u64 {
             broken(format!(
                 "checkpoint at tree size {} but the ledger has {entries} entries: the tail was truncated",
                 cp.tree_size
             ))
-        } else if merkle::root(&leaves[..at as usize]) != cp.root {
+        } else if merkle::root(&chain.leaves[..at as usize]) != cp.root {
             broken(format!(
                 "checkpoint at tree size {} does not match the entries (rewritten history)",
                 cp.tree_size
@@ -456,10 +635,42 @@ pub async fn verify(
             None
         };
         if problem.is_some() {
-            return Ok(report(entries, prev, problem, checkpoints.len()));
+            return Ok(report(problem, checkpoints.len()));
         }
     }
-    Ok(report(entries, prev, None, checkpoints.len()))
+    Ok(report(None, checkpoints.len()))
+}
+
+/// Replays the ledger from its first entry, checking each against the chain; stops at the
+/// first entry that breaks it. The next page is read while this one is hashed.
+async fn replay(
+    ledger: &dyn Ledger,
+    progress: &mut dyn FnMut(i64),
+) -> Result<(Chain, Option<ChainBreak>), LedgerError> {
+    const PAGE: u32 = 20_000;
+    let mut chain = Chain::default();
+    let mut page = ledger.raw_entries_after(0, PAGE).await?;
+    while !page.is_empty() {
+        let after = page.last().map_or(0, |e| e.seq);
+        let check = async {
+            for raw in &page {
+                if let Err(problem) = chain.extend(raw) {
+                    return Some(ChainBreak {
+                        seq: chain.seq + 1,
+                        problem,
+                    });
+                }
+            }
+            None
+        };
+        let (next, broken) = tokio::join!(ledger.raw_entries_after(after, PAGE), check);
+        if broken.is_some() {
+            return Ok((chain, broken));
+        }
+        progress(chain.seq);
+        page = next?;
+    }
+    Ok((chain, None))
 }
 
 /// Where the chain first breaks.
@@ -597,8 +808,13 @@ pub trait Ledger: Send + Sync {
         since: Option<Timestamp>,
         until: Option<Timestamp>,
     ) -> Result<Counts, LedgerError>;
+    /// Entries with `seq > after`, in order, at most `limit`, as stored.
+    async fn raw_entries_after(&self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError>;
     /// Entries with `seq > after`, in order, at most `limit`.
-    async fn entries_after(&self, after: i64, limit: u32) -> Result<Vec<Entry>, LedgerError>;
+    async fn entries_after(&self, after: i64, limit: u32) -> Result<Vec<Entry>, LedgerError> {
+        let raw = self.raw_entries_after(after, limit).await?;
+        raw.iter().map(RawEntry::decode).collect()
+    }
     /// Every entry about an agreement's transfers recorded in `[since, until)`, in order.
     async fn entries_for(
         &self,
@@ -610,51 +826,18 @@ pub trait Ledger: Send + Sync {
 
 /// Recomputes the chain from the first entry and names the first entry that breaks it.
 pub async fn verify_chain(ledger: &dyn Ledger) -> Result<ChainReport, LedgerError> {
-    const PAGE: u32 = 5_000;
-    let mut expected_seq = 1;
-    let mut prev = GENESIS;
-    loop {
-        let page = ledger.entries_after(expected_seq - 1, PAGE).await?;
-        if page.is_empty() {
-            return Ok(ChainReport {
-                entries: expected_seq - 1,
-                head: prev,
-                first_break: None,
-            });
-        }
-        for e in page {
-            let broken = |problem: &str| ChainReport {
-                entries: expected_seq - 1,
-                head: prev,
-                first_break: Some(ChainBreak {
-                    seq: expected_seq,
-                    problem: problem.to_owned(),
-                }),
-            };
-            if e.seq != expected_seq {
-                return Ok(broken(&format!("missing: the next entry present is {}", e.seq)));
-            }
-            if e.prev_hash != prev {
-                return Ok(broken("its previous-hash link does not match the entry before it"));
-            }
-            if Entry::compute_hash(e.seq, &e.prev_hash, &e.event) != e.hash {
-                return Ok(broken("its contents do not match its hash (edited)"));
-            }
-            prev = e.hash;
-            expected_seq += 1;
-        }
-    }
+    let (chain, first_break) = replay(ledger, &mut |_| {}).await?;
+    Ok(ChainReport {
+        entries: chain.seq,
+        head: chain.hash,
+        first_break,
+    })
 }
 
-/// Opens the ledger named by a database URL.
+/// Opens the ledger named by a database URL: `sqlite://PATH` (embedded, one file) or
+/// `postgres://…` (several gateways may share it).
 pub async fn open(database_url: &str) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
-    if let Some(path) = database_url.strip_prefix("sqlite://") {
-        Ok(std::sync::Arc::new(
-            SqliteLedger::open(std::path::Path::new(path)).await?,
-        ))
-    } else {
-        Err(LedgerError::UnsupportedUrl)
-    }
+    Ok(std::sync::Arc::new(SqlLedger::open(database_url).await?))
 }
 
 #[cfg(test)]
@@ -725,5 +908,78 @@ mod tests {
         let h = Entry::compute_hash(1, &GENESIS, &e);
         assert_ne!(h, Entry::compute_hash(2, &GENESIS, &e));
         assert_ne!(h, Entry::compute_hash(1, &[1; 32], &e));
+    }
+
+    fn full_event() -> Event {
+        let mut e = event();
+        e.agreement_hash = Some(String::new());
+        e.user_sub = Some("dsl-1".into());
+        e.pointers_removed = vec!["/payload/a".into(), String::new()];
+        e.detail = Some("ünïcödé".into());
+        e.subject_index = vec!["s".into()];
+        e.subject_informed_due = Some("2026-07-01".into());
+        e
+    }
+
+    #[test]
+    fn canonical_bytes_decode_to_the_entry_they_encode() {
+        let e = full_event();
+        let bytes = Entry::canonical_bytes(7, &[9; 32], &e);
+        let hash = Entry::compute_hash(7, &[9; 32], &e);
+        let back = Entry::decode(&bytes, hash).unwrap();
+        assert_eq!((back.seq, back.prev_hash, back.hash), (7, [9; 32], hash));
+        assert_eq!(back.event, e);
+    }
+
+    #[test]
+    fn malformed_bytes_are_refused_without_panicking() {
+        let bytes = Entry::canonical_bytes(1, &GENESIS, &full_event());
+        // Every truncation, and one trailing byte too many.
+        for n in 0..bytes.len() {
+            assert!(Entry::decode(&bytes[..n], GENESIS).is_none(), "truncated at {n}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Entry::decode(&longer, GENESIS).is_none());
+        // A list count far beyond the bytes present does not allocate for it.
+        let mut huge = bytes[..bytes.len() - 8].to_vec();
+        huge.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFE]);
+        assert!(Entry::decode(&huge, GENESIS).is_none());
+    }
+
+    #[test]
+    fn the_chain_names_what_is_wrong_with_the_next_entry() {
+        let e = full_event();
+        let entry = |seq: i64, prev: &Hash| {
+            let bytes = Entry::canonical_bytes(seq, prev, &e);
+            RawEntry {
+                seq,
+                hash: Sha256::digest(&bytes).into(),
+                bytes,
+                transfer_id: e.transfer_id.to_string(),
+                kind: e.kind.as_str().into(),
+                agreement_id: e.agreement_id.clone(),
+                at_us: micros(e.at),
+            }
+        };
+        let mut chain = Chain::default();
+        let first = entry(1, &GENESIS);
+        chain.extend(&first).unwrap();
+        let second = entry(2, &first.hash);
+        let mut moved = second.clone();
+        moved.seq = 3;
+        assert!(chain.extend(&moved).unwrap_err().contains("missing"));
+        let mut relinked = entry(2, &[1; 32]);
+        relinked.seq = 2;
+        assert!(chain.extend(&relinked).unwrap_err().contains("previous-hash"));
+        let mut edited = second.clone();
+        edited.bytes[80] ^= 1;
+        assert!(chain.extend(&edited).unwrap_err().contains("edited"));
+        let mut reindexed = second.clone();
+        reindexed.agreement_id = "another".into();
+        assert!(chain.extend(&reindexed).unwrap_err().contains("index columns"));
+        chain.extend(&second).unwrap();
+        assert_eq!((chain.seq, chain.hash, chain.leaves.len()), (2, second.hash, 2));
+        assert_eq!(chain.leaves[1], merkle::leaf_hash(&second.bytes));
     }
 }

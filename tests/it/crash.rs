@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use isa_gateway::ledger::{EventKind, Ledger, SqliteLedger, TransferStatus, verify_chain};
+use isa_gateway::ledger::{EventKind, Ledger, SqlLedger, TransferStatus, verify_chain};
 use serde_json::{Value, json};
 
 use crate::helpers::{GatewayProcess, Receiver, dev_config_in, gp_update, http_client, https_destination, pki};
@@ -104,9 +104,7 @@ async fn a_sigkill_mid_burst_loses_nothing_that_was_accepted() {
     assert!(settled, "deliveries did not finish after the restart:\n{log}");
 
     eprintln!("crash test: restarted and settled");
-    let ledger = SqliteLedger::open(&dir.path().join("var/isa-gateway.db"))
-        .await
-        .unwrap();
+    let ledger = SqlLedger::sqlite(&dir.path().join("var/isa-gateway.db")).await.unwrap();
     let report = verify_chain(&ledger).await.unwrap();
     assert_eq!(report.first_break, None, "the chain survived the kill");
     let entries = ledger.entries_after(0, 100_000).await.unwrap();

@@ -216,6 +216,11 @@ pub struct Spawn {
     /// Extra `[[destinations]]` TOML.
     pub destinations: String,
     pub max_body_bytes: usize,
+    /// The ledger's database (default: SQLite in the test's directory).
+    pub database_url: String,
+    /// The key store (default: `keys` in the test's directory). Gateways sharing a database
+    /// share their keys.
+    pub keys_dir: Option<PathBuf>,
 }
 
 impl Default for Spawn {
@@ -226,6 +231,8 @@ impl Default for Spawn {
             agreements: Vec::new(),
             destinations: String::new(),
             max_body_bytes: 64 * 1024,
+            database_url: "sqlite://ledger.db".into(),
+            keys_dir: None,
         }
     }
 }
@@ -267,10 +274,10 @@ impl TestApp {
             r#"
 profile = "development"
 listen = "127.0.0.1:0"
-database_url = "sqlite://ledger.db"
+database_url = "{database_url}"
 agreements_dir = "agreements"
 schemas_dir = "{schemas}"
-keys_dir = "keys"
+keys_dir = "{keys_dir}"
 
 [auth]
 audience = "{AUDIENCE}"
@@ -341,6 +348,8 @@ path = "deliveries/lado"
             auditor_id = identity(AUDITOR),
             other_id = identity(OTHER_SENDER),
             extra = opts.destinations,
+            database_url = opts.database_url,
+            keys_dir = opts.keys_dir.unwrap_or_else(|| dir.path().join("keys")).display(),
         );
         std::fs::File::create(&config_path)
             .unwrap()
@@ -669,6 +678,14 @@ impl GatewayProcess {
             r.join().unwrap();
         }
         self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for GatewayProcess {
+    /// A test that fails leaves no gateway running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -3,9 +3,10 @@
 use isa_gateway::ledger::checkpoint::{CheckpointJson, parse_public_key};
 use isa_gateway::ledger::{Entry, merkle, verify_chain};
 use serde_json::Value;
-use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Executor};
 
+use crate::backends::flip_entry_byte;
 use crate::helpers::{GP_AGREEMENT, TestApp, gp_update};
 
 async fn app_with_three_transfers() -> TestApp {
@@ -20,17 +21,27 @@ async fn app_with_three_transfers() -> TestApp {
 
 /// What an intruder with the database file could do: drop the guard triggers and run SQL.
 async fn tamper(app: &TestApp, sql: &str) {
+    let mut conn = intruder(app).await;
+    conn.execute(sql).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+async fn intruder(app: &TestApp) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
     let url = format!("sqlite://{}", app.db_path().display());
-    let mut conn = SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("DROP TRIGGER IF EXISTS ledger_entries_no_update")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER IF EXISTS ledger_entries_no_delete")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    for trigger in ["ledger_entries_no_update", "ledger_entries_no_delete"] {
+        conn.execute(format!("DROP TRIGGER IF EXISTS {trigger}").as_str())
+            .await
+            .unwrap();
+    }
+    conn
+}
+
+/// Changes one byte of entry `seq`.
+async fn edit_entry(app: &TestApp, seq: i64) {
+    let mut conn = intruder(app).await;
+    flip_entry_byte(&mut conn, seq).await;
     conn.close().await.unwrap();
 }
 
@@ -47,7 +58,7 @@ async fn the_ledger_refuses_ordinary_updates() {
     let app = app_with_three_transfers().await;
     let url = format!("sqlite://{}", app.db_path().display());
     let mut conn = SqliteConnection::connect(&url).await.unwrap();
-    let err = sqlx::query("UPDATE ledger_entries SET status = 'refused' WHERE seq = 1")
+    let err = sqlx::query("UPDATE ledger_entries SET kind = 'review' WHERE seq = 1")
         .execute(&mut conn)
         .await
         .unwrap_err();
@@ -62,11 +73,7 @@ async fn the_ledger_refuses_ordinary_updates() {
 #[tokio::test]
 async fn an_edited_row_is_detected_at_that_row() {
     let app = app_with_three_transfers().await;
-    tamper(
-        &app,
-        "UPDATE ledger_entries SET reason_code = 'nothing to see' WHERE seq = 3",
-    )
-    .await;
+    edit_entry(&app, 3).await;
     let report = verify_chain(app.ledger.as_ref()).await.unwrap();
     let broken = report.first_break.unwrap();
     assert_eq!(broken.seq, 3);
@@ -111,11 +118,7 @@ async fn the_cli_names_the_first_broken_entry_and_exits_non_zero() {
     let ok = verify();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("ok: 6 entries"));
-    tamper(
-        &app,
-        "UPDATE ledger_entries SET sender_system = 'someone-else' WHERE seq = 5",
-    )
-    .await;
+    edit_entry(&app, 5).await;
     let broken = verify();
     assert_eq!(broken.status.code(), Some(1));
     let out = String::from_utf8_lossy(&broken.stdout);
@@ -246,10 +249,9 @@ async fn rewritten_history_with_a_consistent_chain_is_caught_by_the_signed_check
         e.prev_hash = prev;
         e.hash = Entry::compute_hash(e.seq, &e.prev_hash, &e.event);
         prev = e.hash;
-        sqlx::query("UPDATE ledger_entries SET sender_system = ?, prev_hash = ?, hash = ? WHERE seq = ?")
-            .bind(&e.event.sender_system)
-            .bind(hex::encode(e.prev_hash))
-            .bind(hex::encode(e.hash))
+        sqlx::query("UPDATE ledger_entries SET entry = ?, hash = ? WHERE seq = ?")
+            .bind(Entry::canonical_bytes(e.seq, &e.prev_hash, &e.event))
+            .bind(e.hash.to_vec())
             .bind(e.seq)
             .execute(&mut conn)
             .await

@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failure with its location
 
 mod approvals;
+mod backends;
 mod cli;
+mod contract;
 mod crash;
 mod delivery;
 mod flows;
@@ -10,6 +12,7 @@ mod helpers;
 mod ledger;
 mod mesh;
 mod messages;
+mod postgres;
 mod pseudonymisation;
 mod tls;
 mod tokens;

@@ -1,0 +1,579 @@
+//! The ledger's contract, run against both backends: every test here runs once on SQLite and
+//! once on PostgreSQL (see `backends.rs`). What a gateway relies on — gap-free durable appends
+//! under concurrency, one chain across gateways sharing a database, writes that apply once,
+//! the read side, proofs, and tampering caught by `verify` — must hold on both.
+
+use std::sync::Arc;
+
+use isa_gateway::keys::CheckpointKey;
+use isa_gateway::ledger::checkpoint::Checkpoint;
+use isa_gateway::ledger::{
+    Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, TransferQuery, TransferStatus, merkle,
+    verify, verify_chain,
+};
+use jiff::Timestamp;
+use uuid::Uuid;
+
+use crate::backends::{Db, Kind};
+
+/// Runs each named case on both backends.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(crate::backends::Kind::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(crate::backends::Kind::Postgres).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    concurrent_appends_are_gap_free_and_survive_reopening,
+    two_gateways_sharing_a_database_keep_one_chain,
+    an_idempotency_key_binds_once,
+    a_write_that_cannot_be_recorded_fails_alone,
+    the_outbox_delivers_once,
+    a_held_transfer_is_released_or_withdrawn_once,
+    a_review_is_recorded_once,
+    listings_counts_and_disclosures,
+    entries_read_back_as_written,
+    proofs_verify_against_a_signed_checkpoint,
+    ordinary_sql_cannot_change_history,
+    tampering_is_caught,
+);
+
+fn t0() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().unwrap()
+}
+
+fn decision(agreement: &str, status: TransferStatus) -> Event {
+    let mut e = Event::new(
+        t0(),
+        Uuid::now_v7(),
+        EventKind::Decision,
+        status,
+        agreement,
+        "tt-case-system",
+    );
+    let permitted = status != TransferStatus::Refused;
+    e.decision = Some(
+        if status == TransferStatus::Held {
+            "hold"
+        } else if permitted {
+            "permit"
+        } else {
+            "deny"
+        }
+        .into(),
+    );
+    e.message_type = Some("gp_update".into());
+    e.recipient = Some("Y99001".into());
+    e.legal_bases = vec!["uk-gdpr/6.1.e".into(), "uk-gdpr/9.2.h".into()];
+    if !permitted {
+        e.reason_code = Some("schema_violation".into());
+    }
+    e
+}
+
+fn follow(d: &Event, kind: EventKind, status: TransferStatus) -> Event {
+    Event::new(t0(), d.transfer_id, kind, status, &d.agreement_id, &d.sender_system)
+}
+
+fn enqueue(held: bool) -> Enqueue {
+    Enqueue {
+        destination: "y99001-gp-drop".into(),
+        body: b"{\"document\":1}".to_vec(),
+        now: t0(),
+        held,
+    }
+}
+
+async fn concurrent_appends_are_gap_free_and_survive_reopening(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = Arc::new(db.open().await);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for _ in 0..25 {
+                    seqs.push(ledger.append(decision("a", TransferStatus::Refused)).await.unwrap().seq);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut seqs: Vec<i64> = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=400).collect::<Vec<_>>(),
+        "every append has its own place, none skipped"
+    );
+    drop(ledger);
+
+    // What was acknowledged is there after reopening, and the chain holds.
+    let reopened = db.open().await;
+    let report = verify_chain(&reopened).await.unwrap();
+    assert_eq!((report.entries, report.first_break), (400, None));
+    assert_eq!(reopened.tree_size().await, 400);
+    let next = reopened.append(decision("a", TransferStatus::Refused)).await.unwrap();
+    assert_eq!(next.seq, 401);
+}
+
+async fn two_gateways_sharing_a_database_keep_one_chain(kind: Kind) {
+    let db = Db::new(kind).await;
+    let (a, b) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    let mut tasks = Vec::new();
+    for ledger in [a.clone(), b.clone()] {
+        for _ in 0..4 {
+            let ledger = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..30 {
+                    ledger.append(decision("a", TransferStatus::Refused)).await.unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let report = verify_chain(a.as_ref()).await.unwrap();
+    assert_eq!((report.entries, report.first_break), (240, None));
+    // Each gateway's tree takes in the other's entries: the same root from both.
+    assert_eq!(a.tree_size().await, 240);
+    assert_eq!(b.tree_size().await, 240);
+    assert_eq!(a.root(240).await.unwrap(), b.root(240).await.unwrap());
+    let key = CheckpointKey::from_seed(&[7; 32]);
+    let cp = Checkpoint::sign(240, b.root(240).await.unwrap(), t0(), &key);
+    a.store_checkpoint(&cp).await.unwrap();
+    let full = verify(a.as_ref(), &key.public(), &mut |_| {}).await.unwrap();
+    assert_eq!((full.entries, full.checkpoints, full.first_break), (240, 1, None));
+}
+
+async fn an_idempotency_key_binds_once(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = Arc::new(db.open().await);
+    let key = || IdempotencyKey {
+        system: "tt-case-system".into(),
+        key: "referral-42".into(),
+        request_sha256: "ab".repeat(32),
+    };
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                ledger
+                    .accept(decision("a", TransferStatus::Accepted), enqueue(false), Some(key()))
+                    .await
+            })
+        })
+        .collect();
+    let mut bound = Vec::new();
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(receipt) => bound.push(receipt),
+            Err(LedgerError::IdempotencyKeyTaken) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(bound.len(), 1, "exactly one transfer holds the key");
+    let original = ledger
+        .idempotent_original("tt-case-system", "referral-42")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(original.ledger_seq, bound[0].seq);
+    // The refused ones recorded nothing and queued nothing.
+    assert_eq!(ledger.tree_size().await, 1);
+    assert_eq!(ledger.due(t0(), 100).await.unwrap().len(), 1);
+}
+
+async fn a_write_that_cannot_be_recorded_fails_alone(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = Arc::new(db.open().await);
+    let first = decision("a", TransferStatus::Refused);
+    ledger.append(first.clone()).await.unwrap();
+    // A second decision for the same transfer breaks the transfers table's key; sent among
+    // many good writes, it must fail without taking them with it.
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let ledger = ledger.clone();
+        let event = if i == 30 {
+            first.clone()
+        } else {
+            decision("a", TransferStatus::Refused)
+        };
+        tasks.push(tokio::spawn(async move { ledger.append(event).await }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        failed += usize::from(t.await.unwrap().is_err());
+    }
+    assert_eq!(failed, 1);
+    let report = verify_chain(ledger.as_ref()).await.unwrap();
+    assert_eq!((report.entries, report.first_break), (60, None));
+}
+
+async fn the_outbox_delivers_once(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = db.open().await;
+    let d = decision("a", TransferStatus::Accepted);
+    ledger.accept(d.clone(), enqueue(false), None).await.unwrap();
+    let due = ledger.due(t0(), 10).await.unwrap();
+    assert_eq!((due.len(), due[0].attempts), (1, 0));
+    assert_eq!(due[0].body, b"{\"document\":1}");
+    assert!(ledger.claim(d.transfer_id, 0, t0()).await.unwrap());
+    assert!(!ledger.claim(d.transfer_id, 0, t0()).await.unwrap(), "claimed once");
+    let later = t0() + jiff::SignedDuration::from_secs(60);
+    let mut failed = follow(&d, EventKind::Delivery, TransferStatus::Retrying);
+    failed.detail = Some("connect".into());
+    ledger.attempt_failed(failed, 1, later).await.unwrap();
+    assert!(
+        ledger.due(t0(), 10).await.unwrap().is_empty(),
+        "not due before its retry time"
+    );
+    assert_eq!(ledger.due(later, 10).await.unwrap()[0].attempts, 1);
+    assert_eq!(
+        ledger.transfer(d.transfer_id).await.unwrap().unwrap().status,
+        TransferStatus::Retrying
+    );
+    let remote = Some(("mesh".to_owned(), "MSG-1".to_owned()));
+    let done = follow(&d, EventKind::Delivery, TransferStatus::Delivered);
+    assert!(ledger.delivered(done.clone(), remote.clone()).await.unwrap().is_some());
+    assert!(
+        ledger.delivered(done, remote).await.unwrap().is_none(),
+        "delivered is recorded once"
+    );
+    assert_eq!(
+        ledger.transfer_by_remote_ref("mesh", "MSG-1").await.unwrap(),
+        Some(d.transfer_id)
+    );
+    let record = ledger.transfer(d.transfer_id).await.unwrap().unwrap();
+    assert_eq!(record.status, TransferStatus::Delivered);
+    let history = ledger.history(d.transfer_id).await.unwrap();
+    let kinds: Vec<_> = history.iter().map(|h| h.status).collect();
+    assert_eq!(
+        kinds,
+        [
+            TransferStatus::Accepted,
+            TransferStatus::Retrying,
+            TransferStatus::Delivered
+        ]
+    );
+    assert!(ledger.outbox_depth().await.unwrap().is_empty());
+
+    // A dead letter leaves the queue but keeps its place in the ledger.
+    let d2 = decision("a", TransferStatus::Accepted);
+    ledger.accept(d2.clone(), enqueue(false), None).await.unwrap();
+    assert_eq!(ledger.outbox_depth().await.unwrap(), [("y99001-gp-drop".to_owned(), 1)]);
+    ledger
+        .dead_letter(follow(&d2, EventKind::Delivery, TransferStatus::Undeliverable))
+        .await
+        .unwrap();
+    assert!(ledger.due(later, 10).await.unwrap().is_empty());
+    assert_eq!(
+        ledger.transfer(d2.transfer_id).await.unwrap().unwrap().status,
+        TransferStatus::Undeliverable
+    );
+}
+
+async fn a_held_transfer_is_released_or_withdrawn_once(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = Arc::new(db.open().await);
+    let held = decision("mash", TransferStatus::Held);
+    ledger.accept(held.clone(), enqueue(true), None).await.unwrap();
+    assert!(ledger.due(t0(), 10).await.unwrap().is_empty(), "held is not due");
+    let listed = ledger
+        .follow_ups(FollowUp::Held, Some("tt-case-system"), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        ledger
+            .follow_ups(FollowUp::Held, Some("other"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Two directors approve at once: one approval is recorded.
+    let approve = follow(&held, EventKind::Approval, TransferStatus::Accepted);
+    let (x, y) = tokio::join!(ledger.release(approve.clone()), ledger.release(approve.clone()));
+    assert_eq!(usize::from(x.unwrap().is_some()) + usize::from(y.unwrap().is_some()), 1);
+    assert_eq!(ledger.due(t0(), 10).await.unwrap().len(), 1);
+    let refuse = follow(&held, EventKind::Approval, TransferStatus::Refused);
+    assert!(
+        ledger.withdraw(refuse.clone()).await.unwrap().is_none(),
+        "released: no longer held"
+    );
+
+    let other = decision("mash", TransferStatus::Held);
+    ledger.accept(other.clone(), enqueue(true), None).await.unwrap();
+    let refuse = follow(&other, EventKind::Approval, TransferStatus::Refused);
+    assert!(ledger.withdraw(refuse).await.unwrap().is_some());
+    assert_eq!(
+        ledger.transfer(other.transfer_id).await.unwrap().unwrap().status,
+        TransferStatus::Refused
+    );
+    assert!(
+        ledger
+            .release(follow(&other, EventKind::Approval, TransferStatus::Accepted))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn a_review_is_recorded_once(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = Arc::new(db.open().await);
+    let mut urgent = decision("mash", TransferStatus::Accepted);
+    urgent.review_due = Some("2026-06-02T12:00:00Z".into());
+    urgent.subject_informed_due = Some("2026-06-10".into());
+    ledger.accept(urgent.clone(), enqueue(false), None).await.unwrap();
+    let overdue_at = FollowUp::ReviewsOverdue("2026-06-03T00:00:00Z".parse().unwrap());
+    assert!(
+        ledger
+            .follow_ups(FollowUp::ReviewsOverdue(t0()), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ledger.follow_ups(overdue_at, None, 10).await.unwrap().len(), 1);
+    let review = follow(&urgent, EventKind::Review, TransferStatus::Accepted);
+    let (x, y) = tokio::join!(ledger.follow_up(review.clone()), ledger.follow_up(review.clone()));
+    assert_eq!(usize::from(x.unwrap().is_some()) + usize::from(y.unwrap().is_some()), 1);
+    assert!(ledger.follow_ups(overdue_at, None, 10).await.unwrap().is_empty());
+    let record = ledger.transfer(urgent.transfer_id).await.unwrap().unwrap();
+    assert!(record.reviewed_at.is_some());
+    assert_eq!(
+        ledger
+            .follow_ups(FollowUp::NotificationsDue, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let told = follow(&urgent, EventKind::Notification, TransferStatus::Accepted);
+    assert!(ledger.follow_up(told.clone()).await.unwrap().is_some());
+    assert!(ledger.follow_up(told).await.unwrap().is_none());
+    assert!(
+        ledger
+            .follow_ups(FollowUp::NotificationsDue, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn listings_counts_and_disclosures(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = db.open().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let status = if i % 3 == 2 {
+            TransferStatus::Refused
+        } else {
+            TransferStatus::Accepted
+        };
+        let mut e = decision("gp", status);
+        e.at = t0() + jiff::SignedDuration::from_secs(i * 60);
+        e.subject_index = vec![if i < 3 { "subject-a" } else { "subject-b" }.into()];
+        if status == TransferStatus::Refused {
+            ledger.append(e.clone()).await.unwrap();
+        } else {
+            ledger.accept(e.clone(), enqueue(false), None).await.unwrap();
+        }
+        ids.push(e.transfer_id);
+    }
+    ledger.append(decision("other", TransferStatus::Refused)).await.unwrap();
+
+    // Cursor pages, in decision order, one agreement only.
+    let mut query = TransferQuery {
+        agreement_id: Some("gp".into()),
+        status: None,
+        since: None,
+        until: None,
+        limit: 3,
+        after_seq: None,
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = ledger.list_transfers(&query).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        query.after_seq = page.last().map(|r| r.ledger_seq);
+        seen.extend(page.iter().map(|r| r.transfer_id));
+    }
+    assert_eq!(seen, ids);
+    query.after_seq = None;
+    query.limit = 100;
+    query.status = Some(TransferStatus::Refused);
+    assert_eq!(ledger.list_transfers(&query).await.unwrap().len(), 2);
+    query.status = None;
+    query.since = Some(t0() + jiff::SignedDuration::from_secs(120));
+    query.until = Some(t0() + jiff::SignedDuration::from_secs(300));
+    assert_eq!(ledger.list_transfers(&query).await.unwrap().len(), 3);
+
+    let counts = ledger.counts("gp", None, None).await.unwrap();
+    assert_eq!(counts.by_status.get("accepted"), Some(&5));
+    assert_eq!(counts.by_status.get("refused"), Some(&2));
+    assert_eq!(
+        counts.by_legal_basis.get("uk-gdpr/9.2.h"),
+        Some(&5),
+        "permitted transfers only"
+    );
+    let early = ledger
+        .counts("gp", None, Some(t0() + jiff::SignedDuration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(early.by_status.values().sum::<i64>(), 1);
+
+    // Subject access: the person's permitted transfers, with their decision entries.
+    let found = ledger.disclosures("subject-a").await.unwrap();
+    assert_eq!(found.len(), 2, "the refused one did not disclose anything");
+    for (record, entry) in &found {
+        assert_eq!(entry.seq, record.ledger_seq);
+        assert_eq!(entry.event.transfer_id, record.transfer_id);
+        assert_eq!(entry.event.subject_index, ["subject-a"]);
+    }
+    assert!(ledger.disclosures("nobody").await.unwrap().is_empty());
+    let exported = ledger.entries_for("gp", None, None).await.unwrap();
+    assert_eq!(exported.len(), 7);
+    assert!(exported.iter().all(|e| e.event.agreement_id == "gp"));
+}
+
+async fn entries_read_back_as_written(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = db.open().await;
+    let mut e = decision("lado", TransferStatus::Accepted);
+    e.agreement_version = Some("3".into());
+    e.agreement_hash = Some(String::new());
+    e.user_sub = Some("dsl-1".into());
+    e.user_role = Some("safeguarding_lead".into());
+    e.pointers_removed = vec!["/payload/notes".into(), "/payload/x~1y".into()];
+    e.treatments = vec!["token /payload/nhs_number".into()];
+    e.data_classes = vec!["identifying".into(), "special_category".into()];
+    e.detail = Some("ünïcödé ✓".into());
+    e.subject_index = vec!["s1".into(), "s2".into()];
+    let receipt = ledger.accept(e.clone(), enqueue(false), None).await.unwrap();
+    let entries = ledger.entries_after(0, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].event, e);
+    assert_eq!((entries[0].seq, entries[0].hash), (receipt.seq, receipt.hash));
+}
+
+async fn proofs_verify_against_a_signed_checkpoint(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = db.open().await;
+    for _ in 0..13 {
+        ledger.append(decision("a", TransferStatus::Refused)).await.unwrap();
+    }
+    let key = CheckpointKey::from_seed(&[9; 32]);
+    let root7 = ledger.root(7).await.unwrap();
+    let root13 = ledger.root(13).await.unwrap();
+    for size in [7, 13] {
+        let cp = Checkpoint::sign(size, ledger.root(size).await.unwrap(), t0(), &key);
+        ledger.store_checkpoint(&cp).await.unwrap();
+    }
+    let entries = ledger.entries_after(0, 100).await.unwrap();
+    for e in &entries {
+        let leaf = isa_gateway::ledger::Entry::leaf(e.seq, &e.prev_hash, &e.event);
+        let path = ledger.inclusion_proof(e.seq, 13).await.unwrap();
+        merkle::verify_inclusion(&leaf, (e.seq - 1) as u64, 13, &path, &root13).unwrap();
+    }
+    let path = ledger.consistency_proof(7, 13).await.unwrap();
+    merkle::verify_consistency(7, 13, &root7, &root13, &path).unwrap();
+    assert!(matches!(ledger.root(14).await, Err(LedgerError::BeyondTree(14))));
+    let report = verify(&ledger, &key.public(), &mut |_| {}).await.unwrap();
+    assert_eq!((report.entries, report.checkpoints, report.first_break), (13, 2, None));
+}
+
+async fn ordinary_sql_cannot_change_history(kind: Kind) {
+    use sqlx::Executor;
+    let db = Db::new(kind).await;
+    let ledger = db.open().await;
+    ledger.append(decision("a", TransferStatus::Refused)).await.unwrap();
+    let mut conn = db.raw().await;
+    for sql in [
+        "UPDATE ledger_entries SET agreement_id = 'b' WHERE seq = 1",
+        "DELETE FROM ledger_entries WHERE seq = 1",
+    ] {
+        let err = conn.execute(sql).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    if kind == Kind::Postgres {
+        let err = conn.execute("TRUNCATE ledger_entries").await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+}
+
+/// Six entries and a checkpoint over them; then `sql` (or, with `None`, one byte of entry 3
+/// changed); then what `verify` says.
+async fn verify_after(kind: Kind, sql: Option<&str>) -> isa_gateway::ledger::ChainBreak {
+    let db = Db::new(kind).await;
+    let key = CheckpointKey::from_seed(&[5; 32]);
+    {
+        let ledger = db.open().await;
+        for i in 0..6 {
+            let mut e = decision(if i == 3 { "other" } else { "a" }, TransferStatus::Refused);
+            e.at = t0() + jiff::SignedDuration::from_secs(i);
+            ledger.append(e).await.unwrap();
+        }
+        let cp = Checkpoint::sign(6, ledger.root(6).await.unwrap(), t0(), &key);
+        ledger.store_checkpoint(&cp).await.unwrap();
+    }
+    match sql {
+        Some(sql) => db.tamper(sql).await,
+        None => db.flip_byte(3).await,
+    }
+    let ledger = db.open().await;
+    let report = verify(&ledger, &key.public(), &mut |_| {}).await.unwrap();
+    report.first_break.unwrap_or_else(|| panic!("not caught: {sql:?}"))
+}
+
+async fn tampering_is_caught(kind: Kind) {
+    let cases = [
+        (None, 3, "edited"),
+        (
+            Some("UPDATE ledger_entries SET agreement_id = 'a' WHERE seq = 4"),
+            4,
+            "index columns",
+        ),
+        (Some("DELETE FROM ledger_entries WHERE seq = 4"), 4, "missing"),
+        (
+            Some(
+                "UPDATE ledger_entries SET seq = CASE seq WHEN 2 THEN -3 WHEN 3 THEN -2 END WHERE seq IN (2, 3); \
+                 UPDATE ledger_entries SET seq = -seq WHERE seq < 0",
+            ),
+            2,
+            "previous-hash link",
+        ),
+        (
+            Some("DELETE FROM ledger_entries WHERE seq >= 5"),
+            6,
+            "tail was truncated",
+        ),
+        (
+            Some("UPDATE checkpoints SET root = '0000000000000000000000000000000000000000000000000000000000000000'"),
+            6,
+            "not the gateway's",
+        ),
+    ];
+    for (sql, seq, problem) in cases {
+        let broken = verify_after(kind, sql).await;
+        assert_eq!(broken.seq, seq, "{sql:?}: {broken}");
+        assert!(broken.problem.contains(problem), "{sql:?}: {broken}");
+    }
+}
