@@ -343,6 +343,31 @@ fn dev_certs_dir(config: &Config) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("certs/dev"))
 }
 
+/// A PostgreSQL URL that would carry the ledger and the outbox (patient data) to another host
+/// without a verified TLS connection. The URL itself is never repeated: it may hold a password.
+fn database_transport_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = location.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let socket = query.split('&').any(|kv| kv.starts_with("host=/"));
+    let local = socket || matches!(host, "localhost" | "127.0.0.1" | "::1");
+    let verified = query
+        .split('&')
+        .any(|kv| matches!(kv, "sslmode=verify-full" | "sslmode=verify-ca"));
+    (!local && !verified).then(|| {
+        "database_url: PostgreSQL on another host needs sslmode=verify-full (or verify-ca), with sslrootcert \
+         naming the server's CA"
+            .to_owned()
+    })
+}
+
 /// Everything that stops a production start, listed together.
 fn production_problems(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
@@ -388,6 +413,9 @@ fn production_problems(config: &Config) -> Vec<String> {
                 path.display()
             ));
         }
+    }
+    if let Some(problem) = database_transport_problem(&config.database_url) {
+        problems.push(problem);
     }
     for i in &config.auth.issuers {
         if i.dev_signing_key.is_some() {
@@ -738,4 +766,32 @@ async fn transfers_list(
         ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_transport_problem;
+
+    #[test]
+    fn postgres_elsewhere_needs_verified_tls() {
+        for ok in [
+            "sqlite://var/isa-gateway.db",
+            "postgres://isa@localhost/isa",
+            "postgres://isa:secret@127.0.0.1:5432/isa",
+            "postgresql://isa@[::1]:5432/isa",
+            "postgres://isa@db.internal/isa?sslmode=verify-full&sslrootcert=/etc/isa/db-ca.pem",
+            "postgres://isa@db.internal/isa?sslrootcert=/etc/ca.pem&sslmode=verify-ca",
+            "postgres:///isa?host=/run/postgresql",
+        ] {
+            assert_eq!(database_transport_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "postgres://isa:secret@db.internal/isa",
+            "postgres://isa@db.internal/isa?sslmode=require",
+            "postgres://isa@10.0.0.5:5432/isa?sslmode=prefer",
+        ] {
+            let problem = database_transport_problem(bad).unwrap();
+            assert!(!problem.contains("secret") && !problem.contains("db.internal"), "{problem}");
+        }
+    }
 }

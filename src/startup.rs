@@ -96,6 +96,7 @@ impl Application {
         let transports = Transports::build(&config.destinations).map_err(|(id, e)| StartupError::Destination(id, e))?;
         let tls = tls::server_config(&config.tls)?;
         let ledger = ledger::open(&config.database_url).await?;
+        ledger.warm().await?;
         let listener = std::net::TcpListener::bind(config.listen).map_err(|e| StartupError::Bind(config.listen, e))?;
         let addr = listener
             .local_addr()

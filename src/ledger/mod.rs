@@ -467,9 +467,14 @@ impl Chain {
         Ok(())
     }
 
-    /// Takes in `raw` as stored, unchecked (judging it is `verify`'s work).
-    pub fn adopt(&mut self, raw: &RawEntry) {
+    /// Takes in `raw` as stored, checking only its place (judging its contents is `verify`'s
+    /// work), so that leaf `i` is always entry `i + 1`.
+    pub fn adopt(&mut self, raw: &RawEntry) -> Result<(), LedgerError> {
+        if raw.seq != self.seq + 1 {
+            return Err(LedgerError::OutOfSequence(raw.seq));
+        }
         self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes));
+        Ok(())
     }
 
     pub(crate) fn append(&mut self, seq: i64, hash: Hash, leaf: Hash) {
@@ -579,6 +584,10 @@ pub enum LedgerError {
     IdempotencyKeyTaken,
     #[error("the ledger's writer has stopped")]
     WriterStopped,
+    #[error("the ledger could not record the write: {0}")]
+    Unrecorded(String),
+    #[error("the ledger's database holds entry {0} out of sequence")]
+    OutOfSequence(i64),
     #[error("the ledger has no tree of size {0}")]
     BeyondTree(u64),
 }
@@ -787,6 +796,11 @@ pub trait Ledger: Send + Sync {
         sender_system: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TransferRecord>, LedgerError>;
+    /// Loads what the gateway keeps in memory (the tree's leaves) before it serves, so the
+    /// first append does not do it while holding the database's write lock.
+    async fn warm(&self) -> Result<(), LedgerError> {
+        Ok(())
+    }
     /// Entries so far: the Merkle tree's size.
     async fn tree_size(&self) -> u64;
     /// The Merkle root of the first `size` entries.

@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool};
+use sqlx::{Any, AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::sql::{Dialect, catch_up};
@@ -102,25 +102,53 @@ async fn run(mut requests: mpsc::Receiver<Request>, pool: AnyPool, dialect: Dial
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let replies = match commit(&pool, dialect, &chain, &batch).await {
             Ok(replies) => replies,
-            Err(e) if batch.len() == 1 => vec![Err(e)],
-            Err(e) => {
-                tracing::warn!(error = %e, writes = batch.len(), "ledger batch failed; recording its writes one by one");
+            Err(Failed::Write(e)) if batch.len() == 1 => vec![Err(e)],
+            Err(Failed::Write(e)) => {
+                tracing::warn!(error = %e, writes = batch.len(), "a write in a ledger batch failed; recording them one by one");
                 let mut replies = Vec::with_capacity(batch.len());
                 for request in &batch {
-                    let reply = commit(&pool, dialect, &chain, std::slice::from_ref(request)).await;
-                    replies.push(
-                        reply
-                            .and_then(|mut r| r.pop().ok_or(LedgerError::WriterStopped))
-                            .unwrap_or_else(Err),
-                    );
+                    replies.push(match commit(&pool, dialect, &chain, std::slice::from_ref(request)).await {
+                        Ok(mut r) => r.pop().unwrap_or(Err(LedgerError::WriterStopped)),
+                        Err(Failed::Write(e)) => Err(e),
+                        Err(Failed::Batch(why)) => Err(LedgerError::Unrecorded(why)),
+                    });
                 }
                 replies
+            }
+            Err(Failed::Batch(why)) => {
+                tracing::error!(error = %why, writes = batch.len(), "ledger batch not recorded");
+                batch.iter().map(|_| Err(LedgerError::Unrecorded(why.clone()))).collect()
             }
         };
         for (request, reply) in batch.drain(..).zip(replies) {
             // A caller that went away still has its write recorded.
             let _ = request.reply.send(reply);
         }
+    }
+}
+
+/// Why a batch was not recorded (nothing of it was).
+enum Failed {
+    /// The database refused a statement of one write: the batch is retried write by write, so
+    /// that write fails alone.
+    Write(LedgerError),
+    /// The transaction could not begin, lock, catch up or commit, or the connection failed:
+    /// every write in it fails, none is retried here. (A commit that errors may still have
+    /// happened; the next batch takes such entries in, and callers retry with their
+    /// idempotency keys.)
+    Batch(String),
+}
+
+fn whole(e: impl Into<LedgerError>) -> Failed {
+    Failed::Batch(e.into().to_string())
+}
+
+/// A statement's failure: the write's own (the database refused it) or the batch's (anything
+/// else, such as a lost connection).
+fn statement(e: LedgerError) -> Failed {
+    match e {
+        LedgerError::Database(sqlx::Error::Database(_)) => Failed::Write(e),
+        other => whole(other),
     }
 }
 
@@ -133,32 +161,50 @@ struct Row<'a> {
 }
 
 /// Writes `batch` in one transaction and commits; then advances the chain. Returns one reply
-/// per request, in order. `Err`: nothing was recorded.
-async fn commit(
-    pool: &AnyPool,
-    dialect: Dialect,
-    chain: &Mutex<Chain>,
-    batch: &[Request],
-) -> Result<Vec<Reply>, LedgerError> {
+/// per request, in order.
+async fn commit(pool: &AnyPool, dialect: Dialect, chain: &Mutex<Chain>, batch: &[Request]) -> Result<Vec<Reply>, Failed> {
     let mut chain = chain.lock().await;
     let mut tx = match dialect {
-        Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await.map_err(whole)?,
         Dialect::Postgres => {
-            let mut tx = pool.begin().await?;
+            // Read committed: each statement sees what committed before it, so after the lock
+            // the catch-up below sees every other gateway's entries.
+            let mut tx = pool
+                .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                .await
+                .map_err(whole)?;
+            tx.execute("SET LOCAL lock_timeout = '30s'").await.map_err(whole)?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(APPEND_LOCK)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(whole)?;
             tx
         }
     };
-    catch_up(&mut tx, &mut chain).await?;
+    catch_up(&mut tx, &mut chain).await.map_err(whole)?;
+    // The head this gateway holds must be the database's: after a restore from an older backup
+    // or a failover that lost commits, appending would leave a gap. Fail closed.
+    if chain.seq > 0 {
+        let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM ledger_entries WHERE seq = $1")
+            .bind(chain.seq)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(whole)?;
+        if stored.as_deref() != Some(&chain.hash[..]) {
+            return Err(Failed::Batch(format!(
+                "ledger entry {} in the database is not the one this gateway appended to (restored, failed over \
+                 or edited); no writes until the gateway restarts and `ledger verify` passes",
+                chain.seq
+            )));
+        }
+    }
     let (mut seq, mut prev) = (chain.seq, chain.hash);
     let mut rows = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for request in batch {
         let next = seq + 1;
-        match apply(&mut tx, next, &request.event, &request.op).await? {
+        match apply(&mut tx, next, &request.event, &request.op).await.map_err(statement)? {
             Ok(true) => {
                 let bytes = Entry::canonical_bytes(next, &prev, &request.event);
                 let hash: Hash = Sha256::digest(&bytes).into();
@@ -175,8 +221,10 @@ async fn commit(
             Err(refused) => replies.push(Err(refused)),
         }
     }
-    insert(&mut tx, &rows).await?;
-    tx.commit().await?;
+    insert(&mut tx, dialect, &rows).await.map_err(statement)?;
+    tx.commit()
+        .await
+        .map_err(|e| Failed::Batch(format!("the commit was not confirmed: {e}")))?;
     for row in &rows {
         chain.append(row.seq, row.hash, merkle::leaf_hash(&row.bytes));
     }
@@ -316,11 +364,18 @@ async fn apply(
 }
 
 /// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…), …` for `rows` rows, then `tail`.
-fn multi_row_insert(table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
+/// SQLite gets anonymous `?` parameters: it looks a numbered one up by name, one at a time,
+/// which costs time proportional to the square of the parameters in a statement.
+fn multi_row_insert(dialect: Dialect, table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
     let n = columns.len();
     let values = (0..rows)
         .map(|r| {
-            let params = (1..=n).map(|c| format!("${}", r * n + c)).collect::<Vec<_>>();
+            let params = (1..=n)
+                .map(|c| match dialect {
+                    Dialect::Sqlite => "?".to_owned(),
+                    Dialect::Postgres => format!("${}", r * n + c),
+                })
+                .collect::<Vec<_>>();
             format!("({})", params.join(", "))
         })
         .collect::<Vec<_>>()
@@ -335,9 +390,10 @@ fn json_list(v: &[String]) -> String {
 /// Inserts the entries, then their effect on the transfers they are about: a decision starts
 /// a transfer (and its place in the subject index); deliveries, approvals and follow-ups
 /// change it.
-async fn insert(tx: &mut sqlx::AnyConnection, rows: &[Row<'_>]) -> Result<(), LedgerError> {
+async fn insert(tx: &mut sqlx::AnyConnection, dialect: Dialect, rows: &[Row<'_>]) -> Result<(), LedgerError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_row_insert(
+            dialect,
             "ledger_entries",
             &[
                 "seq",
@@ -367,6 +423,7 @@ async fn insert(tx: &mut sqlx::AnyConnection, rows: &[Row<'_>]) -> Result<(), Le
     let decisions: Vec<&Row> = rows.iter().filter(|r| r.event.kind == EventKind::Decision).collect();
     for chunk in decisions.chunks(ROWS_PER_INSERT) {
         let sql = multi_row_insert(
+            dialect,
             "transfers",
             &[
                 "transfer_id",
@@ -424,6 +481,7 @@ async fn insert(tx: &mut sqlx::AnyConnection, rows: &[Row<'_>]) -> Result<(), Le
         .collect();
     for chunk in subjects.chunks(ROWS_PER_INSERT) {
         let sql = multi_row_insert(
+            dialect,
             "subject_disclosures",
             &["subject_hash", "transfer_id"],
             chunk.len(),
@@ -465,13 +523,17 @@ async fn insert(tx: &mut sqlx::AnyConnection, rows: &[Row<'_>]) -> Result<(), Le
 
 #[cfg(test)]
 mod tests {
-    use super::multi_row_insert;
+    use super::{Dialect, multi_row_insert};
 
     #[test]
     fn multi_row_insert_numbers_parameters_row_by_row() {
         assert_eq!(
-            multi_row_insert("t", &["a", "b"], 2, " ON CONFLICT DO NOTHING"),
+            multi_row_insert(Dialect::Postgres, "t", &["a", "b"], 2, " ON CONFLICT DO NOTHING"),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            multi_row_insert(Dialect::Sqlite, "t", &["a", "b"], 2, ""),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
         );
     }
 }

@@ -211,13 +211,15 @@ impl MeshTransport {
                 let id = v
                     .get("messageId")
                     .or_else(|| v.get("message_id"))
-                    .and_then(|x| x.as_str());
+                    .and_then(|x| x.as_str())
+                    .map(message_id)
+                    .transpose()?;
                 let status = v
                     .get("status")
                     .and_then(|x| x.as_str())
                     .unwrap_or_default()
                     .to_ascii_lowercase();
-                Ok(id.map(|id| (id.to_owned(), status)))
+                Ok(id.map(|id| (id, status)))
             }
             code => Err(TransportError::Mesh(format!("tracking answered {code}"))),
         }
@@ -275,11 +277,11 @@ impl MeshTransport {
             .json()
             .await
             .map_err(|_| TransportError::Mesh("send answer unreadable".into()))?;
-        let message_id = v
-            .get("message_id")
-            .and_then(|x| x.as_str())
-            .ok_or_else(|| TransportError::Mesh("send answer has no message_id".into()))?
-            .to_owned();
+        let message_id = message_id(
+            v.get("message_id")
+                .and_then(|x| x.as_str())
+                .ok_or_else(|| TransportError::Mesh("send answer has no message_id".into()))?,
+        )?;
         self.upload_chunks(&message_id, &chunks, false).await?;
         Ok(Sent {
             remote_ref: Some(message_id),
@@ -367,9 +369,29 @@ impl MeshTransport {
     }
 }
 
+/// A MESH message id as MESH issues them (e.g. `20200529155357895317_3573F8`). It goes into
+/// URL paths and the ledger, so anything else is refused rather than passed on.
+fn message_id(id: &str) -> Result<String, TransportError> {
+    let plausible =
+        (1..=100).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plausible {
+        Ok(id.to_owned())
+    } else {
+        Err(TransportError::Mesh("MESH answered with a malformed message id".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plausible_message_ids_are_taken() {
+        assert!(message_id("20200529155357895317_3573F8").is_ok());
+        for bad in ["", "a/b", "../inbox", "x\u{0}y", "id with space", &"9".repeat(101)] {
+            assert!(message_id(bad).is_err(), "{bad:?}");
+        }
+    }
 
     /// The test vectors in the MESH reference, checked there against the sandbox and mesh-client.
     #[test]
