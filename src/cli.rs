@@ -362,8 +362,8 @@ fn database_transport_problem(url: &str) -> Option<String> {
         .split('&')
         .any(|kv| matches!(kv, "sslmode=verify-full" | "sslmode=verify-ca"));
     (!local && !verified).then(|| {
-        "database_url: PostgreSQL on another host needs sslmode=verify-full (or verify-ca), with sslrootcert \
-         naming the server's CA"
+        "database_url: PostgreSQL on another host needs sslmode=verify-full, with sslrootcert naming the \
+         server's CA"
             .to_owned()
     })
 }
@@ -791,7 +791,10 @@ mod tests {
             "postgres://isa@10.0.0.5:5432/isa?sslmode=prefer",
         ] {
             let problem = database_transport_problem(bad).unwrap();
-            assert!(!problem.contains("secret") && !problem.contains("db.internal"), "{problem}");
+            assert!(
+                !problem.contains("secret") && !problem.contains("db.internal"),
+                "{problem}"
+            );
         }
     }
 }

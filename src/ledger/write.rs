@@ -107,17 +107,22 @@ async fn run(mut requests: mpsc::Receiver<Request>, pool: AnyPool, dialect: Dial
                 tracing::warn!(error = %e, writes = batch.len(), "a write in a ledger batch failed; recording them one by one");
                 let mut replies = Vec::with_capacity(batch.len());
                 for request in &batch {
-                    replies.push(match commit(&pool, dialect, &chain, std::slice::from_ref(request)).await {
-                        Ok(mut r) => r.pop().unwrap_or(Err(LedgerError::WriterStopped)),
-                        Err(Failed::Write(e)) => Err(e),
-                        Err(Failed::Batch(why)) => Err(LedgerError::Unrecorded(why)),
-                    });
+                    replies.push(
+                        match commit(&pool, dialect, &chain, std::slice::from_ref(request)).await {
+                            Ok(mut r) => r.pop().unwrap_or(Err(LedgerError::WriterStopped)),
+                            Err(Failed::Write(e)) => Err(e),
+                            Err(Failed::Batch(why)) => Err(LedgerError::Unrecorded(why)),
+                        },
+                    );
                 }
                 replies
             }
             Err(Failed::Batch(why)) => {
                 tracing::error!(error = %why, writes = batch.len(), "ledger batch not recorded");
-                batch.iter().map(|_| Err(LedgerError::Unrecorded(why.clone()))).collect()
+                batch
+                    .iter()
+                    .map(|_| Err(LedgerError::Unrecorded(why.clone())))
+                    .collect()
             }
         };
         for (request, reply) in batch.drain(..).zip(replies) {
@@ -162,7 +167,12 @@ struct Row<'a> {
 
 /// Writes `batch` in one transaction and commits; then advances the chain. Returns one reply
 /// per request, in order.
-async fn commit(pool: &AnyPool, dialect: Dialect, chain: &Mutex<Chain>, batch: &[Request]) -> Result<Vec<Reply>, Failed> {
+async fn commit(
+    pool: &AnyPool,
+    dialect: Dialect,
+    chain: &Mutex<Chain>,
+    batch: &[Request],
+) -> Result<Vec<Reply>, Failed> {
     let mut chain = chain.lock().await;
     let mut tx = match dialect {
         Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await.map_err(whole)?,
@@ -182,7 +192,7 @@ async fn commit(pool: &AnyPool, dialect: Dialect, chain: &Mutex<Chain>, batch: &
             tx
         }
     };
-    catch_up(&mut tx, &mut chain).await.map_err(whole)?;
+    catch_up(&mut tx, dialect, &mut chain).await.map_err(whole)?;
     // The head this gateway holds must be the database's: after a restore from an older backup
     // or a failover that lost commits, appending would leave a gap. Fail closed.
     if chain.seq > 0 {
@@ -204,7 +214,10 @@ async fn commit(pool: &AnyPool, dialect: Dialect, chain: &Mutex<Chain>, batch: &
     let mut replies = Vec::with_capacity(batch.len());
     for request in batch {
         let next = seq + 1;
-        match apply(&mut tx, next, &request.event, &request.op).await.map_err(statement)? {
+        match apply(&mut tx, next, &request.event, &request.op)
+            .await
+            .map_err(statement)?
+        {
             Ok(true) => {
                 let bytes = Entry::canonical_bytes(next, &prev, &request.event);
                 let hash: Hash = Sha256::digest(&bytes).into();

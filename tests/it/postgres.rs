@@ -91,3 +91,46 @@ async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
         assert!(text.contains("ok: 120 entries"), "{text}");
     }
 }
+
+/// The ledger reaches PostgreSQL over TLS, verifying the server's certificate and name against
+/// the CA it is given, and refuses a server that CA did not sign. (The test server's certificate is the one
+/// PostgreSQL is configured with: on Debian, the self-signed "snakeoil" certificate.)
+#[tokio::test]
+async fn the_ledger_reaches_postgresql_over_verified_tls() {
+    use sqlx::{Connection, Row};
+    let db = PgDatabase::create().await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let settings = sqlx::query("SELECT current_setting('ssl') AS ssl, current_setting('ssl_cert_file') AS cert")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let (ssl, cert): (String, String) = (settings.get("ssl"), settings.get("cert"));
+    if ssl != "on" {
+        eprintln!("note: this PostgreSQL server has ssl off; the TLS test has nothing to connect to");
+        return;
+    }
+    // verify-full: the certificate names `localhost`, so connect by that name.
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={cert}",
+        db.url.replace("@127.0.0.1:", "@localhost:")
+    );
+    let ledger = isa_gateway::ledger::open(&url).await.unwrap();
+    let e = isa_gateway::ledger::Event::new(
+        jiff::Timestamp::now(),
+        uuid::Uuid::now_v7(),
+        isa_gateway::ledger::EventKind::Decision,
+        isa_gateway::ledger::TransferStatus::Refused,
+        "a",
+        "s",
+    );
+    assert_eq!(ledger.append(e).await.unwrap().seq, 1);
+    let mut tls = sqlx::PgConnection::connect(&url).await.unwrap();
+    let encrypted: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut tls)
+        .await
+        .unwrap();
+    assert!(encrypted);
+    // Another CA (the test PKI's) does not vouch for this server: no connection.
+    let wrong = url.replace(&cert, &pki().ca_cert.display().to_string());
+    assert!(isa_gateway::ledger::open(&wrong).await.is_err());
+}
