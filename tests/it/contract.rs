@@ -9,7 +9,7 @@ use isa_gateway::keys::CheckpointKey;
 use isa_gateway::ledger::checkpoint::Checkpoint;
 use isa_gateway::ledger::{
     Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, TransferQuery, TransferStatus, merkle,
-    verify, verify_chain,
+    verify, verify_chain, verify_transfers,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -47,6 +47,7 @@ on_both_backends!(
     proofs_verify_against_a_signed_checkpoint,
     ordinary_sql_cannot_change_history,
     tampering_is_caught,
+    edited_listings_and_subject_index_are_caught,
 );
 
 fn t0() -> Timestamp {
@@ -575,5 +576,66 @@ async fn tampering_is_caught(kind: Kind) {
         let broken = verify_after(kind, sql).await;
         assert_eq!(broken.seq, seq, "{sql:?}: {broken}");
         assert!(broken.problem.contains(problem), "{sql:?}: {broken}");
+    }
+}
+
+/// Three transfers the way the gateway makes them (delivered, reviewed, about two people, one
+/// refused); then `sql` on the read side; then what `verify_transfers` says.
+async fn listings_after(kind: Kind, sql: Option<&str>) -> Option<String> {
+    let db = Db::new(kind).await;
+    {
+        let ledger = db.open().await;
+        let mut urgent = decision("mash", TransferStatus::Accepted);
+        urgent.review_due = Some("2026-06-02T12:00:00Z".into());
+        urgent.subject_index = vec!["subject-a".into(), "subject-b".into()];
+        ledger.accept(urgent.clone(), enqueue(false), None).await.unwrap();
+        let mut refused = decision("mash", TransferStatus::Refused);
+        refused.subject_index = vec!["subject-a".into()];
+        ledger.append(refused).await.unwrap();
+        let delivered = follow(&urgent, EventKind::Delivery, TransferStatus::Delivered);
+        ledger.delivered(delivered, None).await.unwrap().unwrap();
+        let review = follow(&urgent, EventKind::Review, TransferStatus::Delivered);
+        ledger.follow_up(review).await.unwrap().unwrap();
+        let gp = decision("gp", TransferStatus::Accepted);
+        ledger.accept(gp, enqueue(false), None).await.unwrap();
+    }
+    if let Some(sql) = sql {
+        db.tamper(sql).await;
+    }
+    verify_transfers(&db.open().await).await.unwrap()
+}
+
+async fn edited_listings_and_subject_index_are_caught(kind: Kind) {
+    assert_eq!(listings_after(kind, None).await, None, "as written, they agree");
+    let cases = [
+        (
+            "UPDATE transfers SET status = 'refused' WHERE agreement_id = 'gp'",
+            "does not match",
+        ),
+        ("UPDATE transfers SET reviewed_at_us = NULL", "does not match"),
+        (
+            "UPDATE transfers SET recipient = 'X99999' WHERE decision_seq = 1",
+            "does not match",
+        ),
+        (
+            "DELETE FROM transfers WHERE agreement_id = 'gp'",
+            "transfers are listed",
+        ),
+        (
+            "DELETE FROM subject_disclosures WHERE subject_hash = 'subject-b'",
+            "subject-index rows",
+        ),
+        (
+            "INSERT INTO subject_disclosures (subject_hash, transfer_id) SELECT 'subject-c', transfer_id FROM transfers \
+             WHERE agreement_id = 'gp'",
+            "subject-index rows",
+        ),
+    ];
+    for (sql, problem) in cases {
+        let found = listings_after(kind, Some(sql)).await;
+        assert!(
+            found.as_deref().is_some_and(|f| f.contains(problem)),
+            "{sql}: {found:?}"
+        );
     }
 }

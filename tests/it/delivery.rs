@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Receiver, ReceiverOpts, Spawn, TestApp, free_port, gp_agreement_variant, gp_update, https_destination,
+    post_accepted,
 };
 
 fn over_https() -> (String, String) {
@@ -187,19 +188,7 @@ async fn concurrent_requests_with_one_key_make_one_transfer() {
         let url = app.url("/v1/agreements/nvtt-gp-update/transfers");
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .header("content-type", "application/json")
-                .header("idempotency-key", "burst-1")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 202);
-            r.json::<Value>().await.unwrap()["transfer_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            post_accepted(client, url, body, &[("idempotency-key", "burst-1")]).await
         }));
     }
     let mut ids = Vec::new();

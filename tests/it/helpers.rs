@@ -689,6 +689,20 @@ impl Drop for GatewayProcess {
     }
 }
 
+/// POSTs a transfer's JSON body to `url` (with `headers`), expects 202, returns the transfer id.
+pub async fn post_accepted(client: reqwest::Client, url: String, body: Vec<u8>, headers: &[(&str, &str)]) -> String {
+    let mut request = client.post(url).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let r = request.body(body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    r.json::<Value>().await.unwrap()["transfer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// The shipped development configuration, rewritten to run in `dir` with the test PKI.
 pub fn dev_config_in(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let p = pki();

@@ -125,6 +125,19 @@ async fn the_cli_names_the_first_broken_entry_and_exits_non_zero() {
     assert!(out.contains("ledger entry 5"), "{out}");
 }
 
+#[tokio::test]
+async fn the_cli_catches_an_edited_listing() {
+    let app = app_with_three_transfers().await;
+    tamper(&app, "UPDATE transfers SET status = 'refused' WHERE decision_seq = 3").await;
+    let o = cli(&app, &["ledger", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("its listing does not match its ledger entries"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 // ---- Signed checkpoints over the Merkle tree (issue 5) ----
 
 /// Three transfers (six entries) and a checkpoint over all of them, made through the API.

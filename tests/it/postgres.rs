@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::backends::PgDatabase;
-use crate::helpers::{GatewayProcess, dev_config_in, gp_update, http_client, pki};
+use crate::helpers::{GatewayProcess, dev_config_in, gp_update, http_client, pki, post_accepted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
@@ -36,20 +36,7 @@ async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
     let posts = (0..60).map(|i| {
         let url = if i % 2 == 0 { &a } else { &b }.url("/v1/agreements/nvtt-gp-update/transfers");
         let (client, body) = (client.clone(), body.clone());
-        tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 202);
-            r.json::<Value>().await.unwrap()["transfer_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        tokio::spawn(post_accepted(client, url, body, &[]))
     });
     let mut ids = Vec::new();
     for p in posts.collect::<Vec<_>>() {
