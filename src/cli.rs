@@ -107,6 +107,17 @@ enum TransfersCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
     },
+    /// Put an undeliverable transfer (a dead letter) back in the queue once its partner is
+    /// fixed: fresh attempts and age, the same bytes. Recorded in the ledger with who did it.
+    Requeue {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The transfer's id.
+        transfer_id: uuid::Uuid,
+        /// Who is requeueing it (recorded with the role operator).
+        #[arg(long)]
+        by: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -258,6 +269,14 @@ pub fn main() -> ExitCode {
                         format,
                     },
             } => transfers_list(&config.config, agreement, since, until, status.as_deref(), format).await,
+            Command::Transfers {
+                command:
+                    TransfersCommand::Requeue {
+                        config,
+                        transfer_id,
+                        by,
+                    },
+            } => transfers_requeue(&config.config, transfer_id, &by).await,
             Command::LegalBases => {
                 print!("{}", crate::legal::reference_markdown());
                 Ok(ExitCode::SUCCESS)
@@ -737,6 +756,52 @@ async fn subject_disclosures(path: &Path, by: &str) -> Result<ExitCode, String> 
         .map_err(|e| e.to_string())?;
     println!("{}", serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
+}
+
+async fn transfers_requeue(path: &Path, transfer_id: uuid::Uuid, by: &str) -> Result<ExitCode, String> {
+    use crate::ledger::{Event, EventKind, TransferStatus, ledger_time};
+    let config = load(path, &Overrides::default())?;
+    let ledger = crate::ledger::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let record = ledger
+        .transfer(transfer_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no transfer {transfer_id}"))?;
+    let not_dead = || {
+        format!(
+            "transfer {transfer_id} is {}, not undeliverable: nothing to requeue",
+            record.status.as_str()
+        )
+    };
+    if record.status != TransferStatus::Undeliverable {
+        return Err(not_dead());
+    }
+    let mut event = Event::new(
+        ledger_time(jiff::Timestamp::now()),
+        transfer_id,
+        EventKind::Delivery,
+        TransferStatus::Accepted,
+        &record.agreement_id,
+        "cli",
+    );
+    event.message_type = record.message_type.clone();
+    event.recipient = record.recipient.clone();
+    event.reason_code = Some("requeued".into());
+    event.detail = Some("requeued by an operator".into());
+    event.user_sub = Some(by.to_owned());
+    event.user_role = Some("operator".into());
+    match ledger.requeue(event).await.map_err(|e| e.to_string())? {
+        Some(receipt) => {
+            println!(
+                "requeued transfer {transfer_id} (ledger entry {}); a running gateway sends it at its next poll",
+                receipt.seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(not_dead()),
+    }
 }
 
 async fn transfers_list(

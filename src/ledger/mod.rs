@@ -895,6 +895,9 @@ pub trait Ledger: Send + Sync {
     async fn transfer_by_remote_ref(&self, destination: &str, remote_ref: &str) -> Result<Option<Uuid>, LedgerError>;
     /// Records the dead letter and marks the outbox entry dead (kept for requeueing).
     async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError>;
+    /// Puts a dead letter back in the queue with fresh attempts and age, with its event (a
+    /// delivery event, status `accepted`); `None` if it was not a dead letter.
+    async fn requeue(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
     /// Pending entries per destination.
     async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError>;
     /// Releases a held transfer to delivery with its approval event; `None` if it was not held.

@@ -437,6 +437,10 @@ impl Ledger for SqlLedger {
         self.writer.always(event, Op::DeadLetter).await
     }
 
+    async fn requeue(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        self.writer.submit(event, Op::Requeue).await
+    }
+
     async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
         self.writer.submit(event, Op::Release).await
     }

@@ -56,6 +56,8 @@ pub(super) enum Op {
     Withdraw,
     /// A review or notification, only while one is outstanding.
     FollowUp,
+    /// A dead letter back to the queue (fresh attempts and age), only while it is dead.
+    Requeue,
 }
 
 type Reply = Result<Option<Receipt>, LedgerError>;
@@ -344,6 +346,17 @@ async fn apply(
             .execute(&mut *tx)
             .await?;
             Ok(changed(released.rows_affected()))
+        }
+        Op::Requeue => {
+            let requeued = sqlx::query(
+                "UPDATE outbox SET state = 'pending', attempts = 0, created_at_us = $1, next_attempt_at_us = $1, \
+                 last_error = NULL WHERE transfer_id = $2 AND state = 'dead'",
+            )
+            .bind(micros(event.at))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(changed(requeued.rows_affected()))
         }
         Op::Withdraw => {
             let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'held'")

@@ -287,6 +287,18 @@ async fn the_outbox_delivers_once(kind: Kind) {
         ledger.transfer(d2.transfer_id).await.unwrap().unwrap().status,
         TransferStatus::Undeliverable
     );
+    // An operator requeues it: back in the queue with fresh attempts, once.
+    let mut requeue = follow(&d2, EventKind::Delivery, TransferStatus::Accepted);
+    requeue.at = later;
+    requeue.reason_code = Some("requeued".into());
+    assert!(ledger.requeue(requeue.clone()).await.unwrap().is_some());
+    assert!(ledger.requeue(requeue).await.unwrap().is_none(), "no longer dead");
+    let due = ledger.due(later, 10).await.unwrap();
+    assert_eq!((due.len(), due[0].attempts, due[0].created_at), (1, 0, later));
+    assert_eq!(
+        ledger.transfer(d2.transfer_id).await.unwrap().unwrap().status,
+        TransferStatus::Accepted
+    );
 }
 
 async fn a_held_transfer_is_released_or_withdrawn_once(kind: Kind) {

@@ -128,6 +128,47 @@ async fn dead_letters_are_listed_for_operators() {
     assert_eq!(rows[0]["agreement_id"], "gp-over-https");
 }
 
+/// A partner down past the retry limit, then back: the operator requeues the dead letter from
+/// the command line, and it is delivered, once, with the requeue in its history.
+#[tokio::test]
+async fn an_operator_requeues_a_dead_letter_once_the_partner_is_back() {
+    let port = free_port();
+    let app = app_for(https_destination("gp-https", port).replace("max_attempts = 3", "max_attempts = 1")).await;
+    let id = send(&app).await;
+    assert_eq!(app.settled(&id).await["status"], "undeliverable");
+    let receiver = Receiver::start_with(ReceiverOpts {
+        port: Some(port),
+        ..ReceiverOpts::default()
+    })
+    .await;
+    let requeue = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+            .args(["transfers", "requeue", &id, "--by", "olly", "--config"])
+            .arg(&app.config_path)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let out = requeue();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("requeued transfer"));
+    let settled = app.settled(&id).await;
+    assert_eq!(settled["status"], "delivered", "{settled}");
+    assert_eq!(receiver.ids(), std::slice::from_ref(&id));
+    let steps: Vec<(&str, &str)> = settled["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["status"].as_str().unwrap(), h["reason_code"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(steps[2], ("accepted", "requeued"), "{steps:?}");
+    assert_eq!(steps.last().unwrap().0, "delivered");
+    // Only a dead letter can be requeued.
+    let again = requeue();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is delivered, not undeliverable"));
+}
+
 #[tokio::test]
 async fn the_same_request_twice_makes_one_transfer() {
     let app = TestApp::spawn().await;
