@@ -136,6 +136,22 @@ impl SqlLedger {
         self.dialect
     }
 
+    /// `{select} WHERE transfer_id IN (…){tail}` for these transfers.
+    async fn rows_about(&self, select: &str, transfer_ids: &[Uuid], tail: &str) -> Result<Vec<AnyRow>, LedgerError> {
+        if transfer_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "{select} WHERE transfer_id IN ({}){tail}",
+            self.placeholders(transfer_ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in transfer_ids {
+            query = query.bind(id.to_string());
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
     /// `n` parameters for an `IN (…)` list (SQLite's anonymous ones: see `write::multi_row_insert`).
     fn placeholders(&self, n: usize) -> String {
         let one = |i: usize| match self.dialect {
@@ -686,36 +702,26 @@ impl Ledger for SqlLedger {
     }
 
     async fn entries_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<Entry>, LedgerError> {
-        if transfer_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT seq, entry, hash FROM ledger_entries WHERE transfer_id IN ({}) ORDER BY seq",
-            self.placeholders(transfer_ids.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in transfer_ids {
-            query = query.bind(id.to_string());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = self
+            .rows_about(
+                "SELECT seq, entry, hash FROM ledger_entries",
+                transfer_ids,
+                " ORDER BY seq",
+            )
+            .await?;
         rows.iter()
             .map(|row| entry_from_row(row, row.try_get("seq")?))
             .collect()
     }
 
     async fn subjects_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, LedgerError> {
-        if transfer_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT transfer_id, subject_hash FROM subject_disclosures WHERE transfer_id IN ({})",
-            self.placeholders(transfer_ids.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in transfer_ids {
-            query = query.bind(id.to_string());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = self
+            .rows_about(
+                "SELECT transfer_id, subject_hash FROM subject_disclosures",
+                transfer_ids,
+                "",
+            )
+            .await?;
         rows.iter()
             .map(|r| Ok((uuid(0, &r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
             .collect()
