@@ -365,21 +365,21 @@ fn dev_certs_dir(config: &Config) -> PathBuf {
 /// A PostgreSQL URL that would carry the ledger and the outbox (patient data) to another host
 /// without a verified TLS connection. The URL itself is never repeated: it may hold a password.
 fn database_transport_problem(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))?;
-    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let authority = location.split('/').next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host_port.split(':').next().unwrap_or_default(),
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return None;
+    }
+    // Read it as the driver will (query parameters such as `host=` and `sslmode=` override the
+    // rest, the last one winning), not as it looks.
+    let Ok(options) = url.parse::<PgConnectOptions>() else {
+        return Some("database_url: not a PostgreSQL URL the gateway can read".to_owned());
     };
-    let socket = query.split('&').any(|kv| kv.starts_with("host=/"));
-    let local = socket || matches!(host, "localhost" | "127.0.0.1" | "::1");
-    let verified = query
-        .split('&')
-        .any(|kv| matches!(kv, "sslmode=verify-full" | "sslmode=verify-ca"));
+    // A Unix socket, when set, is what the driver connects to.
+    let host = options.get_host();
+    let local = options.get_socket().is_some()
+        || host.starts_with('/')
+        || matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
+    let verified = matches!(options.get_ssl_mode(), PgSslMode::VerifyFull);
     (!local && !verified).then(|| {
         "database_url: PostgreSQL on another host needs sslmode=verify-full, with sslrootcert naming the \
          server's CA"
@@ -778,6 +778,41 @@ async fn transfers_requeue(path: &Path, transfer_id: uuid::Uuid, by: &str) -> Re
     if record.status != TransferStatus::Undeliverable {
         return Err(not_dead());
     }
+    // The bytes were permitted under the agreement as it was then: send them only while that
+    // same agreement (version and content) is in force and its destination still configured.
+    let (agreements, _) = load_agreements(&config)
+        .map_err(|p| format!("{} problem(s) with the agreements; run `isa-gateway check`", p.len()))?;
+    let decided = ledger
+        .entries_of(&[transfer_id])
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .map(|e| e.event)
+        .ok_or_else(|| format!("no decision for transfer {transfer_id}"))?;
+    let agreement = agreements
+        .iter()
+        .find(|a| a.id() == record.agreement_id)
+        .ok_or_else(|| format!("agreement {} is no longer loaded: not requeued", record.agreement_id))?;
+    if decided.agreement_hash.as_deref() != Some(agreement.content_hash()) {
+        return Err(format!(
+            "agreement {} has changed since the transfer was permitted (version {} then, {} now): not requeued; \
+             send it again so it is decided under the agreement in force",
+            record.agreement_id,
+            decided.agreement_version.as_deref().unwrap_or("?"),
+            agreement.version()
+        ));
+    }
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    if let Err(not) = agreement.in_force(today) {
+        return Err(format!("{} Not requeued.", not.explain()));
+    }
+    if config.destination(&agreement.terms().recipient.destination).is_none() {
+        return Err(format!(
+            "destination {} is no longer configured: not requeued",
+            agreement.terms().recipient.destination
+        ));
+    }
     let mut event = Event::new(
         ledger_time(jiff::Timestamp::now()),
         transfer_id,
@@ -800,7 +835,12 @@ async fn transfers_requeue(path: &Path, transfer_id: uuid::Uuid, by: &str) -> Re
             );
             Ok(ExitCode::SUCCESS)
         }
-        None => Err(not_dead()),
+        // Undeliverable with nothing queued: the partner took it, then reported non-delivery
+        // (a MESH report); the outbound bytes are no longer held.
+        None => Err(format!(
+            "transfer {transfer_id} was delivered and then reported undelivered by the partner; its outbound \
+             bytes are no longer held, so it cannot be requeued: send it again"
+        )),
     }
 }
 
@@ -859,8 +899,9 @@ mod tests {
             "postgres://isa:secret@127.0.0.1:5432/isa",
             "postgresql://isa@[::1]:5432/isa",
             "postgres://isa@db.internal/isa?sslmode=verify-full&sslrootcert=/etc/isa/db-ca.pem",
-            "postgres://isa@db.internal/isa?sslrootcert=/etc/ca.pem&sslmode=verify-ca",
             "postgres:///isa?host=/run/postgresql",
+            // The socket, once given, is what the driver connects to.
+            "postgres://isa@localhost/isa?host=/run/pg&host=db.internal",
         ] {
             assert_eq!(database_transport_problem(ok), None, "{ok}");
         }
@@ -868,8 +909,14 @@ mod tests {
             "postgres://isa:secret@db.internal/isa",
             "postgres://isa@db.internal/isa?sslmode=require",
             "postgres://isa@10.0.0.5:5432/isa?sslmode=prefer",
+            // verify-ca does not check the server's name.
+            "postgres://isa@db.internal/isa?sslrootcert=/etc/ca.pem&sslmode=verify-ca",
+            // What the driver reads, not what the URL looks like: the last parameter wins.
+            "postgres://isa@localhost/isa?host=db.internal",
+            "postgres://isa@db.internal/isa?sslmode=verify-full&sslmode=prefer",
+            "postgres://isa@db.internal/isa?sslmode=verify-full&ssl-mode=disable",
         ] {
-            let problem = database_transport_problem(bad).unwrap();
+            let problem = database_transport_problem(bad).unwrap_or_else(|| panic!("accepted: {bad}"));
             assert!(
                 !problem.contains("secret") && !problem.contains("db.internal"),
                 "{problem}"

@@ -470,7 +470,10 @@ impl Chain {
     /// Takes in `raw` as stored, checking only its place (judging its contents is `verify`'s
     /// work), so that leaf `i` is always entry `i + 1`.
     pub fn adopt(&mut self, raw: &RawEntry) -> Result<(), LedgerError> {
-        if raw.seq != self.seq + 1 {
+        // Its place, and its link to the head this chain holds: after a failover that lost
+        // entries this gateway had seen, another gateway's new entries do not link to ours.
+        let linked = Reader::header(&raw.bytes).is_some_and(|r| r.prev_hash == self.hash);
+        if raw.seq != self.seq + 1 || !linked {
             return Err(LedgerError::OutOfSequence(raw.seq));
         }
         self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes));
@@ -586,8 +589,16 @@ pub enum LedgerError {
     WriterStopped,
     #[error("the ledger could not record the write: {0}")]
     Unrecorded(String),
-    #[error("the ledger's database holds entry {0} out of sequence")]
+    #[error(
+        "the ledger's database holds entry {0} out of sequence or not linked to the entry before it \
+         (restored, failed over or edited): run `ledger verify`"
+    )]
     OutOfSequence(i64),
+    #[error(
+        "ledger entry {0} in the database is not the one this gateway holds (restored, failed over or \
+         edited): no writes until the gateway restarts and `ledger verify` passes"
+    )]
+    HeadMismatch(i64),
     #[error("the ledger has no tree of size {0}")]
     BeyondTree(u64),
 }
@@ -685,9 +696,11 @@ async fn replay(
 }
 
 /// Re-derives what auditors and the DPO are shown — every transfer's listing (status, times,
-/// reviews, who asked) and the subject index — from the ledger's entries, and compares. The
-/// chain proves the entries; this proves the listings were made from them and not edited
-/// since. `None`: they agree. Run it after [`verify`] passes.
+/// reviews, who asked, legal bases) and the subject index — from the ledger's entries, and
+/// compares. The chain proves the entries; this proves the listings were made from them and not
+/// edited since. `None`: they agree. Run it after [`verify`] passes. It may run while gateways
+/// write: a transfer that differs is read again before it is reported, and transfers decided
+/// while it runs are taken in before the totals are compared.
 pub async fn verify_transfers(ledger: &dyn Ledger) -> Result<Option<String>, LedgerError> {
     const PAGE: u32 = 500;
     let mut query = TransferQuery {
@@ -699,56 +712,114 @@ pub async fn verify_transfers(ledger: &dyn Ledger) -> Result<Option<String>, Led
         after_seq: None,
     };
     let (mut listed, mut subjects) = (0_i64, 0_i64);
-    loop {
-        let page = ledger.list_transfers(&query).await?;
-        let Some(last) = page.last() else { break };
-        query.after_seq = Some(last.ledger_seq);
-        let ids: Vec<Uuid> = page.iter().map(|r| r.transfer_id).collect();
-        let mut entries: std::collections::HashMap<Uuid, Vec<Entry>> = std::collections::HashMap::new();
-        for e in ledger.entries_of(&ids).await? {
-            entries.entry(e.event.transfer_id).or_default().push(e);
-        }
-        let mut indexed: std::collections::HashMap<Uuid, Vec<String>> = std::collections::HashMap::new();
-        for (id, subject) in ledger.subjects_of(&ids).await? {
-            indexed.entry(id).or_default().push(subject);
-        }
-        for shown in &page {
-            let history = entries.remove(&shown.transfer_id).unwrap_or_default();
-            let problem = |what: &str| Some(format!("transfer {}: {what}", shown.transfer_id));
-            match project(&history) {
-                None => return Ok(problem("listed, but the ledger has no decision for it")),
-                Some(derived) if &derived != shown => {
-                    return Ok(problem("its listing does not match its ledger entries (edited)"));
+    let mut listed_before = -1;
+    for _ in 0..10 {
+        loop {
+            let page = ledger.list_transfers(&query).await?;
+            let Some(last) = page.last() else { break };
+            query.after_seq = Some(last.ledger_seq);
+            let ids: Vec<Uuid> = page.iter().map(|r| r.transfer_id).collect();
+            let mut read = ReadSide::of(ledger, &ids).await?;
+            for shown in &page {
+                let mut problem = read.check(shown);
+                // A write may have landed between the reads above: read this one again.
+                for _ in 0..3 {
+                    if problem.is_none() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    let Some(shown) = ledger.transfer(shown.transfer_id).await? else {
+                        return Ok(Some(format!("transfer {}: listed, then removed", shown.transfer_id)));
+                    };
+                    problem = ReadSide::of(ledger, &[shown.transfer_id]).await?.check(&shown);
                 }
-                Some(_) => {}
+                if let Some(problem) = problem {
+                    return Ok(Some(format!("transfer {}: {problem}", shown.transfer_id)));
+                }
+                subjects += read.subjects_of(shown.transfer_id);
             }
-            let mut expected: Vec<String> = history
-                .first()
-                .map(|d| d.event.subject_index.clone())
-                .unwrap_or_default();
-            expected.sort();
-            expected.dedup();
-            let mut found = indexed.remove(&shown.transfer_id).unwrap_or_default();
-            found.sort();
-            if found != expected {
-                return Ok(problem("its subject-index rows do not match its decision (edited)"));
-            }
-            subjects += found.len() as i64;
+            listed += page.len() as i64;
         }
-        listed += page.len() as i64;
+        let (transfers, decisions, subject_rows) = ledger.projection_sizes().await?;
+        if decisions > listed && listed != listed_before {
+            // Perhaps decided while this ran: take those in too, then compare.
+            listed_before = listed;
+            continue;
+        }
+        return Ok(if transfers != listed || decisions != listed {
+            Some(format!(
+                "the ledger holds {decisions} decisions but {transfers} transfers are listed (a listing was removed or added)"
+            ))
+        } else if subject_rows != subjects {
+            Some(format!(
+                "the subject index holds {subject_rows} rows but the decisions name {subjects} (rows added or removed)"
+            ))
+        } else {
+            None
+        });
     }
-    let (transfers, decisions, subject_rows) = ledger.projection_sizes().await?;
-    Ok(if transfers != listed || decisions != listed {
-        Some(format!(
-            "the ledger holds {decisions} decisions but {transfers} transfers are listed (a listing was removed or added)"
-        ))
-    } else if subject_rows != subjects {
-        Some(format!(
-            "the subject index holds {subject_rows} rows but the decisions name {subjects} (rows added or removed)"
-        ))
-    } else {
+    Err(LedgerError::Unrecorded(
+        "the ledger kept growing faster than its listings could be checked; run it again".into(),
+    ))
+}
+
+/// The entries, subject-index rows and stored legal bases of a page of transfers.
+struct ReadSide {
+    entries: std::collections::HashMap<Uuid, Vec<Entry>>,
+    subjects: std::collections::HashMap<Uuid, Vec<String>>,
+    legal_bases: std::collections::HashMap<Uuid, Option<String>>,
+}
+
+impl ReadSide {
+    async fn of(ledger: &dyn Ledger, ids: &[Uuid]) -> Result<Self, LedgerError> {
+        let mut side = Self {
+            entries: std::collections::HashMap::new(),
+            subjects: std::collections::HashMap::new(),
+            legal_bases: ledger.legal_bases_of(ids).await?.into_iter().collect(),
+        };
+        for e in ledger.entries_of(ids).await? {
+            side.entries.entry(e.event.transfer_id).or_default().push(e);
+        }
+        for (id, subject) in ledger.subjects_of(ids).await? {
+            side.subjects.entry(id).or_default().push(subject);
+        }
+        Ok(side)
+    }
+
+    fn subjects_of(&self, id: Uuid) -> i64 {
+        self.subjects.get(&id).map_or(0, |s| s.len() as i64)
+    }
+
+    /// What is wrong with `shown`, judged against its entries.
+    fn check(&mut self, shown: &TransferRecord) -> Option<String> {
+        let history = self.entries.remove(&shown.transfer_id).unwrap_or_default();
+        let Some(derived) = project(&history) else {
+            return Some("listed, but the ledger has no decision for it".into());
+        };
+        if &derived != shown {
+            return Some("its listing does not match its ledger entries (edited)".into());
+        }
+        let decision = &history[0].event;
+        let permitted = matches!(decision.decision.as_deref(), Some("permit" | "hold"));
+        let stored: Option<Vec<String>> = self
+            .legal_bases
+            .get(&shown.transfer_id)
+            .cloned()
+            .flatten()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        if stored != permitted.then(|| decision.legal_bases.clone()) {
+            return Some("its legal bases (which the counts show) do not match its decision (edited)".into());
+        }
+        let mut expected = decision.subject_index.clone();
+        expected.sort();
+        expected.dedup();
+        let found = self.subjects.entry(shown.transfer_id).or_default();
+        found.sort();
+        if *found != expected {
+            return Some("its subject-index rows do not match its decision (edited)".into());
+        }
         None
-    })
+    }
 }
 
 /// A transfer as the read side should show it, from its entries in order (its decision first);
@@ -945,6 +1016,8 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Counts, LedgerError>;
     /// Every entry about these transfers, in order.
     async fn entries_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<Entry>, LedgerError>;
+    /// The legal bases stored with these transfers' listings (JSON, on permitted ones).
+    async fn legal_bases_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, Option<String>)>, LedgerError>;
     /// The subject index's rows for these transfers: (transfer, subject hash).
     async fn subjects_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, LedgerError>;
     /// How many rows the read side holds, and how many the chain says it should: (transfers,

@@ -165,8 +165,26 @@ impl SqlLedger {
     async fn chain(&self) -> Result<tokio::sync::MutexGuard<'_, Chain>, LedgerError> {
         let mut chain = self.chain.lock().await;
         let mut conn = self.pool.acquire().await?;
+        check_head(&mut conn, &chain).await?;
         catch_up(&mut conn, self.dialect, &mut chain).await?;
         Ok(chain)
+    }
+}
+
+/// The database still holds the entry this chain ends with. Fails after a restore or failover
+/// that lost entries this gateway had seen (its tree would no longer match the database).
+pub(super) async fn check_head(conn: &mut sqlx::AnyConnection, chain: &Chain) -> Result<(), LedgerError> {
+    if chain.seq == 0 {
+        return Ok(());
+    }
+    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM ledger_entries WHERE seq = $1")
+        .bind(chain.seq)
+        .fetch_optional(conn)
+        .await?;
+    if stored.as_deref() == Some(&chain.hash[..]) {
+        Ok(())
+    } else {
+        Err(LedgerError::HeadMismatch(chain.seq))
     }
 }
 
@@ -218,7 +236,7 @@ async fn raw_page_sqlite(conn: &mut sqlx::AnyConnection, after: i64, limit: u32)
     let row = sqlx::query(
         "SELECT COUNT(*) AS n, CAST(group_concat(\
            printf('%d,%d,%d,%d,%d,%d,%d,', seq, recorded_at_us, length(CAST(transfer_id AS BLOB)), \
-             length(CAST(kind AS BLOB)), length(CAST(agreement_id AS BLOB)), length(hash), length(entry)) \
+             length(CAST(kind AS BLOB)), length(CAST(agreement_id AS BLOB)), length(CAST(hash AS BLOB)), length(CAST(entry AS BLOB))) \
            || transfer_id || kind || agreement_id || hash || entry, '' ORDER BY seq) AS BLOB) AS page \
          FROM (SELECT * FROM ledger_entries WHERE seq > $1 ORDER BY seq LIMIT $2)",
     )
@@ -315,8 +333,13 @@ fn timestamp(seq: i64, us: i64) -> Result<Timestamp, LedgerError> {
     Timestamp::from_microsecond(us).map_err(|_| corrupt(seq, "time out of range"))
 }
 
+/// A transfer id as the gateway writes it (lower-case, hyphenated). Any other spelling is an
+/// edit: the database compares ids as text, so it would hide the row from joins and lookups.
 fn uuid(seq: i64, text: &str) -> Result<Uuid, LedgerError> {
-    Uuid::parse_str(text).map_err(|_| corrupt(seq, "transfer_id"))
+    Uuid::parse_str(text)
+        .ok()
+        .filter(|id| id.to_string() == text)
+        .ok_or_else(|| corrupt(seq, "transfer_id is not in the gateway's form (edited)"))
 }
 
 fn record_from_row(row: &AnyRow) -> Result<TransferRecord, LedgerError> {
@@ -721,6 +744,15 @@ impl Ledger for SqlLedger {
                 transfer_ids,
                 "",
             )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((uuid(0, &r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn legal_bases_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, Option<String>)>, LedgerError> {
+        let rows = self
+            .rows_about("SELECT transfer_id, legal_bases FROM transfers", transfer_ids, "")
             .await?;
         rows.iter()
             .map(|r| Ok((uuid(0, &r.try_get::<String, _>(0)?)?, r.try_get(1)?)))

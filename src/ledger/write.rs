@@ -22,7 +22,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::sql::{Dialect, catch_up};
+use super::sql::{Dialect, catch_up, check_head};
 use super::{Chain, Enqueue, Entry, Event, EventKind, Hash, IdempotencyKey, LedgerError, Receipt, merkle, micros};
 
 /// The most writes one transaction takes.
@@ -56,7 +56,8 @@ pub(super) enum Op {
     Withdraw,
     /// A review or notification, only while one is outstanding.
     FollowUp,
-    /// A dead letter back to the queue (fresh attempts and age), only while it is dead.
+    /// A dead letter back to the queue, only while it is dead: its age restarts, and it counts as
+    /// attempted once, so a MESH destination asks tracking before sending it again.
     Requeue,
 }
 
@@ -153,10 +154,16 @@ fn whole(e: impl Into<LedgerError>) -> Failed {
 /// A statement's failure: the write's own (the database refused it) or the batch's (anything
 /// else, such as a lost connection).
 fn statement(e: LedgerError) -> Failed {
-    match e {
-        LedgerError::Database(sqlx::Error::Database(_)) => Failed::Write(e),
-        other => whole(other),
+    match &e {
+        LedgerError::Database(sqlx::Error::Database(d)) if refuses_the_write(d.as_ref()) => Failed::Write(e),
+        _ => whole(e),
     }
+}
+
+/// The database refused this write's data (a constraint, or a value it cannot store), not the
+/// transaction: a lock timeout, a shutdown or a read-only server fails the whole batch.
+fn refuses_the_write(d: &dyn sqlx::error::DatabaseError) -> bool {
+    d.kind() != sqlx::error::ErrorKind::Other || d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
 }
 
 /// One entry to insert: its place, its bytes, the event it encodes.
@@ -194,23 +201,10 @@ async fn commit(
             tx
         }
     };
+    // The head this gateway holds must still be the database's (a restore or failover may have
+    // lost it); then take in what other gateways appended, each linked to the one before.
+    check_head(&mut tx, &chain).await.map_err(whole)?;
     catch_up(&mut tx, dialect, &mut chain).await.map_err(whole)?;
-    // The head this gateway holds must be the database's: after a restore from an older backup
-    // or a failover that lost commits, appending would leave a gap. Fail closed.
-    if chain.seq > 0 {
-        let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM ledger_entries WHERE seq = $1")
-            .bind(chain.seq)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(whole)?;
-        if stored.as_deref() != Some(&chain.hash[..]) {
-            return Err(Failed::Batch(format!(
-                "ledger entry {} in the database is not the one this gateway appended to (restored, failed over \
-                 or edited); no writes until the gateway restarts and `ledger verify` passes",
-                chain.seq
-            )));
-        }
-    }
     let (mut seq, mut prev) = (chain.seq, chain.hash);
     let mut rows = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
@@ -349,7 +343,7 @@ async fn apply(
         }
         Op::Requeue => {
             let requeued = sqlx::query(
-                "UPDATE outbox SET state = 'pending', attempts = 0, created_at_us = $1, next_attempt_at_us = $1, \
+                "UPDATE outbox SET state = 'pending', attempts = 1, created_at_us = $1, next_attempt_at_us = $1, \
                  last_error = NULL WHERE transfer_id = $2 AND state = 'dead'",
             )
             .bind(micros(event.at))

@@ -149,6 +149,18 @@ async fn an_operator_requeues_a_dead_letter_once_the_partner_is_back() {
             .output()
             .unwrap()
     };
+    // Not under a changed agreement: the bytes were permitted under the one in force then.
+    let (name, text) = over_https();
+    let file = app.dir.path().join("agreements").join(name);
+    std::fs::write(&file, text.replace("version = \"1.0.0\"", "version = \"1.1.0\"")).unwrap();
+    let refused = requeue();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("has changed since the transfer was permitted"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::write(&file, text).unwrap();
     let out = requeue();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("requeued transfer"));
@@ -162,6 +174,18 @@ async fn an_operator_requeues_a_dead_letter_once_the_partner_is_back() {
         .map(|h| (h["status"].as_str().unwrap(), h["reason_code"].as_str().unwrap_or("")))
         .collect();
     assert_eq!(steps[2], ("accepted", "requeued"), "{steps:?}");
+    let requeued = app
+        .entries()
+        .await
+        .into_iter()
+        .find(|e| e.event.reason_code.as_deref() == Some("requeued"))
+        .unwrap()
+        .event;
+    assert_eq!(
+        (requeued.user_sub.as_deref(), requeued.user_role.as_deref()),
+        (Some("olly"), Some("operator")),
+        "who requeued it is on the record"
+    );
     assert_eq!(steps.last().unwrap().0, "delivered");
     // Only a dead letter can be requeued.
     let again = requeue();
