@@ -391,29 +391,7 @@ fn database_transport_problem(url: &str) -> Option<String> {
 fn production_problems(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let mut files: Vec<&Path> = config.tls_files();
-    for d in &config.destinations {
-        match d {
-            DestinationConfig::Https {
-                ca,
-                client_cert,
-                client_key,
-                ..
-            } => {
-                files.extend([ca, client_cert, client_key].map(PathBuf::as_path));
-            }
-            DestinationConfig::Mesh {
-                ca,
-                client_cert,
-                client_key,
-                password_file,
-                shared_key_file,
-                ..
-            } => {
-                files.extend([ca, client_cert, client_key, password_file, shared_key_file].map(PathBuf::as_path));
-            }
-            DestinationConfig::Dir { .. } => {}
-        }
-    }
+    files.extend(config.destinations.iter().flat_map(DestinationConfig::files));
     files.extend(config.auth_files());
     for f in files {
         if !f.is_file() {

@@ -267,6 +267,51 @@ impl DestinationConfig {
             Self::Dir { delivery, .. } | Self::Https { delivery, .. } | Self::Mesh { delivery, .. } => delivery,
         }
     }
+
+    /// The files the transport reads: CA, client certificate and key, MESH secrets.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            Self::Dir { .. } => Vec::new(),
+            Self::Https {
+                ca,
+                client_cert,
+                client_key,
+                ..
+            } => vec![ca, client_cert, client_key],
+            Self::Mesh {
+                ca,
+                client_cert,
+                client_key,
+                password_file,
+                shared_key_file,
+                ..
+            } => vec![ca, client_cert, client_key, password_file, shared_key_file],
+        }
+        .into_iter()
+        .map(PathBuf::as_path)
+        .collect()
+    }
+
+    /// Every path in the destination (its files, and a drop folder), to resolve.
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            Self::Dir { path, .. } => vec![path],
+            Self::Https {
+                ca,
+                client_cert,
+                client_key,
+                ..
+            } => vec![ca, client_cert, client_key],
+            Self::Mesh {
+                ca,
+                client_cert,
+                client_key,
+                password_file,
+                shared_key_file,
+                ..
+            } => vec![ca, client_cert, client_key, password_file, shared_key_file],
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -339,33 +384,7 @@ impl Config {
         rebase(&mut self.tls.client_ca);
         self.tls.crls.iter_mut().for_each(rebase);
         for d in &mut self.destinations {
-            match d {
-                DestinationConfig::Dir { path, .. } => rebase(path),
-                DestinationConfig::Https {
-                    ca,
-                    client_cert,
-                    client_key,
-                    ..
-                } => {
-                    rebase(ca);
-                    rebase(client_cert);
-                    rebase(client_key);
-                }
-                DestinationConfig::Mesh {
-                    ca,
-                    client_cert,
-                    client_key,
-                    password_file,
-                    shared_key_file,
-                    ..
-                } => {
-                    rebase(ca);
-                    rebase(client_cert);
-                    rebase(client_key);
-                    rebase(password_file);
-                    rebase(shared_key_file);
-                }
-            }
+            d.paths_mut().into_iter().for_each(rebase);
         }
         if let Some(rest) = self.database_url.strip_prefix("sqlite://")
             && !rest.starts_with('/')

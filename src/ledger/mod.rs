@@ -197,6 +197,21 @@ impl Event {
     }
 }
 
+impl Event {
+    /// A permitted decision (sent, or held for approval): its legal bases are what it relied on.
+    pub fn permitted(&self) -> bool {
+        matches!(self.decision.as_deref(), Some("permit" | "hold"))
+    }
+
+    /// When a director's review of an urgent transfer is due, at the ledger's resolution.
+    pub fn review_due_at(&self) -> Option<Timestamp> {
+        self.review_due
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(ledger_time)
+    }
+}
+
 /// A recorded event, with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -800,14 +815,13 @@ impl ReadSide {
             return Some("its listing does not match its ledger entries (edited)".into());
         }
         let decision = &history[0].event;
-        let permitted = matches!(decision.decision.as_deref(), Some("permit" | "hold"));
         let stored: Option<Vec<String>> = self
             .legal_bases
             .get(&shown.transfer_id)
             .cloned()
             .flatten()
             .and_then(|text| serde_json::from_str(&text).ok());
-        if stored != permitted.then(|| decision.legal_bases.clone()) {
+        if stored != decision.permitted().then(|| decision.legal_bases.clone()) {
             return Some("its legal bases (which the counts show) do not match its decision (edited)".into());
         }
         let mut expected = decision.subject_index.clone();
@@ -842,11 +856,7 @@ pub fn project(history: &[Entry]) -> Option<TransferRecord> {
         updated_at: d.at,
         ledger_seq: decision.seq,
         user_sub: d.user_sub.clone(),
-        review_due: d
-            .review_due
-            .as_deref()
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .map(ledger_time),
+        review_due: d.review_due_at(),
         reviewed_at: None,
         subject_informed_due: d.subject_informed_due.clone(),
         subject_informed_at: None,

@@ -132,10 +132,6 @@ impl SqlLedger {
         }
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// `{select} WHERE transfer_id IN (…){tail}` for these transfers.
     async fn rows_about(&self, select: &str, transfer_ids: &[Uuid], tail: &str) -> Result<Vec<AnyRow>, LedgerError> {
         if transfer_ids.is_empty() {

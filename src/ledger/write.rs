@@ -468,12 +468,6 @@ async fn insert(tx: &mut sqlx::AnyConnection, dialect: Dialect, rows: &[Row<'_>]
         for row in chunk {
             let e = row.event;
             let at = micros(e.at);
-            let review_due = e
-                .review_due
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .map(micros);
-            let permitted = matches!(e.decision.as_deref(), Some("permit" | "hold"));
             q = q
                 .bind(e.transfer_id.to_string())
                 .bind(&e.agreement_id)
@@ -486,9 +480,9 @@ async fn insert(tx: &mut sqlx::AnyConnection, dialect: Dialect, rows: &[Row<'_>]
                 .bind(at)
                 .bind(row.seq)
                 .bind(&e.user_sub)
-                .bind(review_due)
+                .bind(e.review_due_at().map(micros))
                 .bind(&e.subject_informed_due)
-                .bind(permitted.then(|| json_list(&e.legal_bases)));
+                .bind(e.permitted().then(|| json_list(&e.legal_bases)));
         }
         q.execute(&mut *tx).await?;
     }

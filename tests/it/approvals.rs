@@ -173,15 +173,7 @@ async fn an_immediate_referral_leaves_at_once_and_an_overdue_review_is_listed() 
     assert_eq!(overdue().await, 0, "not overdue within the window");
     clock.set(at("2026-06-02T12:00:01Z"));
     assert_eq!(overdue().await, 1);
-    let metrics = app
-        .auditor
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("isa_reviews_overdue 1"), "{metrics}");
 
     let (status, _) = post(

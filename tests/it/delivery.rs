@@ -288,15 +288,7 @@ async fn metrics_count_decisions_and_deliveries_without_patient_data() {
     app.post("nvtt-gp-update", "gp_update", &bad).await;
     app.post("made-up-agreement-id-9990000018", "gp_update", &gp_update())
         .await;
-    let text = app
-        .auditor
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("isa_transfers_total{agreement=\"nvtt-gp-update\",outcome=\"accepted\",reason=\"\"} 1"),
         "{text}"
@@ -337,15 +329,7 @@ async fn an_open_circuit_shows_at_readyz_and_in_metrics() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(open, "the breaker never opened");
-    let text = app
-        .auditor
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("isa_circuit_open{destination=\"gp-https\"} 1"), "{text}");
     // The breaker opens on the second failure, a moment before that attempt is recorded.
     let retries = || async {

@@ -433,6 +433,18 @@ path = "deliveries/lado"
         panic!("transfer {transfer_id} never settled");
     }
 
+    /// The Prometheus text at `/metrics`, as the auditing system reads it.
+    pub async fn metrics(&self) -> String {
+        self.auditor
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn entries(&self) -> Vec<Entry> {
         self.ledger.entries_after(0, 10_000).await.unwrap()
     }
