@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use isa_gateway::keys::CheckpointKey;
 use isa_gateway::ledger::checkpoint::Checkpoint;
+use isa_gateway::ledger::signing::CheckpointKey;
 use isa_gateway::ledger::{Event, EventKind, Ledger, SqlLedger, TransferStatus, verify};
 use jiff::Timestamp;
 use sqlx::{Connection, Executor};

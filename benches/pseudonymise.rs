@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use isa_gateway::agreement::{Agreements, Context};
-use isa_gateway::decision::{Body, Catalogue, Request};
-use isa_gateway::keys::{AgreementKey, IndexKey, KeyRing};
-use isa_gateway::pseudonymise::{Rule, apply};
-use isa_gateway::schemas::MessageSchemas;
+use isa_gateway::app::catalogue::{load_agreement_files, load_schemas};
+use isa_gateway::policy::agreement::Context;
+use isa_gateway::policy::decision::{Body, Catalogue, Request};
+use isa_gateway::policy::keys::{AgreementKey, IndexKey, KeyRing};
+use isa_gateway::policy::pseudonymise::{Rule, apply};
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -48,7 +48,7 @@ fn record() -> Value {
 }
 
 fn bench(c: &mut Criterion) {
-    let schemas = MessageSchemas::load(&repo().join("schemas")).expect("schemas");
+    let schemas = load_schemas(&repo().join("schemas")).expect("schemas");
     let ctx = Context {
         systems: HashSet::from(["tt-case-system".to_owned()]),
         destinations: ["y99001-gp-drop", "nhse-dataset-drop", "mash-drop", "lado-drop"]
@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
             .into(),
         schemas: &schemas,
     };
-    let agreements = Agreements::load(&repo().join("isa-templates"), &ctx).expect("agreements");
+    let agreements = load_agreement_files(&repo().join("isa-templates"), &ctx).expect("agreements");
     let agreement = agreements.get("nvtt-nhse-dataset").expect("dataset agreement").clone();
     let rules: Vec<Rule> = agreement
         .fields()
@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
     keys.set_index(IndexKey::from_bytes(&[9; 32]));
     let catalogue = Catalogue::new(
         agreements,
-        MessageSchemas::load(&repo().join("schemas")).expect("schemas"),
+        load_schemas(&repo().join("schemas")).expect("schemas"),
         keys,
     )
     .expect("catalogue");
@@ -100,7 +100,7 @@ fn bench(c: &mut Criterion) {
                 now,
                 system_id: "tt-case-system",
                 system_may_send: true,
-                user_roles: &[isa_gateway::auth::UserRole::Practitioner],
+                user_roles: &[isa_gateway::platform::auth::UserRole::Practitioner],
                 agreement_id: "nvtt-nhse-dataset",
                 body: Body::Complete(std::hint::black_box(&body)),
             })

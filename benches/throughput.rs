@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use isa_gateway::clock::Clock;
-use isa_gateway::config::{Config, Overrides};
-use isa_gateway::pki::{Ca, Validity, write_file};
-use isa_gateway::startup::Application;
+use isa_gateway::app::config::{Config, Overrides};
+use isa_gateway::app::startup::Application;
+use isa_gateway::platform::clock::Clock;
+use isa_gateway::platform::pki::{Ca, Validity, write_file};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -21,13 +21,13 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn config_auth(d: &Path) -> isa_gateway::auth::AuthSettings {
+fn config_auth(d: &Path) -> isa_gateway::platform::auth::AuthSettings {
     Config::load(&d.join("gateway.toml"), &Overrides::default())
         .expect("config")
         .auth
 }
 
-fn config_issuer(auth: &isa_gateway::auth::AuthSettings) -> isa_gateway::auth::IssuerConfig {
+fn config_issuer(auth: &isa_gateway::platform::auth::AuthSettings) -> isa_gateway::platform::auth::IssuerConfig {
     auth.issuers[0].clone()
 }
 
@@ -36,7 +36,7 @@ fn client(ca: &Path, cert: &Path, key: &Path, bearer: &str) -> reqwest::Client {
     for c in CertificateDer::pem_file_iter(ca).expect("ca") {
         roots.add(c.expect("ca cert")).expect("root");
     }
-    let tls = rustls::ClientConfig::builder_with_provider(isa_gateway::tls::provider())
+    let tls = rustls::ClientConfig::builder_with_provider(isa_gateway::platform::tls::provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(roots)
@@ -70,7 +70,7 @@ async fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let transfers = args.first().copied().unwrap_or(2000);
     let concurrency = args.get(1).copied().unwrap_or(32);
-    isa_gateway::tls::install_default_provider();
+    isa_gateway::platform::tls::install_default_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let ca = Ca::new("bench CA", Validity::days_from_now(2)).expect("ca");
@@ -152,11 +152,11 @@ path = "d4"
     let payload: serde_json::Value =
         serde_json::from_slice(&std::fs::read(repo().join("examples/gp_update.json")).expect("example")).expect("json");
     let body = Arc::new(serde_json::to_vec(&payload).expect("body"));
-    let bearer = isa_gateway::auth::mint_dev_token(
+    let bearer = isa_gateway::platform::auth::mint_dev_token(
         &config_issuer(&config_auth(d)),
         "isa-gateway",
         "bench",
-        &[isa_gateway::auth::UserRole::Practitioner],
+        &[isa_gateway::platform::auth::UserRole::Practitioner],
         3600,
     )
     .expect("token");

@@ -1,30 +1,24 @@
 //! isa-gateway: a secure inter-agency information-sharing gateway.
 //!
 //! See ARCHITECTURE.md for the map. In one line: [`api`] takes a transfer over mutual TLS,
-//! [`decision`] decides it against its [`agreement`] and message [`schemas`] (no IO), the
-//! [`ledger`] records the decision, and a [`transport`] delivers it.
+//! [`policy`] (the pure decision core, a crate of its own) decides it against its agreement and
+//! message schema, the [`ledger`] records the decision, and [`delivery`] sends it.
+//!
+//! - [`policy`]: decision, consent, agreements, schemas, fields, pseudonymisation, legal bases. No IO.
+//! - [`ledger`]: the record — entries, chain, Merkle tree, checkpoints, read model, verify, SQL.
+//! - [`delivery`]: moves bytes and decides nothing — the worker and the transports.
+//! - [`api`]: thin HTTP handlers.
+//! - [`audit`]: bundles, checkpointing, subject access, reports.
+//! - [`app`]: configuration, loading the catalogue and keys, start-up, operator actions.
+//! - [`platform`]: TLS, tokens, PKI, metrics, the clock.
+//! - [`cli`]: the `isa-gateway` command.
 
-pub mod agreement;
+pub use isa_policy as policy;
+
 pub mod api;
-pub mod auth;
-pub mod bundle;
-pub mod checkpointer;
+pub mod app;
+pub mod audit;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod decision;
 pub mod delivery;
-pub mod fields;
-pub mod keys;
 pub mod ledger;
-pub mod legal;
-pub mod metrics;
-pub mod nhs_number;
-pub mod pki;
-pub mod pseudonymise;
-pub mod report;
-pub mod schemas;
-pub mod startup;
-pub mod subject_access;
-pub mod tls;
-pub mod transport;
+pub mod platform;

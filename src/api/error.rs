@@ -14,8 +14,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::decision::{Reason, Refusal};
-use crate::schemas::Violation;
+use crate::policy::decision::{Reason, Refusal};
+use crate::policy::schemas::Violation;
 
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
@@ -64,7 +64,7 @@ impl ApiError {
     }
 
     /// The bearer token is missing or not acceptable; the code says which check failed.
-    pub fn unauthorized(why: crate::auth::TokenError) -> Self {
+    pub fn unauthorized(why: crate::platform::auth::TokenError) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             why.code(),
@@ -72,7 +72,7 @@ impl ApiError {
         )
     }
 
-    pub fn role_required(role: crate::auth::UserRole) -> Self {
+    pub fn role_required(role: crate::platform::auth::UserRole) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
             "role_required",

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{ApiError, AppState, caller, user};
-use crate::auth::{User, UserRole};
 use crate::ledger::{Event, EventKind, FollowUp, TransferRecord, TransferStatus, ledger_time};
-use crate::schemas::Violation;
+use crate::platform::auth::{User, UserRole};
+use crate::policy::schemas::Violation;
 
 /// Why a director releases a held disclosure.
 pub const APPROVE_REASONS: [&str; 5] = [

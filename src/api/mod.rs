@@ -17,11 +17,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use error::{ApiError, ErrorBody};
 
-use crate::clock::Clock;
-use crate::config::{Limits, SystemConfig, SystemRole};
-use crate::decision::Catalogue;
+use crate::app::config::{Limits, SystemConfig, SystemRole};
 use crate::delivery::Delivery;
 use crate::ledger::Ledger;
+use crate::platform::clock::Clock;
+use crate::policy::decision::Catalogue;
 
 /// The registered calling systems, by certificate identity.
 #[derive(Debug, Default)]
@@ -49,9 +49,9 @@ pub struct AppState {
     pub delivery: std::sync::Arc<Delivery>,
     pub clock: Clock,
     pub limits: Limits,
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
-    pub auth: crate::auth::Authenticator,
-    pub checkpointer: std::sync::Arc<crate::checkpointer::Checkpointer>,
+    pub metrics: std::sync::Arc<crate::platform::metrics::Metrics>,
+    pub auth: crate::platform::auth::Authenticator,
+    pub checkpointer: std::sync::Arc<crate::audit::checkpointer::Checkpointer>,
 }
 
 /// The URI SANs of the client certificate verified on this connection.
@@ -64,7 +64,7 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
     if let Some(tls) = conn.downcast_ref::<TlsStream<TcpStream>>() {
         let (_, session) = tls.get_ref();
         if let Some(cert) = session.peer_certificates().and_then(|c| c.first()) {
-            ext.insert(PeerIdentities(crate::tls::uri_sans(cert)));
+            ext.insert(PeerIdentities(crate::platform::tls::uri_sans(cert)));
         }
     }
 }
@@ -81,7 +81,7 @@ fn caller<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig
 }
 
 /// The user behind this request, from its bearer token, or 401 naming the failed check.
-fn user(req: &HttpRequest, state: &AppState) -> Result<crate::auth::User, ApiError> {
+fn user(req: &HttpRequest, state: &AppState) -> Result<crate::platform::auth::User, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -98,8 +98,8 @@ fn auditor<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfi
     if !has_role(system, SystemRole::Auditor) {
         return Err(ApiError::forbidden());
     }
-    if !user(req, state)?.has(crate::auth::UserRole::Auditor) {
-        return Err(ApiError::role_required(crate::auth::UserRole::Auditor));
+    if !user(req, state)?.has(crate::platform::auth::UserRole::Auditor) {
+        return Err(ApiError::role_required(crate::platform::auth::UserRole::Auditor));
     }
     Ok(system)
 }
@@ -189,16 +189,16 @@ async fn subject_disclosures(
 ) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
-    if !user.has(crate::auth::UserRole::Dpo) {
-        return Err(ApiError::role_required(crate::auth::UserRole::Dpo));
+    if !user.has(crate::platform::auth::UserRole::Dpo) {
+        return Err(ApiError::role_required(crate::platform::auth::UserRole::Dpo));
     }
-    let Ok(nhs) = crate::nhs_number::NhsNumber::parse(&body.nhs_number) else {
+    let Ok(nhs) = crate::policy::nhs_number::NhsNumber::parse(&body.nhs_number) else {
         return Err(ApiError::new(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_nhs_number",
             "The NHS number is not ten digits with a valid check digit.",
         )
-        .with_violations(vec![crate::schemas::Violation {
+        .with_violations(vec![crate::policy::schemas::Violation {
             pointer: "/nhs_number".into(),
             rule: "format".into(),
             message: "value is not a \"nhs-number\"".into(),
@@ -209,7 +209,7 @@ async fn subject_disclosures(
         .keys
         .index()
         .ok_or_else(|| ApiError::internal(&"no index key loaded"))?;
-    let answer = crate::subject_access::lookup(
+    let answer = crate::audit::subject_access::lookup(
         state.ledger.as_ref(),
         index,
         &nhs,

@@ -8,14 +8,14 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{ApiError, AppState, auditor, caller, has_role, user};
-use crate::auth::UserRole;
-use crate::config::SystemRole;
-use crate::decision::{Body, ConsentRecord, Decision, Disposition, Reason, Refusal, Request, sha256_hex};
+use crate::app::config::SystemRole;
 use crate::ledger::{
     Enqueue, Event, EventKind, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus,
     ledger_time,
 };
-use crate::schemas::Violation;
+use crate::platform::auth::UserRole;
+use crate::policy::decision::{Body, ConsentRecord, Decision, Disposition, Reason, Refusal, Request, sha256_hex};
+use crate::policy::schemas::Violation;
 
 enum ReadBody {
     Complete(web::BytesMut),
@@ -437,7 +437,7 @@ pub async fn list(
         if let Some(c) = next_cursor {
             response.insert_header(("x-next-cursor", c.to_string()));
         }
-        return Ok(response.body(crate::report::csv(&transfers)));
+        return Ok(response.body(crate::audit::report::csv(&transfers)));
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "agreement_id": agreement_id,

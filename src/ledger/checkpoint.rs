@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{Hash, micros};
-use crate::keys::CheckpointKey;
+use crate::ledger::signing::CheckpointKey;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {

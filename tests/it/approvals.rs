@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use isa_gateway::clock::Clock;
 use isa_gateway::ledger::{EventKind, TransferStatus};
+use isa_gateway::platform::clock::Clock;
 use serde_json::{Value, json};
 
 use crate::helpers::{Spawn, TestApp, at, fixture, http_client_as, pki, token};

@@ -207,7 +207,7 @@ fn check_passes_on_all_four_shipped_agreements() {
 #[test]
 fn legal_basis_reference_is_up_to_date() {
     let path = repo().join("docs/legal-bases.md");
-    let fresh = isa_gateway::legal::reference_markdown();
+    let fresh = isa_gateway::policy::legal::reference_markdown();
     if std::fs::read_to_string(&path).unwrap_or_default() != fresh {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, fresh).unwrap();

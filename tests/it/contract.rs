@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use isa_gateway::keys::CheckpointKey;
 use isa_gateway::ledger::checkpoint::Checkpoint;
+use isa_gateway::ledger::signing::CheckpointKey;
 use isa_gateway::ledger::{
     Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, TransferQuery, TransferStatus, merkle,
     verify, verify_chain, verify_transfers,

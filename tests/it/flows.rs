@@ -1,8 +1,8 @@
 //! The four message types end to end under their shipped agreements, the consent envelope and
 //! its models, and the agreements as an information-governance officer reads them.
 
-use isa_gateway::clock::Clock;
 use isa_gateway::ledger::EventKind;
+use isa_gateway::platform::clock::Clock;
 use serde_json::{Value, json};
 
 use crate::helpers::{Spawn, TestApp, at, fixture, gp_agreement_variant, gp_update};

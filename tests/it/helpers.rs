@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use isa_gateway::clock::Clock;
-use isa_gateway::config::{Config, Overrides};
+use isa_gateway::app::config::{Config, Overrides};
+use isa_gateway::app::startup::Application;
 use isa_gateway::ledger::{Entry, Ledger};
-use isa_gateway::pki::{Ca, Issued, Validity};
-use isa_gateway::startup::Application;
-use isa_gateway::tls::provider;
+use isa_gateway::platform::clock::Clock;
+use isa_gateway::platform::pki::{Ca, Issued, Validity};
+use isa_gateway::platform::tls::provider;
 use jiff::Timestamp;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -91,7 +91,7 @@ fn put(dir: &Path, name: &str, issued: Issued) -> Files {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     std::fs::write(&cert, &issued.cert_pem).unwrap();
-    isa_gateway::pki::write_file(&key, issued.key.expose().as_bytes(), true).unwrap();
+    isa_gateway::platform::pki::write_file(&key, issued.key.expose().as_bytes(), true).unwrap();
     Files { cert, key, issued }
 }
 
@@ -102,7 +102,7 @@ pub fn identity(system: &str) -> String {
 pub fn pki() -> &'static TestPki {
     static PKI: OnceLock<TestPki> = OnceLock::new();
     PKI.get_or_init(|| {
-        isa_gateway::tls::install_default_provider();
+        isa_gateway::platform::tls::install_default_provider();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let year = Validity::days_from_now(365);
@@ -120,10 +120,10 @@ pub fn pki() -> &'static TestPki {
         let issuer = rcgen::KeyPair::generate().unwrap();
         let issuer_key = d.join("token-issuer.key");
         let issuer_pub = d.join("token-issuer.pub.pem");
-        isa_gateway::pki::write_file(&issuer_key, issuer.serialize_pem().as_bytes(), true).unwrap();
+        isa_gateway::platform::pki::write_file(&issuer_key, issuer.serialize_pem().as_bytes(), true).unwrap();
         std::fs::write(&issuer_pub, issuer.public_key_pem()).unwrap();
         let foreign_issuer_key = d.join("foreign-issuer.key");
-        isa_gateway::pki::write_file(
+        isa_gateway::platform::pki::write_file(
             &foreign_issuer_key,
             rcgen::KeyPair::generate().unwrap().serialize_pem().as_bytes(),
             true,

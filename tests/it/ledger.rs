@@ -275,7 +275,7 @@ async fn rewritten_history_with_a_consistent_chain_is_caught_by_the_signed_check
         .iter()
         .map(|e| Entry::leaf(e.seq, &e.prev_hash, &e.event))
         .collect();
-    let intruder = isa_gateway::keys::CheckpointKey::from_seed(&[0x66; 32]);
+    let intruder = isa_gateway::ledger::signing::CheckpointKey::from_seed(&[0x66; 32]);
     let forged =
         isa_gateway::ledger::checkpoint::Checkpoint::sign(6, merkle::root(&leaves), jiff::Timestamp::now(), &intruder);
     sqlx::query("UPDATE checkpoints SET root = ?, signature = ?, at_us = ? WHERE tree_size = 6")
@@ -326,7 +326,7 @@ async fn an_audit_bundle_verifies_offline_and_fails_after_any_change() {
 
     // Another organisation's key does not verify it.
     let other = isa_gateway::ledger::checkpoint::public_key_text(
-        &isa_gateway::keys::CheckpointKey::from_seed(&[1; 32]).public(),
+        &isa_gateway::ledger::signing::CheckpointKey::from_seed(&[1; 32]).public(),
     );
     let wrong = verify(&["--public-key", &other]);
     assert!(!wrong.status.success());

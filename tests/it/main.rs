@@ -14,6 +14,7 @@ mod mesh;
 mod messages;
 mod postgres;
 mod pseudonymisation;
+mod tidy;
 mod tls;
 mod tokens;
 mod transfers;

@@ -105,7 +105,7 @@ impl Sandbox {
             roots.add(c.unwrap()).unwrap();
         }
         use rustls::pki_types::pem::PemObject;
-        let tls = rustls::ClientConfig::builder_with_provider(isa_gateway::tls::provider())
+        let tls = rustls::ClientConfig::builder_with_provider(isa_gateway::platform::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
@@ -146,8 +146,8 @@ impl Sandbox {
         let p = pki();
         let password = dir.join(format!("{id}-password"));
         let key = dir.join(format!("{id}-shared-key"));
-        isa_gateway::pki::write_file(&password, b"password\n", true).unwrap();
-        isa_gateway::pki::write_file(&key, b"TestKey\n", true).unwrap();
+        isa_gateway::platform::pki::write_file(&password, b"password\n", true).unwrap();
+        isa_gateway::platform::pki::write_file(&key, b"TestKey\n", true).unwrap();
         format!(
             "[[destinations]]\nid = \"{id}\"\ntransport = \"mesh\"\nurl = \"{url}\"\nmailbox = \"X26ABC1\"\nto = \"X26ABC2\"\n\
              workflow_id = \"TEST_WORKFLOW\"\npassword_file = \"{password}\"\nshared_key_file = \"{key}\"\nca = \"{ca}\"\n\
@@ -320,7 +320,7 @@ async fn a_wrong_shared_key_is_refused_and_retried_not_lost() {
     let destination = sandbox
         .destination("nhse-mesh", keys.path(), 20_000_000, false)
         .replace("max_attempts = 5", "max_attempts = 2");
-    isa_gateway::pki::write_file(&keys.path().join("nhse-mesh-shared-key"), b"BackBone\n", true).unwrap();
+    isa_gateway::platform::pki::write_file(&keys.path().join("nhse-mesh-shared-key"), b"BackBone\n", true).unwrap();
     let app = TestApp::spawn_with(Spawn {
         agreements: vec![dataset_over("nhse-mesh", "dataset-over-mesh")],
         destinations: destination,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use isa_gateway::schemas::MessageSchemas;
+use isa_gateway::app::catalogue::load_schemas;
 use serde_json::Value;
 
 use crate::helpers::repo;
@@ -20,7 +20,7 @@ const TYPES: [&str; 4] = ["gp_update", "nhs_dataset_return", "mash_referral", "l
 
 #[test]
 fn every_valid_fixture_validates() {
-    let schemas = MessageSchemas::load(&repo().join("schemas")).unwrap();
+    let schemas = load_schemas(&repo().join("schemas")).unwrap();
     for t in TYPES {
         let valid = files(repo().join("tests/fixtures/messages").join(t).join("valid"));
         assert!(valid.len() >= 3, "{t}: at least three valid fixtures");
@@ -37,7 +37,7 @@ fn every_valid_fixture_validates() {
 /// parent is the object the fixture names).
 #[test]
 fn every_invalid_fixture_breaks_the_rule_it_names() {
-    let schemas = MessageSchemas::load(&repo().join("schemas")).unwrap();
+    let schemas = load_schemas(&repo().join("schemas")).unwrap();
     for t in TYPES {
         let invalid = files(repo().join("tests/fixtures/messages").join(t).join("invalid"));
         assert!(invalid.len() >= 10, "{t}: at least ten invalid fixtures");
@@ -67,7 +67,7 @@ fn every_invalid_fixture_breaks_the_rule_it_names() {
 #[test]
 fn generated_agreement_schema_is_up_to_date() {
     let path = repo().join("schemas/agreement.schema.json");
-    let fresh = isa_gateway::agreement::file_schema_json();
+    let fresh = isa_gateway::policy::agreement::file_schema_json();
     let current = std::fs::read_to_string(&path).unwrap_or_default();
     if current != fresh {
         std::fs::write(&path, &fresh).unwrap();

@@ -3,14 +3,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use isa_gateway::agreement::{Agreements, Context};
-use isa_gateway::decision::{Body, Catalogue, Decision, Request};
-use isa_gateway::fields::PointerPattern;
-use isa_gateway::keys::{AgreementKey, IndexKey, KeyRing};
-use isa_gateway::pseudonymise::{Op, Rule, apply};
-use isa_gateway::schemas::MessageSchemas;
+use isa_gateway::app::catalogue::{load_agreement_files, load_schemas};
+use isa_gateway::policy::agreement::Context;
+use isa_gateway::policy::decision::{Body, Catalogue, Decision, Request};
+use isa_gateway::policy::fields::PointerPattern;
+use isa_gateway::policy::keys::{AgreementKey, IndexKey, KeyRing};
+use isa_gateway::policy::pseudonymise::{Op, Rule, apply};
 use jiff::civil::Date;
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use serde_json::{Value, json};
 
 use crate::helpers::{pki, repo};
@@ -48,8 +49,19 @@ fn nhs_number() -> impl Strategy<Value = String> {
         })
 }
 
+/// Every property runs the same cases on every machine: a fixed seed (a failure is reproducible
+/// from CI's log and is never a matter of luck), and the cases proptest persisted when one failed
+/// (`tests/proptest-regressions/`, checked in) run first.
+fn reproducible(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        rng_seed: RngSeed::Fixed(0x15a_6a7e),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(reproducible(256))]
 
     #[test]
     fn tokens_are_deterministic_per_key(k in any::<[u8; 32]>(), v in "[0-9]{10}") {
@@ -150,7 +162,7 @@ fn dataset_return() -> impl Strategy<Value = Value> {
 }
 
 fn shipped_catalogue() -> Catalogue {
-    let schemas = MessageSchemas::load(&repo().join("schemas")).unwrap();
+    let schemas = load_schemas(&repo().join("schemas")).unwrap();
     let ctx = Context {
         systems: HashSet::from(["tt-case-system".to_owned()]),
         destinations: ["y99001-gp-drop", "nhse-dataset-drop", "mash-drop", "lado-drop"]
@@ -158,15 +170,15 @@ fn shipped_catalogue() -> Catalogue {
             .into(),
         schemas: &schemas,
     };
-    let agreements = Agreements::load(&repo().join("isa-templates"), &ctx).unwrap();
+    let agreements = load_agreement_files(&repo().join("isa-templates"), &ctx).unwrap();
     let mut keys = KeyRing::default();
     keys.insert(AgreementKey::from_bytes("nvtt-nhse-dataset", 1, &[7; 32]));
     keys.set_index(IndexKey::from_bytes(&[9; 32]));
-    Catalogue::new(agreements, MessageSchemas::load(&repo().join("schemas")).unwrap(), keys).unwrap()
+    Catalogue::new(agreements, load_schemas(&repo().join("schemas")).unwrap(), keys).unwrap()
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(reproducible(200))]
 
     /// Every valid dataset return comes out of the shipped agreement as something NHS England's
     /// pseudonymised schema accepts, with no trace of the NHS number, date of birth or full postcode.
@@ -182,7 +194,7 @@ proptest! {
             now: "2026-06-01T12:00:00Z".parse().unwrap(),
             system_id: "tt-case-system",
             system_may_send: true,
-            user_roles: &[isa_gateway::auth::UserRole::Practitioner],
+            user_roles: &[isa_gateway::platform::auth::UserRole::Practitioner],
             agreement_id: "nvtt-nhse-dataset",
             body: Body::Complete(&body),
         });
@@ -192,10 +204,30 @@ proptest! {
         let doc: Value = serde_json::from_slice(&permit.outbound).unwrap();
         let outbound = catalogue.schemas.outbound("nhs_dataset_return_pseudonymised").unwrap();
         prop_assert!(outbound.violations(&doc["payload"], "").is_empty());
-        let text = String::from_utf8(permit.outbound).unwrap();
-        prop_assert!(!text.contains(payload["nhs_number"].as_str().unwrap()));
-        prop_assert!(!text.contains(payload["date_of_birth"].as_str().unwrap()));
-        prop_assert!(!text.contains(payload["postcode"].as_str().unwrap()));
+        // Judged field by field, not by substrings of the document: a referral date may equal the
+        // date of birth and legitimately leave as the referral date.
+        let out = &doc["payload"];
+        let nhs = payload["nhs_number"].as_str().unwrap();
+        let token = out["nhs_number"].as_str().unwrap();
+        prop_assert!(token.starts_with("pt-v1-") && token != nhs);
+        let band = out["date_of_birth"].as_str().unwrap();
+        prop_assert!(band.len() <= 5 && band != payload["date_of_birth"], "an age band, not a date");
+        let postcode = payload["postcode"].as_str().unwrap();
+        let district = postcode.split(' ').next().unwrap();
+        prop_assert_eq!(out["postcode"].as_str(), Some(district));
+        // Nowhere else in what leaves: no value is the NHS number or the full postcode.
+        let mut strings = Vec::new();
+        collect_strings(&doc, &mut strings);
+        prop_assert!(!strings.iter().any(|s| *s == nhs || *s == postcode));
+    }
+}
+
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
     }
 }
 

@@ -2,8 +2,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use isa_gateway::clock::Clock;
 use isa_gateway::ledger::{EventKind, TransferStatus};
+use isa_gateway::platform::clock::Clock;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

@@ -1,0 +1,10 @@
+//! The application: configuration and every check on it ([`config`], [`production`]), the
+//! catalogue of agreements and schemas read from disk ([`catalogue`]), keys from files and the
+//! environment ([`keystore`]), start-up ([`startup`]) and operator actions ([`requeue`]).
+
+pub mod catalogue;
+pub mod config;
+pub mod keystore;
+pub mod production;
+pub mod requeue;
+pub mod startup;

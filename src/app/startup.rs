@@ -1,0 +1,153 @@
+//! Building the running gateway from a checked configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+
+use crate::api::{self, AppState, Systems};
+use crate::app::catalogue::{load_agreements, load_keys};
+use crate::app::config::{Config, Profile};
+use crate::app::keystore::{KeyError, KeyStore};
+use crate::audit::checkpointer::Checkpointer;
+use crate::delivery::Delivery;
+use crate::delivery::transport::Transports;
+use crate::ledger::{self, Ledger, LedgerError};
+use crate::platform::clock::Clock;
+use crate::platform::metrics::Metrics;
+use crate::platform::tls::{self, TlsError};
+use crate::policy::agreement::Problem;
+use crate::policy::decision::Catalogue;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{} problem(s) in agreements or schemas:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Catalogue(Vec<Problem>),
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("destination {0}: {1}")]
+    Destination(String, TlsError),
+    #[error("keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("the built-in envelope schema does not compile: {0}")]
+    Envelope(String),
+    #[error("auth: {0}")]
+    Auth(#[from] crate::platform::auth::AuthConfigError),
+    #[error("{}", crate::app::production::refusal(.0))]
+    Production(Vec<String>),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    ledger: Arc<dyn Ledger>,
+    delivery: Arc<Delivery>,
+    checkpointer: Arc<Checkpointer>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Clock::System).await
+    }
+
+    /// Loads everything, binds the listener (port 0 picks a free port), and returns a server
+    /// ready to run. Fails, saying why, before accepting any connection.
+    pub async fn build_with_clock(config: Config, clock: Clock) -> Result<Self, StartupError> {
+        tls::install_default_provider();
+        if config.profile == Profile::Production {
+            let problems = crate::app::production::production_problems(&config);
+            if !problems.is_empty() {
+                return Err(StartupError::Production(problems));
+            }
+        }
+        let (agreements, schemas) = load_agreements(&config).map_err(StartupError::Catalogue)?;
+        let keys = load_keys(&config, &agreements)?;
+        let catalogue = Catalogue::new(agreements, schemas, keys).map_err(StartupError::Envelope)?;
+        let transports = Transports::build(&config.destinations).map_err(|(id, e)| StartupError::Destination(id, e))?;
+        let tls = tls::server_config(&config.tls)?;
+        let ledger = ledger::open(&config.database_url).await?;
+        ledger.warm().await?;
+        let listener = std::net::TcpListener::bind(config.listen).map_err(|e| StartupError::Bind(config.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let auth = crate::platform::auth::Authenticator::from_settings(&config.auth)?;
+        let (checkpoint_key, created) =
+            KeyStore::new(&config.keys_dir).checkpoint_key(config.profile == Profile::Development)?;
+        if created {
+            tracing::warn!(dir = %config.keys_dir.display(), "created a development checkpoint signing key");
+        }
+        let checkpointer = Arc::new(
+            Checkpointer::new(
+                ledger.clone(),
+                checkpoint_key,
+                clock.clone(),
+                config.ledger.checkpoint_every_entries.max(1),
+                Duration::from_secs(config.ledger.checkpoint_every_secs.max(1)),
+            )
+            .await?,
+        );
+        let metrics = Arc::new(Metrics::default());
+        let delivery = Arc::new(Delivery::new(
+            transports,
+            &config.destinations,
+            ledger.clone(),
+            clock.clone(),
+            Duration::from_millis(config.delivery.poll_interval_ms),
+            metrics.clone(),
+        ));
+        let state = web::Data::new(AppState {
+            catalogue,
+            systems: Systems::new(&config.systems),
+            delivery: delivery.clone(),
+            ledger: ledger.clone(),
+            clock,
+            limits: config.limits.clone(),
+            metrics,
+            auth,
+            checkpointer: checkpointer.clone(),
+        });
+        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
+            .on_connect(api::on_connect)
+            .workers(2)
+            .listen_rustls_0_23(listener, tls)
+            .map_err(|e| StartupError::Bind(addr, e))?
+            .run();
+        Ok(Self {
+            addr,
+            server,
+            ledger,
+            delivery,
+            checkpointer,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
+    }
+
+    /// Runs the server and the delivery worker (which resumes every pending delivery).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let worker = tokio::spawn(self.delivery.clone().run());
+        let reports = tokio::spawn(self.delivery.watch_reports());
+        let checkpoints = tokio::spawn(self.checkpointer.run());
+        let result = self.server.await;
+        worker.abort();
+        reports.abort();
+        checkpoints.abort();
+        result
+    }
+}

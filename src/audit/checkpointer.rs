@@ -1,0 +1,76 @@
+//! Makes signed checkpoints over the ledger's Merkle tree: every N entries or T seconds (when it
+//! has grown), and on demand.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::ledger::checkpoint::Checkpoint;
+use crate::ledger::signing::CheckpointKey;
+use crate::ledger::{Ledger, LedgerError};
+use crate::platform::clock::Clock;
+
+pub struct Checkpointer {
+    ledger: Arc<dyn Ledger>,
+    key: CheckpointKey,
+    clock: Clock,
+    every_entries: u64,
+    every: Duration,
+    /// The last checkpoint made, and when.
+    last: Mutex<(Option<Checkpoint>, Instant)>,
+}
+
+impl Checkpointer {
+    pub async fn new(
+        ledger: Arc<dyn Ledger>,
+        key: CheckpointKey,
+        clock: Clock,
+        every_entries: u64,
+        every: Duration,
+    ) -> Result<Self, LedgerError> {
+        let last = ledger.checkpoints().await?.pop();
+        Ok(Self {
+            ledger,
+            key,
+            clock,
+            every_entries,
+            every,
+            last: Mutex::new((last, Instant::now())),
+        })
+    }
+
+    pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.key.public()
+    }
+
+    /// Signs and stores a checkpoint of the whole ledger now, unless the latest already covers it.
+    pub async fn checkpoint_now(&self) -> Result<Option<Checkpoint>, LedgerError> {
+        let mut last = self.last.lock().await;
+        let size = self.ledger.tree_size().await;
+        if size == 0 || last.0.as_ref().is_some_and(|c| c.tree_size >= size) {
+            return Ok(last.0.clone());
+        }
+        let cp = Checkpoint::sign(size, self.ledger.root(size).await?, self.clock.now(), &self.key);
+        self.ledger.store_checkpoint(&cp).await?;
+        tracing::info!(tree_size = size, root = %hex::encode(cp.root), "ledger checkpoint signed");
+        *last = (Some(cp.clone()), Instant::now());
+        Ok(Some(cp))
+    }
+
+    /// Runs until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.every.min(Duration::from_secs(5))).await;
+            let due = {
+                let last = self.last.lock().await;
+                let covered = last.0.as_ref().map_or(0, |c| c.tree_size);
+                let size = self.ledger.tree_size().await;
+                size > covered && (size - covered >= self.every_entries || last.1.elapsed() >= self.every)
+            };
+            if due && let Err(e) = self.checkpoint_now().await {
+                tracing::error!(error = %e, "cannot make a ledger checkpoint; will retry");
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! What auditors and the DPO are given: audit bundles ([`bundle`]), signed checkpoints on a
+//! schedule ([`checkpointer`]), subject access ([`subject_access`]) and listings as CSV and tables
+//! ([`report`]). Reads the ledger; never changes a decision.
+
+pub mod bundle;
+pub mod checkpointer;
+pub mod report;
+pub mod subject_access;

@@ -1,0 +1,146 @@
+//! `ledger verify | checkpoint | export | verify-bundle`.
+
+use std::process::ExitCode;
+
+use super::{LedgerCommand, load};
+use crate::app::config::Overrides;
+
+pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
+    use crate::ledger::checkpoint::parse_public_key;
+    let pinned = |text: &Option<String>| -> Result<Option<ed25519_dalek::VerifyingKey>, String> {
+        text.as_deref()
+            .map(|t| parse_public_key(t).ok_or_else(|| "--public-key must be ed25519:<64 hex>".to_owned()))
+            .transpose()
+    };
+    if let LedgerCommand::VerifyBundle { dir, public_key } = &command {
+        let report = crate::audit::bundle::verify(dir, pinned(public_key)?.as_ref())
+            .map_err(|e| format!("bundle does not verify: {e}"))?;
+        println!(
+            "ok: {} entries, each in the signed tree of {} entries",
+            report.entries, report.tree_size
+        );
+        if public_key.is_none() {
+            println!(
+                "note: verified against the bundle's own public_key.txt; pin the key with --public-key to prove origin"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config_path = match &command {
+        LedgerCommand::Verify { config, .. }
+        | LedgerCommand::Checkpoint { config }
+        | LedgerCommand::Export { config, .. } => &config.config,
+        LedgerCommand::VerifyBundle { .. } => return Ok(ExitCode::FAILURE),
+    };
+    let config = load(config_path, &Overrides::default())?;
+    let ledger = crate::ledger::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = crate::app::keystore::KeyStore::new(&config.keys_dir);
+    let key = || store.checkpoint_key(false).map(|(k, _)| k).map_err(|e| e.to_string());
+    match command {
+        LedgerCommand::Verify { public_key, .. } => {
+            let public = match pinned(&public_key)? {
+                Some(k) => k,
+                None => key()?.public(),
+            };
+            // The progress bar needs the total, which costs a read of every entry: only for a person.
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let total = if terminal { ledger.tree_size().await } else { 0 };
+            let show = terminal && total >= 100_000;
+            let mut progress = |done: i64| {
+                if show {
+                    eprint!("\rverifying: {done}/{total} entries");
+                }
+            };
+            let report = crate::ledger::verify(ledger.as_ref(), &public, &mut progress)
+                .await
+                .map_err(|e| e.to_string())?;
+            if show {
+                eprintln!();
+            }
+            match report.first_break {
+                None => {
+                    // The chain holds; now the listings and the subject index made from it.
+                    if let Some(problem) = crate::ledger::verify_transfers(ledger.as_ref())
+                        .await
+                        .map_err(|e| e.to_string())?
+                    {
+                        println!(
+                            "BROKEN: {problem} (the {} ledger entries themselves verify)",
+                            report.entries
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    println!(
+                        "ok: {} entries, chain head {}, {} checkpoint(s) verified; transfer listings and subject \
+                         index match the entries",
+                        report.entries,
+                        hex::encode(report.head),
+                        report.checkpoints
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(b) => {
+                    println!("BROKEN: {b} ({} entries verified before it)", report.entries);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        LedgerCommand::Checkpoint { .. } => {
+            let checkpointer = crate::audit::checkpointer::Checkpointer::new(
+                ledger,
+                key()?,
+                crate::platform::clock::Clock::System,
+                1,
+                std::time::Duration::from_secs(1),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            match checkpointer.checkpoint_now().await.map_err(|e| e.to_string())? {
+                Some(cp) => println!("checkpoint: tree size {}, root {}", cp.tree_size, hex::encode(cp.root)),
+                None => println!("the ledger is empty: nothing to checkpoint"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Export {
+            agreement,
+            since,
+            until,
+            out,
+            ..
+        } => {
+            let key = key()?;
+            let checkpointer = crate::audit::checkpointer::Checkpointer::new(
+                ledger.clone(),
+                key,
+                crate::platform::clock::Clock::System,
+                1,
+                std::time::Duration::from_secs(1),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let cp = checkpointer
+                .checkpoint_now()
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the ledger is empty")?;
+            let entries = ledger
+                .entries_for(&agreement, since, until)
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::audit::bundle::export(ledger.as_ref(), &entries, &cp, &checkpointer.public_key(), &out)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "wrote {} entries for {agreement} to {} (checkpoint at tree size {}); verify with `isa-gateway ledger verify-bundle {}`",
+                entries.len(),
+                out.display(),
+                cp.tree_size,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::VerifyBundle { .. } => Ok(ExitCode::FAILURE),
+    }
+}

@@ -1,0 +1,311 @@
+//! The `isa-gateway` command line: the arguments and one dispatch here, one file per command
+//! family beside it. Rules (production checks, requeue) live in `app`, not here.
+
+mod agreements;
+mod keys;
+mod ledger;
+mod serve;
+mod transfers;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::config::{Config, DEFAULT_CONFIG_FILE, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "isa-gateway",
+    version,
+    about = "A secure inter-agency information-sharing gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The configuration file (default: ./gateway.toml, the development profile).
+    #[arg(long, env = "ISA_GATEWAY_CONFIG", default_value = DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen on this address instead of the configured one (e.g. 127.0.0.1:0).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the configuration, every agreement and every schema; exit 1 on any problem.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// The ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Show every agreement: state, dates, parties, legal bases, fields (warns 30 days ahead of
+    /// review or expiry).
+    Agreements {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Pseudonymisation and index keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the legal-basis codes with their titles and sources (docs/legal-bases.md).
+    LegalBases,
+    /// Subject access (DPO): every disclosure about one person. The NHS number is read from
+    /// standard input, never the command line (which shells keep in history and `ps` shows).
+    SubjectDisclosures {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Who is asking (recorded in the ledger with the role dpo).
+        #[arg(long)]
+        by: String,
+    },
+    /// Transfers, for auditors (reads the database directly).
+    Transfers {
+        #[command(subcommand)]
+        command: TransfersCommand,
+    },
+    /// Bearer tokens for users.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TransfersCommand {
+    /// List the transfers under an agreement (accepted and refused), oldest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        agreement: String,
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+        /// accepted, refused, held, retrying, delivered or undeliverable.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// Put an undeliverable transfer (a dead letter) back in the queue once its partner is
+    /// fixed: fresh attempts and age, the same bytes. Recorded in the ledger with who did it.
+    Requeue {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The transfer's id.
+        transfer_id: uuid::Uuid,
+        /// Who is requeueing it (recorded with the role operator).
+        #[arg(long)]
+        by: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Mint a token from the development issuer (development profile only), e.g.
+    /// `isa-gateway token dev --sub alice --role practitioner`.
+    Dev {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user's id (the token's `sub`).
+        #[arg(long)]
+        sub: String,
+        /// A role: practitioner, safeguarding_lead, director, dpo or auditor (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make the first key for an agreement (or the gateway-wide index key with --index).
+    New {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, required_unless_present_any = ["index", "checkpoint"])]
+        agreement: Option<String>,
+        #[arg(long, conflicts_with = "agreement")]
+        index: bool,
+        /// The ledger's checkpoint signing key (Ed25519).
+        #[arg(long, conflicts_with_all = ["agreement", "index"])]
+        checkpoint: bool,
+    },
+    /// Add a new version of an agreement's key; new transfers use it, old versions stay.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        agreement: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Make a development PKI: CA, server certificate, a client certificate per registered
+    /// system, a CRL. Development only.
+    Dev {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to write (default: the folder of the configured client CA).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Recompute the hash chain, the Merkle tree and every checkpoint's root and signature; name
+    /// the first entry or checkpoint that breaks; exit 1 if one does.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The checkpoint key to verify against (`ed25519:<hex>`); default: the gateway's own.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Sign a checkpoint of the whole ledger now.
+    Checkpoint {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write an audit bundle for one agreement: entries, inclusion proofs, checkpoint, public key.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        agreement: String,
+        /// RFC 3339; entries recorded at or after.
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        /// RFC 3339; entries recorded before.
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an audit bundle offline, without the database; exit 1 if anything fails.
+    VerifyBundle {
+        dir: PathBuf,
+        /// The checkpoint key you trust (`ed25519:<hex>`), from a channel other than the bundle.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config, listen } => serve::serve(&config.config, listen).await,
+            Command::Check { config } => Ok(serve::check(&config.config)),
+            Command::Certs {
+                command: CertsCommand::Dev { config, out },
+            } => serve::certs_dev(&config.config, out.as_deref()),
+            Command::Ledger { command } => ledger::ledger(command).await,
+            Command::Agreements { config, format } => agreements::agreements(&config.config, format),
+            Command::Keys { command } => keys::keys(command),
+            Command::Token {
+                command:
+                    TokenCommand::Dev {
+                        config,
+                        sub,
+                        roles,
+                        ttl_secs,
+                    },
+            } => keys::token_dev(&config.config, &sub, &roles, ttl_secs),
+            Command::SubjectDisclosures { config, by } => transfers::subject_disclosures(&config.config, &by).await,
+            Command::Transfers {
+                command:
+                    TransfersCommand::List {
+                        config,
+                        agreement,
+                        since,
+                        until,
+                        status,
+                        format,
+                    },
+            } => transfers::transfers_list(&config.config, agreement, since, until, status.as_deref(), format).await,
+            Command::Transfers {
+                command:
+                    TransfersCommand::Requeue {
+                        config,
+                        transfer_id,
+                        by,
+                    },
+            } => transfers::transfers_requeue(&config.config, transfer_id, &by).await,
+            Command::LegalBases => {
+                print!("{}", crate::policy::legal::reference_markdown());
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load(path: &Path, overrides: &Overrides) -> Result<Config, String> {
+    Config::load(path, overrides).map_err(|e| e.to_string())
+}

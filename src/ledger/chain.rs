@@ -1,0 +1,86 @@
+//! The chain as this process holds it: the head and every Merkle leaf (32 bytes an entry).
+
+use jiff::Timestamp;
+
+use sha2::{Digest, Sha256};
+
+use super::entry::Reader;
+use super::{Hash, LedgerError, RawEntry, merkle};
+
+/// The chain as verified so far: the head and every Merkle leaf (32 bytes an entry). The
+/// gateway keeps one to append to; `verify` builds one from the first entry.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    pub seq: i64,
+    pub hash: Hash,
+    pub leaves: Vec<Hash>,
+}
+
+impl Chain {
+    /// Takes in `raw` as the next entry, or says what is wrong with it.
+    pub fn extend(&mut self, raw: &RawEntry) -> Result<(), String> {
+        let expected = self.seq + 1;
+        if raw.seq != expected {
+            return Err(format!("missing: the next entry present is {}", raw.seq));
+        }
+        let Some(mut r) = Reader::header(&raw.bytes) else {
+            return Err("its stored bytes are not a ledger entry".into());
+        };
+        if r.prev_hash != self.hash {
+            return Err("its previous-hash link does not match the entry before it".into());
+        }
+        if <[u8; 32]>::from(Sha256::digest(&raw.bytes)) != raw.hash {
+            return Err("its contents do not match its hash (edited)".into());
+        }
+        if r.seq != raw.seq {
+            return Err("its sequence number is not the one it was hashed with (moved)".into());
+        }
+        let indexed = (|| {
+            let transfer_id = r.str()?;
+            let kind = r.str()?;
+            r.str()?;
+            r.opt()?;
+            let agreement_id = r.str()?;
+            Some(
+                transfer_id == raw.transfer_id
+                    && kind == raw.kind
+                    && agreement_id == raw.agreement_id
+                    && r.at_us == raw.at_us,
+            )
+        })();
+        if indexed != Some(true) {
+            return Err("its index columns (transfer, kind, agreement or time) were edited".into());
+        }
+        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes));
+        Ok(())
+    }
+
+    /// Takes in `raw` as stored, checking only its place (judging its contents is `verify`'s
+    /// work), so that leaf `i` is always entry `i + 1`.
+    pub fn adopt(&mut self, raw: &RawEntry) -> Result<(), LedgerError> {
+        // Its place, and its link to the head this chain holds: after a failover that lost
+        // entries this gateway had seen, another gateway's new entries do not link to ours.
+        let linked = Reader::header(&raw.bytes).is_some_and(|r| r.prev_hash == self.hash);
+        if raw.seq != self.seq + 1 || !linked {
+            return Err(LedgerError::OutOfSequence(raw.seq));
+        }
+        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes));
+        Ok(())
+    }
+
+    pub(crate) fn append(&mut self, seq: i64, hash: Hash, leaf: Hash) {
+        self.seq = seq;
+        self.hash = hash;
+        self.leaves.push(leaf);
+    }
+}
+
+/// Microseconds since the Unix epoch: the ledger's time resolution.
+pub fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+/// A timestamp truncated to the ledger's resolution, so what is stored is what was hashed.
+pub fn ledger_time(t: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(micros(t)).unwrap_or(t)
+}

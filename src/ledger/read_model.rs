@@ -1,0 +1,130 @@
+//! The read side kept beside the ledger: transfer listings, their history and counts, and
+//! [`project`], the writer's rules as a pure function over a transfer's entries (what `verify`
+//! re-derives and compares).
+
+use jiff::Timestamp;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Entry, EventKind, Hash, TransferStatus};
+
+/// The receipt for an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: i64,
+    pub hash: Hash,
+}
+
+/// One transfer as the read side shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TransferRecord {
+    pub transfer_id: Uuid,
+    pub agreement_id: String,
+    pub message_type: Option<String>,
+    pub sender_system: String,
+    pub recipient: Option<String>,
+    pub status: TransferStatus,
+    pub reason_code: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The sequence number of the decision in the ledger.
+    pub ledger_seq: i64,
+    /// The user who asked for it.
+    pub user_sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_due: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_informed_due: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_informed_at: Option<Timestamp>,
+}
+
+/// The follow-ups people must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    /// Held for a director's approval.
+    Held,
+    /// Urgent transfers whose review is overdue at the given time.
+    ReviewsOverdue(Timestamp),
+    /// People still to be told, soonest first.
+    NotificationsDue,
+}
+
+/// One step in a transfer's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryItem {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub status: TransferStatus,
+    pub reason_code: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A listing filter.
+#[derive(Debug, Clone)]
+pub struct TransferQuery {
+    /// `None`: across all agreements.
+    pub agreement_id: Option<String>,
+    pub status: Option<TransferStatus>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: u32,
+    /// Continue after this decision sequence number (the previous page's `next_cursor`).
+    pub after_seq: Option<i64>,
+}
+
+/// Counts over a period, for auditors.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    /// Permitted transfers by legal-basis code.
+    pub by_legal_basis: std::collections::BTreeMap<String, i64>,
+}
+
+/// A transfer as the read side should show it, from its entries in order (its decision first);
+/// `None` without a decision. The same rules as the writer's (`write::insert`).
+pub fn project(history: &[Entry]) -> Option<TransferRecord> {
+    let (decision, rest) = history.split_first()?;
+    let d = &decision.event;
+    if d.kind != EventKind::Decision {
+        return None;
+    }
+    let mut r = TransferRecord {
+        transfer_id: d.transfer_id,
+        agreement_id: d.agreement_id.clone(),
+        message_type: d.message_type.clone(),
+        sender_system: d.sender_system.clone(),
+        recipient: d.recipient.clone(),
+        status: d.status,
+        reason_code: d.reason_code.clone(),
+        created_at: d.at,
+        updated_at: d.at,
+        ledger_seq: decision.seq,
+        user_sub: d.user_sub.clone(),
+        review_due: d.review_due_at(),
+        reviewed_at: None,
+        subject_informed_due: d.subject_informed_due.clone(),
+        subject_informed_at: None,
+    };
+    for e in rest.iter().map(|e| &e.event) {
+        match e.kind {
+            EventKind::Decision => return None,
+            EventKind::Review => {
+                r.reviewed_at.get_or_insert(e.at);
+            }
+            EventKind::Notification => {
+                r.subject_informed_at.get_or_insert(e.at);
+            }
+            EventKind::Delivery | EventKind::Approval => {
+                r.status = e.status;
+                r.reason_code = e.reason_code.clone();
+                r.updated_at = e.at;
+            }
+            EventKind::SubjectAccess => {}
+        }
+    }
+    Some(r)
+}

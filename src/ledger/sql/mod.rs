@@ -1,0 +1,600 @@
+//! The ledger on SQL: SQLite (embedded, the default) or PostgreSQL (several gateways may share
+//! one database). One dialect of SQL through sqlx's `Any` driver; where the two differ it says
+//! so in [`Dialect`]. Every write goes through the group-commit writer in [`writer`]; [`sync`] reads entries and
+//! takes in what other gateways appended;
+//! this module holds opening, migrations and the read side.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::checkpoint::Checkpoint;
+mod sync;
+mod writer;
+
+pub use self::sync::Dialect;
+use self::sync::{
+    RAW_COLUMNS, catch_up, check_head, corrupt, entry_from_row, parse_hash, raw_after, raw_from_row, timestamp, uuid,
+};
+use self::writer::{Op, Writer};
+use super::{
+    Chain, Counts, Enqueue, Entry, Event, FollowUp, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal, Ledger,
+    LedgerError, OutboxItem, RawEntry, Receipt, TransferQuery, TransferRecord, TransferStatus, merkle, micros,
+};
+
+pub struct SqlLedger {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// The chain head and the Merkle tree's leaves, as far as this process has read or written.
+    /// Loaded lazily and brought up to date from the database before every use, so entries
+    /// other gateways appended are included.
+    chain: Arc<Mutex<Chain>>,
+    writer: Writer,
+}
+
+impl SqlLedger {
+    /// `sqlite://PATH` or `postgres://…` (`postgresql://…`).
+    pub async fn open(database_url: &str) -> Result<Self, LedgerError> {
+        if let Some(path) = database_url.strip_prefix("sqlite://") {
+            Self::sqlite(Path::new(path)).await
+        } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Self::postgres(database_url).await
+        } else {
+            Err(LedgerError::UnsupportedUrl)
+        }
+    }
+
+    /// An SQLite ledger in one file, created private to the gateway's user. WAL mode with
+    /// `synchronous = FULL`: a commit is on disk before the append returns.
+    pub async fn sqlite(path: &Path) -> Result<Self, LedgerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = std::path::absolute(path).map_err(sqlx::Error::Io)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(sqlx::Error::Io)?;
+        // The Any driver takes a URL: escape what the URL or SQLite's parser would read as syntax.
+        let text = path.to_str().ok_or(LedgerError::UnsupportedUrl)?;
+        let url = format!(
+            "sqlite://{}",
+            text.replace('%', "%25").replace('?', "%3F").replace('#', "%23")
+        );
+        Self::connect_sqlite(&url, 4).await
+    }
+
+    /// An in-memory SQLite ledger (one connection), for tests and benchmarks.
+    pub async fn in_memory() -> Result<Self, LedgerError> {
+        Self::connect_sqlite("sqlite::memory:", 1).await
+    }
+
+    async fn connect_sqlite(url: &str, connections: u32) -> Result<Self, LedgerError> {
+        sqlx::any::install_default_drivers();
+        // An in-memory database lives as long as its one connection: never recycle it.
+        let (lifetime, idle) = if connections == 1 {
+            (None, None)
+        } else {
+            (Some(Duration::from_secs(30 * 60)), Some(Duration::from_secs(10 * 60)))
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .min_connections(1)
+            .max_lifetime(lifetime)
+            .idle_timeout(idle)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self::start(pool, Dialect::Sqlite))
+    }
+
+    /// A PostgreSQL ledger. Migrations run under sqlx's advisory lock, so gateways starting
+    /// together are safe.
+    pub async fn postgres(url: &str) -> Result<Self, LedgerError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self::start(pool, Dialect::Postgres))
+    }
+
+    fn start(pool: AnyPool, dialect: Dialect) -> Self {
+        let chain = Arc::new(Mutex::new(Chain::default()));
+        let writer = Writer::spawn(pool.clone(), dialect, chain.clone());
+        Self {
+            pool,
+            dialect,
+            chain,
+            writer,
+        }
+    }
+
+    /// `{select} WHERE transfer_id IN (…){tail}` for these transfers.
+    async fn rows_about(&self, select: &str, transfer_ids: &[Uuid], tail: &str) -> Result<Vec<AnyRow>, LedgerError> {
+        if transfer_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "{select} WHERE transfer_id IN ({}){tail}",
+            self.placeholders(transfer_ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in transfer_ids {
+            query = query.bind(id.to_string());
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// `n` parameters for an `IN (…)` list (SQLite's anonymous ones: see `write::multi_row_insert`).
+    fn placeholders(&self, n: usize) -> String {
+        let one = |i: usize| match self.dialect {
+            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${i}"),
+        };
+        (1..=n).map(one).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The chain, brought up to date with every committed entry (any process's).
+    async fn chain(&self) -> Result<tokio::sync::MutexGuard<'_, Chain>, LedgerError> {
+        let mut chain = self.chain.lock().await;
+        let mut conn = self.pool.acquire().await?;
+        check_head(&mut conn, &chain).await?;
+        catch_up(&mut conn, self.dialect, &mut chain).await?;
+        Ok(chain)
+    }
+}
+
+fn record_from_row(row: &AnyRow) -> Result<TransferRecord, LedgerError> {
+    let seq: i64 = row.try_get("decision_seq")?;
+    let at = |col: &str| -> Result<Option<Timestamp>, LedgerError> {
+        row.try_get::<Option<i64>, _>(col)?
+            .map(|us| timestamp(seq, us))
+            .transpose()
+    };
+    Ok(TransferRecord {
+        transfer_id: uuid(seq, &row.try_get::<String, _>("transfer_id")?)?,
+        agreement_id: row.try_get("agreement_id")?,
+        message_type: row.try_get("message_type")?,
+        sender_system: row.try_get("sender_system")?,
+        recipient: row.try_get("recipient")?,
+        status: TransferStatus::parse(&row.try_get::<String, _>("status")?).ok_or_else(|| corrupt(seq, "status"))?,
+        reason_code: row.try_get("reason_code")?,
+        created_at: timestamp(seq, row.try_get("created_at_us")?)?,
+        updated_at: timestamp(seq, row.try_get("updated_at_us")?)?,
+        ledger_seq: seq,
+        user_sub: row.try_get("user_sub")?,
+        review_due: at("review_due_at_us")?,
+        reviewed_at: at("reviewed_at_us")?,
+        subject_informed_due: row.try_get("subject_informed_due")?,
+        subject_informed_at: at("subject_informed_at_us")?,
+    })
+}
+
+const TRANSFER_COLUMNS: &str = "transfer_id, agreement_id, message_type, sender_system, recipient, status, \
+     reason_code, created_at_us, updated_at_us, decision_seq, user_sub, review_due_at_us, reviewed_at_us, \
+     subject_informed_due, subject_informed_at_us";
+
+#[async_trait]
+impl Ledger for SqlLedger {
+    async fn append(&self, event: Event) -> Result<Receipt, LedgerError> {
+        self.writer.always(event, Op::Append).await
+    }
+
+    async fn accept(
+        &self,
+        event: Event,
+        enqueue: Enqueue,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Receipt, LedgerError> {
+        self.writer.always(event, Op::Accept { enqueue, key }).await
+    }
+
+    async fn idempotent_original(&self, system: &str, key: &str) -> Result<Option<IdempotentOriginal>, LedgerError> {
+        let row = sqlx::query(
+            "SELECT request_sha256, transfer_id, ledger_seq FROM idempotency_keys \
+             WHERE sender_system = $1 AND idempotency_key = $2",
+        )
+        .bind(system)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let seq: i64 = r.try_get("ledger_seq")?;
+            Ok(IdempotentOriginal {
+                request_sha256: r.try_get("request_sha256")?,
+                transfer_id: uuid(seq, &r.try_get::<String, _>("transfer_id")?)?,
+                ledger_seq: seq,
+            })
+        })
+        .transpose()
+    }
+
+    async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, attempts, \
+             created_at_us FROM outbox \
+             WHERE state = 'pending' AND next_attempt_at_us <= $1 ORDER BY next_attempt_at_us LIMIT $2",
+        )
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    transfer_id: uuid(0, &r.try_get::<String, _>("transfer_id")?)?,
+                    destination: r.try_get("destination")?,
+                    agreement_id: r.try_get("agreement_id")?,
+                    message_type: r.try_get("message_type")?,
+                    sender_system: r.try_get("sender_system")?,
+                    recipient: r.try_get("recipient")?,
+                    body: r.try_get("body")?,
+                    attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    created_at: timestamp(0, r.try_get("created_at_us")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim(&self, transfer_id: Uuid, attempts: u32, now: Timestamp) -> Result<bool, LedgerError> {
+        let claimed = sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1 WHERE transfer_id = $1 AND state = 'pending' \
+             AND attempts = $2 AND next_attempt_at_us <= $3",
+        )
+        .bind(transfer_id.to_string())
+        .bind(i64::from(attempts))
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn attempt_failed(
+        &self,
+        event: Event,
+        attempts: u32,
+        next_attempt: Timestamp,
+    ) -> Result<Receipt, LedgerError> {
+        self.writer
+            .always(event, Op::AttemptFailed { attempts, next_attempt })
+            .await
+    }
+
+    async fn delivered(&self, event: Event, remote: Option<(String, String)>) -> Result<Option<Receipt>, LedgerError> {
+        self.writer.submit(event, Op::Delivered { remote }).await
+    }
+
+    async fn transfer_by_remote_ref(&self, destination: &str, remote_ref: &str) -> Result<Option<Uuid>, LedgerError> {
+        let row = sqlx::query("SELECT transfer_id FROM delivery_refs WHERE destination = $1 AND remote_ref = $2")
+            .bind(destination)
+            .bind(remote_ref)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| uuid(0, &r.try_get::<String, _>("transfer_id")?))
+            .transpose()
+    }
+
+    async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError> {
+        self.writer.always(event, Op::DeadLetter).await
+    }
+
+    async fn requeue(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        self.writer.submit(event, Op::Requeue).await
+    }
+
+    async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        self.writer.submit(event, Op::Release).await
+    }
+
+    async fn withdraw(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        self.writer.submit(event, Op::Withdraw).await
+    }
+
+    async fn follow_up(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        self.writer.submit(event, Op::FollowUp).await
+    }
+
+    async fn disclosures(&self, subject_hash: &str) -> Result<Vec<(TransferRecord, Entry)>, LedgerError> {
+        let columns = TRANSFER_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {columns}, e.entry, e.hash FROM subject_disclosures s \
+             JOIN transfers t ON t.transfer_id = s.transfer_id JOIN ledger_entries e ON e.seq = t.decision_seq \
+             WHERE s.subject_hash = $1 AND t.status <> 'refused' ORDER BY t.decision_seq"
+        ))
+        .bind(subject_hash)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let record = record_from_row(row)?;
+                let entry = entry_from_row(row, record.ledger_seq)?;
+                Ok((record, entry))
+            })
+            .collect()
+    }
+
+    async fn follow_ups(
+        &self,
+        which: FollowUp,
+        sender_system: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TransferRecord>, LedgerError> {
+        // $1 is the sending system, $2 the limit, $3 the time (the overdue filter only).
+        let (filter, order, at) = match which {
+            FollowUp::Held => ("status = 'held'", "created_at_us", None),
+            FollowUp::ReviewsOverdue(now) => (
+                "review_due_at_us IS NOT NULL AND reviewed_at_us IS NULL AND review_due_at_us < $3",
+                "review_due_at_us",
+                Some(micros(now)),
+            ),
+            FollowUp::NotificationsDue => (
+                "subject_informed_due IS NOT NULL AND subject_informed_at_us IS NULL",
+                "subject_informed_due",
+                None,
+            ),
+        };
+        let sql = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE {filter} AND ($1 IS NULL OR sender_system = $1) \
+             ORDER BY {order} LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql).bind(sender_system).bind(i64::from(limit));
+        if let Some(at) = at {
+            query = query.bind(at);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn warm(&self) -> Result<(), LedgerError> {
+        self.chain().await.map(|_| ())
+    }
+
+    async fn tree_size(&self) -> u64 {
+        // A database that cannot be read leaves the size as last known: the checkpointer and
+        // the proof endpoints then work on that prefix.
+        match self.chain().await {
+            Ok(chain) => chain.leaves.len() as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not bring the ledger's tree up to date");
+                self.chain.lock().await.leaves.len() as u64
+            }
+        }
+    }
+
+    async fn root(&self, size: u64) -> Result<Hash, LedgerError> {
+        let chain = self.chain().await?;
+        let leaves = chain
+            .leaves
+            .get(..usize::try_from(size).unwrap_or(usize::MAX))
+            .ok_or(LedgerError::BeyondTree(size))?;
+        Ok(merkle::root(leaves))
+    }
+
+    async fn inclusion_proof(&self, seq: i64, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        let chain = self.chain().await?;
+        let index = u64::try_from(seq - 1).map_err(|_| LedgerError::BeyondTree(0))?;
+        merkle::inclusion_proof(&chain.leaves, index, size).map_err(|_| LedgerError::BeyondTree(size))
+    }
+
+    async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
+        let chain = self.chain().await?;
+        merkle::consistency_proof(&chain.leaves, old, new).map_err(|_| LedgerError::BeyondTree(new))
+    }
+
+    async fn store_checkpoint(&self, cp: &Checkpoint) -> Result<(), LedgerError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (tree_size, root, at_us, signature) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tree_size) DO NOTHING",
+        )
+        .bind(i64::try_from(cp.tree_size).unwrap_or(i64::MAX))
+        .bind(hex::encode(cp.root))
+        .bind(micros(cp.at))
+        .bind(hex::encode(cp.signature))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, LedgerError> {
+        let rows = sqlx::query("SELECT tree_size, root, at_us, signature FROM checkpoints ORDER BY tree_size")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let size: i64 = r.try_get("tree_size")?;
+                let signature: [u8; 64] = hex::decode(r.try_get::<String, _>("signature")?)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| corrupt(size, "checkpoint signature"))?;
+                Ok(Checkpoint {
+                    tree_size: u64::try_from(size).map_err(|_| corrupt(size, "checkpoint size"))?,
+                    root: parse_hash(size, &r.try_get::<String, _>("root")?)?,
+                    at: timestamp(size, r.try_get("at_us")?)?,
+                    signature,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError> {
+        let rows =
+            sqlx::query("SELECT destination, COUNT(*) AS n FROM outbox WHERE state = 'pending' GROUP BY destination")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("destination")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn history(&self, id: Uuid) -> Result<Vec<HistoryItem>, LedgerError> {
+        let rows = sqlx::query("SELECT entry, hash, seq FROM ledger_entries WHERE transfer_id = $1 ORDER BY seq")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq")?;
+                let e = entry_from_row(row, seq)?;
+                Ok(HistoryItem {
+                    seq,
+                    at: e.event.at,
+                    kind: e.event.kind,
+                    status: e.event.status,
+                    reason_code: e.event.reason_code,
+                    detail: e.event.detail,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_transfers(&self, q: &TransferQuery) -> Result<Vec<TransferRecord>, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE ($1 IS NULL OR agreement_id = $1) \
+             AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR created_at_us >= $3) \
+             AND ($4 IS NULL OR created_at_us < $4) AND ($6 IS NULL OR decision_seq > $6) \
+             ORDER BY decision_seq LIMIT $5"
+        ))
+        .bind(&q.agreement_id)
+        .bind(q.status.map(TransferStatus::as_str))
+        .bind(q.since.map(micros))
+        .bind(q.until.map(micros))
+        .bind(i64::from(q.limit))
+        .bind(q.after_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn counts(
+        &self,
+        agreement_id: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Counts, LedgerError> {
+        let (since, until) = (since.map(micros), until.map(micros));
+        let mut counts = Counts::default();
+        let rows = sqlx::query(
+            "SELECT status, legal_bases FROM transfers WHERE agreement_id = $1 \
+             AND ($2 IS NULL OR created_at_us >= $2) AND ($3 IS NULL OR created_at_us < $3)",
+        )
+        .bind(agreement_id)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            *counts.by_status.entry(r.try_get("status")?).or_default() += 1;
+            if let Some(bases) = r.try_get::<Option<String>, _>("legal_bases")? {
+                let bases: Vec<String> = serde_json::from_str(&bases).map_err(|_| corrupt(0, "legal_bases"))?;
+                for basis in bases {
+                    *counts.by_legal_basis.entry(basis).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn entries_for(
+        &self,
+        agreement_id: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<Entry>, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RAW_COLUMNS} FROM ledger_entries WHERE agreement_id = $1 \
+             AND ($2 IS NULL OR recorded_at_us >= $2) AND ($3 IS NULL OR recorded_at_us < $3) ORDER BY seq"
+        ))
+        .bind(agreement_id)
+        .bind(since.map(micros))
+        .bind(until.map(micros))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| raw_from_row(r)?.decode()).collect()
+    }
+
+    async fn entries_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<Entry>, LedgerError> {
+        let rows = self
+            .rows_about(
+                "SELECT seq, entry, hash FROM ledger_entries",
+                transfer_ids,
+                " ORDER BY seq",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| entry_from_row(row, row.try_get("seq")?))
+            .collect()
+    }
+
+    async fn subjects_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, LedgerError> {
+        let rows = self
+            .rows_about(
+                "SELECT transfer_id, subject_hash FROM subject_disclosures",
+                transfer_ids,
+                "",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((uuid(0, &r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn legal_bases_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, Option<String>)>, LedgerError> {
+        let rows = self
+            .rows_about("SELECT transfer_id, legal_bases FROM transfers", transfer_ids, "")
+            .await?;
+        rows.iter()
+            .map(|r| Ok((uuid(0, &r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn projection_sizes(&self) -> Result<(i64, i64, i64), LedgerError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM transfers) AS t, \
+             (SELECT COUNT(*) FROM ledger_entries WHERE kind = 'decision') AS d, \
+             (SELECT COUNT(*) FROM subject_disclosures) AS s",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("t")?, row.try_get("d")?, row.try_get("s")?))
+    }
+
+    async fn raw_entries_after(&self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {
+        let mut conn = self.pool.acquire().await?;
+        raw_after(&mut conn, self.dialect, after, limit).await
+    }
+}

@@ -1,0 +1,556 @@
+//! Group commit: every ledger write goes through one writer task per gateway. It takes what
+//! callers have queued, writes it all in one transaction (one fsync), and answers each caller
+//! only after that transaction committed. While one batch commits the next one gathers, so
+//! under load many transfers share a commit and a lone transfer waits for no one.
+//!
+//! Each write is checked against the database's state inside the batch's transaction (an
+//! outbox entry still pending, an idempotency key still free, a review still outstanding), in
+//! the order the writes arrived; one that does not apply gets no entry and uses no sequence
+//! number. A batch that fails is retried one write at a time, so a write that cannot be
+//! recorded fails alone.
+//!
+//! Across processes the batch's transaction holds the database's write lock (SQLite's
+//! `BEGIN IMMEDIATE`, PostgreSQL's transaction-scoped advisory lock) and first takes in what
+//! other gateways appended, so the chain stays one gap-free sequence.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Executor};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::sync::{Dialect, catch_up, check_head};
+use crate::ledger::{
+    Chain, Enqueue, Entry, Event, EventKind, Hash, IdempotencyKey, LedgerError, Receipt, merkle, micros,
+};
+
+/// The most writes one transaction takes.
+const MAX_BATCH: usize = 512;
+/// Rows per multi-row INSERT (SQLite allows 32,766 parameters, PostgreSQL 65,535).
+const ROWS_PER_INSERT: usize = 128;
+/// PostgreSQL advisory lock key for appends: "isa-ledg".
+const APPEND_LOCK: i64 = 0x6973_612d_6c65_6467;
+
+/// What a write does besides appending its entry.
+pub(super) enum Op {
+    /// Only the entry (and its effect on the transfer's state).
+    Append,
+    /// A permitted decision: its outbox entry and idempotency key.
+    Accept {
+        enqueue: Enqueue,
+        key: Option<IdempotencyKey>,
+    },
+    AttemptFailed {
+        attempts: u32,
+        next_attempt: Timestamp,
+    },
+    /// Only while the outbox entry is still pending.
+    Delivered {
+        remote: Option<(String, String)>,
+    },
+    DeadLetter,
+    /// Only while the transfer is held.
+    Release,
+    /// Only while the transfer is held.
+    Withdraw,
+    /// A review or notification, only while one is outstanding.
+    FollowUp,
+    /// A dead letter back to the queue, only while it is dead: its age restarts, and it counts as
+    /// attempted once, so a MESH destination asks tracking before sending it again.
+    Requeue,
+}
+
+type Reply = Result<Option<Receipt>, LedgerError>;
+
+struct Request {
+    event: Event,
+    op: Op,
+    reply: oneshot::Sender<Reply>,
+}
+
+pub(super) struct Writer {
+    queue: mpsc::Sender<Request>,
+}
+
+impl Writer {
+    /// Starts the writer task; it ends when the `Writer` is dropped.
+    pub(super) fn spawn(pool: AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) -> Self {
+        let (queue, requests) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(requests, pool, dialect, chain));
+        Self { queue }
+    }
+
+    /// Records `event` with `op`; `None` if the op did not apply (nothing was recorded).
+    pub(super) async fn submit(&self, event: Event, op: Op) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Request { event, op, reply })
+            .await
+            .map_err(|_| LedgerError::WriterStopped)?;
+        answer.await.map_err(|_| LedgerError::WriterStopped)?
+    }
+
+    /// Records `event` with an op that always applies.
+    pub(super) async fn always(&self, event: Event, op: Op) -> Result<Receipt, LedgerError> {
+        self.submit(event, op).await?.ok_or_else(|| LedgerError::Corrupt {
+            seq: 0,
+            what: "an unconditional write did not apply".into(),
+        })
+    }
+}
+
+async fn run(mut requests: mpsc::Receiver<Request>, pool: AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let replies = match commit(&pool, dialect, &chain, &batch).await {
+            Ok(replies) => replies,
+            Err(Failed::Write(e)) if batch.len() == 1 => vec![Err(e)],
+            Err(Failed::Write(e)) => {
+                tracing::warn!(error = %e, writes = batch.len(), "a write in a ledger batch failed; recording them one by one");
+                let mut replies = Vec::with_capacity(batch.len());
+                for request in &batch {
+                    replies.push(
+                        match commit(&pool, dialect, &chain, std::slice::from_ref(request)).await {
+                            Ok(mut r) => r.pop().unwrap_or(Err(LedgerError::WriterStopped)),
+                            Err(Failed::Write(e)) => Err(e),
+                            Err(Failed::Batch(why)) => Err(LedgerError::Unrecorded(why)),
+                        },
+                    );
+                }
+                replies
+            }
+            Err(Failed::Batch(why)) => {
+                tracing::error!(error = %why, writes = batch.len(), "ledger batch not recorded");
+                batch
+                    .iter()
+                    .map(|_| Err(LedgerError::Unrecorded(why.clone())))
+                    .collect()
+            }
+        };
+        for (request, reply) in batch.drain(..).zip(replies) {
+            // A caller that went away still has its write recorded.
+            let _ = request.reply.send(reply);
+        }
+    }
+}
+
+/// Why a batch was not recorded (nothing of it was).
+enum Failed {
+    /// The database refused a statement of one write: the batch is retried write by write, so
+    /// that write fails alone.
+    Write(LedgerError),
+    /// The transaction could not begin, lock, catch up or commit, or the connection failed:
+    /// every write in it fails, none is retried here. (A commit that errors may still have
+    /// happened; the next batch takes such entries in, and callers retry with their
+    /// idempotency keys.)
+    Batch(String),
+}
+
+fn whole(e: impl Into<LedgerError>) -> Failed {
+    Failed::Batch(e.into().to_string())
+}
+
+/// A statement's failure: the write's own (the database refused it) or the batch's (anything
+/// else, such as a lost connection).
+fn statement(e: LedgerError) -> Failed {
+    match &e {
+        LedgerError::Database(sqlx::Error::Database(d)) if refuses_the_write(d.as_ref()) => Failed::Write(e),
+        _ => whole(e),
+    }
+}
+
+/// The database refused this write's data (a constraint, or a value it cannot store), not the
+/// transaction: a lock timeout, a shutdown or a read-only server fails the whole batch.
+fn refuses_the_write(d: &dyn sqlx::error::DatabaseError) -> bool {
+    d.kind() != sqlx::error::ErrorKind::Other || d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+}
+
+/// One entry to insert: its place, its bytes, the event it encodes.
+struct Row<'a> {
+    seq: i64,
+    hash: Hash,
+    bytes: Vec<u8>,
+    event: &'a Event,
+}
+
+/// Writes `batch` in one transaction and commits; then advances the chain. Returns one reply
+/// per request, in order.
+async fn commit(
+    pool: &AnyPool,
+    dialect: Dialect,
+    chain: &Mutex<Chain>,
+    batch: &[Request],
+) -> Result<Vec<Reply>, Failed> {
+    let mut chain = chain.lock().await;
+    let mut tx = match dialect {
+        Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await.map_err(whole)?,
+        Dialect::Postgres => {
+            // Read committed: each statement sees what committed before it, so after the lock
+            // the catch-up below sees every other gateway's entries.
+            let mut tx = pool
+                .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                .await
+                .map_err(whole)?;
+            tx.execute("SET LOCAL lock_timeout = '30s'").await.map_err(whole)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(APPEND_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(whole)?;
+            tx
+        }
+    };
+    // The head this gateway holds must still be the database's (a restore or failover may have
+    // lost it); then take in what other gateways appended, each linked to the one before.
+    check_head(&mut tx, &chain).await.map_err(whole)?;
+    catch_up(&mut tx, dialect, &mut chain).await.map_err(whole)?;
+    let (mut seq, mut prev) = (chain.seq, chain.hash);
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for request in batch {
+        let next = seq + 1;
+        match apply(&mut tx, next, &request.event, &request.op)
+            .await
+            .map_err(statement)?
+        {
+            Ok(true) => {
+                let bytes = Entry::canonical_bytes(next, &prev, &request.event);
+                let hash: Hash = Sha256::digest(&bytes).into();
+                replies.push(Ok(Some(Receipt { seq: next, hash })));
+                rows.push(Row {
+                    seq: next,
+                    hash,
+                    bytes,
+                    event: &request.event,
+                });
+                (seq, prev) = (next, hash);
+            }
+            Ok(false) => replies.push(Ok(None)),
+            Err(refused) => replies.push(Err(refused)),
+        }
+    }
+    insert(&mut tx, dialect, &rows).await.map_err(statement)?;
+    tx.commit()
+        .await
+        .map_err(|e| Failed::Batch(format!("the commit was not confirmed: {e}")))?;
+    for row in &rows {
+        chain.append(row.seq, row.hash, merkle::leaf_hash(&row.bytes));
+    }
+    Ok(replies)
+}
+
+/// Checks a write's precondition and makes its changes besides the entry. `Ok(false)`: it does
+/// not apply; `Err` inside: it is refused (an idempotency key already bound). Nothing is
+/// changed in either case.
+async fn apply(
+    tx: &mut sqlx::AnyConnection,
+    seq: i64,
+    event: &Event,
+    op: &Op,
+) -> Result<Result<bool, LedgerError>, LedgerError> {
+    let id = event.transfer_id.to_string();
+    let changed = |n: u64| Ok(n > 0);
+    match op {
+        Op::Append => Ok(Ok(true)),
+        Op::Accept { enqueue, key } => {
+            if let Some(k) = key {
+                let bound = sqlx::query(
+                    "INSERT INTO idempotency_keys (sender_system, idempotency_key, request_sha256, transfer_id, \
+                     ledger_seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(&k.system)
+                .bind(&k.key)
+                .bind(&k.request_sha256)
+                .bind(&id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+                if bound.rows_affected() == 0 {
+                    return Ok(Err(LedgerError::IdempotencyKeyTaken));
+                }
+            }
+            let now = micros(enqueue.now);
+            sqlx::query(
+                "INSERT INTO outbox (transfer_id, destination, agreement_id, message_type, sender_system, recipient, \
+                 body, state, attempts, created_at_us, next_attempt_at_us, last_error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, NULL)",
+            )
+            .bind(&id)
+            .bind(&enqueue.destination)
+            .bind(&event.agreement_id)
+            .bind(event.message_type.as_deref().unwrap_or_default())
+            .bind(&event.sender_system)
+            .bind(&event.recipient)
+            .bind(&enqueue.body)
+            .bind(if enqueue.held { "held" } else { "pending" })
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Ok(true))
+        }
+        Op::AttemptFailed { attempts, next_attempt } => {
+            sqlx::query(
+                "UPDATE outbox SET attempts = $1, next_attempt_at_us = $2, last_error = $3 WHERE transfer_id = $4",
+            )
+            .bind(i64::from(*attempts))
+            .bind(micros(*next_attempt))
+            .bind(&event.detail)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Ok(true))
+        }
+        Op::Delivered { remote } => {
+            let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'pending'")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            if removed.rows_affected() == 0 {
+                return Ok(Ok(false));
+            }
+            if let Some((destination, remote_ref)) = remote {
+                sqlx::query(
+                    "INSERT INTO delivery_refs (destination, remote_ref, transfer_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT (destination, remote_ref) DO UPDATE SET transfer_id = excluded.transfer_id",
+                )
+                .bind(destination)
+                .bind(remote_ref)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(Ok(true))
+        }
+        Op::DeadLetter => {
+            sqlx::query("UPDATE outbox SET state = 'dead', last_error = $1 WHERE transfer_id = $2")
+                .bind(&event.detail)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(Ok(true))
+        }
+        Op::Release => {
+            let released = sqlx::query(
+                "UPDATE outbox SET state = 'pending', next_attempt_at_us = $1 WHERE transfer_id = $2 AND state = 'held'",
+            )
+            .bind(micros(event.at))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(changed(released.rows_affected()))
+        }
+        Op::Requeue => {
+            let requeued = sqlx::query(
+                "UPDATE outbox SET state = 'pending', attempts = 1, created_at_us = $1, next_attempt_at_us = $1, \
+                 last_error = NULL WHERE transfer_id = $2 AND state = 'dead'",
+            )
+            .bind(micros(event.at))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(changed(requeued.rows_affected()))
+        }
+        Op::Withdraw => {
+            let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'held'")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(changed(removed.rows_affected()))
+        }
+        Op::FollowUp => {
+            // The mark is made here, not with the entry, so that two of the same in one batch
+            // cannot both find it outstanding.
+            let sql = match event.kind {
+                EventKind::Review => {
+                    "UPDATE transfers SET reviewed_at_us = $1 WHERE transfer_id = $2 \
+                     AND review_due_at_us IS NOT NULL AND reviewed_at_us IS NULL"
+                }
+                EventKind::Notification => {
+                    "UPDATE transfers SET subject_informed_at_us = $1 WHERE transfer_id = $2 \
+                     AND subject_informed_due IS NOT NULL AND subject_informed_at_us IS NULL"
+                }
+                _ => return Ok(Ok(false)),
+            };
+            let marked = sqlx::query(sql)
+                .bind(micros(event.at))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(changed(marked.rows_affected()))
+        }
+    }
+}
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…), …` for `rows` rows, then `tail`.
+/// SQLite gets anonymous `?` parameters: it looks a numbered one up by name, one at a time,
+/// which costs time proportional to the square of the parameters in a statement.
+fn multi_row_insert(dialect: Dialect, table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
+    let n = columns.len();
+    let values = (0..rows)
+        .map(|r| {
+            let params = (1..=n)
+                .map(|c| match dialect {
+                    Dialect::Sqlite => "?".to_owned(),
+                    Dialect::Postgres => format!("${}", r * n + c),
+                })
+                .collect::<Vec<_>>();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO {table} ({}) VALUES {values}{tail}", columns.join(", "))
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// Inserts the entries, then their effect on the transfers they are about: a decision starts
+/// a transfer (and its place in the subject index); deliveries, approvals and follow-ups
+/// change it.
+async fn insert(tx: &mut sqlx::AnyConnection, dialect: Dialect, rows: &[Row<'_>]) -> Result<(), LedgerError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row_insert(
+            dialect,
+            "ledger_entries",
+            &[
+                "seq",
+                "recorded_at_us",
+                "transfer_id",
+                "kind",
+                "agreement_id",
+                "entry",
+                "hash",
+            ],
+            chunk.len(),
+            "",
+        );
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for row in chunk {
+            q = q
+                .bind(row.seq)
+                .bind(micros(row.event.at))
+                .bind(row.event.transfer_id.to_string())
+                .bind(row.event.kind.as_str())
+                .bind(&row.event.agreement_id)
+                .bind(&row.bytes)
+                .bind(row.hash.to_vec());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let decisions: Vec<&Row> = rows.iter().filter(|r| r.event.kind == EventKind::Decision).collect();
+    for chunk in decisions.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row_insert(
+            dialect,
+            "transfers",
+            &[
+                "transfer_id",
+                "agreement_id",
+                "message_type",
+                "sender_system",
+                "recipient",
+                "status",
+                "reason_code",
+                "created_at_us",
+                "updated_at_us",
+                "decision_seq",
+                "user_sub",
+                "review_due_at_us",
+                "subject_informed_due",
+                "legal_bases",
+            ],
+            chunk.len(),
+            "",
+        );
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for row in chunk {
+            let e = row.event;
+            let at = micros(e.at);
+            q = q
+                .bind(e.transfer_id.to_string())
+                .bind(&e.agreement_id)
+                .bind(&e.message_type)
+                .bind(&e.sender_system)
+                .bind(&e.recipient)
+                .bind(e.status.as_str())
+                .bind(&e.reason_code)
+                .bind(at)
+                .bind(at)
+                .bind(row.seq)
+                .bind(&e.user_sub)
+                .bind(e.review_due_at().map(micros))
+                .bind(&e.subject_informed_due)
+                .bind(e.permitted().then(|| json_list(&e.legal_bases)));
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let subjects: Vec<(&str, String)> = decisions
+        .iter()
+        .flat_map(|r| {
+            let id = r.event.transfer_id.to_string();
+            r.event.subject_index.iter().map(move |s| (s.as_str(), id.clone()))
+        })
+        .collect();
+    for chunk in subjects.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row_insert(
+            dialect,
+            "subject_disclosures",
+            &["subject_hash", "transfer_id"],
+            chunk.len(),
+            " ON CONFLICT DO NOTHING",
+        );
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for (subject, id) in chunk {
+            q = q.bind(*subject).bind(id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for row in rows {
+        let e = row.event;
+        let update = match e.kind {
+            EventKind::Decision | EventKind::SubjectAccess => continue,
+            EventKind::Review => sqlx::query(
+                "UPDATE transfers SET reviewed_at_us = $1 WHERE transfer_id = $2 AND reviewed_at_us IS NULL",
+            )
+            .bind(micros(e.at)),
+            EventKind::Notification => sqlx::query(
+                "UPDATE transfers SET subject_informed_at_us = $1 WHERE transfer_id = $2 \
+                 AND subject_informed_at_us IS NULL",
+            )
+            .bind(micros(e.at)),
+            EventKind::Delivery | EventKind::Approval => sqlx::query(
+                "UPDATE transfers SET status = $3, reason_code = $4, updated_at_us = $1 WHERE transfer_id = $2",
+            )
+            .bind(micros(e.at)),
+        };
+        let update = update.bind(e.transfer_id.to_string());
+        let update = match e.kind {
+            EventKind::Delivery | EventKind::Approval => update.bind(e.status.as_str()).bind(&e.reason_code),
+            _ => update,
+        };
+        update.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multi_row_insert;
+    use crate::ledger::sql::sync::Dialect;
+
+    #[test]
+    fn multi_row_insert_numbers_parameters_row_by_row() {
+        assert_eq!(
+            multi_row_insert(Dialect::Postgres, "t", &["a", "b"], 2, " ON CONFLICT DO NOTHING"),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            multi_row_insert(Dialect::Sqlite, "t", &["a", "b"], 2, ""),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+fn event() -> Event {
+    Event {
+        at: Timestamp::from_microsecond(1_700_000_000_000_000).unwrap(),
+        transfer_id: Uuid::nil(),
+        kind: EventKind::Decision,
+        status: TransferStatus::Accepted,
+        decision: Some("permit".into()),
+        agreement_id: "a".into(),
+        agreement_version: Some("1".into()),
+        agreement_hash: None,
+        message_type: Some("gp_update".into()),
+        schema_hash: None,
+        sender_system: "s".into(),
+        user_sub: None,
+        user_role: None,
+        recipient: None,
+        legal_bases: vec!["x".into()],
+        reason_code: None,
+        received_sha256: None,
+        sent_sha256: None,
+        pointers_removed: vec![],
+        detail: None,
+        data_classes: vec![],
+        treatments: vec![],
+        key_ref: None,
+        consent_status: None,
+        consent_reason: None,
+        consent_evidence_ref: None,
+        subject_informed: None,
+        subject_index: vec![],
+        review_due: None,
+        subject_informed_due: None,
+    }
+}
+
+#[test]
+fn absent_and_empty_strings_hash_differently() {
+    let a = event();
+    let mut b = event();
+    b.agreement_hash = Some(String::new());
+    assert_ne!(
+        Entry::compute_hash(1, &GENESIS, &a),
+        Entry::compute_hash(1, &GENESIS, &b)
+    );
+}
+
+#[test]
+fn field_boundaries_are_unambiguous() {
+    let mut a = event();
+    a.legal_bases = vec!["ab".into(), "c".into()];
+    let mut b = event();
+    b.legal_bases = vec!["a".into(), "bc".into()];
+    assert_ne!(
+        Entry::compute_hash(1, &GENESIS, &a),
+        Entry::compute_hash(1, &GENESIS, &b)
+    );
+}
+
+#[test]
+fn hash_covers_sequence_and_link() {
+    let e = event();
+    let h = Entry::compute_hash(1, &GENESIS, &e);
+    assert_ne!(h, Entry::compute_hash(2, &GENESIS, &e));
+    assert_ne!(h, Entry::compute_hash(1, &[1; 32], &e));
+}
+
+fn full_event() -> Event {
+    let mut e = event();
+    e.agreement_hash = Some(String::new());
+    e.user_sub = Some("dsl-1".into());
+    e.pointers_removed = vec!["/payload/a".into(), String::new()];
+    e.detail = Some("ünïcödé".into());
+    e.subject_index = vec!["s".into()];
+    e.subject_informed_due = Some("2026-07-01".into());
+    e
+}
+
+#[test]
+fn canonical_bytes_decode_to_the_entry_they_encode() {
+    let e = full_event();
+    let bytes = Entry::canonical_bytes(7, &[9; 32], &e);
+    let hash = Entry::compute_hash(7, &[9; 32], &e);
+    let back = Entry::decode(&bytes, hash).unwrap();
+    assert_eq!((back.seq, back.prev_hash, back.hash), (7, [9; 32], hash));
+    assert_eq!(back.event, e);
+}
+
+#[test]
+fn malformed_bytes_are_refused_without_panicking() {
+    let bytes = Entry::canonical_bytes(1, &GENESIS, &full_event());
+    // Every truncation, and one trailing byte too many.
+    for n in 0..bytes.len() {
+        assert!(Entry::decode(&bytes[..n], GENESIS).is_none(), "truncated at {n}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Entry::decode(&longer, GENESIS).is_none());
+    // A list count far beyond the bytes present does not allocate for it.
+    let mut huge = bytes[..bytes.len() - 8].to_vec();
+    huge.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFE]);
+    assert!(Entry::decode(&huge, GENESIS).is_none());
+}
+
+#[test]
+fn the_chain_names_what_is_wrong_with_the_next_entry() {
+    let e = full_event();
+    let entry = |seq: i64, prev: &Hash| {
+        let bytes = Entry::canonical_bytes(seq, prev, &e);
+        RawEntry {
+            seq,
+            hash: Sha256::digest(&bytes).into(),
+            bytes,
+            transfer_id: e.transfer_id.to_string(),
+            kind: e.kind.as_str().into(),
+            agreement_id: e.agreement_id.clone(),
+            at_us: micros(e.at),
+        }
+    };
+    let mut chain = Chain::default();
+    let first = entry(1, &GENESIS);
+    chain.extend(&first).unwrap();
+    let second = entry(2, &first.hash);
+    let mut moved = second.clone();
+    moved.seq = 3;
+    assert!(chain.extend(&moved).unwrap_err().contains("missing"));
+    let mut relinked = entry(2, &[1; 32]);
+    relinked.seq = 2;
+    assert!(chain.extend(&relinked).unwrap_err().contains("previous-hash"));
+    let mut edited = second.clone();
+    edited.bytes[80] ^= 1;
+    assert!(chain.extend(&edited).unwrap_err().contains("edited"));
+    let mut reindexed = second.clone();
+    reindexed.agreement_id = "another".into();
+    assert!(chain.extend(&reindexed).unwrap_err().contains("index columns"));
+    chain.extend(&second).unwrap();
+    assert_eq!((chain.seq, chain.hash, chain.leaves.len()), (2, second.hash, 2));
+    assert_eq!(chain.leaves[1], merkle::leaf_hash(&second.bytes));
+}

@@ -1,0 +1,255 @@
+//! Verifying the record: the hash chain, the Merkle tree, every signed checkpoint, and the read
+//! side re-derived from the entries.
+
+use uuid::Uuid;
+
+use super::{Chain, Entry, Hash, Ledger, LedgerError, TransferQuery, TransferRecord, merkle, project};
+
+/// What `verify` found: the chain, the tree, and every checkpoint, with the first problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub entries: i64,
+    pub head: Hash,
+    pub checkpoints: usize,
+    pub first_break: Option<ChainBreak>,
+}
+
+/// Recomputes the hash chain, the Merkle tree, and every checkpoint's root and signature against
+/// `public` (the checkpoint key auditors pin). Catches an edited field, a deleted row, swapped
+/// rows (the chain), a truncated tail (a checkpoint larger than the ledger), and a forged or
+/// re-signed checkpoint (its signature or root). `progress` is told how many entries are done.
+pub async fn verify(
+    ledger: &dyn Ledger,
+    public: &ed25519_dalek::VerifyingKey,
+    progress: &mut dyn FnMut(i64),
+) -> Result<VerifyReport, LedgerError> {
+    let (chain, first_break) = replay(ledger, progress).await?;
+    let entries = chain.seq;
+    let report = |first_break: Option<ChainBreak>, checkpoints: usize| VerifyReport {
+        entries,
+        head: chain.hash,
+        checkpoints,
+        first_break,
+    };
+    if first_break.is_some() {
+        return Ok(report(first_break, 0));
+    }
+    let checkpoints = ledger.checkpoints().await?;
+    for cp in &checkpoints {
+        let at = i64::try_from(cp.tree_size).unwrap_or(i64::MAX);
+        let broken = |problem: String| Some(ChainBreak { seq: at, problem });
+        let problem = if !cp.verify(public) {
+            broken(format!(
+                "checkpoint at tree size {} has a signature that is not the gateway's (forged or re-signed)",
+                cp.tree_size
+            ))
+        } else if cp.tree_size > chain.leaves.len() as u64 {
+            broken(format!(
+                "checkpoint at tree size {} but the ledger has {entries} entries: the tail was truncated",
+                cp.tree_size
+            ))
+        } else if merkle::root(&chain.leaves[..at as usize]) != cp.root {
+            broken(format!(
+                "checkpoint at tree size {} does not match the entries (rewritten history)",
+                cp.tree_size
+            ))
+        } else {
+            None
+        };
+        if problem.is_some() {
+            return Ok(report(problem, checkpoints.len()));
+        }
+    }
+    Ok(report(None, checkpoints.len()))
+}
+
+/// Replays the ledger from its first entry, checking each against the chain; stops at the
+/// first entry that breaks it. The next page is read while this one is hashed.
+async fn replay(
+    ledger: &dyn Ledger,
+    progress: &mut dyn FnMut(i64),
+) -> Result<(Chain, Option<ChainBreak>), LedgerError> {
+    // Small enough that a page stays in the processor's cache (measured: 2,000 reads about a
+    // third faster than 20,000).
+    const PAGE: u32 = 2_000;
+    let mut chain = Chain::default();
+    let mut page = ledger.raw_entries_after(0, PAGE).await?;
+    while !page.is_empty() {
+        let after = page.last().map_or(0, |e| e.seq);
+        let check = async {
+            for raw in &page {
+                if let Err(problem) = chain.extend(raw) {
+                    return Some(ChainBreak {
+                        seq: chain.seq + 1,
+                        problem,
+                    });
+                }
+            }
+            None
+        };
+        let (next, broken) = tokio::join!(ledger.raw_entries_after(after, PAGE), check);
+        if broken.is_some() {
+            return Ok((chain, broken));
+        }
+        progress(chain.seq);
+        page = next?;
+    }
+    Ok((chain, None))
+}
+
+/// Re-derives what auditors and the DPO are shown — every transfer's listing (status, times,
+/// reviews, who asked, legal bases) and the subject index — from the ledger's entries, and
+/// compares. The chain proves the entries; this proves the listings were made from them and not
+/// edited since. `None`: they agree. Run it after [`verify`] passes. It may run while gateways
+/// write: a transfer that differs is read again before it is reported, and transfers decided
+/// while it runs are taken in before the totals are compared.
+pub async fn verify_transfers(ledger: &dyn Ledger) -> Result<Option<String>, LedgerError> {
+    const PAGE: u32 = 500;
+    let mut query = TransferQuery {
+        agreement_id: None,
+        status: None,
+        since: None,
+        until: None,
+        limit: PAGE,
+        after_seq: None,
+    };
+    let (mut listed, mut subjects) = (0_i64, 0_i64);
+    let mut listed_before = -1;
+    for _ in 0..10 {
+        loop {
+            let page = ledger.list_transfers(&query).await?;
+            let Some(last) = page.last() else { break };
+            query.after_seq = Some(last.ledger_seq);
+            let ids: Vec<Uuid> = page.iter().map(|r| r.transfer_id).collect();
+            let mut read = ReadSide::of(ledger, &ids).await?;
+            for shown in &page {
+                let mut problem = read.check(shown);
+                // A write may have landed between the reads above: read this one again.
+                for _ in 0..3 {
+                    if problem.is_none() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    let Some(shown) = ledger.transfer(shown.transfer_id).await? else {
+                        return Ok(Some(format!("transfer {}: listed, then removed", shown.transfer_id)));
+                    };
+                    problem = ReadSide::of(ledger, &[shown.transfer_id]).await?.check(&shown);
+                }
+                if let Some(problem) = problem {
+                    return Ok(Some(format!("transfer {}: {problem}", shown.transfer_id)));
+                }
+                subjects += read.subjects_of(shown.transfer_id);
+            }
+            listed += page.len() as i64;
+        }
+        let (transfers, decisions, subject_rows) = ledger.projection_sizes().await?;
+        if decisions > listed && listed != listed_before {
+            // Perhaps decided while this ran: take those in too, then compare.
+            listed_before = listed;
+            continue;
+        }
+        return Ok(if transfers != listed || decisions != listed {
+            Some(format!(
+                "the ledger holds {decisions} decisions but {transfers} transfers are listed (a listing was removed or added)"
+            ))
+        } else if subject_rows != subjects {
+            Some(format!(
+                "the subject index holds {subject_rows} rows but the decisions name {subjects} (rows added or removed)"
+            ))
+        } else {
+            None
+        });
+    }
+    Err(LedgerError::Unrecorded(
+        "the ledger kept growing faster than its listings could be checked; run it again".into(),
+    ))
+}
+
+/// The entries, subject-index rows and stored legal bases of a page of transfers.
+struct ReadSide {
+    entries: std::collections::HashMap<Uuid, Vec<Entry>>,
+    subjects: std::collections::HashMap<Uuid, Vec<String>>,
+    legal_bases: std::collections::HashMap<Uuid, Option<String>>,
+}
+
+impl ReadSide {
+    async fn of(ledger: &dyn Ledger, ids: &[Uuid]) -> Result<Self, LedgerError> {
+        let mut side = Self {
+            entries: std::collections::HashMap::new(),
+            subjects: std::collections::HashMap::new(),
+            legal_bases: ledger.legal_bases_of(ids).await?.into_iter().collect(),
+        };
+        for e in ledger.entries_of(ids).await? {
+            side.entries.entry(e.event.transfer_id).or_default().push(e);
+        }
+        for (id, subject) in ledger.subjects_of(ids).await? {
+            side.subjects.entry(id).or_default().push(subject);
+        }
+        Ok(side)
+    }
+
+    fn subjects_of(&self, id: Uuid) -> i64 {
+        self.subjects.get(&id).map_or(0, |s| s.len() as i64)
+    }
+
+    /// What is wrong with `shown`, judged against its entries.
+    fn check(&mut self, shown: &TransferRecord) -> Option<String> {
+        let history = self.entries.remove(&shown.transfer_id).unwrap_or_default();
+        let Some(derived) = project(&history) else {
+            return Some("listed, but the ledger has no decision for it".into());
+        };
+        if &derived != shown {
+            return Some("its listing does not match its ledger entries (edited)".into());
+        }
+        let decision = &history[0].event;
+        let stored: Option<Vec<String>> = self
+            .legal_bases
+            .get(&shown.transfer_id)
+            .cloned()
+            .flatten()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        if stored != decision.permitted().then(|| decision.legal_bases.clone()) {
+            return Some("its legal bases (which the counts show) do not match its decision (edited)".into());
+        }
+        let mut expected = decision.subject_index.clone();
+        expected.sort();
+        expected.dedup();
+        let found = self.subjects.entry(shown.transfer_id).or_default();
+        found.sort();
+        if *found != expected {
+            return Some("its subject-index rows do not match its decision (edited)".into());
+        }
+        None
+    }
+}
+
+/// Where the chain first breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub seq: i64,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ledger entry {}: {}", self.seq, self.problem)
+    }
+}
+
+/// The outcome of a chain check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub entries: i64,
+    pub head: Hash,
+    pub first_break: Option<ChainBreak>,
+}
+
+/// Recomputes the chain from the first entry and names the first entry that breaks it.
+pub async fn verify_chain(ledger: &dyn Ledger) -> Result<ChainReport, LedgerError> {
+    let (chain, first_break) = replay(ledger, &mut |_| {}).await?;
+    Ok(ChainReport {
+        entries: chain.seq,
+        head: chain.hash,
+        first_break,
+    })
+}

@@ -1,0 +1,177 @@
+//! TLS set-up: the mutual-TLS server configuration, the outbound client configuration, and
+//! reading who is calling from a verified client certificate.
+//!
+//! One crypto backend (aws-lc-rs), passed explicitly everywhere; TLS 1.2 and 1.3 only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use x509_parser::extensions::GeneralName;
+
+use crate::app::config::TlsSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {kind} from {path}: {reason}")]
+    Read {
+        kind: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{path} holds no {kind}")]
+    Empty { kind: &'static str, path: PathBuf },
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(String),
+}
+
+/// The process's one crypto provider.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Installs aws-lc-rs as the process default so no library can pick another. Idempotent.
+pub fn install_default_provider() {
+    // An error only means a provider is installed already, which is the state we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| read_error("certificates", path, &e))?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty {
+            kind: "certificate",
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    // The error text from the PEM reader never contains key material, only its shape.
+    PrivateKeyDer::from_pem_file(path).map_err(|e| read_error("a private key", path, &e))
+}
+
+pub fn read_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let mut crls = Vec::new();
+    for path in paths {
+        let found = CertificateRevocationListDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| read_error("CRLs", path, &e))?;
+        if found.is_empty() {
+            return Err(TlsError::Empty {
+                kind: "CRL",
+                path: path.clone(),
+            });
+        }
+        crls.extend(found);
+    }
+    Ok(crls)
+}
+
+fn read_error(kind: &'static str, path: &Path, e: &rustls_pki_types::pem::Error) -> TlsError {
+    TlsError::Read {
+        kind,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+fn roots(certs: Vec<CertificateDer<'static>>, path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in certs {
+        store.add(cert).map_err(|e| TlsError::Read {
+            kind: "a CA certificate",
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(store)
+}
+
+/// The server side of mutual TLS: a client certificate is required and must chain to the client
+/// CA bundle; revoked certificates (per the CRLs) are refused, and so is every certificate when
+/// a CRL has passed its next-update time (fail closed).
+pub fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {
+    let provider = provider();
+    let client_roots = roots(read_certs(&settings.client_ca)?, &settings.client_ca)?;
+    let crls = read_crls(&settings.crls)?;
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone());
+    if !crls.is_empty() {
+        verifier = verifier.with_crls(crls).enforce_revocation_expiration();
+    }
+    let verifier = verifier.build().map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let chain = read_certs(&settings.server_cert)?;
+    let key = read_key(&settings.server_key)?;
+    ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))
+}
+
+/// The client side for an outbound destination: trusts only that destination's CA and presents
+/// the gateway's client certificate.
+pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, TlsError> {
+    let roots = roots(read_certs(ca)?, ca)?;
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+        .map_err(|e| TlsError::Rustls(e.to_string()))
+}
+
+/// The URI subject alternative names of a certificate: how a caller is identified.
+///
+/// We use the URI SAN rather than the subject common name because SANs are typed and
+/// unambiguous (a CN is free text and may occur more than once), and because a URI namespace
+/// (`urn:isa-gateway:system:…`) cannot be confused with a host name.
+pub fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(uri) => Some((*uri).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The subject common names of a PEM certificate file (for the production profile's check that
+/// no development CA is in use).
+pub fn common_names(path: &Path) -> Result<Vec<String>, TlsError> {
+    let mut names = Vec::new();
+    for cert in read_certs(path)? {
+        if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
+            names.extend(
+                parsed
+                    .subject()
+                    .iter_common_name()
+                    .filter_map(|a| a.as_str().ok().map(str::to_owned)),
+            );
+            names.extend(
+                parsed
+                    .issuer()
+                    .iter_common_name()
+                    .filter_map(|a| a.as_str().ok().map(str::to_owned)),
+            );
+        }
+    }
+    Ok(names)
+}

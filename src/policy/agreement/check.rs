@@ -1,0 +1,273 @@
+//! From an agreement file's text to a checked [`Agreement`]: every problem found, with where it is.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    Agreement, AgreementFile, AgreementStatus, CheckedField, ConsentModel, Context, FieldClass, Problem,
+    legal_rule_breaches, rules,
+};
+use crate::fields::PointerPattern;
+use crate::ids::is_slug;
+use crate::legal::LegalBasis;
+use crate::pseudonymise::{Needs, Op};
+use crate::schemas::Shape;
+
+impl Agreement {
+    /// Parses and checks one agreement file's text.
+    pub fn parse(source: &Path, text: &str, ctx: &Context<'_>) -> Result<Self, Vec<Problem>> {
+        let problem = |location: Option<String>, message: String| Problem {
+            file: source.to_path_buf(),
+            location,
+            message,
+        };
+        let file: AgreementFile = toml::from_str(text).map_err(|e| {
+            let location = e.span().map(|span| line_col(text, span.start));
+            vec![problem(location, e.message().to_owned())]
+        })?;
+        let mut problems = Vec::new();
+        let mut at = |key: &str, message: String| problems.push(problem(Some(key.to_owned()), message));
+
+        if !is_slug(&file.id) {
+            at("id", "must be lower-case letters, digits and '-' (at most 64)".into());
+        }
+        for (key, value) in [
+            ("version", &file.version),
+            ("title", &file.title),
+            ("purpose", &file.purpose),
+        ] {
+            if value.trim().is_empty() {
+                at(key, "must not be empty".into());
+            }
+        }
+        if matches!(file.status, AgreementStatus::Suspended | AgreementStatus::Terminated)
+            && file.status_reason.as_deref().is_none_or(|r| r.trim().is_empty())
+        {
+            at(
+                "status_reason",
+                "a suspended or terminated agreement must say why".into(),
+            );
+        }
+        if file.effective_from > file.expires {
+            at("expires", "is before effective_from".into());
+        }
+        if file.review_by < file.effective_from {
+            at("review_by", "is before effective_from".into());
+        }
+        if file.sender.roles.is_empty() {
+            at("sender.roles", "names no user role: nobody could send under it".into());
+        }
+        if file.sender.systems.is_empty() {
+            at("sender.systems", "names no system: nobody could send under it".into());
+        }
+        for s in &file.sender.systems {
+            if !ctx.systems.contains(s) {
+                at(
+                    "sender.systems",
+                    format!("system {s:?} is not registered in the gateway configuration"),
+                );
+            }
+        }
+        if !ctx.destinations.contains(&file.recipient.destination) {
+            at(
+                "recipient.destination",
+                format!(
+                    "destination {:?} is not defined in the gateway configuration",
+                    file.recipient.destination
+                ),
+            );
+        }
+        if file.message_types.is_empty() {
+            at("message_types", "names no message type".into());
+        }
+        let schemas: Vec<_> = file
+            .message_types
+            .iter()
+            .filter_map(|m| {
+                let s = ctx.schemas.get(m);
+                if s.is_none() {
+                    at(
+                        "message_types",
+                        format!("message type {m:?} has no schema in schemas/messages/"),
+                    );
+                }
+                s
+            })
+            .collect();
+        if !(1..=8760).contains(&file.approval.review_within_hours) {
+            at(
+                "approval.review_within_hours",
+                "must be between 1 and 8760 (a year)".into(),
+            );
+        }
+        if file.retention.years == 0 {
+            at("retention.years", "must be at least one year".into());
+        }
+        if let Some(name) = &file.outbound_schema
+            && ctx.schemas.outbound(name).is_none()
+        {
+            at(
+                "outbound_schema",
+                format!(
+                    "rule {}: no schema {name:?} in schemas/outbound/",
+                    rules::OUTBOUND_SCHEMA_KNOWN
+                ),
+            );
+        }
+
+        // Fields: pointers, classes, treatments, each checked against the message schemas.
+        if file.fields.is_empty() {
+            at("fields", "allows no field: nothing could be sent".into());
+        }
+        let mut fields = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, rule) in file.fields.iter().enumerate() {
+            let key = format!("fields[{i}]");
+            if !seen.insert(&rule.pointer) {
+                at(&format!("{key}.pointer"), format!("{:?} is listed twice", rule.pointer));
+            }
+            let pattern = match PointerPattern::parse(&rule.pointer) {
+                Ok(p) => p,
+                Err(e) => {
+                    at(&format!("{key}.pointer"), e.to_string());
+                    continue;
+                }
+            };
+            let op = match Op::compile(&rule.treatment) {
+                Ok(op) => op,
+                Err(e) => {
+                    at(&format!("{key}.treatment"), e);
+                    continue;
+                }
+            };
+            let shapes: Vec<Shape> = schemas.iter().filter_map(|s| s.shape(&pattern)).collect();
+            if !schemas.is_empty() && shapes.is_empty() {
+                at(
+                    &format!("{key}.pointer"),
+                    format!(
+                        "rule {}: {} names no field of {}",
+                        rules::FIELD_IN_SCHEMA,
+                        rule.pointer,
+                        file.message_types.join(", ")
+                    ),
+                );
+            }
+            for shape in &shapes {
+                if let Err(why) = fits(&op, shape) {
+                    at(
+                        &format!("{key}.treatment"),
+                        format!("rule {}: {} {why}", rules::TREATMENT_FITS_FIELD, op.name()),
+                    );
+                }
+            }
+            if let Op::AgeBand { at: event, .. } = &op
+                && !schemas.is_empty()
+                && !schemas
+                    .iter()
+                    .filter_map(|s| s.shape(event))
+                    .any(|s| s.format.as_deref() == Some("date"))
+            {
+                at(
+                    &format!("{key}.treatment.at"),
+                    format!("{} names no date field", event.as_str()),
+                );
+            }
+            fields.push(CheckedField {
+                pattern,
+                class: rule.class,
+                op,
+            });
+        }
+        if fields.iter().any(|f| f.op == Op::Token) && file.outbound_schema.is_none() {
+            at(
+                "outbound_schema",
+                format!(
+                    "rule {}: tokenised fields change the message; name the schema the recipient accepts",
+                    rules::TOKEN_NEEDS_OUTBOUND_SCHEMA
+                ),
+            );
+        }
+        let mut subject_index = Vec::new();
+        for (i, p) in file.subject_index.iter().enumerate() {
+            match PointerPattern::parse(p) {
+                Ok(pattern) => {
+                    let is_nhs = schemas
+                        .iter()
+                        .filter_map(|s| s.shape(&pattern))
+                        .any(|s| s.format.as_deref() == Some("nhs-number"));
+                    if !is_nhs {
+                        at(
+                            &format!("subject_index[{i}]"),
+                            format!("{p} is not an NHS number field of the message schemas"),
+                        );
+                    }
+                    subject_index.push(pattern);
+                }
+                Err(e) => at(&format!("subject_index[{i}]"), e.to_string()),
+            }
+        }
+
+        // Legal bases and the rules that tie them together.
+        let mut legal_bases = Vec::new();
+        for (i, code) in file.legal_bases.iter().enumerate() {
+            match LegalBasis::parse(code) {
+                Ok(b) => legal_bases.push(b),
+                Err(e) => at(
+                    &format!("legal_bases[{i}]"),
+                    format!("rule {}: {e}", rules::UNKNOWN_LEGAL_BASIS),
+                ),
+            }
+        }
+        let classes: HashSet<FieldClass> = fields.iter().map(|f| f.class).collect();
+        for (rule, message) in legal_rule_breaches(&file, &legal_bases, &classes) {
+            at("legal_bases", format!("rule {rule}: {message}"));
+        }
+        if file.consent.model == ConsentModel::NotRequired
+            && file.consent.reason.as_deref().is_none_or(|r| r.trim().is_empty())
+        {
+            at(
+                "consent.reason",
+                format!(
+                    "rule {}: say why consent is not required (e.g. the statutory duty)",
+                    rules::NOT_REQUIRED_NEEDS_REASON
+                ),
+            );
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            content_hash: hex::encode(Sha256::digest(text.as_bytes())),
+            allowed: fields.iter().map(|f| f.pattern.clone()).collect(),
+            fields,
+            legal_bases,
+            subject_index,
+            file,
+            source: source.to_path_buf(),
+        })
+    }
+}
+
+/// Whether an operator can work on a field of this shape.
+fn fits(op: &Op, shape: &Shape) -> Result<(), &'static str> {
+    let is = |t: &str| shape.types.iter().any(|x| x == t);
+    match op.needs() {
+        Needs::Anything => Ok(()),
+        Needs::String if is("string") => Ok(()),
+        Needs::String => Err("needs a string field"),
+        Needs::Date if is("string") && matches!(shape.format.as_deref(), Some("date" | "date-time")) => Ok(()),
+        Needs::Date => Err("needs a date field (format date or date-time)"),
+        Needs::Number if is("integer") || is("number") => Ok(()),
+        Needs::Number => Err("needs a number field"),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}")
+}

@@ -1,0 +1,182 @@
+//! Consent and telling the person: what the sender recorded, checked against the agreement's
+//! consent model and transparency terms.
+
+use serde::Deserialize;
+
+use crate::agreement::{Agreement, ConsentModel};
+use crate::decision::{Reason, violation};
+use crate::schemas::Violation;
+
+/// Consent as the sender recorded it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsentBlock {
+    pub status: String,
+    #[serde(default)]
+    pub given_by: Option<String>,
+    #[serde(default)]
+    pub reason_not_sought: Option<String>,
+    #[serde(default)]
+    pub evidence_ref: Option<String>,
+    #[serde(default)]
+    pub contributors: Vec<Contributor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Contributor {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    #[serde(default)]
+    pub relationship: Option<String>,
+    pub consented: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubjectInformed {
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub due_by: Option<String>,
+}
+
+/// What the ledger records of consent and transparency (codes and references only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub evidence_ref: Option<String>,
+    pub subject_informed: Option<String>,
+}
+
+/// The agreement's consent model and transparency terms against what the sender recorded.
+pub(crate) fn check_consent(
+    agreement: &Agreement,
+    consent: Option<&ConsentBlock>,
+    informed: Option<&SubjectInformed>,
+) -> Result<(), (Reason, Vec<Violation>)> {
+    let terms = &agreement.terms().consent;
+    let required = || {
+        (
+            Reason::ConsentRequired,
+            vec![violation("/consent", "required", "is required by this agreement")],
+        )
+    };
+    let status = consent.map(|c| c.status.as_str());
+    match terms.model {
+        ConsentModel::Implied => {
+            // Direct care rests on the person's reasonable expectations; an objection ends them.
+            if status == Some("refused") {
+                return Err((
+                    Reason::ConsentRefused,
+                    vec![violation("/consent/status", "consent.model", "the person objected")],
+                ));
+            }
+        }
+        ConsentModel::Explicit => {
+            let c = consent.ok_or_else(required)?;
+            if c.status != "obtained" {
+                return Err((
+                    Reason::ConsentRefused,
+                    vec![violation(
+                        "/consent/status",
+                        "consent.model",
+                        "explicit consent is required",
+                    )],
+                ));
+            }
+            if c.evidence_ref.is_none() {
+                return Err((
+                    Reason::ConsentIncomplete,
+                    vec![violation(
+                        "/consent/evidence_ref",
+                        "required",
+                        "explicit consent needs its evidence reference",
+                    )],
+                ));
+            }
+        }
+        ConsentModel::AllContributors => {
+            let c = consent.ok_or_else(required)?;
+            if c.contributors.is_empty() {
+                return Err((
+                    Reason::ConsentIncomplete,
+                    vec![violation(
+                        "/consent/contributors",
+                        "required",
+                        "list everyone whose information is included",
+                    )],
+                ));
+            }
+            let missing: Vec<Violation> = c
+                .contributors
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| !x.consented)
+                .map(|(i, _)| {
+                    violation(
+                        &format!("/consent/contributors/{i}/consented"),
+                        "consent.all_contributors",
+                        "this contributor has not consented",
+                    )
+                })
+                .collect();
+            if !missing.is_empty() {
+                return Err((Reason::ConsentNotAllContributors, missing));
+            }
+        }
+        ConsentModel::NotRequired => {
+            if terms.record_per_transfer && consent.is_none() {
+                return Err(required());
+            }
+        }
+    }
+    if let Some(c) = consent {
+        let mut incomplete = Vec::new();
+        if c.status == "not_sought" && c.reason_not_sought.is_none() {
+            incomplete.push(violation(
+                "/consent/reason_not_sought",
+                "required",
+                "say why consent was not sought",
+            ));
+        }
+        if c.status == "obtained" && c.given_by.is_none() {
+            incomplete.push(violation("/consent/given_by", "required", "say who gave consent"));
+        }
+        if !incomplete.is_empty() {
+            return Err((Reason::ConsentIncomplete, incomplete));
+        }
+    }
+    if agreement.terms().transparency.subject_informed_required {
+        let Some(s) = informed else {
+            return Err((
+                Reason::SubjectInformedRequired,
+                vec![violation(
+                    "/subject_informed",
+                    "required",
+                    "is required by this agreement",
+                )],
+            ));
+        };
+        if s.status == "not_informed" && s.reason.is_none() {
+            return Err((
+                Reason::SubjectInformedRequired,
+                vec![violation(
+                    "/subject_informed/reason",
+                    "required",
+                    "say why the person will not be told",
+                )],
+            ));
+        }
+        if s.status == "after" && s.due_by.is_none() {
+            return Err((
+                Reason::SubjectInformedRequired,
+                vec![violation(
+                    "/subject_informed/due_by",
+                    "required",
+                    "say when the person will be told",
+                )],
+            ));
+        }
+    }
+    Ok(())
+}

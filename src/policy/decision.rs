@@ -1,0 +1,468 @@
+//! The decision core: given who is calling, which agreement they name, the time and the request
+//! body, decide PERMIT or REFUSE and say exactly why. No IO: the API layer reads the body and
+//! records the decision; the ledger writes it; transports deliver it.
+//!
+//! The checks run in a fixed order, and the first that fails decides:
+//! agreement exists (404) → caller may send under it (403) → agreement in force today (409) →
+//! body within the limit (413) → body is JSON (400) → envelope shape (422) → message type
+//! covered (422) → payload valid against its schema (422) → consent and subject-informed as the
+//! agreement requires (422) → no field outside the agreement's allowed pointers (422) →
+//! pseudonymisation applies (422) → output valid against the agreement's outbound schema (422).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jsonschema::Validator;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::agreement::{Agreement, Agreements, NotInForce};
+use crate::consent::check_consent;
+pub use crate::consent::{ConsentBlock, ConsentRecord, Contributor, SubjectInformed};
+use crate::keys::KeyRing;
+use crate::nhs_number::NhsNumber;
+use crate::pseudonymise::{self, Op, Rule};
+use crate::roles::UserRole;
+use crate::schemas::{MessageSchemas, Violation};
+
+/// The transfer envelope's schema, built into the gateway.
+pub const ENVELOPE_SCHEMA: &str = include_str!("../../schemas/envelope.json");
+
+/// What the core knows of the world: agreements, schemas and keys, all loaded at start-up.
+pub struct Catalogue {
+    pub agreements: Agreements,
+    pub schemas: MessageSchemas,
+    pub keys: KeyRing,
+    envelope: Validator,
+}
+
+impl std::fmt::Debug for Catalogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalogue")
+            .field("agreements", &self.agreements.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request body as read by the API layer.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    Complete(&'a [u8]),
+    /// The body exceeded the configured limit; reading stopped.
+    TooLarge,
+}
+
+/// Everything one decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub transfer_id: Uuid,
+    pub now: Timestamp,
+    /// The calling system's id (already authenticated by its client certificate).
+    pub system_id: &'a str,
+    pub system_may_send: bool,
+    /// The user's roles (from the verified bearer token).
+    pub user_roles: &'a [UserRole],
+    pub agreement_id: &'a str,
+    pub body: Body<'a>,
+}
+
+/// Why a transfer was refused. The codes are stable: clients match on them and the ledger
+/// stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    UnknownAgreement,
+    NotAParty,
+    RoleNotPermitted,
+    NotInForce(NotInForce),
+    BodyTooLarge,
+    MalformedJson,
+    InvalidEnvelope,
+    MessageTypeNotCovered,
+    SchemaViolation,
+    ConsentRequired,
+    ConsentRefused,
+    ConsentIncomplete,
+    ConsentNotAllContributors,
+    SubjectInformedRequired,
+    FieldNotAllowed,
+    PseudonymisationFailed,
+    OutboundSchemaViolation,
+    /// Not decided by the core: the API refuses a reused idempotency key with another body.
+    IdempotencyKeyReused,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::UnknownAgreement => "unknown_agreement",
+            Self::NotAParty => "not_a_party",
+            Self::RoleNotPermitted => "role_not_permitted",
+            Self::NotInForce(n) => n.code(),
+            Self::BodyTooLarge => "body_too_large",
+            Self::MalformedJson => "malformed_json",
+            Self::InvalidEnvelope => "invalid_envelope",
+            Self::MessageTypeNotCovered => "message_type_not_covered",
+            Self::SchemaViolation => "schema_violation",
+            Self::ConsentRequired => "consent_required",
+            Self::ConsentRefused => "consent_refused",
+            Self::ConsentIncomplete => "consent_incomplete",
+            Self::ConsentNotAllContributors => "consent_not_all_contributors",
+            Self::SubjectInformedRequired => "subject_informed_required",
+            Self::FieldNotAllowed => "field_not_allowed",
+            Self::PseudonymisationFailed => "pseudonymisation_failed",
+            Self::OutboundSchemaViolation => "outbound_schema_violation",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+        }
+    }
+
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::UnknownAgreement => "No agreement has this id.",
+            Self::NotAParty => "This system is not permitted to send under this agreement.",
+            Self::RoleNotPermitted => "The user's role may not send under this agreement.",
+            Self::NotInForce(n) => n.explain(),
+            Self::BodyTooLarge => "The request body is larger than the gateway accepts.",
+            Self::MalformedJson => "The request body is not valid JSON.",
+            Self::InvalidEnvelope => "The request body does not match the transfer envelope.",
+            Self::MessageTypeNotCovered => "This agreement does not cover this message type.",
+            Self::SchemaViolation => "The payload does not match its message type's schema.",
+            Self::ConsentRequired => "This agreement requires a consent block with every transfer.",
+            Self::ConsentRefused => "Consent was refused or not obtained, and this agreement relies on it.",
+            Self::ConsentIncomplete => "The consent block lacks what this agreement requires.",
+            Self::ConsentNotAllContributors => "Not every person whose information is included has consented.",
+            Self::SubjectInformedRequired => {
+                "This agreement requires saying whether the person was told, and why not if not."
+            }
+            Self::FieldNotAllowed => "The payload carries fields this agreement does not allow to leave.",
+            Self::PseudonymisationFailed => "A field could not be pseudonymised as the agreement requires.",
+            Self::OutboundSchemaViolation => {
+                "After pseudonymisation the message does not match what the recipient accepts."
+            }
+            Self::IdempotencyKeyReused => {
+                "This Idempotency-Key was used before with a different request; use a new key."
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    message_type: String,
+    payload: Value,
+    #[serde(default)]
+    immediate: bool,
+    #[serde(default)]
+    consent: Option<ConsentBlock>,
+    #[serde(default)]
+    subject_informed: Option<SubjectInformed>,
+}
+
+/// A refusal, with what is known of the attempt for the ledger.
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub violations: Vec<Violation>,
+    pub agreement: Option<Arc<Agreement>>,
+    pub message_type: Option<String>,
+    pub schema_hash: Option<String>,
+    pub consent: ConsentRecord,
+}
+
+/// What happens to a permitted transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Queued for delivery now.
+    Send,
+    /// Recorded and held: nothing leaves until a director approves (disclosure without consent).
+    Hold,
+    /// Queued now (immediate risk, urgent path) and flagged for a director's review by this time.
+    SendForReview { review_by: Timestamp },
+}
+
+/// A permitted transfer: exactly the bytes that will leave, and what the ledger records.
+#[derive(Debug)]
+pub struct Permit {
+    pub disposition: Disposition,
+    /// When the person is to be told, if "after".
+    pub subject_informed_due: Option<String>,
+    pub agreement: Arc<Agreement>,
+    pub message_type: String,
+    pub schema_hash: String,
+    /// The document delivered to the recipient.
+    pub outbound: Vec<u8>,
+    pub outbound_sha256: String,
+    /// Pointers removed on the way out (`drop` treatments).
+    pub pointers_removed: Vec<String>,
+    /// Every treatment applied, as `op pointer`.
+    pub treatments: Vec<String>,
+    /// The classes of data that left.
+    pub data_classes: Vec<String>,
+    pub consent: ConsentRecord,
+    /// `agreement/<id>/v<N>` when a token key was used.
+    pub key_ref: Option<String>,
+    /// Blind index entries of the people the transfer is about.
+    pub subject_index: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum Decision {
+    Permit(Permit),
+    Refuse(Refusal),
+}
+
+/// What the recipient receives: the payload with its provenance.
+#[derive(Debug, Serialize)]
+struct Outbound<'a> {
+    transfer_id: Uuid,
+    sent_at: String,
+    agreement: OutboundAgreement<'a>,
+    message_type: &'a str,
+    sender: OutboundParty<'a>,
+    recipient: OutboundParty<'a>,
+    legal_bases: &'a [String],
+    payload: &'a Value,
+}
+
+#[derive(Debug, Serialize)]
+struct OutboundAgreement<'a> {
+    id: &'a str,
+    version: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct OutboundParty<'a> {
+    organisation: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ods_code: Option<&'a str>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub(crate) fn violation(pointer: &str, rule: &str, message: &str) -> Violation {
+    Violation {
+        pointer: pointer.into(),
+        rule: rule.into(),
+        message: message.into(),
+    }
+}
+
+impl Catalogue {
+    pub fn new(agreements: Agreements, schemas: MessageSchemas, keys: KeyRing) -> Result<Self, String> {
+        let envelope_schema: Value = serde_json::from_str(ENVELOPE_SCHEMA).map_err(|e| e.to_string())?;
+        let envelope = crate::schemas::compile(&envelope_schema)?;
+        Ok(Self {
+            agreements,
+            schemas,
+            keys,
+            envelope,
+        })
+    }
+
+    pub fn decide(&self, req: &Request<'_>) -> Decision {
+        let mut refusal = Refusal {
+            reason: Reason::UnknownAgreement,
+            violations: Vec::new(),
+            agreement: None,
+            message_type: None,
+            schema_hash: None,
+            consent: ConsentRecord::default(),
+        };
+        let Some(agreement) = self.agreements.get(req.agreement_id) else {
+            return Decision::Refuse(refusal);
+        };
+        refusal.agreement = Some(agreement.clone());
+        let refuse = |mut r: Refusal, reason, violations| {
+            r.reason = reason;
+            r.violations = violations;
+            Decision::Refuse(r)
+        };
+        if !req.system_may_send || !agreement.permits_system(req.system_id) {
+            return refuse(refusal, Reason::NotAParty, vec![]);
+        }
+        if agreement.acting_role(req.user_roles).is_none() {
+            return refuse(refusal, Reason::RoleNotPermitted, vec![]);
+        }
+        let today = req.now.to_zoned(jiff::tz::TimeZone::UTC).date();
+        if let Err(why) = agreement.in_force(today) {
+            return refuse(refusal, Reason::NotInForce(why), vec![]);
+        }
+        let bytes = match req.body {
+            Body::TooLarge => return refuse(refusal, Reason::BodyTooLarge, vec![]),
+            Body::Complete(b) => b,
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
+            return refuse(refusal, Reason::MalformedJson, vec![]);
+        };
+        let envelope_violations = crate::schemas::violations(&self.envelope, &body, "");
+        if !envelope_violations.is_empty() {
+            return refuse(refusal, Reason::InvalidEnvelope, envelope_violations);
+        }
+        let Ok(envelope) = serde_json::from_value::<Envelope>(body) else {
+            return refuse(refusal, Reason::InvalidEnvelope, vec![]);
+        };
+        refusal.consent = ConsentRecord {
+            status: envelope.consent.as_ref().map(|c| c.status.clone()),
+            reason: envelope.consent.as_ref().and_then(|c| c.reason_not_sought.clone()),
+            evidence_ref: envelope.consent.as_ref().and_then(|c| c.evidence_ref.clone()),
+            subject_informed: envelope.subject_informed.as_ref().map(|s| s.status.clone()),
+        };
+        let schema = match self.schemas.get(&envelope.message_type) {
+            Some(s) if agreement.covers_message_type(&envelope.message_type) => s,
+            known => {
+                // Only a known name is worth recording; an unknown one is the caller's text.
+                refusal.message_type = known.map(|s| s.name().to_owned());
+                let v = violation(
+                    "/message_type",
+                    "agreement.message_types",
+                    "is not a message type this agreement covers",
+                );
+                return refuse(refusal, Reason::MessageTypeNotCovered, vec![v]);
+            }
+        };
+        refusal.message_type = Some(schema.name().to_owned());
+        refusal.schema_hash = Some(schema.hash().to_owned());
+        let payload = &envelope.payload;
+        let violations = schema.violations(payload, "/payload");
+        if !violations.is_empty() {
+            return refuse(refusal, Reason::SchemaViolation, violations);
+        }
+        if let Err((reason, violations)) =
+            check_consent(agreement, envelope.consent.as_ref(), envelope.subject_informed.as_ref())
+        {
+            return refuse(refusal, reason, violations);
+        }
+        let outside = crate::fields::disallowed(payload, agreement.allowed_fields());
+        if !outside.is_empty() {
+            let violations = outside
+                .into_iter()
+                .map(|p| {
+                    violation(
+                        &format!("/payload{p}"),
+                        "agreement.fields",
+                        "is not a field this agreement allows to leave",
+                    )
+                })
+                .collect();
+            return refuse(refusal, Reason::FieldNotAllowed, violations);
+        }
+
+        let key = self.keys.current(agreement.id());
+        let rules: Vec<Rule> = agreement
+            .fields()
+            .iter()
+            .map(|f| Rule {
+                pattern: f.pattern.clone(),
+                op: f.op.clone(),
+            })
+            .collect();
+        let (out, applied) = match pseudonymise::apply(payload, &rules, key) {
+            Ok(r) => r,
+            Err(f) => {
+                let v = violation(
+                    &format!("/payload{}", f.pointer),
+                    "agreement.fields.treatment",
+                    f.reason,
+                );
+                return refuse(refusal, Reason::PseudonymisationFailed, vec![v]);
+            }
+        };
+        if let Some(outbound_schema) = agreement
+            .terms()
+            .outbound_schema
+            .as_deref()
+            .and_then(|n| self.schemas.outbound(n))
+        {
+            let violations = outbound_schema.violations(&out, "/payload");
+            if !violations.is_empty() {
+                return refuse(refusal, Reason::OutboundSchemaViolation, violations);
+            }
+        }
+
+        let data_classes: BTreeSet<&str> = agreement
+            .fields()
+            .iter()
+            .filter(|f| f.op != Op::Drop && !pseudonymise::expand(payload, &f.pattern).is_empty())
+            .map(|f| f.class.as_str())
+            .collect();
+        let subject_index: BTreeSet<String> = match self.keys.index() {
+            Some(index) => agreement
+                .subject_index()
+                .iter()
+                .flat_map(|p| pseudonymise::expand(payload, p))
+                .filter_map(|p| {
+                    payload
+                        .pointer(&p)
+                        .and_then(Value::as_str)
+                        .and_then(|s| NhsNumber::parse(s).ok())
+                })
+                .map(|n| index.index(&n))
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        let used_token = applied.iter().any(|a| a.op == "token");
+        let terms = agreement.terms();
+        let document = Outbound {
+            transfer_id: req.transfer_id,
+            sent_at: req.now.to_string(),
+            agreement: OutboundAgreement {
+                id: agreement.id(),
+                version: agreement.version(),
+            },
+            message_type: schema.name(),
+            sender: OutboundParty {
+                organisation: &terms.sender.organisation,
+                ods_code: terms.sender.ods_code.as_deref(),
+            },
+            recipient: OutboundParty {
+                organisation: &terms.recipient.organisation,
+                ods_code: terms.recipient.ods_code.as_deref(),
+            },
+            legal_bases: &terms.legal_bases,
+            payload: &out,
+        };
+        // Serialising a tree of strings and JSON values cannot fail.
+        let outbound = serde_json::to_vec(&document).unwrap_or_default();
+        let approval = &agreement.terms().approval;
+        // Anything but consent obtained is a disclosure without consent: not sought, refused,
+        // "not applicable", or no consent block at all.
+        let without_consent = !matches!(envelope.consent.as_ref().map(|c| c.status.as_str()), Some("obtained"));
+        let disposition = if envelope.immediate && approval.urgent_path {
+            Disposition::SendForReview {
+                review_by: req.now + jiff::SignedDuration::from_hours(i64::from(approval.review_within_hours)),
+            }
+        } else if approval.hold_without_consent && without_consent {
+            Disposition::Hold
+        } else {
+            Disposition::Send
+        };
+        let subject_informed_due = envelope
+            .subject_informed
+            .as_ref()
+            .filter(|s| s.status == "after")
+            .and_then(|s| s.due_by.clone());
+        Decision::Permit(Permit {
+            disposition,
+            subject_informed_due,
+            agreement: agreement.clone(),
+            message_type: schema.name().to_owned(),
+            schema_hash: schema.hash().to_owned(),
+            outbound_sha256: sha256_hex(&outbound),
+            outbound,
+            pointers_removed: applied
+                .iter()
+                .filter(|a| a.op == "drop")
+                .map(|a| a.pointer.clone())
+                .collect(),
+            treatments: applied.iter().map(|a| format!("{} {}", a.op, a.pointer)).collect(),
+            data_classes: data_classes.into_iter().map(str::to_owned).collect(),
+            consent: refusal.consent,
+            key_ref: key.filter(|_| used_token).map(crate::keys::AgreementKey::key_ref),
+            subject_index: subject_index.into_iter().collect(),
+        })
+    }
+}
