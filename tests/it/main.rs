@@ -7,6 +7,7 @@ mod cli;
 mod contract;
 mod crash;
 mod delivery;
+mod deploy;
 mod flows;
 mod helpers;
 mod ledger;
