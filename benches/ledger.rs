@@ -27,7 +27,7 @@ fn event() -> Event {
         "nvtt-gp-update",
         "tt-case-system",
     );
-    e.decision = Some("deny".into());
+    e.decision = Some(isa_gateway::ledger::DecisionKind::Deny);
     e.message_type = Some("gp_update".into());
     e.recipient = Some("Y99001".into());
     e.reason_code = Some("schema_violation".into());

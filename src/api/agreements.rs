@@ -5,14 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{ApiError, AppState, caller, user};
 
-fn today(state: &AppState) -> jiff::civil::Date {
-    state.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date()
-}
-
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state)?;
     user(&req, &state)?;
-    let today = today(&state);
+    let today = state.clock.today();
     let views: Vec<_> = state.catalogue.agreements.iter().map(|a| a.view(today)).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "agreements": views })))
 }
@@ -29,5 +25,5 @@ pub async fn show(
         .agreements
         .get(&path.into_inner())
         .ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(agreement.view(today(&state))))
+    Ok(HttpResponse::Ok().json(agreement.view(state.clock.today())))
 }

@@ -10,27 +10,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{ApiError, AppState, caller, user};
-use crate::ledger::{Event, EventKind, FollowUp, TransferRecord, TransferStatus, ledger_time};
+use crate::ledger::{DecisionKind, Event, EventKind, FollowUp, TransferRecord, TransferStatus, ledger_time};
 use crate::platform::auth::{User, UserRole};
+use crate::policy::follow_up::{
+    ApproveReason, Code, RefuseReason, ReviewOutcome, TwoPersonRule, approvable, is_case_reference,
+};
 use crate::policy::schemas::Violation;
-
-/// Why a director releases a held disclosure.
-pub const APPROVE_REASONS: [&str; 5] = [
-    "risk_of_serious_harm",
-    "overriding_public_interest",
-    "legal_duty",
-    "child_protection",
-    "adult_at_risk",
-];
-/// Why a director stops one.
-pub const REFUSE_REASONS: [&str; 4] = [
-    "insufficient_grounds",
-    "seek_consent_first",
-    "disproportionate",
-    "wrong_recipient",
-];
-/// A director's judgement of an urgent transfer, afterwards.
-pub const REVIEW_OUTCOMES: [&str; 2] = ["justified", "not_justified"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,19 +50,18 @@ fn invalid(pointer: &str, rule: &str, message: String) -> ApiError {
 
 fn check_note_ref(note: Option<&String>) -> Result<(), ApiError> {
     match note {
-        Some(n)
-            if n.is_empty()
-                || n.len() > 64
-                || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b)) =>
-        {
-            Err(invalid(
-                "/note_ref",
-                "pattern",
-                "must be a case-record reference (letters, digits, ._:/-), not a note".into(),
-            ))
-        }
+        Some(n) if !is_case_reference(n) => Err(invalid(
+            "/note_ref",
+            "pattern",
+            "must be a case-record reference (letters, digits, ._:/-), not a note".into(),
+        )),
         _ => Ok(()),
     }
+}
+
+/// The code in `body`, if it is one of `C`'s; otherwise the violation naming the allowed codes.
+fn code<C: Code>(body: &Judgement, pointer: &str) -> Result<C, ApiError> {
+    C::parse(&body.reason).ok_or_else(|| invalid(pointer, "enum", format!("must be one of {}", C::list())))
 }
 
 fn require(user: &User, role: UserRole) -> Result<(), ApiError> {
@@ -108,14 +92,13 @@ async fn record(state: &AppState, path: web::Path<String>, system: &str) -> Resu
 }
 
 fn two_people(r: &TransferRecord, user: &User) -> Result<(), ApiError> {
-    if r.user_sub.as_deref() == Some(user.sub.as_str()) {
-        return Err(ApiError::new(
+    crate::policy::follow_up::two_people(r.user_sub.as_deref(), &user.sub).map_err(|TwoPersonRule| {
+        ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
-            "two_person_rule",
-            "The person who asked for a disclosure cannot also approve, refuse or review it.",
-        ));
-    }
-    Ok(())
+            TwoPersonRule::CODE,
+            TwoPersonRule::MESSAGE,
+        )
+    })
 }
 
 fn event(
@@ -161,32 +144,23 @@ async fn judge_held(
     let user = user(&req, &state)?;
     require(&user, UserRole::Director)?;
     let r = record(&state, path, &system.id).await?;
-    let allowed: &[&str] = if approve { &APPROVE_REASONS } else { &REFUSE_REASONS };
-    if !allowed.contains(&body.reason.as_str()) {
-        return Err(invalid(
-            "/reason",
-            "enum",
-            format!("must be one of {}", allowed.join(", ")),
-        ));
-    }
+    let reason = if approve {
+        code::<ApproveReason>(&body, "/reason")?.code()
+    } else {
+        code::<RefuseReason>(&body, "/reason")?.code()
+    };
     check_note_ref(body.note_ref.as_ref())?;
     if r.status != TransferStatus::Held {
         return Err(conflict("not_held", "This transfer is not waiting for approval."));
     }
     two_people(&r, &user)?;
     if approve {
-        // Approval is when the disclosure is really decided: the agreement must be in force now.
-        let today = state.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
-        match state
-            .catalogue
-            .agreements
-            .get(&r.agreement_id)
-            .map(|a| a.in_force(today))
-        {
-            Some(Ok(())) => {}
-            Some(Err(why)) => return Err(conflict(why.code(), why.explain())),
-            None => return Err(conflict("unknown_agreement", "The agreement is no longer loaded.")),
-        }
+        let today = state.clock.today();
+        approvable(
+            state.catalogue.agreements.get(&r.agreement_id).map(AsRef::as_ref),
+            today,
+        )
+        .map_err(|why| conflict(why.code(), why.explain()))?;
     }
     let status = if approve {
         TransferStatus::Accepted
@@ -202,8 +176,12 @@ async fn judge_held(
         &user,
         UserRole::Director,
     );
-    e.decision = Some(if approve { "permit" } else { "deny" }.into());
-    e.reason_code = Some(body.reason.clone());
+    e.decision = Some(if approve {
+        DecisionKind::Permit
+    } else {
+        DecisionKind::Deny
+    });
+    e.reason_code = Some(reason.to_owned());
     e.detail = body.note_ref.clone();
     let receipt = if approve {
         state.ledger.release(e).await
@@ -248,13 +226,7 @@ pub async fn review(
     require(&user, UserRole::Director)?;
     let r = record(&state, path, &system.id).await?;
     two_people(&r, &user)?;
-    if !REVIEW_OUTCOMES.contains(&body.reason.as_str()) {
-        return Err(invalid(
-            "/outcome",
-            "enum",
-            format!("must be one of {}", REVIEW_OUTCOMES.join(", ")),
-        ));
-    }
+    let outcome = code::<ReviewOutcome>(&body, "/outcome")?;
     check_note_ref(body.note_ref.as_ref())?;
     let mut e = event(
         &state,
@@ -265,7 +237,7 @@ pub async fn review(
         &user,
         UserRole::Director,
     );
-    e.reason_code = Some(body.reason.clone());
+    e.reason_code = Some(outcome.code().to_owned());
     e.detail = body.note_ref.clone();
     let receipt = state
         .ledger

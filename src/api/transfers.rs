@@ -9,11 +9,12 @@ use uuid::Uuid;
 
 use super::{ApiError, AppState, auditor, caller, has_role, user};
 use crate::app::config::SystemRole;
+use crate::ledger::record::{self, Actor, Attempt};
 use crate::ledger::{
-    Enqueue, Event, EventKind, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus,
-    ledger_time,
+    Enqueue, Event, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus, ledger_time,
 };
-use crate::platform::auth::UserRole;
+use crate::platform::auth::{User, UserRole};
+use crate::platform::clock::WallClock;
 use crate::policy::decision::{Body, ConsentRecord, Decision, Disposition, Reason, Refusal, Request, sha256_hex};
 use crate::policy::schemas::Violation;
 
@@ -85,20 +86,41 @@ fn accepted(transfer_id: Uuid, status: TransferStatus, ledger_seq: i64) -> HttpR
     }))
 }
 
+/// What to do with a request, once its idempotency key (if any) is looked up.
+enum NextAction {
+    /// No key, or a key not seen before: decide the request.
+    Decide,
+    /// The key is bound to an earlier transfer: answer from it, never decide twice.
+    Replay(IdempotentOriginal),
+}
+
+async fn next_action(state: &AppState, system: &str, key: Option<&str>) -> Result<NextAction, ApiError> {
+    let Some(key) = key else {
+        return Ok(NextAction::Decide);
+    };
+    let original = state
+        .ledger
+        .idempotent_original(system, key)
+        .await
+        .map_err(|e| ApiError::ledger_unavailable(&e))?;
+    Ok(original.map_or(NextAction::Decide, NextAction::Replay))
+}
+
 /// Answers a request whose idempotency key is already bound: the original transfer if the
 /// request is the same, a recorded refusal if it is not.
 async fn replay(
     state: &AppState,
     original: IdempotentOriginal,
     digest: &str,
-    mut refusal_event: Event,
+    attempt: &Attempt<'_>,
+    actor: Actor<'_>,
 ) -> Result<HttpResponse, ApiError> {
     if original.request_sha256 == digest {
         let status = state
             .ledger
             .transfer(original.transfer_id)
             .await
-            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| ApiError::ledger_unavailable(&e))?
             .map_or(TransferStatus::Accepted, |r| r.status);
         let mut response = accepted(original.transfer_id, status, original.ledger_seq);
         response.headers_mut().insert(
@@ -108,11 +130,9 @@ async fn replay(
         return Ok(response);
     }
     let reason = Reason::IdempotencyKeyReused;
-    refusal_event.reason_code = Some(reason.code().to_owned());
-    let transfer_id = refusal_event.transfer_id;
     let receipt = state
         .ledger
-        .append(refusal_event)
+        .append(record::refused(attempt, Some(actor), reason.code()))
         .await
         .map_err(|e| ApiError::ledger_unavailable(&e))?;
     let refusal = Refusal {
@@ -123,9 +143,12 @@ async fn replay(
         schema_hash: None,
         consent: ConsentRecord::default(),
     };
-    Err(ApiError::refused(refusal, transfer_id, receipt.seq))
+    Err(ApiError::refused(refusal, attempt.transfer_id, receipt.seq))
 }
 
+/// A transfer, in named steps: who is calling, the body within its limit, the user (a refusal is
+/// recorded against the system), the idempotency key, the decision (pure), then the record —
+/// decision, outbox entry and key in one durable commit — before the answer.
 pub async fn submit(
     req: HttpRequest,
     path: web::Path<String>,
@@ -137,8 +160,6 @@ pub async fn submit(
     let agreement_id = path.into_inner();
     let key = idempotency_key(&req)?;
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
-    let transfer_id = Uuid::now_v7();
-    let now = ledger_time(state.clock.now());
     let (body, received_sha256, digest) = match &body {
         ReadBody::Complete(b) => (
             Body::Complete(b),
@@ -147,177 +168,143 @@ pub async fn submit(
         ),
         ReadBody::TooLarge => (Body::TooLarge, None, None),
     };
-    let mut event = Event::new(
-        now,
-        transfer_id,
-        EventKind::Decision,
-        TransferStatus::Refused,
-        &recordable(&agreement_id),
-        &system.id,
-    );
-    event.decision = Some("deny".into());
-    event.received_sha256 = received_sha256;
-
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let user = match state.auth.authenticate(authorization) {
-        Ok(u) => u,
-        Err(why) => {
-            // The system is authenticated, so the attempt is recorded against it.
-            event.reason_code = Some(why.code().to_owned());
-            let receipt = state
-                .ledger
-                .append(event)
-                .await
-                .map_err(|e| ApiError::ledger_unavailable(&e))?;
-            tracing::warn!(%transfer_id, code = why.code(), seq = receipt.seq, "transfer refused: bearer token");
-            return Err(ApiError::unauthorized(why).with_ledger(transfer_id, receipt.seq));
-        }
+    let recorded_id = recordable(&agreement_id);
+    let attempt = Attempt {
+        at: ledger_time(state.clock.now()),
+        transfer_id: Uuid::now_v7(),
+        agreement_id: &recorded_id,
+        system_id: &system.id,
+        received_sha256,
     };
-    event.user_sub = Some(user.sub.clone());
-    event.user_role = state
-        .catalogue
-        .agreements
-        .get(&agreement_id)
+    let user = authenticate(&req, &state, &attempt).await?;
+    // The one look-up of the agreement in the handler (the core does its own).
+    let agreement = state.catalogue.agreements.get(&agreement_id);
+    let role = agreement
         .and_then(|a| a.acting_role(&user.roles))
         .or(user.roles.first().copied())
-        .map(|r| r.as_str().to_owned());
-    if let (Some(k), Some(d)) = (&key, &digest) {
-        let original = state
-            .ledger
-            .idempotent_original(&system.id, k)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        if let Some(original) = original {
-            return replay(&state, original, d, event).await;
-        }
+        .map(UserRole::as_str);
+    let actor = Actor { sub: &user.sub, role };
+    let key = key.filter(|_| digest.is_some());
+    if let NextAction::Replay(original) = next_action(&state, &system.id, key.as_deref()).await? {
+        return replay(&state, original, digest.as_deref().unwrap_or_default(), &attempt, actor).await;
     }
     let decision = state.catalogue.decide(&Request {
-        transfer_id,
-        now,
+        transfer_id: attempt.transfer_id,
+        now: attempt.at,
         system_id: &system.id,
         system_may_send: has_role(system, SystemRole::Sender),
         user_roles: &user.roles,
         agreement_id: &agreement_id,
         body,
     });
-    let metric_agreement = state
-        .catalogue
-        .agreements
-        .get(&agreement_id)
-        .map_or("unknown", |a| a.id())
-        .to_owned();
+    let event = record::decided(&attempt, Some(actor), &decision);
+    let metric_agreement = agreement.map_or("unknown", |a| a.id());
     match decision {
         Decision::Permit(permit) => {
-            let terms = permit.agreement.terms();
-            event.status = TransferStatus::Accepted;
-            event.decision = Some("permit".into());
-            event.agreement_version = Some(permit.agreement.version().to_owned());
-            event.agreement_hash = Some(permit.agreement.content_hash().to_owned());
-            event.message_type = Some(permit.message_type.clone());
-            event.schema_hash = Some(permit.schema_hash.clone());
-            event.recipient = Some(terms.recipient.organisation.clone());
-            event.legal_bases = terms.legal_bases.clone();
-            event.sent_sha256 = Some(permit.outbound_sha256.clone());
-            event.pointers_removed = permit.pointers_removed.clone();
-            event.treatments = permit.treatments.clone();
-            event.data_classes = permit.data_classes.clone();
-            event.key_ref = permit.key_ref.clone();
-            event.subject_index = permit.subject_index.clone();
-            event.subject_informed_due = permit.subject_informed_due.clone();
-            let held = permit.disposition == Disposition::Hold;
-            if held {
-                event.status = TransferStatus::Held;
-                event.decision = Some("hold".into());
-            }
-            if let Disposition::SendForReview { review_by } = permit.disposition {
-                event.review_due = Some(review_by.to_string());
-            }
-            record_consent(&mut event, &permit.consent);
-            let enqueue = Enqueue {
-                destination: terms.recipient.destination.clone(),
-                body: permit.outbound,
-                now: Timestamp::now(),
-                held,
-            };
             let bound = key.zip(digest.clone()).map(|(key, request_sha256)| IdempotencyKey {
                 system: system.id.clone(),
                 key,
                 request_sha256,
             });
-            let key_for_replay = bound.as_ref().map(|b| b.key.clone());
-            // Decision, outbox entry and idempotency key commit together, durably, before anything
-            // leaves and before the client hears "accepted".
-            match state.ledger.accept(event.clone(), enqueue, bound).await {
-                Ok(receipt) => {
-                    state.delivery.wake();
-                    let outcome = if held { "held" } else { "accepted" };
+            let enqueue = Enqueue {
+                destination: permit.agreement.terms().recipient.destination.clone(),
+                body: permit.outbound,
+                now: WallClock::now(),
+                held: permit.disposition == Disposition::Hold,
+            };
+            match commit_permit(&state, event, enqueue, bound).await? {
+                Committed::Recorded { status, seq } => {
+                    let outcome = if status == TransferStatus::Held {
+                        "held"
+                    } else {
+                        "accepted"
+                    };
                     state
                         .metrics
-                        .transfer(&metric_agreement, outcome, "", started.elapsed().as_secs_f64());
-                    tracing::info!(%transfer_id, agreement = %permit.agreement.id(), seq = receipt.seq, "transfer accepted");
-                    Ok(accepted(transfer_id, event.status, receipt.seq))
+                        .transfer(metric_agreement, outcome, "", started.elapsed().as_secs_f64());
+                    tracing::info!(transfer_id = %attempt.transfer_id, agreement = %permit.agreement.id(), seq, "transfer accepted");
+                    Ok(accepted(attempt.transfer_id, status, seq))
                 }
-                Err(LedgerError::IdempotencyKeyTaken) => {
-                    // A concurrent request with the same key won the race.
-                    let key = key_for_replay.unwrap_or_default();
-                    let original = state
-                        .ledger
-                        .idempotent_original(&system.id, &key)
-                        .await
-                        .map_err(|e| ApiError::internal(&e))?
-                        .ok_or_else(|| ApiError::internal(&"idempotency key vanished"))?;
-                    // A fresh refusal record: nothing of the permit (follow-ups, subject index)
-                    // may attach to a transfer that was never made.
-                    let mut refusal = Event::new(
-                        now,
-                        transfer_id,
-                        EventKind::Decision,
-                        TransferStatus::Refused,
-                        &recordable(&agreement_id),
-                        &system.id,
-                    );
-                    refusal.decision = Some("deny".into());
-                    refusal.user_sub = event.user_sub.clone();
-                    refusal.user_role = event.user_role.clone();
-                    refusal.received_sha256 = event.received_sha256.clone();
-                    replay(&state, original, digest.as_deref().unwrap_or_default(), refusal).await
+                // A concurrent request with the same key won the race: answer as a replay. A
+                // fresh refusal record, so nothing of the permit (follow-ups, subject index)
+                // attaches to a transfer that was never made.
+                Committed::KeyTaken(original) => {
+                    replay(&state, original, digest.as_deref().unwrap_or_default(), &attempt, actor).await
                 }
-                Err(e) => Err(ApiError::ledger_unavailable(&e)),
             }
         }
         Decision::Refuse(refusal) => {
-            if let Some(a) = &refusal.agreement {
-                event.agreement_version = Some(a.version().to_owned());
-                event.agreement_hash = Some(a.content_hash().to_owned());
-                event.recipient = Some(a.terms().recipient.organisation.clone());
-            }
-            event.message_type = refusal.message_type.clone();
-            event.schema_hash = refusal.schema_hash.clone();
-            event.reason_code = Some(refusal.reason.code().to_owned());
-            record_consent(&mut event, &refusal.consent);
             let receipt = state
                 .ledger
                 .append(event)
                 .await
                 .map_err(|e| ApiError::ledger_unavailable(&e))?;
             state.metrics.transfer(
-                &metric_agreement,
+                metric_agreement,
                 "refused",
                 refusal.reason.code(),
                 started.elapsed().as_secs_f64(),
             );
-            tracing::info!(%transfer_id, agreement = %recordable(&agreement_id), reason = refusal.reason.code(),
+            tracing::info!(transfer_id = %attempt.transfer_id, agreement = %recorded_id, reason = refusal.reason.code(),
                 seq = receipt.seq, "transfer refused");
-            Err(ApiError::refused(refusal, transfer_id, receipt.seq))
+            Err(ApiError::refused(refusal, attempt.transfer_id, receipt.seq))
         }
     }
 }
 
-fn record_consent(event: &mut Event, consent: &ConsentRecord) {
-    event.consent_status = consent.status.clone();
-    event.consent_reason = consent.reason.clone();
-    event.consent_evidence_ref = consent.evidence_ref.clone();
-    event.subject_informed = consent.subject_informed.clone();
+/// The user's bearer token, or a recorded refusal: the system is authenticated, so the attempt is
+/// recorded against it.
+async fn authenticate(req: &HttpRequest, state: &AppState, attempt: &Attempt<'_>) -> Result<User, ApiError> {
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match state.auth.authenticate(authorization) {
+        Ok(user) => Ok(user),
+        Err(why) => {
+            let receipt = state
+                .ledger
+                .append(record::refused(attempt, None, why.code()))
+                .await
+                .map_err(|e| ApiError::ledger_unavailable(&e))?;
+            tracing::warn!(transfer_id = %attempt.transfer_id, code = why.code(), seq = receipt.seq, "transfer refused: bearer token");
+            Err(ApiError::unauthorized(why).with_ledger(attempt.transfer_id, receipt.seq))
+        }
+    }
+}
+
+enum Committed {
+    Recorded { status: TransferStatus, seq: i64 },
+    KeyTaken(IdempotentOriginal),
+}
+
+/// Decision, outbox entry and idempotency key commit together, durably, before anything leaves
+/// and before the client hears "accepted".
+async fn commit_permit(
+    state: &AppState,
+    event: Event,
+    enqueue: Enqueue,
+    bound: Option<IdempotencyKey>,
+) -> Result<Committed, ApiError> {
+    let status = event.status;
+    let key = bound.as_ref().map(|b| (b.system.clone(), b.key.clone()));
+    match state.ledger.accept(event, enqueue, bound).await {
+        Ok(receipt) => {
+            state.delivery.wake();
+            Ok(Committed::Recorded {
+                status,
+                seq: receipt.seq,
+            })
+        }
+        Err(LedgerError::IdempotencyKeyTaken) => {
+            let (system, key) = key.unwrap_or_default();
+            state
+                .ledger
+                .idempotent_original(&system, &key)
+                .await
+                .map_err(|e| ApiError::ledger_unavailable(&e))?
+                .map(Committed::KeyTaken)
+                .ok_or_else(|| ApiError::internal(&"idempotency key vanished"))
+        }
+        Err(e) => Err(ApiError::ledger_unavailable(&e)),
+    }
 }
 
 pub async fn show(

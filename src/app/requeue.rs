@@ -57,7 +57,7 @@ pub async fn requeue(
             agreement.version()
         ));
     }
-    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let today = crate::policy::agreement::utc_date(now);
     if let Err(not) = agreement.in_force(today) {
         return Err(format!("{} Not requeued.", not.explain()));
     }

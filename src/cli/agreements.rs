@@ -16,7 +16,7 @@ pub(super) fn agreements(path: &Path, format: Format) -> Result<ExitCode, String
             p.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
         )
     })?;
-    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let today = crate::platform::clock::Clock::System.today();
     let views: Vec<_> = agreements.iter().map(|a| a.view(today)).collect();
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&views).map_err(|e| e.to_string())?),

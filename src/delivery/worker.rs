@@ -18,14 +18,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::app::config::{DeliveryPolicy, DestinationConfig};
 use crate::delivery::transport::{Parcel, Transports};
 use crate::ledger::{Event, EventKind, Ledger, OutboxItem, TransferStatus, ledger_time};
-use crate::platform::clock::Clock;
+use crate::platform::clock::{Clock, WallClock};
 use crate::platform::metrics::Metrics;
 use crate::policy::decision::sha256_hex;
 
@@ -193,7 +192,7 @@ impl Delivery {
     /// The worker loop: runs until the process ends.
     pub async fn run(self: Arc<Self>) {
         loop {
-            match self.ledger.due(Timestamp::now(), 256).await {
+            match self.ledger.due(WallClock::now(), 256).await {
                 Ok(items) => {
                     for item in items {
                         self.start(item);
@@ -353,7 +352,7 @@ impl Delivery {
             attempt: item.attempts,
         };
         let id = item.transfer_id;
-        match self.ledger.claim(id, item.attempts, Timestamp::now()).await {
+        match self.ledger.claim(id, item.attempts, WallClock::now()).await {
             Ok(true) => {}
             Ok(false) => {
                 // Delivered, dead-lettered or retried since it was read: stale, do not send.
@@ -370,7 +369,7 @@ impl Delivery {
             Ok(sent) => {
                 dest.breaker().success();
                 self.metrics.attempt(&item.destination, "delivered");
-                let age = (Timestamp::now().as_millisecond() - item.created_at.as_millisecond()).max(0);
+                let age = (WallClock::now().as_millisecond() - item.created_at.as_millisecond()).max(0);
                 self.metrics.delivered_after(&item.destination, age as f64 / 1000.0);
                 let detail = sent.remote_ref.as_ref().map(|r| format!("partner reference {r}"));
                 let event = self.event(&item, TransferStatus::Delivered, None, detail);
@@ -388,7 +387,7 @@ impl Delivery {
                 dest.breaker().failure(Instant::now(), &dest.policy);
                 let attempts = item.attempts + 1;
                 let age = Duration::from_millis(
-                    u64::try_from(Timestamp::now().as_millisecond() - item.created_at.as_millisecond()).unwrap_or(0),
+                    u64::try_from(WallClock::now().as_millisecond() - item.created_at.as_millisecond()).unwrap_or(0),
                 );
                 if e.is_permanent() {
                     self.give_up(&item, format!("the partner refused it: {e}")).await;
@@ -398,7 +397,7 @@ impl Delivery {
                 } else {
                     self.metrics.attempt(&item.destination, "retry");
                     let delay = backoff(&dest.policy, attempts, random_u64());
-                    let next = Timestamp::now() + delay;
+                    let next = WallClock::now() + delay;
                     let event = self.event(
                         &item,
                         TransferStatus::Retrying,

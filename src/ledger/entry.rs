@@ -107,8 +107,8 @@ pub struct Event {
     pub transfer_id: Uuid,
     pub kind: EventKind,
     pub status: TransferStatus,
-    /// `permit` or `deny` on decision events.
-    pub decision: Option<String>,
+    /// On decision and approval events: permit, deny or hold.
+    pub decision: Option<DecisionKind>,
     pub agreement_id: String,
     pub agreement_version: Option<String>,
     pub agreement_hash: Option<String>,
@@ -143,6 +143,34 @@ pub struct Event {
     pub review_due: Option<String>,
     /// When the person is to be told, where they will be told after (a date).
     pub subject_informed_due: Option<String>,
+}
+
+/// What was decided, as the ledger spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// Sent (or, on an approval, released).
+    Permit,
+    /// Refused (or, on an approval event, stopped by the director).
+    Deny,
+    /// Recorded and held for a director: nothing leaves until one approves.
+    Hold,
+}
+
+impl DecisionKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Permit => "permit",
+            Self::Deny => "deny",
+            Self::Hold => "hold",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Permit, Self::Deny, Self::Hold]
+            .into_iter()
+            .find(|d| d.code() == s)
+    }
 }
 
 impl Event {
@@ -193,7 +221,7 @@ impl Event {
 impl Event {
     /// A permitted decision (sent, or held for approval): its legal bases are what it relied on.
     pub fn permitted(&self) -> bool {
-        matches!(self.decision.as_deref(), Some("permit" | "hold"))
+        matches!(self.decision, Some(DecisionKind::Permit | DecisionKind::Hold))
     }
 
     /// When a director's review of an urgent transfer is due, at the ledger's resolution.
@@ -242,7 +270,7 @@ impl Entry {
         s(&mut b, &e.transfer_id.to_string());
         s(&mut b, e.kind.as_str());
         s(&mut b, e.status.as_str());
-        o(&mut b, &e.decision);
+        o(&mut b, &e.decision.map(|d| d.code().to_owned()));
         s(&mut b, &e.agreement_id);
         o(&mut b, &e.agreement_version);
         o(&mut b, &e.agreement_hash);
@@ -293,7 +321,10 @@ impl Entry {
             transfer_id: Uuid::parse_str(r.str()?).ok()?,
             kind: EventKind::parse(r.str()?)?,
             status: TransferStatus::parse(r.str()?)?,
-            decision: o(&mut r)?,
+            decision: match r.opt()? {
+                None => None,
+                Some(code) => Some(DecisionKind::parse(code)?),
+            },
             agreement_id: s(&mut r)?,
             agreement_version: o(&mut r)?,
             agreement_hash: o(&mut r)?,

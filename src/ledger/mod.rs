@@ -13,6 +13,7 @@ pub mod entry;
 pub mod error;
 pub mod merkle;
 pub mod read_model;
+pub mod record;
 pub mod signing;
 mod sql;
 pub mod verify;

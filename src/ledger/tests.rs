@@ -8,7 +8,7 @@ fn event() -> Event {
         transfer_id: Uuid::nil(),
         kind: EventKind::Decision,
         status: TransferStatus::Accepted,
-        decision: Some("permit".into()),
+        decision: Some(DecisionKind::Permit),
         agreement_id: "a".into(),
         agreement_version: Some("1".into()),
         agreement_hash: None,

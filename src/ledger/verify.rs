@@ -23,7 +23,7 @@ pub async fn verify(
     public: &ed25519_dalek::VerifyingKey,
     progress: &mut dyn FnMut(i64),
 ) -> Result<VerifyReport, LedgerError> {
-    let (chain, first_break) = replay(ledger, progress).await?;
+    let (chain, first_break) = rehash(ledger, progress).await?;
     let entries = chain.seq;
     let report = |first_break: Option<ChainBreak>, checkpoints: usize| VerifyReport {
         entries,
@@ -63,9 +63,9 @@ pub async fn verify(
     Ok(report(None, checkpoints.len()))
 }
 
-/// Replays the ledger from its first entry, checking each against the chain; stops at the
+/// Re-hashes the ledger from its first entry, checking each against the chain; stops at the
 /// first entry that breaks it. The next page is read while this one is hashed.
-async fn replay(
+async fn rehash(
     ledger: &dyn Ledger,
     progress: &mut dyn FnMut(i64),
 ) -> Result<(Chain, Option<ChainBreak>), LedgerError> {
@@ -246,7 +246,7 @@ pub struct ChainReport {
 
 /// Recomputes the chain from the first entry and names the first entry that breaks it.
 pub async fn verify_chain(ledger: &dyn Ledger) -> Result<ChainReport, LedgerError> {
-    let (chain, first_break) = replay(ledger, &mut |_| {}).await?;
+    let (chain, first_break) = rehash(ledger, &mut |_| {}).await?;
     Ok(ChainReport {
         entries: chain.seq,
         head: chain.hash,

@@ -314,7 +314,7 @@ pub fn mint_dev_token(
         .ok_or("the issuer has no dev_signing_key")?;
     let pem = zeroize::Zeroizing::new(read(path)?);
     let key = EncodingKey::from_ec_pem(&pem).map_err(|_| format!("{} is not an ES256 private key", path.display()))?;
-    let now = jiff::Timestamp::now().as_second().unsigned_abs();
+    let now = crate::platform::clock::WallClock::now().as_second().unsigned_abs();
     let claims = DevClaims {
         iss: &issuer.issuer,
         sub,

@@ -26,10 +26,27 @@ impl Clock {
         }
     }
 
+    /// Today's date in UTC: agreements' dates (in force, review by, expiry) are compared with it.
+    pub fn today(&self) -> jiff::civil::Date {
+        crate::policy::agreement::utc_date(self.now())
+    }
+
     /// Moves a manual clock; other clocks ignore it.
     pub fn set(&self, to: Timestamp) {
         if let Self::Manual(t) = self {
             *t.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = to;
         }
+    }
+}
+
+/// The real time, for scheduling only: when to retry a delivery, how old a queued item is, the
+/// timestamps in a MESH authorisation header. Never for what a decision or the ledger records
+/// (that is [`Clock`]'s, which tests fix or move by hand).
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock;
+
+impl WallClock {
+    pub fn now() -> Timestamp {
+        Timestamp::now()
     }
 }

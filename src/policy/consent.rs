@@ -7,10 +7,50 @@ use crate::agreement::{Agreement, ConsentModel};
 use crate::decision::{Reason, violation};
 use crate::schemas::Violation;
 
+/// Whether consent was sought and given (`schemas/envelope.json` allows exactly these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    Obtained,
+    Refused,
+    NotSought,
+    NotApplicable,
+}
+
+impl ConsentStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Obtained => "obtained",
+            Self::Refused => "refused",
+            Self::NotSought => "not_sought",
+            Self::NotApplicable => "not_applicable",
+        }
+    }
+}
+
+/// Whether the person was told of the disclosure: before, after (by a date), or not (with a reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InformedStatus {
+    Before,
+    After,
+    NotInformed,
+}
+
+impl InformedStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Before => "before",
+            Self::After => "after",
+            Self::NotInformed => "not_informed",
+        }
+    }
+}
+
 /// Consent as the sender recorded it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConsentBlock {
-    pub status: String,
+    pub status: ConsentStatus,
     #[serde(default)]
     pub given_by: Option<String>,
     #[serde(default)]
@@ -32,7 +72,7 @@ pub struct Contributor {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SubjectInformed {
-    pub status: String,
+    pub status: InformedStatus,
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
@@ -61,11 +101,11 @@ pub(crate) fn check_consent(
             vec![violation("/consent", "required", "is required by this agreement")],
         )
     };
-    let status = consent.map(|c| c.status.as_str());
+    let status = consent.map(|c| c.status);
     match terms.model {
         ConsentModel::Implied => {
             // Direct care rests on the person's reasonable expectations; an objection ends them.
-            if status == Some("refused") {
+            if status == Some(ConsentStatus::Refused) {
                 return Err((
                     Reason::ConsentRefused,
                     vec![violation("/consent/status", "consent.model", "the person objected")],
@@ -74,7 +114,7 @@ pub(crate) fn check_consent(
         }
         ConsentModel::Explicit => {
             let c = consent.ok_or_else(required)?;
-            if c.status != "obtained" {
+            if c.status != ConsentStatus::Obtained {
                 return Err((
                     Reason::ConsentRefused,
                     vec![violation(
@@ -132,14 +172,14 @@ pub(crate) fn check_consent(
     }
     if let Some(c) = consent {
         let mut incomplete = Vec::new();
-        if c.status == "not_sought" && c.reason_not_sought.is_none() {
+        if c.status == ConsentStatus::NotSought && c.reason_not_sought.is_none() {
             incomplete.push(violation(
                 "/consent/reason_not_sought",
                 "required",
                 "say why consent was not sought",
             ));
         }
-        if c.status == "obtained" && c.given_by.is_none() {
+        if c.status == ConsentStatus::Obtained && c.given_by.is_none() {
             incomplete.push(violation("/consent/given_by", "required", "say who gave consent"));
         }
         if !incomplete.is_empty() {
@@ -157,7 +197,7 @@ pub(crate) fn check_consent(
                 )],
             ));
         };
-        if s.status == "not_informed" && s.reason.is_none() {
+        if s.status == InformedStatus::NotInformed && s.reason.is_none() {
             return Err((
                 Reason::SubjectInformedRequired,
                 vec![violation(
@@ -167,7 +207,7 @@ pub(crate) fn check_consent(
                 )],
             ));
         }
-        if s.status == "after" && s.due_by.is_none() {
+        if s.status == InformedStatus::After && s.due_by.is_none() {
             return Err((
                 Reason::SubjectInformedRequired,
                 vec![violation(

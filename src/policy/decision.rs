@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::agreement::{Agreement, Agreements, NotInForce};
 use crate::consent::check_consent;
-pub use crate::consent::{ConsentBlock, ConsentRecord, Contributor, SubjectInformed};
+pub use crate::consent::{ConsentBlock, ConsentRecord, ConsentStatus, Contributor, InformedStatus, SubjectInformed};
 use crate::keys::KeyRing;
 use crate::nhs_number::NhsNumber;
 use crate::pseudonymise::{self, Op, Rule};
@@ -287,7 +287,7 @@ impl Catalogue {
         if agreement.acting_role(req.user_roles).is_none() {
             return refuse(refusal, Reason::RoleNotPermitted, vec![]);
         }
-        let today = req.now.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let today = crate::agreement::utc_date(req.now);
         if let Err(why) = agreement.in_force(today) {
             return refuse(refusal, Reason::NotInForce(why), vec![]);
         }
@@ -306,10 +306,10 @@ impl Catalogue {
             return refuse(refusal, Reason::InvalidEnvelope, vec![]);
         };
         refusal.consent = ConsentRecord {
-            status: envelope.consent.as_ref().map(|c| c.status.clone()),
+            status: envelope.consent.as_ref().map(|c| c.status.code().to_owned()),
             reason: envelope.consent.as_ref().and_then(|c| c.reason_not_sought.clone()),
             evidence_ref: envelope.consent.as_ref().and_then(|c| c.evidence_ref.clone()),
-            subject_informed: envelope.subject_informed.as_ref().map(|s| s.status.clone()),
+            subject_informed: envelope.subject_informed.as_ref().map(|s| s.status.code().to_owned()),
         };
         let schema = match self.schemas.get(&envelope.message_type) {
             Some(s) if agreement.covers_message_type(&envelope.message_type) => s,
@@ -404,7 +404,7 @@ impl Catalogue {
                 .collect(),
             None => BTreeSet::new(),
         };
-        let used_token = applied.iter().any(|a| a.op == "token");
+        let used_token = applied.iter().any(|a| a.op == Op::Token.name());
         let terms = agreement.terms();
         let document = Outbound {
             transfer_id: req.transfer_id,
@@ -430,7 +430,7 @@ impl Catalogue {
         let approval = &agreement.terms().approval;
         // Anything but consent obtained is a disclosure without consent: not sought, refused,
         // "not applicable", or no consent block at all.
-        let without_consent = !matches!(envelope.consent.as_ref().map(|c| c.status.as_str()), Some("obtained"));
+        let without_consent = envelope.consent.as_ref().map(|c| c.status) != Some(ConsentStatus::Obtained);
         let disposition = if envelope.immediate && approval.urgent_path {
             Disposition::SendForReview {
                 review_by: req.now + jiff::SignedDuration::from_hours(i64::from(approval.review_within_hours)),
@@ -443,7 +443,7 @@ impl Catalogue {
         let subject_informed_due = envelope
             .subject_informed
             .as_ref()
-            .filter(|s| s.status == "after")
+            .filter(|s| s.status == InformedStatus::After)
             .and_then(|s| s.due_by.clone());
         Decision::Permit(Permit {
             disposition,

@@ -12,6 +12,7 @@ pub mod agreement;
 pub mod consent;
 pub mod decision;
 pub mod fields;
+pub mod follow_up;
 pub mod ids;
 pub mod keys;
 pub mod legal;

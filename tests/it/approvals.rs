@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use isa_gateway::ledger::{EventKind, TransferStatus};
+use isa_gateway::ledger::{DecisionKind, EventKind, TransferStatus};
 use isa_gateway::platform::clock::Clock;
 use serde_json::{Value, json};
 
@@ -79,7 +79,7 @@ async fn a_disclosure_without_consent_is_held_until_a_second_person_approves_it(
     let entries = app.entries().await;
     let decision = &entries[0].event;
     assert_eq!(
-        (decision.status, decision.decision.as_deref()),
+        (decision.status, decision.decision.map(DecisionKind::code)),
         (TransferStatus::Held, Some("hold"))
     );
     assert_eq!(

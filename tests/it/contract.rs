@@ -8,8 +8,8 @@ use std::sync::Arc;
 use isa_gateway::ledger::checkpoint::Checkpoint;
 use isa_gateway::ledger::signing::CheckpointKey;
 use isa_gateway::ledger::{
-    Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, TransferQuery, TransferStatus, merkle,
-    verify, verify_chain, verify_transfers,
+    DecisionKind, Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, TransferQuery,
+    TransferStatus, merkle, verify, verify_chain, verify_transfers,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -64,16 +64,13 @@ fn decision(agreement: &str, status: TransferStatus) -> Event {
         "tt-case-system",
     );
     let permitted = status != TransferStatus::Refused;
-    e.decision = Some(
-        if status == TransferStatus::Held {
-            "hold"
-        } else if permitted {
-            "permit"
-        } else {
-            "deny"
-        }
-        .into(),
-    );
+    e.decision = Some(if status == TransferStatus::Held {
+        DecisionKind::Hold
+    } else if permitted {
+        DecisionKind::Permit
+    } else {
+        DecisionKind::Deny
+    });
     e.message_type = Some("gp_update".into());
     e.recipient = Some("Y99001".into());
     e.legal_bases = vec!["uk-gdpr/6.1.e".into(), "uk-gdpr/9.2.h".into()];

@@ -177,7 +177,10 @@ async fn a_role_the_agreement_does_not_allow_is_refused_and_recorded_with_the_us
     assert_eq!(decisions[0].event.reason_code.as_deref(), Some("role_not_permitted"));
     assert_eq!(decisions[1].event.user_sub.as_deref(), Some("sam"));
     assert_eq!(decisions[1].event.user_role.as_deref(), Some("safeguarding_lead"));
-    assert_eq!(decisions[1].event.decision.as_deref(), Some("permit"));
+    assert_eq!(
+        decisions[1].event.decision.map(isa_gateway::ledger::DecisionKind::code),
+        Some("permit")
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use isa_gateway::ledger::{EventKind, TransferStatus};
+use isa_gateway::ledger::{DecisionKind, EventKind, TransferStatus};
 use isa_gateway::platform::clock::Clock;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -53,7 +53,7 @@ async fn a_gp_update_is_accepted_recorded_and_dropped_in_the_folder() {
     let (decision, delivery) = (&entries[0].event, &entries[1].event);
     assert_eq!(decision.kind, EventKind::Decision);
     assert_eq!(decision.status, TransferStatus::Accepted);
-    assert_eq!(decision.decision.as_deref(), Some("permit"));
+    assert_eq!(decision.decision.map(DecisionKind::code), Some("permit"));
     assert_eq!(
         decision.sent_sha256.as_deref(),
         Some(hex::encode(Sha256::digest(&bytes)).as_str())
@@ -157,7 +157,7 @@ async fn an_unknown_agreement_is_404_and_recorded() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].event.agreement_id, "no-such-agreement");
     assert_eq!(entries[0].event.reason_code.as_deref(), Some("unknown_agreement"));
-    assert_eq!(entries[0].event.decision.as_deref(), Some("deny"));
+    assert_eq!(entries[0].event.decision.map(DecisionKind::code), Some("deny"));
 }
 
 #[tokio::test]

@@ -47,7 +47,9 @@ pub fn token(
 /// A token for one request: a new random nonce every time, and the current UTC minute.
 pub fn fresh_token(mailbox: &str, password: &str, shared_key: &[u8]) -> String {
     let nonce = uuid::Uuid::new_v4().to_string();
-    let ts = jiff::Timestamp::now().strftime("%Y%m%d%H%M").to_string();
+    let ts = crate::platform::clock::WallClock::now()
+        .strftime("%Y%m%d%H%M")
+        .to_string();
     token(mailbox, password, shared_key, &nonce, 0, &ts)
 }
 
@@ -117,31 +119,38 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap_or_default()
 }
 
+/// Everything a MESH destination is configured with (`[[destinations]]`, `transport = "mesh"`).
+#[derive(Debug, Clone, Copy)]
+pub struct MeshSettings<'a> {
+    pub url: &'a str,
+    pub mailbox: &'a str,
+    /// The recipient's mailbox.
+    pub to: &'a str,
+    pub workflow_id: &'a str,
+    pub password_file: &'a Path,
+    pub shared_key_file: &'a Path,
+    /// The only CA trusted for the MESH server, and the gateway's client certificate for it.
+    pub ca: &'a Path,
+    pub client_cert: &'a Path,
+    pub client_key: &'a Path,
+    pub chunk_size: usize,
+    pub compress: bool,
+    pub timeout_secs: u64,
+}
+
 impl MeshTransport {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        url: &str,
-        mailbox: &str,
-        to: &str,
-        workflow_id: &str,
-        password_file: &Path,
-        shared_key_file: &Path,
-        (ca, cert, key): (&Path, &Path, &Path),
-        chunk_size: usize,
-        compress: bool,
-        timeout_secs: u64,
-    ) -> Result<Self, TlsError> {
-        let client = super::https_client(ca, cert, key, timeout_secs)?;
-        let shared_key = read_secret(shared_key_file)?;
+    pub fn new(s: &MeshSettings<'_>) -> Result<Self, TlsError> {
+        let client = super::https_client(s.ca, s.client_cert, s.client_key, s.timeout_secs)?;
+        let shared_key = read_secret(s.shared_key_file)?;
         Ok(Self {
-            base: url.trim_end_matches('/').to_owned(),
-            mailbox: mailbox.to_owned(),
-            to: to.to_owned(),
-            workflow_id: workflow_id.to_owned(),
-            password: read_secret(password_file)?,
+            base: s.url.trim_end_matches('/').to_owned(),
+            mailbox: s.mailbox.to_owned(),
+            to: s.to.to_owned(),
+            workflow_id: s.workflow_id.to_owned(),
+            password: read_secret(s.password_file)?,
             shared_key: Zeroizing::new(shared_key.as_bytes().to_vec()),
-            chunk_size,
-            compress,
+            chunk_size: s.chunk_size,
+            compress: s.compress,
             client,
             last_handshake: Mutex::new(None),
         })
@@ -447,7 +456,9 @@ mod tests {
         assert_ne!(pa[1], pb[1], "nonce reused");
         assert_ne!(pa[4], pb[4]);
         assert_eq!(pa[3].len(), 12);
-        let now = jiff::Timestamp::now().strftime("%Y%m%d%H").to_string();
+        let now = crate::platform::clock::WallClock::now()
+            .strftime("%Y%m%d%H")
+            .to_string();
         assert!(pa[3].starts_with(&now), "UTC timestamp: {}", pa[3]);
         assert!(!a.contains("password"), "the password is only inside the HMAC");
     }

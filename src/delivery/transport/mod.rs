@@ -114,18 +114,20 @@ impl Transport {
                 compress,
                 timeout_secs,
                 ..
-            } => Self::Mesh(MeshTransport::new(
+            } => Self::Mesh(MeshTransport::new(&mesh::MeshSettings {
                 url,
                 mailbox,
                 to,
                 workflow_id,
                 password_file,
                 shared_key_file,
-                (ca, client_cert, client_key),
-                *chunk_size,
-                *compress,
-                *timeout_secs,
-            )?),
+                ca,
+                client_cert,
+                client_key,
+                chunk_size: *chunk_size,
+                compress: *compress,
+                timeout_secs: *timeout_secs,
+            })?),
         })
     }
 

@@ -23,7 +23,7 @@ pub use self::sync::Dialect;
 use self::sync::{
     RAW_COLUMNS, catch_up, check_head, corrupt, entry_from_row, parse_hash, raw_after, raw_from_row, timestamp, uuid,
 };
-use self::writer::{Op, Writer};
+use self::writer::{Effect, Writer};
 use super::{
     Chain, Counts, Enqueue, Entry, Event, FollowUp, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal, Ledger,
     LedgerError, OutboxItem, RawEntry, Receipt, TransferQuery, TransferRecord, TransferStatus, merkle, micros,
@@ -198,7 +198,7 @@ const TRANSFER_COLUMNS: &str = "transfer_id, agreement_id, message_type, sender_
 #[async_trait]
 impl Ledger for SqlLedger {
     async fn append(&self, event: Event) -> Result<Receipt, LedgerError> {
-        self.writer.always(event, Op::Append).await
+        self.writer.always(event, Effect::Append).await
     }
 
     async fn accept(
@@ -207,7 +207,7 @@ impl Ledger for SqlLedger {
         enqueue: Enqueue,
         key: Option<IdempotencyKey>,
     ) -> Result<Receipt, LedgerError> {
-        self.writer.always(event, Op::Accept { enqueue, key }).await
+        self.writer.always(event, Effect::Accept { enqueue, key }).await
     }
 
     async fn idempotent_original(&self, system: &str, key: &str) -> Result<Option<IdempotentOriginal>, LedgerError> {
@@ -277,12 +277,12 @@ impl Ledger for SqlLedger {
         next_attempt: Timestamp,
     ) -> Result<Receipt, LedgerError> {
         self.writer
-            .always(event, Op::AttemptFailed { attempts, next_attempt })
+            .always(event, Effect::AttemptFailed { attempts, next_attempt })
             .await
     }
 
     async fn delivered(&self, event: Event, remote: Option<(String, String)>) -> Result<Option<Receipt>, LedgerError> {
-        self.writer.submit(event, Op::Delivered { remote }).await
+        self.writer.submit(event, Effect::Delivered { remote }).await
     }
 
     async fn transfer_by_remote_ref(&self, destination: &str, remote_ref: &str) -> Result<Option<Uuid>, LedgerError> {
@@ -296,23 +296,23 @@ impl Ledger for SqlLedger {
     }
 
     async fn dead_letter(&self, event: Event) -> Result<Receipt, LedgerError> {
-        self.writer.always(event, Op::DeadLetter).await
+        self.writer.always(event, Effect::DeadLetter).await
     }
 
     async fn requeue(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
-        self.writer.submit(event, Op::Requeue).await
+        self.writer.submit(event, Effect::Requeue).await
     }
 
     async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
-        self.writer.submit(event, Op::Release).await
+        self.writer.submit(event, Effect::Release).await
     }
 
     async fn withdraw(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
-        self.writer.submit(event, Op::Withdraw).await
+        self.writer.submit(event, Effect::Withdraw).await
     }
 
     async fn follow_up(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
-        self.writer.submit(event, Op::FollowUp).await
+        self.writer.submit(event, Effect::FollowUp).await
     }
 
     async fn disclosures(&self, subject_hash: &str) -> Result<Vec<(TransferRecord, Entry)>, LedgerError> {

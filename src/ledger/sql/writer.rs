@@ -35,7 +35,7 @@ const ROWS_PER_INSERT: usize = 128;
 const APPEND_LOCK: i64 = 0x6973_612d_6c65_6467;
 
 /// What a write does besides appending its entry.
-pub(super) enum Op {
+pub(super) enum Effect {
     /// Only the entry (and its effect on the transfer's state).
     Append,
     /// A permitted decision: its outbox entry and idempotency key.
@@ -65,14 +65,14 @@ pub(super) enum Op {
 
 type Reply = Result<Option<Receipt>, LedgerError>;
 
-struct Request {
+struct Queued {
     event: Event,
-    op: Op,
+    op: Effect,
     reply: oneshot::Sender<Reply>,
 }
 
 pub(super) struct Writer {
-    queue: mpsc::Sender<Request>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl Writer {
@@ -84,17 +84,17 @@ impl Writer {
     }
 
     /// Records `event` with `op`; `None` if the op did not apply (nothing was recorded).
-    pub(super) async fn submit(&self, event: Event, op: Op) -> Reply {
+    pub(super) async fn submit(&self, event: Event, op: Effect) -> Reply {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Request { event, op, reply })
+            .send(Queued { event, op, reply })
             .await
             .map_err(|_| LedgerError::WriterStopped)?;
         answer.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
     /// Records `event` with an op that always applies.
-    pub(super) async fn always(&self, event: Event, op: Op) -> Result<Receipt, LedgerError> {
+    pub(super) async fn always(&self, event: Event, op: Effect) -> Result<Receipt, LedgerError> {
         self.submit(event, op).await?.ok_or_else(|| LedgerError::Corrupt {
             seq: 0,
             what: "an unconditional write did not apply".into(),
@@ -102,7 +102,7 @@ impl Writer {
     }
 }
 
-async fn run(mut requests: mpsc::Receiver<Request>, pool: AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) {
+async fn run(mut requests: mpsc::Receiver<Queued>, pool: AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let replies = match commit(&pool, dialect, &chain, &batch).await {
@@ -182,7 +182,7 @@ async fn commit(
     pool: &AnyPool,
     dialect: Dialect,
     chain: &Mutex<Chain>,
-    batch: &[Request],
+    batch: &[Queued],
 ) -> Result<Vec<Reply>, Failed> {
     let mut chain = chain.lock().await;
     let mut tx = match dialect {
@@ -249,13 +249,13 @@ async fn apply(
     tx: &mut sqlx::AnyConnection,
     seq: i64,
     event: &Event,
-    op: &Op,
+    op: &Effect,
 ) -> Result<Result<bool, LedgerError>, LedgerError> {
     let id = event.transfer_id.to_string();
     let changed = |n: u64| Ok(n > 0);
     match op {
-        Op::Append => Ok(Ok(true)),
-        Op::Accept { enqueue, key } => {
+        Effect::Append => Ok(Ok(true)),
+        Effect::Accept { enqueue, key } => {
             if let Some(k) = key {
                 let bound = sqlx::query(
                     "INSERT INTO idempotency_keys (sender_system, idempotency_key, request_sha256, transfer_id, \
@@ -292,7 +292,7 @@ async fn apply(
             .await?;
             Ok(Ok(true))
         }
-        Op::AttemptFailed { attempts, next_attempt } => {
+        Effect::AttemptFailed { attempts, next_attempt } => {
             sqlx::query(
                 "UPDATE outbox SET attempts = $1, next_attempt_at_us = $2, last_error = $3 WHERE transfer_id = $4",
             )
@@ -304,7 +304,7 @@ async fn apply(
             .await?;
             Ok(Ok(true))
         }
-        Op::Delivered { remote } => {
+        Effect::Delivered { remote } => {
             let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'pending'")
                 .bind(&id)
                 .execute(&mut *tx)
@@ -325,7 +325,7 @@ async fn apply(
             }
             Ok(Ok(true))
         }
-        Op::DeadLetter => {
+        Effect::DeadLetter => {
             sqlx::query("UPDATE outbox SET state = 'dead', last_error = $1 WHERE transfer_id = $2")
                 .bind(&event.detail)
                 .bind(&id)
@@ -333,7 +333,7 @@ async fn apply(
                 .await?;
             Ok(Ok(true))
         }
-        Op::Release => {
+        Effect::Release => {
             let released = sqlx::query(
                 "UPDATE outbox SET state = 'pending', next_attempt_at_us = $1 WHERE transfer_id = $2 AND state = 'held'",
             )
@@ -343,7 +343,7 @@ async fn apply(
             .await?;
             Ok(changed(released.rows_affected()))
         }
-        Op::Requeue => {
+        Effect::Requeue => {
             let requeued = sqlx::query(
                 "UPDATE outbox SET state = 'pending', attempts = 1, created_at_us = $1, next_attempt_at_us = $1, \
                  last_error = NULL WHERE transfer_id = $2 AND state = 'dead'",
@@ -354,14 +354,14 @@ async fn apply(
             .await?;
             Ok(changed(requeued.rows_affected()))
         }
-        Op::Withdraw => {
+        Effect::Withdraw => {
             let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'held'")
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
             Ok(changed(removed.rows_affected()))
         }
-        Op::FollowUp => {
+        Effect::FollowUp => {
             // The mark is made here, not with the entry, so that two of the same in one batch
             // cannot both find it outstanding.
             let sql = match event.kind {

@@ -155,6 +155,12 @@ pub struct Context<'a> {
     pub schemas: &'a MessageSchemas,
 }
 
+/// The UTC calendar date of an instant: the one way "today" is computed, since agreements'
+/// dates (in force from, review by, expires) are UTC calendar dates.
+pub fn utc_date(t: jiff::Timestamp) -> Date {
+    t.to_zoned(jiff::tz::TimeZone::UTC).date()
+}
+
 /// Every agreement the gateway knows, by id.
 #[derive(Debug, Default)]
 pub struct Agreements {

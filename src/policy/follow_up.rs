@@ -1,0 +1,195 @@
+//! The rules for what people do after a decision: a director approves or refuses a held
+//! disclosure, reviews an urgent one afterwards, and the sender records that the person was told.
+//! Reasons and outcomes are codes; notes are references into the case record, never free text.
+//! The HTTP layer (`api::follow_ups`) asks these rules; it keeps none of its own.
+
+use jiff::civil::Date;
+
+use crate::agreement::{Agreement, NotInForce};
+
+/// A closed list of codes, each with its stable spelling (the ledger stores it).
+pub trait Code: Sized + Copy + 'static {
+    const ALL: &'static [Self];
+    fn code(self) -> &'static str;
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.code() == s)
+    }
+
+    /// `a, b, c`: for the message that names the allowed codes.
+    fn list() -> String {
+        Self::ALL.iter().map(|c| c.code()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Why a director releases a held disclosure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApproveReason {
+    RiskOfSeriousHarm,
+    OverridingPublicInterest,
+    LegalDuty,
+    ChildProtection,
+    AdultAtRisk,
+}
+
+impl Code for ApproveReason {
+    const ALL: &'static [Self] = &[
+        Self::RiskOfSeriousHarm,
+        Self::OverridingPublicInterest,
+        Self::LegalDuty,
+        Self::ChildProtection,
+        Self::AdultAtRisk,
+    ];
+    fn code(self) -> &'static str {
+        match self {
+            Self::RiskOfSeriousHarm => "risk_of_serious_harm",
+            Self::OverridingPublicInterest => "overriding_public_interest",
+            Self::LegalDuty => "legal_duty",
+            Self::ChildProtection => "child_protection",
+            Self::AdultAtRisk => "adult_at_risk",
+        }
+    }
+}
+
+/// Why a director stops a held disclosure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    InsufficientGrounds,
+    SeekConsentFirst,
+    Disproportionate,
+    WrongRecipient,
+}
+
+impl Code for RefuseReason {
+    const ALL: &'static [Self] = &[
+        Self::InsufficientGrounds,
+        Self::SeekConsentFirst,
+        Self::Disproportionate,
+        Self::WrongRecipient,
+    ];
+    fn code(self) -> &'static str {
+        match self {
+            Self::InsufficientGrounds => "insufficient_grounds",
+            Self::SeekConsentFirst => "seek_consent_first",
+            Self::Disproportionate => "disproportionate",
+            Self::WrongRecipient => "wrong_recipient",
+        }
+    }
+}
+
+/// A director's judgement of an urgent transfer, afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewOutcome {
+    Justified,
+    NotJustified,
+}
+
+impl Code for ReviewOutcome {
+    const ALL: &'static [Self] = &[Self::Justified, Self::NotJustified];
+    fn code(self) -> &'static str {
+        match self {
+            Self::Justified => "justified",
+            Self::NotJustified => "not_justified",
+        }
+    }
+}
+
+/// A case-record reference (`CMS:case/2201`): letters, digits and `._:/-`, at most 64 characters.
+/// Anything else may be a note, and notes (patient data) never reach the ledger.
+pub fn is_case_reference(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
+}
+
+/// The two-person rule: whoever asked for a disclosure cannot also approve, refuse or review it.
+pub fn two_people(asked_by: Option<&str>, deciding: &str) -> Result<(), TwoPersonRule> {
+    if asked_by == Some(deciding) {
+        Err(TwoPersonRule)
+    } else {
+        Ok(())
+    }
+}
+
+/// The two-person rule was broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwoPersonRule;
+
+impl TwoPersonRule {
+    pub const CODE: &'static str = "two_person_rule";
+    pub const MESSAGE: &'static str = "The person who asked for a disclosure cannot also approve, refuse or review it.";
+}
+
+/// Why a held disclosure cannot be approved now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotApprovable {
+    /// The agreement it was held under is no longer loaded.
+    UnknownAgreement,
+    NotInForce(NotInForce),
+}
+
+impl NotApprovable {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::UnknownAgreement => "unknown_agreement",
+            Self::NotInForce(why) => why.code(),
+        }
+    }
+
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::UnknownAgreement => "The agreement is no longer loaded.",
+            Self::NotInForce(why) => why.explain(),
+        }
+    }
+}
+
+/// Approval is when a held disclosure is really decided: the agreement must be in force on the
+/// day of approval, not only on the day it was asked for.
+pub fn approvable(agreement: Option<&Agreement>, today: Date) -> Result<(), NotApprovable> {
+    agreement
+        .ok_or(NotApprovable::UnknownAgreement)?
+        .in_force(today)
+        .map_err(NotApprovable::NotInForce)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_parse_back_and_nothing_else_does() {
+        for r in ApproveReason::ALL {
+            assert_eq!(ApproveReason::parse(r.code()), Some(*r));
+        }
+        for r in RefuseReason::ALL {
+            assert_eq!(RefuseReason::parse(r.code()), Some(*r));
+        }
+        for r in ReviewOutcome::ALL {
+            assert_eq!(ReviewOutcome::parse(r.code()), Some(*r));
+        }
+        assert_eq!(
+            ApproveReason::parse("insufficient_grounds"),
+            None,
+            "a refuse reason does not approve"
+        );
+        assert_eq!(RefuseReason::parse("Risk_of_serious_harm"), None);
+        assert_eq!(
+            ApproveReason::list(),
+            "risk_of_serious_harm, overriding_public_interest, legal_duty, child_protection, adult_at_risk"
+        );
+    }
+
+    #[test]
+    fn the_asker_cannot_decide_their_own_disclosure() {
+        assert_eq!(two_people(Some("alice"), "alice"), Err(TwoPersonRule));
+        assert_eq!(two_people(Some("alice"), "dee"), Ok(()));
+        assert_eq!(two_people(None, "dee"), Ok(()), "a system's own transfer has no asker");
+    }
+
+    #[test]
+    fn case_references_not_notes() {
+        assert!(is_case_reference("CMS:case/2201"));
+        for note in ["", "told mum on the phone", "x".repeat(65).as_str(), "CMS:case/2201\n"] {
+            assert!(!is_case_reference(note), "{note:?}");
+        }
+    }
+}
