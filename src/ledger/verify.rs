@@ -244,7 +244,9 @@ pub struct ChainReport {
     pub first_break: Option<ChainBreak>,
 }
 
-/// Recomputes the chain from the first entry and names the first entry that breaks it.
+/// The chain alone, from the first entry, naming the first entry that breaks it: no checkpoint
+/// key needed. What the crash and tampering tests ask of a ledger; `ledger verify` runs [`verify`],
+/// which does this and checks the tree and every signed checkpoint too.
 pub async fn verify_chain(ledger: &dyn Ledger) -> Result<ChainReport, LedgerError> {
     let (chain, first_break) = rehash(ledger, &mut |_| {}).await?;
     Ok(ChainReport {

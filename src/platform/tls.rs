@@ -111,12 +111,18 @@ pub fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {
     let verifier = verifier.build().map_err(|e| TlsError::Rustls(e.to_string()))?;
     let chain = read_certs(&settings.server_cert)?;
     let key = read_key(&settings.server_key)?;
-    ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsError::Rustls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Rustls(e.to_string()))
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    // Every connection proves its certificate: no session resumption, which would skip the client
+    // certificate's chain, dates and revocation (no session cache, no TLS 1.3 tickets, and no
+    // TLS 1.2 tickets: the builder's ticketer never produces one).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 /// The client side for an outbound destination: trusts only that destination's CA and presents

@@ -176,8 +176,16 @@ fn roots(path: &Path) -> RootCertStore {
 
 /// A TLS client configuration trusting the gateway's CA, presenting `client` if given.
 pub fn client_tls(client: Option<&Files>) -> ClientConfig {
+    client_tls_versions(client, rustls::DEFAULT_VERSIONS)
+}
+
+/// The same, speaking only `versions`.
+pub fn client_tls_versions(
+    client: Option<&Files>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ClientConfig {
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots(&pki().ca_cert));
     match client {

@@ -1,6 +1,6 @@
 //! Who may connect: mutual TLS, as a specification.
 
-use crate::helpers::{TestApp, client_tls, handshake, pki};
+use crate::helpers::{TestApp, client_tls, client_tls_versions, handshake, pki};
 
 #[tokio::test]
 async fn accepts_a_registered_client_certificate() {
@@ -99,5 +99,43 @@ async fn operational_endpoints_need_a_registered_identity() {
     for path in ["/healthz", "/readyz", "/metrics"] {
         let (status, _) = app.get(&client, path).await;
         assert_eq!(status, 403, "{path}");
+    }
+}
+
+/// One TLS connection: a request, the whole answer read (so TLS 1.3 tickets, if any were sent,
+/// have arrived), then how the handshake went.
+async fn connect_and_ask(
+    addr: std::net::SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> rustls::HandshakeKind {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await.unwrap();
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    tls.get_ref().1.handshake_kind().unwrap()
+}
+
+/// A resumed session skips the client certificate's checks (chain, dates, revocation): after a
+/// certificate expired or was revoked, a client holding a session could still get in. So the
+/// gateway never resumes: the client offers its session (TLS 1.2 session id, or a TLS 1.3 ticket
+/// if one was given) and gets a full handshake, certificate and all, every time.
+#[tokio::test]
+async fn every_connection_proves_its_certificate_none_resumes() {
+    let app = TestApp::spawn().await;
+    for versions in [&[&rustls::version::TLS12][..], &[&rustls::version::TLS13][..]] {
+        // The client keeps a session cache and offers what it holds: it is willing to resume.
+        let config = client_tls_versions(Some(&pki().sender), versions);
+        let config = std::sync::Arc::new(config);
+        for attempt in 0..3 {
+            let kind = connect_and_ask(app.addr, config.clone()).await;
+            assert_eq!(kind, rustls::HandshakeKind::Full, "{versions:?}, connection {attempt}");
+        }
     }
 }

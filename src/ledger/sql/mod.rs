@@ -74,11 +74,6 @@ impl SqlLedger {
         Self::connect_sqlite(&url, 4).await
     }
 
-    /// An in-memory SQLite ledger (one connection), for tests and benchmarks.
-    pub async fn in_memory() -> Result<Self, LedgerError> {
-        Self::connect_sqlite("sqlite::memory:", 1).await
-    }
-
     async fn connect_sqlite(url: &str, connections: u32) -> Result<Self, LedgerError> {
         sqlx::any::install_default_drivers();
         // An in-memory database lives as long as its one connection: never recycle it.
