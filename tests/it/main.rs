@@ -17,3 +17,4 @@ mod pseudonymisation;
 mod tls;
 mod tokens;
 mod transfers;
+mod vectors;
