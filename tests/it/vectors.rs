@@ -1,11 +1,13 @@
-//! Published test vectors: the transparency-dev Merkle proofs. The vectors live in
-//! `tests/vectors/` (see its README).
+//! Published test vectors: the transparency-dev Merkle proofs and Wycheproof Ed25519 (checkpoint
+//! signatures). The vectors live in `tests/vectors/` (see its README).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use isa_gateway::ledger::checkpoint::{Checkpoint, parse_public_key, verify_signature};
 use isa_gateway::ledger::merkle::{Hash, verify_consistency, verify_inclusion};
+use jiff::Timestamp;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -198,4 +200,123 @@ fn consistency_edge_cases_against_the_go_reference() {
     assert!(verify_consistency(0, 1, &a, &b, &[]).is_err());
     assert!(verify_consistency(0, 1, &empty, &b, &[empty]).is_err());
     assert!(verify_consistency(0, 0, &a, &a, &[]).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wycheproof Ed25519: checkpoint signature verification
+// ---------------------------------------------------------------------------------------------
+
+/// Every Wycheproof Ed25519 test through [`verify_signature`], the function `Checkpoint::verify`
+/// calls (the messages are arbitrary bytes, not checkpoint messages).
+///
+/// `valid` must verify and `invalid` must not. `acceptable` (legal but discouraged, e.g. a
+/// small-order key or `R`) would be whatever strict verification says, which is to refuse
+/// them; this copy of the file has none, and the test says so, so a newer copy that adds some is
+/// looked at rather than silently passed.
+#[test]
+fn wycheproof_ed25519() {
+    let text = std::fs::read_to_string(vectors().join("wycheproof/ed25519_test.json")).unwrap();
+    let file: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(file["algorithm"], "EDDSA");
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for group in file["testGroups"].as_array().unwrap() {
+        assert_eq!(group["type"], "EddsaVerify");
+        assert_eq!(group["publicKey"]["curve"], "edwards25519");
+        let pk_hex = group["publicKey"]["pk"].as_str().unwrap();
+        let pk = hex::decode(pk_hex).unwrap();
+        // Every key in the file is a proper key, and the auditors' text form parses.
+        assert!(parse_public_key(&format!("ed25519:{pk_hex}")).is_some(), "{pk_hex}");
+        for test in group["tests"].as_array().unwrap() {
+            let id = test["tcId"].as_u64().unwrap();
+            let msg = hex::decode(test["msg"].as_str().unwrap()).unwrap();
+            let sig = hex::decode(test["sig"].as_str().unwrap()).unwrap();
+            let result = test["result"].as_str().unwrap();
+            let ours = verify_signature(&pk, &msg, &sig);
+            let agrees = match result {
+                "valid" => ours,
+                "invalid" => !ours,
+                "acceptable" => true,
+                other => panic!("tcId {id}: result {other}"),
+            };
+            if !agrees {
+                wrong.push(format!(
+                    "tcId {id} ({result}, {}): we said {}",
+                    test["comment"],
+                    if ours { "valid" } else { "invalid" }
+                ));
+            }
+            *counts.entry(result.to_owned()).or_default() += 1;
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "Wycheproof Ed25519 disagreements:\n{}",
+        wrong.join("\n")
+    );
+    let total: usize = counts.values().sum();
+    assert_eq!(total as u64, file["numberOfTests"].as_u64().unwrap());
+    assert_eq!(
+        counts,
+        BTreeMap::from([("invalid".to_owned(), 63), ("valid".to_owned(), 88)]),
+        "the checked-in file changed (acceptable: see the doc comment)"
+    );
+}
+
+/// The forgery from the review: the identity point `ed25519:01 00…00` as a public key. Under the
+/// lenient check the signature R = identity, S = 0 verifies every message with it.
+#[test]
+fn the_identity_key_forgery_is_refused() {
+    use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let text = format!("ed25519:{}", hex::encode(identity));
+    assert_eq!(text, format!("ed25519:01{}", "00".repeat(31)));
+    assert_eq!(parse_public_key(&text), None, "refused when pinned");
+
+    let mut identity_r_zero_s = [0u8; 64];
+    identity_r_zero_s[0] = 1;
+    let all_zero = [0u8; 64];
+    let message = b"isa-gateway checkpoint v1\n1000000\n";
+
+    // The attack is real against the lenient check this replaced.
+    let weak = VerifyingKey::from_bytes(&identity).unwrap();
+    assert!(weak.is_weak());
+    assert!(
+        weak.verify(message, &Signature::from_bytes(&identity_r_zero_s)).is_ok(),
+        "ed25519-dalek's lenient verify accepts the forgery (why we moved to verify_strict)"
+    );
+
+    for sig in [identity_r_zero_s, all_zero] {
+        assert!(!verify_signature(&identity, message, &sig));
+        let cp = Checkpoint {
+            tree_size: 1_000_000,
+            root: [0x42; 32],
+            at: Timestamp::from_second(1_800_000_000).unwrap(),
+            signature: sig,
+        };
+        assert!(!cp.verify(&weak), "a checkpoint with a weak key object still fails");
+    }
+
+    // Every small-order point (the eight torsion points, in their canonical encodings and the
+    // non-canonical ones the literature lists) is refused as a key.
+    for small in [
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    ] {
+        let bytes: [u8; 32] = hex::decode(small).unwrap().try_into().unwrap();
+        assert!(
+            VerifyingKey::from_bytes(&bytes).map_or(true, |k| k.is_weak()),
+            "{small} is not a small-order point"
+        );
+        assert_eq!(parse_public_key(&format!("ed25519:{small}")), None, "{small}");
+        assert!(!verify_signature(&bytes, message, &identity_r_zero_s), "{small}");
+    }
 }
