@@ -1,5 +1,6 @@
-//! Published test vectors: the transparency-dev Merkle proofs and Wycheproof Ed25519 (checkpoint
-//! signatures). The vectors live in `tests/vectors/` (see its README).
+//! Published test vectors and pinned encodings: the transparency-dev Merkle proofs, Wycheproof
+//! Ed25519 (checkpoint signatures) and a known answer for the ledger's canonical entry bytes. The
+//! vectors live in `tests/vectors/` (see its README).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -7,9 +8,11 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use isa_gateway::ledger::checkpoint::{Checkpoint, parse_public_key, verify_signature};
 use isa_gateway::ledger::merkle::{Hash, verify_consistency, verify_inclusion};
+use isa_gateway::ledger::{Entry, Event, EventKind, GENESIS, TransferStatus};
 use jiff::Timestamp;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::helpers::repo;
 
@@ -319,4 +322,149 @@ fn the_identity_key_forgery_is_refused() {
         assert_eq!(parse_public_key(&format!("ed25519:{small}")), None, "{small}");
         assert!(!verify_signature(&bytes, message, &identity_r_zero_s), "{small}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Known answer: the ledger's canonical entry bytes
+// ---------------------------------------------------------------------------------------------
+
+// These constants pin `Entry::canonical_bytes` (tag "isa-gateway.ledger.v1"). Every stored entry's
+// hash, every chain link and every Merkle leaf is computed over these bytes, so if this test
+// fails the change breaks every existing ledger and every checkpoint auditors hold. A change
+// here must be a deliberate new encoding version (a new tag, with the old one still decoded and
+// verified), never an edit of these constants to make the test pass.
+//
+// The constants were produced by the gateway and checked against a separate implementation
+// (a few lines of Python written from the format description on `Entry::canonical_bytes`).
+
+fn kat_time() -> Timestamp {
+    "2026-03-14T09:26:53.589793Z".parse().unwrap()
+}
+
+fn kat_id() -> Uuid {
+    Uuid::parse_str("0195a3c4-7e21-7b3a-9c4d-5e6f708192a3").unwrap()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Every optional field `Some`, every list non-empty; each value distinct so a swapped field shows.
+fn full_event() -> Event {
+    Event {
+        at: kat_time(),
+        transfer_id: kat_id(),
+        kind: EventKind::Decision,
+        status: TransferStatus::Held,
+        decision: Some("hold".into()),
+        agreement_id: "nvtt-mash-referral".into(),
+        agreement_version: Some("1.0.0".into()),
+        agreement_hash: Some("a1".repeat(32)),
+        message_type: Some("mash_referral".into()),
+        schema_hash: Some("b2".repeat(32)),
+        sender_system: "tt-case-system".into(),
+        user_sub: Some("user-7".into()),
+        user_role: Some("safeguarding_lead".into()),
+        recipient: Some("Northvale City Council Multi-Agency Safeguarding Hub".into()),
+        legal_bases: strings(&["uk-gdpr/6.1.e", "dpa-2018/sch1/18"]),
+        reason_code: Some("none".into()),
+        received_sha256: Some("c3".repeat(32)),
+        sent_sha256: Some("d4".repeat(32)),
+        pointers_removed: strings(&["/subject/aliases", "/household/0"]),
+        detail: Some("held for a director".into()),
+        data_classes: strings(&["identifying", "third_party"]),
+        treatments: strings(&["drop /subject/aliases", "drop /household/0"]),
+        key_ref: Some("agreement/nvtt-mash-referral/v1".into()),
+        consent_status: Some("not_sought".into()),
+        consent_reason: Some("increase_risk_of_significant_harm".into()),
+        consent_evidence_ref: Some("CMS:consent/8812".into()),
+        subject_informed: Some("after".into()),
+        subject_index: strings(&["e5".repeat(32).as_str()]),
+        review_due: Some("2026-03-15T09:26:53.589793Z".into()),
+        subject_informed_due: Some("2026-03-21".into()),
+    }
+}
+
+/// `Event::new` only: every optional field absent, every list empty.
+fn minimal_event() -> Event {
+    Event::new(
+        kat_time(),
+        kat_id(),
+        EventKind::Decision,
+        TransferStatus::Refused,
+        "nvtt-gp-update",
+        "tt-case-system",
+    )
+}
+
+const FULL_SEQ: i64 = 42;
+const FULL_PREV: Hash = [0x5a; 32];
+
+const FULL_BYTES: &str = concat!(
+    "6973612d676174657761792e6c65646765722e76315a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a",
+    "5a5a5a5a5a000000000000002a00064cf8961171210000002430313935613363342d376532312d376233612d39633464",
+    "2d356536663730383139326133000000086465636973696f6e0000000468656c6400000004686f6c64000000126e7674",
+    "742d6d6173682d726566657272616c00000005312e302e30000000406131613161316131613161316131613161316131",
+    "61316131613161316131613161316131613161316131613161316131613161316131613161316131613161310000000d",
+    "6d6173685f726566657272616c0000004062326232623262326232623262326232623262326232623262326232623262",
+    "3262326232623262326232623262326232623262326232623262326232623262320000000e74742d636173652d737973",
+    "74656d00000006757365722d3700000011736166656775617264696e675f6c656164000000344e6f72746876616c6520",
+    "4369747920436f756e63696c204d756c74692d4167656e637920536166656775617264696e6720487562000000020000",
+    "000d756b2d676470722f362e312e65000000106470612d323031382f736368312f3138000000046e6f6e650000004063",
+    "336333633363336333633363336333633363336333633363336333633363336333633363336333633363336333633363",
+    "336333633363336333633363336333000000406434643464346434643464346434643464346434643464346434643464",
+    "346434643464346434643464346434643464346434643464346434643464346434643400000002000000102f7375626a",
+    "6563742f616c69617365730000000c2f686f757365686f6c642f300000001368656c6420666f72206120646972656374",
+    "6f72000000020000000b6964656e74696679696e670000000b74686972645f7061727479000000020000001564726f70",
+    "202f7375626a6563742f616c69617365730000001164726f70202f686f757365686f6c642f300000001f61677265656d",
+    "656e742f6e7674742d6d6173682d726566657272616c2f76310000000a6e6f745f736f7567687400000021696e637265",
+    "6173655f7269736b5f6f665f7369676e69666963616e745f6861726d00000010434d533a636f6e73656e742f38383132",
+    "000000056166746572000000010000004065356535653565356535653565356535653565356535653565356535653565",
+    "3565356535653565356535653565356535653565356535653565356535653565350000001b323032362d30332d313554",
+    "30393a32363a35332e3538393739335a0000000a323032362d30332d3231",
+);
+const FULL_HASH: &str = "906b6378d89b68e5aae65c387aca0611a24626706db3054fe9116d7406e5218b";
+const MINIMAL_BYTES: &str = concat!(
+    "6973612d676174657761792e6c65646765722e7631000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000100064cf8961171210000002430313935613363342d376532312d376233612d39633464",
+    "2d356536663730383139326133000000086465636973696f6e0000000772656675736564ffffffff0000000e6e767474",
+    "2d67702d757064617465ffffffffffffffffffffffffffffffff0000000e74742d636173652d73797374656dffffffff",
+    "ffffffffffffffff00000000ffffffffffffffffffffffff00000000ffffffff0000000000000000ffffffffffffffff",
+    "ffffffffffffffffffffffff00000000ffffffffffffffff",
+);
+const MINIMAL_HASH: &str = "d753753e1e4fb3da75f4b01182407e8b16bbb0ff5a1d5c7f699691e19f91325e";
+
+fn check_kat(name: &str, seq: i64, prev: &Hash, event: &Event, want_bytes: &str, want_hash: &str) {
+    let bytes = Entry::canonical_bytes(seq, prev, event);
+    let hash = Entry::compute_hash(seq, prev, event);
+    assert!(bytes.starts_with(b"isa-gateway.ledger.v1"), "{name}");
+    assert_eq!(hash, <[u8; 32]>::from(Sha256::digest(&bytes)), "{name}");
+    assert_eq!(hex::encode(&bytes), want_bytes, "{name}: canonical bytes changed");
+    assert_eq!(hex::encode(hash), want_hash, "{name}: entry hash changed");
+    let decoded = Entry::decode(&bytes, hash).unwrap_or_else(|| panic!("{name}: does not decode"));
+    assert_eq!(
+        decoded,
+        Entry {
+            seq,
+            event: event.clone(),
+            prev_hash: *prev,
+            hash
+        },
+        "{name}: decoding gives another entry"
+    );
+}
+
+#[test]
+fn canonical_entry_bytes_known_answers() {
+    let full = full_event();
+    // The fixture really has every optional field set and every list filled.
+    let as_json = serde_json::to_value(&full).unwrap();
+    for (field, value) in as_json.as_object().unwrap() {
+        assert!(
+            !value.is_null() && value.as_array().is_none_or(|a| !a.is_empty()),
+            "full_event leaves {field} empty"
+        );
+    }
+    check_kat("full", FULL_SEQ, &FULL_PREV, &full, FULL_BYTES, FULL_HASH);
+    check_kat("minimal", 1, &GENESIS, &minimal_event(), MINIMAL_BYTES, MINIMAL_HASH);
 }
