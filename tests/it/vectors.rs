@@ -1,20 +1,24 @@
 //! Published test vectors and pinned encodings: the transparency-dev Merkle proofs, Wycheproof
-//! Ed25519 (checkpoint signatures) and a known answer for the ledger's canonical entry bytes. The
-//! vectors live in `tests/vectors/` (see its README).
+//! Ed25519 (checkpoint signatures), a known answer for the ledger's canonical entry bytes, and the
+//! decision core's refusal order as a table. The vectors live in `tests/vectors/` (see its README).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use isa_gateway::agreement::{Agreements, Context, NotInForce};
+use isa_gateway::auth::UserRole;
+use isa_gateway::decision::{Body, Catalogue, Decision, Reason, Request};
+use isa_gateway::keys::{AgreementKey, IndexKey, KeyRing};
 use isa_gateway::ledger::checkpoint::{Checkpoint, parse_public_key, verify_signature};
 use isa_gateway::ledger::merkle::{Hash, verify_consistency, verify_inclusion};
 use isa_gateway::ledger::{Entry, Event, EventKind, GENESIS, TransferStatus};
 use jiff::Timestamp;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::helpers::repo;
+use crate::helpers::{fixture, gp_update, repo};
 
 fn vectors() -> PathBuf {
     repo().join("tests/vectors")
@@ -467,4 +471,380 @@ fn canonical_entry_bytes_known_answers() {
     }
     check_kat("full", FULL_SEQ, &FULL_PREV, &full, FULL_BYTES, FULL_HASH);
     check_kat("minimal", 1, &GENESIS, &minimal_event(), MINIMAL_BYTES, MINIMAL_HASH);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decision core's refusals, in the order it checks them
+// ---------------------------------------------------------------------------------------------
+
+/// Every refusal, in the order `Catalogue::decide` checks (src/decision.rs, module comment).
+/// `Reason` has no list of its variants, so this is the list; `listed` below matches every
+/// variant without a wildcard, so a new `Reason` or `NotInForce` does not compile until it is
+/// added here, and then the coverage assertion fails until it has a row.
+const ALL_REASONS: [Reason; 22] = [
+    Reason::UnknownAgreement,
+    Reason::NotAParty,
+    Reason::RoleNotPermitted,
+    Reason::NotInForce(NotInForce::NotActive),
+    Reason::NotInForce(NotInForce::Suspended),
+    Reason::NotInForce(NotInForce::NotYetInForce),
+    Reason::NotInForce(NotInForce::Expired),
+    Reason::NotInForce(NotInForce::ReviewOverdue),
+    Reason::BodyTooLarge,
+    Reason::MalformedJson,
+    Reason::InvalidEnvelope,
+    Reason::MessageTypeNotCovered,
+    Reason::SchemaViolation,
+    Reason::ConsentRequired,
+    Reason::ConsentRefused,
+    Reason::ConsentIncomplete,
+    Reason::ConsentNotAllContributors,
+    Reason::SubjectInformedRequired,
+    Reason::FieldNotAllowed,
+    Reason::PseudonymisationFailed,
+    Reason::OutboundSchemaViolation,
+    Reason::IdempotencyKeyReused,
+];
+
+/// Compile-time guard for [`ALL_REASONS`]: no wildcard arm.
+fn listed(r: Reason) -> bool {
+    match r {
+        Reason::UnknownAgreement
+        | Reason::NotAParty
+        | Reason::RoleNotPermitted
+        | Reason::NotInForce(
+            NotInForce::NotActive
+            | NotInForce::Suspended
+            | NotInForce::NotYetInForce
+            | NotInForce::Expired
+            | NotInForce::ReviewOverdue,
+        )
+        | Reason::BodyTooLarge
+        | Reason::MalformedJson
+        | Reason::InvalidEnvelope
+        | Reason::MessageTypeNotCovered
+        | Reason::SchemaViolation
+        | Reason::ConsentRequired
+        | Reason::ConsentRefused
+        | Reason::ConsentIncomplete
+        | Reason::ConsentNotAllContributors
+        | Reason::SubjectInformedRequired
+        | Reason::FieldNotAllowed
+        | Reason::PseudonymisationFailed
+        | Reason::OutboundSchemaViolation
+        | Reason::IdempotencyKeyReused => ALL_REASONS.contains(&r),
+    }
+}
+
+/// Reasons with no row. `IdempotencyKeyReused` is never produced by `Catalogue::decide`: the API
+/// layer gives it when a stored request (IO: the ledger's idempotency table) had the same key and
+/// another body (src/api/transfers.rs; end to end in tests/it/delivery.rs).
+const NOT_FROM_THE_CORE: [Reason; 1] = [Reason::IdempotencyKeyReused];
+
+/// Agreements the table needs that the shipped ones cannot give (all four shipped agreements are
+/// active, allow every field of their message types, have their keys and a matching outbound
+/// schema, and none asks for all contributors' consent). Each is a shipped template with one
+/// edit, loaded with the shipped ones from the same folder, as `isa-gateway serve` loads them.
+fn variants() -> Vec<(&'static str, &'static str, String)> {
+    let read = |f: &str| std::fs::read_to_string(repo().join("isa-templates").join(f)).unwrap();
+    let gp = read("nvtt-gp-update.toml");
+    let nhse = read("nvtt-nhse-dataset.toml");
+    let narrow_fields = "[[fields]]\npointer = \"/nhs_number\"\nclass = \"identifying\"\n\n\
+                         [[fields]]\npointer = \"/event\"\nclass = \"special_category\"\n";
+    let postcode_treatment = "treatment = { op = \"generalise_postcode\", to = \"district\" }\n";
+    assert!(nhse.contains(postcode_treatment));
+    let variant = |text: &str, from: &str, id: &'static str, edit: &dyn Fn(String) -> String| {
+        let renamed = text.replace(&format!("id = \"{from}\""), &format!("id = \"{id}\""));
+        let edited = edit(renamed.clone());
+        assert_ne!(edited, renamed, "{id}: the edit changed nothing");
+        edited
+    };
+    vec![
+        (
+            "variant-draft",
+            "status draft",
+            variant(&gp, "nvtt-gp-update", "variant-draft", &|t| {
+                t.replace("status = \"active\"", "status = \"draft\"")
+            }),
+        ),
+        (
+            "variant-suspended",
+            "status suspended",
+            variant(&gp, "nvtt-gp-update", "variant-suspended", &|t| {
+                t.replace(
+                    "status = \"active\"",
+                    "status = \"suspended\"\nstatus_reason = \"Data breach under investigation\"",
+                )
+            }),
+        ),
+        (
+            "variant-all-contributors",
+            "consent model all_contributors",
+            variant(&gp, "nvtt-gp-update", "variant-all-contributors", &|t| {
+                t.replace("model = \"implied\"", "model = \"all_contributors\"")
+            }),
+        ),
+        (
+            "variant-narrow",
+            "only /nhs_number and /event may leave",
+            variant(&gp, "nvtt-gp-update", "variant-narrow", &|t| {
+                t.split("[[fields]]").next().unwrap().to_owned() + narrow_fields
+            }),
+        ),
+        (
+            "variant-keyless",
+            "the dataset agreement with no key in the key ring",
+            variant(&nhse, "nvtt-nhse-dataset", "variant-keyless", &|t| {
+                t.replace("title = \"", "title = \"(keyless) ")
+            }),
+        ),
+        (
+            "variant-postcode-kept",
+            "the dataset agreement without its postcode treatment",
+            variant(&nhse, "nvtt-nhse-dataset", "variant-postcode-kept", &|t| {
+                t.replace(postcode_treatment, "")
+            }),
+        ),
+    ]
+}
+
+/// The shipped agreements and schemas (as tests/it/pseudonymisation.rs `shipped_catalogue`), plus
+/// [`variants`]. Every agreement that tokenises has its key except `variant-keyless`.
+fn table_catalogue() -> (Catalogue, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo().join("isa-templates")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    for (id, _, text) in variants() {
+        std::fs::write(dir.path().join(format!("{id}.toml")), text).unwrap();
+    }
+    let schemas = isa_gateway::schemas::MessageSchemas::load(&repo().join("schemas")).unwrap();
+    let ctx = Context {
+        systems: HashSet::from(["tt-case-system".to_owned(), "other-case-system".to_owned()]),
+        destinations: ["y99001-gp-drop", "nhse-dataset-drop", "mash-drop", "lado-drop"]
+            .map(str::to_owned)
+            .into(),
+        schemas: &schemas,
+    };
+    let agreements = Agreements::load(dir.path(), &ctx).unwrap_or_else(|p| panic!("{p:#?}"));
+    let mut keys = KeyRing::default();
+    keys.insert(AgreementKey::from_bytes("nvtt-nhse-dataset", 1, &[7; 32]));
+    keys.insert(AgreementKey::from_bytes("variant-postcode-kept", 1, &[7; 32]));
+    keys.set_index(IndexKey::from_bytes(&[9; 32]));
+    let schemas = isa_gateway::schemas::MessageSchemas::load(&repo().join("schemas")).unwrap();
+    (Catalogue::new(agreements, schemas, keys).unwrap(), dir)
+}
+
+#[derive(Debug, Clone)]
+enum Input {
+    Json(Value),
+    Bytes(&'static [u8]),
+    /// The API stopped reading at the body limit.
+    TooLarge,
+}
+
+/// One request: who sends under which agreement, on which day, with what body.
+#[derive(Debug, Clone)]
+struct Row {
+    name: &'static str,
+    agreement: &'static str,
+    system: &'static str,
+    system_may_send: bool,
+    role: UserRole,
+    on: &'static str,
+    body: Input,
+    /// The refusal code, or `permit`.
+    expect: &'static str,
+}
+
+/// A practitioner on the registered case system, on 2026-06-01 (every shipped agreement in force).
+fn row(name: &'static str, agreement: &'static str, body: Input, expect: &'static str) -> Row {
+    Row {
+        name,
+        agreement,
+        system: "tt-case-system",
+        system_may_send: true,
+        role: UserRole::Practitioner,
+        on: "2026-06-01T12:00:00Z",
+        body,
+        expect,
+    }
+}
+
+impl Row {
+    fn sent_by(mut self, system: &'static str, may_send: bool) -> Self {
+        self.system = system;
+        self.system_may_send = may_send;
+        self
+    }
+
+    fn by_role(mut self, role: UserRole) -> Self {
+        self.role = role;
+        self
+    }
+
+    fn on(mut self, at: &'static str) -> Self {
+        self.on = at;
+        self
+    }
+}
+
+fn gp(extra: Value) -> Input {
+    let mut e = json!({"message_type": "gp_update", "payload": gp_update()});
+    e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    Input::Json(e)
+}
+
+/// The MASH referral as tests/it/flows.rs sends it; `edit` changes the envelope.
+fn mash(edit: impl Fn(&mut Value)) -> Input {
+    let mut e = json!({
+        "message_type": "mash_referral",
+        "payload": fixture("mash_referral", "valid", "01"),
+        "consent": {"status": "not_sought", "reason_not_sought": "increase_risk_of_significant_harm"},
+        "subject_informed": {"status": "not_informed", "reason": "risk_of_harm_to_subject"}
+    });
+    edit(&mut e);
+    Input::Json(e)
+}
+
+/// A GP update carrying two people's information, the subject consenting and the partner as given.
+fn contributors(partner_consented: bool) -> Input {
+    gp(json!({
+        "consent": {"status": "obtained", "given_by": "subject", "contributors": [
+            {"ref": "client-1", "relationship": "subject", "consented": true},
+            {"ref": "client-2", "relationship": "partner", "consented": partner_consented}
+        ]}
+    }))
+}
+
+fn dataset() -> Input {
+    Input::Json(json!({"message_type": "nhs_dataset_return", "payload": fixture("nhs_dataset_return", "valid", "01")}))
+}
+
+/// The specification of the refusal order: one row per refusal, in the order the checks run.
+/// Rows before the body check send a body that is too large, to show that who, which agreement
+/// and when are decided before the body is looked at.
+#[rustfmt::skip] // one row a line: the table is the specification
+fn refusal_table() -> Vec<Row> {
+    let too_large = || Input::TooLarge;
+    let gp_with_nhs_number = |n: &str| {
+        let mut p = gp_update();
+        p["nhs_number"] = json!(n);
+        Input::Json(json!({"message_type": "gp_update", "payload": p}))
+    };
+    vec![
+        // 404: the agreement.
+        row("no agreement has this id", "nvtt-no-such-agreement", too_large(), "unknown_agreement"),
+        // 403: who.
+        row("a registered system the agreement does not name", "nvtt-gp-update", too_large(), "not_a_party").sent_by("other-case-system", true),
+        row("a named system not allowed to send at all", "nvtt-gp-update", too_large(), "not_a_party").sent_by("tt-case-system", false),
+        row("a practitioner under the LADO agreement (safeguarding leads only)", "nvtt-lado-referral", too_large(), "role_not_permitted"),
+        // 409: when. Status first, then the dates.
+        row("a draft agreement", "variant-draft", too_large(), "agreement_not_active"),
+        row("a suspended agreement", "variant-suspended", too_large(), "agreement_suspended"),
+        row("the day before the dataset agreement starts", "nvtt-nhse-dataset", too_large(), "agreement_not_yet_in_force").on("2026-03-31T23:59:59Z"),
+        row("after the GP agreement expires (also past review)", "nvtt-gp-update", too_large(), "agreement_expired").on("2029-01-01T00:00:00Z"),
+        row("past the GP agreement's review date", "nvtt-gp-update", too_large(), "agreement_review_overdue").on("2028-01-01T00:00:00Z"),
+        // 413, 400: the body.
+        row("a body over the limit", "nvtt-gp-update", too_large(), "body_too_large"),
+        row("a body that is not JSON", "nvtt-gp-update", Input::Bytes(b"{\"message_type\": \"gp_update\", "), "malformed_json"),
+        // 422: the envelope, then the message.
+        row("an envelope without a payload", "nvtt-gp-update", Input::Json(json!({"message_type": "gp_update"})), "invalid_envelope"),
+        row("an envelope with a field it does not define", "nvtt-gp-update", gp(json!({"priority": "high"})), "invalid_envelope"),
+        row("a MASH referral under the GP agreement", "nvtt-gp-update", mash(|_| {}), "message_type_not_covered"),
+        row("a message type nobody defined", "nvtt-gp-update", Input::Json(json!({"message_type": "gp_letter", "payload": gp_update()})), "message_type_not_covered"),
+        row("an NHS number with a wrong check digit", "nvtt-gp-update", gp_with_nhs_number("9990000017"), "schema_violation"),
+        // 422: consent and transparency, as the agreement requires.
+        row("a MASH referral without its consent record", "nvtt-mash-referral", mash(|e| { e.as_object_mut().unwrap().remove("consent"); }), "consent_required"),
+        row("an objection under implied consent", "nvtt-gp-update", gp(json!({"consent": {"status": "refused"}})), "consent_refused"),
+        row("consent not sought, without saying why", "nvtt-mash-referral", mash(|e| e["consent"] = json!({"status": "not_sought"})), "consent_incomplete"),
+        row("one of two contributors has not consented", "variant-all-contributors", contributors(false), "consent_not_all_contributors"),
+        row("a MASH referral not saying whether the person was told", "nvtt-mash-referral", mash(|e| { e.as_object_mut().unwrap().remove("subject_informed"); }), "subject_informed_required"),
+        // 422: what may leave, and in what form.
+        row("a GP update carrying fields the agreement does not allow", "variant-narrow", gp(json!({})), "field_not_allowed"),
+        row("a field to tokenise with no key for the agreement", "variant-keyless", dataset(), "pseudonymisation_failed"),
+        row("a full postcode where the recipient accepts only the district", "variant-postcode-kept", dataset(), "outbound_schema_violation"),
+    ]
+}
+
+/// The same requests made valid: each refusal row differs from one of these by its stated fault.
+#[rustfmt::skip]
+fn permitted_controls() -> Vec<Row> {
+    let lado = Input::Json(json!({"message_type": "lado_referral", "payload": fixture("lado_referral", "valid", "01")}));
+    vec![
+        row("a GP update", "nvtt-gp-update", gp(json!({})), "permit"),
+        row("a MASH referral", "nvtt-mash-referral", mash(|_| {}), "permit"),
+        row("a dataset return", "nvtt-nhse-dataset", dataset(), "permit"),
+        row("a LADO referral by a safeguarding lead", "nvtt-lado-referral", lado, "permit").by_role(UserRole::SafeguardingLead),
+        row("both contributors consented", "variant-all-contributors", contributors(true), "permit"),
+        row("the GP agreement on its review date", "nvtt-gp-update", gp(json!({})), "permit").on("2027-12-31T23:59:59Z"),
+        row("the dataset agreement on its first day", "nvtt-nhse-dataset", dataset(), "permit").on("2026-04-01T00:00:00Z"),
+    ]
+}
+
+fn decide(catalogue: &Catalogue, r: &Row) -> String {
+    let bytes;
+    let body = match &r.body {
+        Input::Json(v) => {
+            bytes = serde_json::to_vec(v).unwrap();
+            Body::Complete(&bytes)
+        }
+        Input::Bytes(b) => Body::Complete(b),
+        Input::TooLarge => Body::TooLarge,
+    };
+    let decision = catalogue.decide(&Request {
+        transfer_id: Uuid::nil(),
+        now: r.on.parse().unwrap(),
+        system_id: r.system,
+        system_may_send: r.system_may_send,
+        user_roles: &[r.role],
+        agreement_id: r.agreement,
+        body,
+    });
+    match decision {
+        Decision::Permit(_) => "permit".to_owned(),
+        Decision::Refuse(refusal) => refusal.reason.code().to_owned(),
+    }
+}
+
+#[test]
+fn every_refusal_in_the_order_the_core_checks() {
+    let (catalogue, _dir) = table_catalogue();
+    let controls = permitted_controls();
+    let table = refusal_table();
+    let failures: Vec<String> = controls
+        .iter()
+        .chain(&table)
+        .filter_map(|r| {
+            let got = decide(&catalogue, r);
+            (got != r.expect).then(|| format!("{} ({}): expected {}, got {got}", r.name, r.agreement, r.expect))
+        })
+        .collect();
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+
+    // The table is in check order.
+    let order: Vec<&str> = ALL_REASONS.iter().map(|r| r.code()).collect();
+    let positions: Vec<usize> = table
+        .iter()
+        .map(|r| order.iter().position(|c| *c == r.expect).unwrap())
+        .collect();
+    assert!(positions.is_sorted(), "the rows are out of check order: {positions:?}");
+
+    // Every reason the core can give has a row.
+    assert!(ALL_REASONS.iter().all(|r| listed(*r)));
+    assert_eq!(
+        ALL_REASONS.iter().map(|r| r.code()).collect::<HashSet<_>>().len(),
+        ALL_REASONS.len()
+    );
+    let covered: BTreeSet<&str> = table.iter().map(|r| r.expect).collect();
+    let wanted: BTreeSet<&str> = ALL_REASONS
+        .iter()
+        .filter(|r| !NOT_FROM_THE_CORE.contains(r))
+        .map(|r| r.code())
+        .collect();
+    assert_eq!(
+        covered, wanted,
+        "a refusal without a row, or a row for a refusal not listed"
+    );
 }
