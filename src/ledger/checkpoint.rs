@@ -4,8 +4,13 @@
 //!
 //! The signed message (version 1) is the UTF-8 text
 //! `isa-gateway checkpoint v1\n<tree size>\n<root, lower-case hex>\n<time, microseconds since the Unix epoch>\n`.
+//!
+//! Verification is strict ([`verify_signature`]): RFC 8032 §5.1.7 with a canonical `S`, and no
+//! small-order ("weak") public key or `R`. A weak key verifies signatures that nobody's secret key
+//! made (the identity key `ed25519:01000…00` with the signature `R` = identity, `S` = 0 verifies
+//! every message under the lenient check), so such a key is refused when parsed and when used.
 
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -42,10 +47,11 @@ impl Checkpoint {
     }
 
     pub fn verify(&self, public: &VerifyingKey) -> bool {
-        let signature = Signature::from_bytes(&self.signature);
-        public
-            .verify(&signed_message(self.tree_size, &self.root, self.at), &signature)
-            .is_ok()
+        verify_signature(
+            public.as_bytes(),
+            &signed_message(self.tree_size, &self.root, self.at),
+            &self.signature,
+        )
     }
 
     pub fn to_json(&self) -> CheckpointJson {
@@ -83,12 +89,30 @@ pub fn public_key_text(key: &VerifyingKey) -> String {
     format!("ed25519:{}", hex::encode(key.as_bytes()))
 }
 
+/// Reads `ed25519:<64 hex>`; `None` if it is not that, not a point, or a weak (small-order) key.
 pub fn parse_public_key(text: &str) -> Option<VerifyingKey> {
-    let bytes: [u8; 32] = hex::decode(text.trim().strip_prefix("ed25519:")?)
-        .ok()?
-        .try_into()
-        .ok()?;
-    VerifyingKey::from_bytes(&bytes).ok()
+    public_key(&hex::decode(text.trim().strip_prefix("ed25519:")?).ok()?)
+}
+
+/// A public key from its 32 bytes; `None` if they do not encode a point or the point has small
+/// order (a weak key, under which signatures can be made without any secret).
+fn public_key(bytes: &[u8]) -> Option<VerifyingKey> {
+    let bytes: &[u8; 32] = bytes.try_into().ok()?;
+    VerifyingKey::from_bytes(bytes).ok().filter(|k| !k.is_weak())
+}
+
+/// Ed25519 verification as checkpoints use it, over any message: the public key's 32 bytes, the
+/// message, and the signature's 64 bytes. `false` for a key that is malformed or weak, a
+/// signature of the wrong length, or a signature that does not verify strictly (`verify_strict`:
+/// canonical `S`, no small-order `R`).
+pub fn verify_signature(public_key_bytes: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let Some(key) = public_key(public_key_bytes) else {
+        return false;
+    };
+    let Ok(signature) = Signature::from_slice(signature) else {
+        return false;
+    };
+    key.verify_strict(message, &signature).is_ok()
 }
 
 #[cfg(test)]
@@ -110,5 +134,22 @@ mod tests {
         assert!(!forged.verify(&key.public()));
         assert_eq!(cp.to_json().parse().unwrap(), cp);
         assert_eq!(parse_public_key(&public_key_text(&key.public())), Some(key.public()));
+    }
+
+    #[test]
+    fn the_identity_key_is_refused_and_verifies_nothing() {
+        let identity = format!("ed25519:01{}", "00".repeat(31));
+        assert_eq!(parse_public_key(&identity), None);
+        // R = identity, S = 0 satisfies the lenient equation for every message under this key.
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let weak = VerifyingKey::from_bytes(&hex::decode(&identity[8..]).unwrap().try_into().unwrap()).unwrap();
+        let cp = Checkpoint {
+            tree_size: 1,
+            root: [0; 32],
+            at: Timestamp::from_second(1_800_000_000).unwrap(),
+            signature: forged,
+        };
+        assert!(!cp.verify(&weak));
     }
 }

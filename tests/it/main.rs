@@ -19,3 +19,4 @@ mod tidy;
 mod tls;
 mod tokens;
 mod transfers;
+mod vectors;
