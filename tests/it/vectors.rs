@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use isa_gateway::agreement::{Agreements, Context, NotInForce};
-use isa_gateway::auth::UserRole;
-use isa_gateway::decision::{Body, Catalogue, Decision, Reason, Request};
-use isa_gateway::keys::{AgreementKey, IndexKey, KeyRing};
+use isa_gateway::app::catalogue::{load_agreement_files, load_schemas};
 use isa_gateway::ledger::checkpoint::{Checkpoint, parse_public_key, verify_signature};
 use isa_gateway::ledger::merkle::{Hash, verify_consistency, verify_inclusion};
 use isa_gateway::ledger::{Entry, Event, EventKind, GENESIS, TransferStatus};
+use isa_gateway::platform::auth::UserRole;
+use isa_gateway::policy::agreement::{Context, NotInForce};
+use isa_gateway::policy::decision::{Body, Catalogue, Decision, Reason, Request};
+use isa_gateway::policy::keys::{AgreementKey, IndexKey, KeyRing};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -360,7 +361,7 @@ fn full_event() -> Event {
         transfer_id: kat_id(),
         kind: EventKind::Decision,
         status: TransferStatus::Held,
-        decision: Some("hold".into()),
+        decision: Some(isa_gateway::ledger::DecisionKind::Hold),
         agreement_id: "nvtt-mash-referral".into(),
         agreement_version: Some("1.0.0".into()),
         agreement_hash: Some("a1".repeat(32)),
@@ -619,7 +620,7 @@ fn table_catalogue() -> (Catalogue, tempfile::TempDir) {
     for (id, _, text) in variants() {
         std::fs::write(dir.path().join(format!("{id}.toml")), text).unwrap();
     }
-    let schemas = isa_gateway::schemas::MessageSchemas::load(&repo().join("schemas")).unwrap();
+    let schemas = load_schemas(&repo().join("schemas")).unwrap();
     let ctx = Context {
         systems: HashSet::from(["tt-case-system".to_owned(), "other-case-system".to_owned()]),
         destinations: ["y99001-gp-drop", "nhse-dataset-drop", "mash-drop", "lado-drop"]
@@ -627,12 +628,12 @@ fn table_catalogue() -> (Catalogue, tempfile::TempDir) {
             .into(),
         schemas: &schemas,
     };
-    let agreements = Agreements::load(dir.path(), &ctx).unwrap_or_else(|p| panic!("{p:#?}"));
+    let agreements = load_agreement_files(dir.path(), &ctx).unwrap_or_else(|p| panic!("{p:#?}"));
     let mut keys = KeyRing::default();
     keys.insert(AgreementKey::from_bytes("nvtt-nhse-dataset", 1, &[7; 32]));
     keys.insert(AgreementKey::from_bytes("variant-postcode-kept", 1, &[7; 32]));
     keys.set_index(IndexKey::from_bytes(&[9; 32]));
-    let schemas = isa_gateway::schemas::MessageSchemas::load(&repo().join("schemas")).unwrap();
+    let schemas = load_schemas(&repo().join("schemas")).unwrap();
     (Catalogue::new(agreements, schemas, keys).unwrap(), dir)
 }
 
