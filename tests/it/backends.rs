@@ -74,12 +74,17 @@ impl Db {
     /// A connection with the guard triggers dropped.
     async fn intruder(&self) -> sqlx::AnyConnection {
         let mut conn = self.raw().await;
-        let on = if self.kind == Kind::Postgres {
-            " ON ledger_entries"
-        } else {
-            ""
-        };
-        for trigger in ["ledger_entries_no_update", "ledger_entries_no_delete"] {
+        for (table, trigger) in [
+            ("ledger_entries", "ledger_entries_no_update"),
+            ("ledger_entries", "ledger_entries_no_delete"),
+            ("checkpoints", "checkpoints_no_update"),
+            ("checkpoints", "checkpoints_no_delete"),
+        ] {
+            let on = if self.kind == Kind::Postgres {
+                format!(" ON {table}")
+            } else {
+                String::new()
+            };
             conn.execute(format!("DROP TRIGGER IF EXISTS {trigger}{on}").as_str())
                 .await
                 .unwrap();

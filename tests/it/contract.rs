@@ -530,17 +530,24 @@ async fn ordinary_sql_cannot_change_history(kind: Kind) {
     let db = Db::new(kind).await;
     let ledger = db.open().await;
     ledger.append(decision("a", TransferStatus::Refused)).await.unwrap();
+    let key = CheckpointKey::from_seed(&[3; 32]);
+    let cp = Checkpoint::sign(1, ledger.root(1).await.unwrap(), Timestamp::now(), &key);
+    ledger.store_checkpoint(&cp).await.unwrap();
     let mut conn = db.raw().await;
     for sql in [
         "UPDATE ledger_entries SET agreement_id = 'b' WHERE seq = 1",
         "DELETE FROM ledger_entries WHERE seq = 1",
+        "UPDATE checkpoints SET signature = 'ab'",
+        "DELETE FROM checkpoints",
     ] {
         let err = conn.execute(sql).await.unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
     if kind == Kind::Postgres {
-        let err = conn.execute("TRUNCATE ledger_entries").await.unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
+        for table in ["ledger_entries", "checkpoints"] {
+            let err = conn.execute(format!("TRUNCATE {table}").as_str()).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{table}: {err}");
+        }
     }
 }
 

@@ -30,7 +30,12 @@ async fn intruder(app: &TestApp) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
     let url = format!("sqlite://{}", app.db_path().display());
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-    for trigger in ["ledger_entries_no_update", "ledger_entries_no_delete"] {
+    for trigger in [
+        "ledger_entries_no_update",
+        "ledger_entries_no_delete",
+        "checkpoints_no_update",
+        "checkpoints_no_delete",
+    ] {
         conn.execute(format!("DROP TRIGGER IF EXISTS {trigger}").as_str())
             .await
             .unwrap();
@@ -253,10 +258,12 @@ async fn rewritten_history_with_a_consistent_chain_is_caught_by_the_signed_check
     entries[1].event.sender_system = "someone-else".into();
     let url = format!("sqlite://{}", app.db_path().display());
     let mut conn = SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("DROP TRIGGER ledger_entries_no_update")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    for trigger in ["ledger_entries_no_update", "checkpoints_no_update"] {
+        sqlx::query(&format!("DROP TRIGGER {trigger}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
     let mut prev = entries[0].hash;
     for e in entries.iter_mut().skip(1) {
         e.prev_hash = prev;
