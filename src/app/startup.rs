@@ -100,6 +100,7 @@ impl Application {
             clock.clone(),
             Duration::from_millis(config.delivery.poll_interval_ms),
             metrics.clone(),
+            &catalogue.agreements,
         ));
         let state = web::Data::new(AppState {
             catalogue,

@@ -1,6 +1,7 @@
 //! Delivery moves bytes and decides nothing: the worker over the durable outbox ([`worker`]) and
 //! the [`transport`]s, the only code that sends anything out.
 
+pub mod guard;
 pub mod transport;
 mod worker;
 

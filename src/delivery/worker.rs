@@ -22,10 +22,12 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::app::config::{DeliveryPolicy, DestinationConfig};
+use crate::delivery::guard;
 use crate::delivery::transport::{Parcel, Transports};
 use crate::ledger::{Event, EventKind, Ledger, OutboxItem, TransferStatus, ledger_time};
 use crate::platform::clock::{Clock, WallClock};
 use crate::platform::metrics::Metrics;
+use crate::policy::agreement::{Agreement, Agreements};
 use crate::policy::decision::sha256_hex;
 
 /// A circuit breaker's state.
@@ -107,6 +109,8 @@ pub struct Delivery {
     wake: Notify,
     in_flight: Mutex<HashSet<Uuid>>,
     metrics: Arc<Metrics>,
+    /// The agreements loaded now, by id: what is sent must still be what they permitted.
+    agreements: HashMap<String, Arc<Agreement>>,
 }
 
 /// The delay before retry number `attempts` (1-based): exponential, capped, with "equal jitter"
@@ -135,7 +139,9 @@ impl Delivery {
         clock: Clock,
         poll: Duration,
         metrics: Arc<Metrics>,
+        agreements: &Agreements,
     ) -> Self {
+        let agreements = agreements.iter().map(|a| (a.id().to_owned(), a.clone())).collect();
         let destinations = destinations
             .iter()
             .map(|d| {
@@ -165,6 +171,7 @@ impl Delivery {
             wake: Notify::new(),
             in_flight: Mutex::default(),
             metrics,
+            agreements,
         }
     }
 
@@ -352,6 +359,20 @@ impl Delivery {
             attempt: item.attempts,
         };
         let id = item.transfer_id;
+        // Only what was decided leaves: the bytes, the destination, the approval, the agreement.
+        let history = match self.ledger.entries_of(&[id]).await {
+            Ok(history) => history,
+            Err(e) => {
+                dest.breaker().release_probe();
+                tracing::error!(transfer_id = %id, error = %e, "cannot read the transfer's record; will retry");
+                return;
+            }
+        };
+        if let Err(why) = guard::check(&item, &history, &self.agreements, self.clock.today()) {
+            dest.breaker().release_probe();
+            self.refuse_to_send(&item, why).await;
+            return;
+        }
         match self.ledger.claim(id, item.attempts, WallClock::now()).await {
             Ok(true) => {}
             Ok(false) => {
@@ -413,6 +434,24 @@ impl Delivery {
                     }
                 }
             }
+        }
+    }
+
+    /// The outbox no longer matches what was decided: nothing is sent, the transfer becomes a dead
+    /// letter with the reason, and operators are alerted (log and metric).
+    async fn refuse_to_send(&self, item: &OutboxItem, why: guard::NotAsDecided) {
+        self.metrics.attempt(&item.destination, "not_as_decided");
+        let event = self.event(
+            item,
+            TransferStatus::Undeliverable,
+            Some(why.code()),
+            Some("not sent: the outbox does not match the decision".into()),
+        );
+        match self.ledger.dead_letter(event).await {
+            Ok(r) => tracing::error!(transfer_id = %item.transfer_id, reason = why.code(), seq = r.seq,
+                "ALERT: not sent, the outbox does not match what was decided; moved to dead letters"),
+            Err(e) => tracing::error!(transfer_id = %item.transfer_id, reason = why.code(), error = %e,
+                "ALERT: not sent, the outbox does not match what was decided; could not record it"),
         }
     }
 

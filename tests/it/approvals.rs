@@ -327,3 +327,85 @@ async fn approval_after_the_agreement_expired_is_refused() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(mash_files(&app), 0);
 }
+
+/// What an insider with the database could do to a held referral's outbox row, by SQL.
+async fn tamper_outbox(app: &TestApp, sql: &str) {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", app.db_path().display());
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let done = conn.execute(sql).await.unwrap();
+    assert_eq!(done.rows_affected(), 1, "{sql}");
+    conn.close().await.unwrap();
+}
+
+fn lado_files(app: &TestApp) -> usize {
+    std::fs::read_dir(app.dir.path().join("deliveries/lado"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The transfer once delivery has finished with it (delivered or dead), after it left "held".
+async fn finished(app: &TestApp, id: &str) -> Value {
+    for _ in 0..400 {
+        let (_, body) = app.get(&app.auditor, &format!("/v1/transfers/{id}")).await;
+        if body["status"] == "delivered" || body["status"] == "undeliverable" {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("transfer {id} never finished");
+}
+
+/// Delivery sends only what was decided (issue 12, item 4): a held referral whose outbox row an
+/// insider edited — flipped to pending without an approval, its bytes replaced, or pointed at the
+/// LADO's folder — is not sent; it becomes a dead letter whose reason names what differed.
+#[tokio::test]
+async fn an_edited_outbox_row_is_never_sent() {
+    let cases = [
+        ("UPDATE outbox SET state = 'pending'", false, "not_approved"),
+        (
+            "UPDATE outbox SET body = CAST('{\"payload\":{}}' AS BLOB)",
+            true,
+            "outbox_bytes_changed",
+        ),
+        (
+            "UPDATE outbox SET destination = 'lado-drop'",
+            true,
+            "destination_changed",
+        ),
+    ];
+    for (sql, approve, reason) in cases {
+        let app = TestApp::spawn().await;
+        let (status, sent, _) = app
+            .post_raw(
+                &app.sender,
+                "nvtt-mash-referral",
+                serde_json::to_vec(&referral(not_sought())).unwrap(),
+            )
+            .await;
+        assert_eq!((status, sent["status"].as_str()), (202, Some("held")), "{sent}");
+        let id = sent["transfer_id"].as_str().unwrap().to_owned();
+        tamper_outbox(&app, &format!("{sql} WHERE transfer_id = '{id}'")).await;
+        if approve {
+            let path = format!("/v1/transfers/{id}/approve");
+            let (status, body) = post(&app, &director("dee"), &path, json!({"reason": "risk_of_serious_harm"})).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        // The worker's next poll finds the row pending.
+        let settled = finished(&app, &id).await;
+        assert_eq!(settled["status"], "undeliverable", "{sql}: {settled}");
+        let reasons: Vec<&str> = settled["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["reason_code"].as_str())
+            .collect();
+        assert!(reasons.contains(&reason), "{sql}: {reasons:?}");
+        assert_eq!(
+            (mash_files(&app), lado_files(&app)),
+            (0, 0),
+            "{sql}: nothing left the gateway"
+        );
+    }
+}
