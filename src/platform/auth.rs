@@ -40,7 +40,15 @@ pub struct AuthSettings {
     /// The claim that lists the user's roles (a string or an array of strings).
     #[serde(default = "default_roles_claim")]
     pub roles_claim: String,
+    /// The longest a token may live (`exp` after `iat`, and after now): a stolen token is only
+    /// good for so long. Default one hour.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_secs: u64,
     pub issuers: Vec<IssuerConfig>,
+}
+
+fn default_max_token_lifetime() -> u64 {
+    3600
 }
 
 fn default_leeway() -> u64 {
@@ -70,6 +78,10 @@ pub struct IssuerConfig {
     /// Development only: the private key `isa-gateway token dev` signs with. Production refuses it.
     #[serde(default)]
     pub dev_signing_key: Option<PathBuf>,
+    /// The token type this issuer's access tokens carry in their header (`at+jwt`, RFC 9068), if
+    /// it marks them: then a token without it (an ID token, say) is refused.
+    #[serde(default)]
+    pub token_type: Option<String>,
 }
 
 /// Why a token was refused. Codes are stable; none carries token contents.
@@ -95,6 +107,10 @@ pub enum TokenError {
     WrongAudience,
     #[error("token_missing_claim")]
     MissingClaim,
+    #[error("token_lifetime_too_long")]
+    LifetimeTooLong,
+    #[error("token_wrong_type")]
+    WrongType,
 }
 
 impl TokenError {
@@ -110,6 +126,8 @@ impl TokenError {
             Self::NotYetValid => "token_not_yet_valid",
             Self::WrongAudience => "token_wrong_audience",
             Self::MissingClaim => "token_missing_claim",
+            Self::LifetimeTooLong => "token_lifetime_too_long",
+            Self::WrongType => "token_wrong_type",
         }
     }
 }
@@ -129,6 +147,7 @@ struct Issuer {
     issuer: String,
     algorithms: Vec<Algorithm>,
     keys: Vec<Key>,
+    token_type: Option<String>,
 }
 
 pub struct Authenticator {
@@ -136,6 +155,7 @@ pub struct Authenticator {
     audience: String,
     leeway: u64,
     roles_claim: String,
+    max_lifetime: u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -209,6 +229,7 @@ impl Authenticator {
                 issuer: i.issuer.clone(),
                 algorithms,
                 keys,
+                token_type: i.token_type.clone(),
             });
         }
         Ok(Self {
@@ -216,6 +237,7 @@ impl Authenticator {
             audience: settings.audience.clone(),
             leeway: settings.leeway_secs,
             roles_claim: settings.roles_claim.clone(),
+            max_lifetime: settings.max_token_lifetime_secs,
         })
     }
 
@@ -244,6 +266,13 @@ impl Authenticator {
         if !issuer.algorithms.contains(&header.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
+        if let Some(wanted) = &issuer.token_type {
+            let typ = header.typ.as_deref().unwrap_or_default().to_ascii_lowercase();
+            let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+            if typ != wanted.to_ascii_lowercase() {
+                return Err(TokenError::WrongType);
+            }
+        }
         let key = match &header.kid {
             Some(kid) => issuer.keys.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())),
             None if issuer.keys.len() == 1 && issuer.keys[0].kid.is_none() => issuer.keys.first(),
@@ -267,6 +296,22 @@ impl Authenticator {
             ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
             _ => TokenError::Malformed,
         })?;
+        // No token lives longer than the configured maximum, counted from when it was issued and
+        // from now (an `iat` claimed in the future does not stretch it).
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(TokenError::MissingClaim)?;
+        let now = crate::platform::clock::WallClock::now().as_second().unsigned_abs();
+        let issued = data
+            .claims
+            .get("iat")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(now);
+        if exp.saturating_sub(issued.min(now)) > self.max_lifetime + self.leeway {
+            return Err(TokenError::LifetimeTooLong);
+        }
         let sub = data
             .claims
             .get("sub")
@@ -347,11 +392,13 @@ mod tests {
             key_id: Some("k-2026".into()),
             jwks: Some(jwks_path),
             dev_signing_key: Some(private),
+            token_type: None,
         };
         let s = AuthSettings {
             audience: "isa-gateway".into(),
             leeway_secs: 0,
             roles_claim: "groups".into(),
+            max_token_lifetime_secs: 3600,
             issuers: vec![issuer.clone()],
         };
         (s, issuer)
@@ -386,6 +433,32 @@ mod tests {
             auth.authenticate(Some(&format!("Bearer {unknown}"))),
             Err(TokenError::UnknownKey)
         );
+    }
+
+    /// An issuer that marks its access tokens `at+jwt` (RFC 9068): an ID token or an unmarked
+    /// token from it is refused (issue 13, row 8).
+    #[test]
+    fn an_issuer_that_marks_access_tokens_gets_only_access_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let (mut s, issuer) = settings(dir.path(), jwks_for(&key, "k-2026"), &key);
+        s.issuers[0].token_type = Some("at+jwt".into());
+        let auth = Authenticator::from_settings(&s).unwrap();
+        let now = crate::platform::clock::WallClock::now().as_second();
+        let claims = serde_json::json!({"iss": issuer.issuer, "aud": "isa-gateway", "sub": "alice", "iat": now, "exp": now + 60});
+        let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        let typed = |typ: Option<&str>| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("k-2026".into());
+            header.typ = typ.map(str::to_owned);
+            let token = jsonwebtoken::encode(&header, &claims, &signing).unwrap();
+            auth.authenticate(Some(&format!("Bearer {token}"))).map(|u| u.sub)
+        };
+        assert_eq!(typed(Some("at+jwt")), Ok("alice".into()));
+        assert_eq!(typed(Some("application/at+jwt")), Ok("alice".into()));
+        assert_eq!(typed(Some("JWT")), Err(TokenError::WrongType));
+        assert_eq!(typed(Some("id_token")), Err(TokenError::WrongType));
+        assert_eq!(typed(None), Err(TokenError::WrongType));
     }
 
     #[test]

@@ -92,6 +92,26 @@ async fn a_token_not_yet_valid_is_refused() {
     refused_and_recorded(Some(&sign(&c, Some(KEY_ID), &pki().issuer_key)), "token_not_yet_valid").await;
 }
 
+/// A correctly signed token that lives ten years is refused (issue 13, row 8): a stolen token is
+/// good for an hour at most (`auth.max_token_lifetime_secs`), however its `iat` is set.
+#[tokio::test]
+async fn a_token_that_lives_too_long_is_refused() {
+    let mut c = claims("alice", &["practitioner"]);
+    c["exp"] = json!(now() + 10 * 365 * 86_400);
+    refused_and_recorded(
+        Some(&sign(&c, Some(KEY_ID), &pki().issuer_key)),
+        "token_lifetime_too_long",
+    )
+    .await;
+    // Issued "in the future" so that exp - iat looks short: still too long from now.
+    c["iat"] = json!(now() + 10 * 365 * 86_400 - 600);
+    refused_and_recorded(
+        Some(&sign(&c, Some(KEY_ID), &pki().issuer_key)),
+        "token_lifetime_too_long",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_token_from_another_issuer_is_refused() {
     let mut c = claims("alice", &["practitioner"]);
