@@ -27,6 +27,8 @@ use crate::policy::keys::{AgreementKey, IndexKey, KeyRing};
 pub enum KeyError {
     #[error("cannot read key {0}: {1}")]
     Read(String, std::io::ErrorKind),
+    #[error("{0}")]
+    NotPrivate(String),
     #[error("key {0} is not 64 hexadecimal characters (256 bits)")]
     Malformed(String),
     #[error("cannot write key {0}: {1}")]
@@ -239,6 +241,7 @@ impl KeyStore {
 
 fn read_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let name = path.display().to_string();
+    crate::platform::fs::ensure_private(path).map_err(KeyError::NotPrivate)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| KeyError::Read(name.clone(), e.kind()))?);
     parse_hex(&name, &text)
 }
@@ -299,7 +302,7 @@ mod tests {
     fn keys_come_from_the_environment_too() {
         let dir = tempfile::tempdir().unwrap();
         let index_file = dir.path().join("index-from-secret-store");
-        std::fs::write(&index_file, format!("{}\n", "cd".repeat(32))).unwrap();
+        crate::platform::fs::write_file(&index_file, format!("{}\n", "cd".repeat(32)).as_bytes(), true).unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("ISA_GATEWAY_KEY_NVTT_NHSE_DATASET_V3", "ab".repeat(32));
             jail.set_env("ISA_GATEWAY_INDEX_KEY_FILE", index_file.display().to_string());

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod fs;
 pub mod metrics;
 pub mod pki;
 pub mod tls;

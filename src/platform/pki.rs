@@ -4,10 +4,8 @@
 //! same in memory. Nothing here is for production: the CA's name says so, and the production
 //! profile refuses to start with it (see [`DEV_CA_COMMON_NAME`]).
 
-use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -270,26 +268,13 @@ pub fn write_dev_pki(dir: &Path, system_ids: &[&str]) -> Result<DevPkiLayout, Pk
     })
 }
 
-/// Writes a file, creating its directory; secrets get mode 0600 from the moment they exist.
-pub fn write_file(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let mode = if secret { 0o600 } else { 0o644 };
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)?;
-    // An existing file keeps its old mode through `open`; set it explicitly.
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
+pub use crate::platform::fs::write_file;
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -25,6 +25,8 @@ pub enum TlsError {
     },
     #[error("{path} holds no {kind}")]
     Empty { kind: &'static str, path: PathBuf },
+    #[error("{0}")]
+    NotPrivate(String),
     #[error("TLS configuration rejected: {0}")]
     Rustls(String),
 }
@@ -56,6 +58,7 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    crate::platform::fs::ensure_private(path).map_err(TlsError::NotPrivate)?;
     // The error text from the PEM reader never contains key material, only its shape.
     PrivateKeyDer::from_pem_file(path).map_err(|e| read_error("a private key", path, &e))
 }

@@ -245,3 +245,22 @@ fn agreements_lists_each_agreement_with_its_state() {
         assert!(out.contains(id), "{out}");
     }
 }
+
+/// A key file other users can read is refused, naming the file and the fix (issue 13, row 9):
+/// whoever can read the index key can re-identify every person in the subject index.
+#[test]
+fn a_key_file_readable_by_others_is_refused_with_the_fix() {
+    let dir = workspace();
+    let o = run(&["keys", "new", "--checkpoint"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let key = dir.path().join("var/keys/signing/checkpoint-v1.key");
+    assert!(key.is_file(), "{}", text(&o));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(&["ledger", "checkpoint"], dir.path());
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("checkpoint-v1.key") && out.contains("chmod 600"), "{out}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = run(&["ledger", "checkpoint"], dir.path());
+    assert!(!text(&o).contains("chmod 600"), "{}", text(&o));
+}

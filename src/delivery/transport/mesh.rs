@@ -88,6 +88,7 @@ impl std::fmt::Debug for MeshTransport {
 }
 
 fn read_secret(path: &Path) -> Result<Zeroizing<String>, TlsError> {
+    crate::platform::fs::ensure_private(path).map_err(TlsError::NotPrivate)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| TlsError::Read {
         kind: "a MESH secret",
         path: path.to_path_buf(),
