@@ -23,16 +23,23 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
+    /// How many violations there were, when more than the first [`MAX_VIOLATIONS`] are listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violations_total: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger_seq: Option<i64>,
 }
 
+/// The most violations one answer lists.
+pub const MAX_VIOLATIONS: usize = 100;
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: ErrorBody,
+    /// Boxed: errors travel in every handler's `Result`, which stays small.
+    body: Box<ErrorBody>,
 }
 
 /// The challenge sent with every 401.
@@ -48,13 +55,14 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: &str) -> Self {
         Self {
             status,
-            body: ErrorBody {
+            body: Box::new(ErrorBody {
                 code: code.to_owned(),
                 message: message.to_owned(),
                 violations: Vec::new(),
+                violations_total: None,
                 transfer_id: None,
                 ledger_seq: None,
-            },
+            }),
         }
     }
 
@@ -127,13 +135,19 @@ impl ApiError {
             refusal.reason.code(),
             refusal.reason.explain(),
         );
-        e.body.violations = refusal.violations;
+        e = e.with_violations(refusal.violations);
         e.body.transfer_id = Some(transfer_id);
         e.body.ledger_seq = Some(ledger_seq);
         e
     }
 
-    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
+    /// The first [`MAX_VIOLATIONS`] violations, and their total when there were more: a large
+    /// body breaking every rule gets a short answer, not megabytes of it.
+    pub fn with_violations(mut self, mut violations: Vec<Violation>) -> Self {
+        if violations.len() > MAX_VIOLATIONS {
+            self.body.violations_total = Some(violations.len());
+            violations.truncate(MAX_VIOLATIONS);
+        }
         self.body.violations = violations;
         self
     }
@@ -171,6 +185,14 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, BEARER_CHALLENGE));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Nothing was recorded or sent: the client may retry (with its Idempotency-Key).
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // A client too slow to send its body does not keep the connection.
+            response.force_close();
         }
         response.json(&self.body)
     }

@@ -23,8 +23,26 @@ enum ReadBody {
     TooLarge,
 }
 
-/// Reads the body up to `limit` bytes; stops reading as soon as it is over.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<ReadBody, ApiError> {
+/// Reads the body up to `limit` bytes within `deadline`; stops reading as soon as it is over
+/// either.
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<ReadBody, ApiError> {
+    tokio::time::timeout(deadline, read_body_within(req, payload, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "The request body was not sent in time.",
+            ))
+        })
+}
+
+async fn read_body_within(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<ReadBody, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -159,7 +177,8 @@ pub async fn submit(
     let system = caller(&req, &state)?;
     let agreement_id = path.into_inner();
     let key = idempotency_key(&req)?;
-    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+    let deadline = std::time::Duration::from_secs(state.limits.body_read_secs);
+    let body = read_body(&req, payload, state.limits.max_body_bytes, deadline).await?;
     let (body, received_sha256, digest) = match &body {
         ReadBody::Complete(b) => (
             Body::Complete(b),

@@ -149,16 +149,25 @@ pub struct Limits {
     /// The largest request body accepted; larger bodies get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request body; slower gets 408 and the connection
+    /// closed (a body trickled a byte at a time would otherwise hold a worker for ever).
+    #[serde(default = "default_body_read_secs")]
+    pub body_read_secs: u64,
 }
 
 fn default_max_body_bytes() -> usize {
     256 * 1024
 }
 
+fn default_body_read_secs() -> u64 {
+    10
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body_bytes(),
+            body_read_secs: default_body_read_secs(),
         }
     }
 }
@@ -486,6 +495,9 @@ impl Config {
             || self.database_url.starts_with("postgresql://"))
         {
             problems.push("database_url must start with sqlite:// or postgres://".to_owned());
+        }
+        if self.limits.body_read_secs == 0 {
+            problems.push("limits.body_read_secs must be positive".to_owned());
         }
         if self.limits.max_body_bytes == 0 {
             problems.push("limits.max_body_bytes must be positive".to_owned());

@@ -224,6 +224,8 @@ pub struct Spawn {
     /// Extra `[[destinations]]` TOML.
     pub destinations: String,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_read_secs: u64,
     /// The ledger's database (default: SQLite in the test's directory).
     pub database_url: String,
     /// The key store (default: `keys` in the test's directory). Gateways sharing a database
@@ -239,6 +241,7 @@ impl Default for Spawn {
             agreements: Vec::new(),
             destinations: String::new(),
             max_body_bytes: 64 * 1024,
+            body_read_secs: 10,
             database_url: "sqlite://ledger.db".into(),
             keys_dir: None,
         }
@@ -304,6 +307,7 @@ crls = ["{crl}"]
 
 [limits]
 max_body_bytes = {max_body}
+body_read_secs = {body_secs}
 
 [delivery]
 poll_interval_ms = 50
@@ -352,6 +356,7 @@ path = "deliveries/lado"
             ca = p.ca_cert.display(),
             crl = p.crl.display(),
             max_body = opts.max_body_bytes,
+            body_secs = opts.body_read_secs,
             sender_id = identity(SENDER),
             auditor_id = identity(AUDITOR),
             other_id = identity(OTHER_SENDER),

@@ -229,6 +229,22 @@ async fn a_suspended_agreement_is_409() {
     assert_eq!((status, body["code"].as_str()), (409, Some("agreement_suspended")));
 }
 
+/// A large body breaking a rule thousands of times gets the first 100 violations and their total
+/// (issue 13, row 7: a 259 KB body once produced a 2.44 MB answer).
+#[tokio::test]
+async fn a_flood_of_violations_is_answered_with_the_first_hundred_and_a_count() {
+    let app = TestApp::spawn().await;
+    let mut payload = gp_update();
+    for i in 0..2_000 {
+        payload[format!("extra_{i}")] = json!(1);
+    }
+    let (status, body, text) = app.post(GP_AGREEMENT, "gp_update", &payload).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("schema_violation")));
+    assert_eq!(body["violations"].as_array().unwrap().len(), 100);
+    assert_eq!(body["violations_total"], 2_000);
+    assert!(text.len() < 20_000, "{} bytes", text.len());
+}
+
 #[tokio::test]
 async fn schema_violations_list_every_pointer_and_rule_but_never_a_value() {
     let app = TestApp::spawn().await;
@@ -533,4 +549,52 @@ async fn auditors_page_through_transfers_export_csv_and_count_them() {
         6,
         "header and five delivered"
     );
+}
+
+/// A body trickled a byte at a time does not hold a connection open (issue 13, row 6): after
+/// `limits.body_read_secs` the client gets 408 `body_timeout` and the connection is closed. The
+/// trickle is bounded (at most 60 bytes, one every 200 ms); the test never waits on the clock for
+/// its verdict.
+#[tokio::test]
+async fn a_trickled_body_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(Spawn {
+        body_read_secs: 1,
+        ..Spawn::default()
+    })
+    .await;
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(crate::helpers::client_tls(Some(&pki().sender))));
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (mut read, mut write) = tokio::io::split(tls);
+    let head = format!(
+        "POST /v1/agreements/{GP_AGREEMENT}/transfers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+        crate::helpers::token("alice", &["practitioner"])
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = written.clone();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..60 {
+            if write.write_all(b" ").await.is_err() {
+                return;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    // Ends when the gateway closes the connection; bounded, so a gateway that never does fails
+    // the test rather than hanging it.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), read.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the gateway kept the connection open");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    let sent = written.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 60, "cut off before the trickle ended ({sent} bytes sent)");
+    trickle.abort();
 }
