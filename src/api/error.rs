@@ -157,7 +157,7 @@ impl ApiError {
 pub fn status_for(reason: Reason) -> StatusCode {
     match reason {
         Reason::UnknownAgreement => StatusCode::NOT_FOUND,
-        Reason::NotAParty | Reason::RoleNotPermitted => StatusCode::FORBIDDEN,
+        Reason::NotAParty | Reason::RoleNotPermitted | Reason::UrgentRoleNotPermitted => StatusCode::FORBIDDEN,
         Reason::NotInForce(_) => StatusCode::CONFLICT,
         Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Reason::MalformedJson => StatusCode::BAD_REQUEST,
@@ -172,6 +172,8 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::FieldNotAllowed
         | Reason::PseudonymisationFailed
         | Reason::OutboundSchemaViolation
+        | Reason::UrgentPathNotAllowed
+        | Reason::UrgentFlagContradictsPayload
         | Reason::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

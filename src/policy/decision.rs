@@ -90,6 +90,12 @@ pub enum Reason {
     FieldNotAllowed,
     PseudonymisationFailed,
     OutboundSchemaViolation,
+    /// Marked `immediate` under an agreement without an urgent path.
+    UrgentPathNotAllowed,
+    /// Marked `immediate` while the payload does not say the risk is immediate.
+    UrgentFlagContradictsPayload,
+    /// Marked `immediate` by a user whose role may not use the urgent path.
+    UrgentRoleNotPermitted,
     /// Not decided by the core: the API refuses a reused idempotency key with another body.
     IdempotencyKeyReused,
 }
@@ -114,6 +120,9 @@ impl Reason {
             Self::FieldNotAllowed => "field_not_allowed",
             Self::PseudonymisationFailed => "pseudonymisation_failed",
             Self::OutboundSchemaViolation => "outbound_schema_violation",
+            Self::UrgentPathNotAllowed => "urgent_path_not_allowed",
+            Self::UrgentFlagContradictsPayload => "urgent_flag_contradicts_payload",
+            Self::UrgentRoleNotPermitted => "urgent_role_not_permitted",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
@@ -138,6 +147,13 @@ impl Reason {
             }
             Self::FieldNotAllowed => "The payload carries fields this agreement does not allow to leave.",
             Self::PseudonymisationFailed => "A field could not be pseudonymised as the agreement requires.",
+            Self::UrgentPathNotAllowed => {
+                "This agreement has no urgent path: nothing is released without its usual checks."
+            }
+            Self::UrgentFlagContradictsPayload => {
+                "The transfer is marked immediate, but its payload does not say the risk is immediate."
+            }
+            Self::UrgentRoleNotPermitted => "The user's role may not use the urgent path under this agreement.",
             Self::OutboundSchemaViolation => {
                 "After pseudonymisation the message does not match what the recipient accepts."
             }
@@ -251,6 +267,39 @@ pub(crate) fn violation(pointer: &str, rule: &str, message: &str) -> Violation {
     }
 }
 
+/// The urgent path releases a transfer before a director has seen it, so the caller's flag alone
+/// never opens it: the agreement must have one, the payload must say the risk is immediate, and
+/// the user must act in a role the agreement names for it.
+fn urgent(agreement: &Agreement, payload: &Value, user_roles: &[UserRole]) -> Result<(), (Reason, Vec<Violation>)> {
+    let approval = &agreement.terms().approval;
+    let flag = || {
+        vec![violation(
+            "/immediate",
+            "agreement.approval",
+            "the urgent path does not apply",
+        )]
+    };
+    let Some(when) = approval.urgent_when.as_ref().filter(|_| approval.urgent_path) else {
+        return Err((Reason::UrgentPathNotAllowed, flag()));
+    };
+    let says = payload
+        .pointer(&when.pointer)
+        .and_then(Value::as_str)
+        .is_some_and(|v| when.values.iter().any(|w| w == v));
+    if !says {
+        let v = violation(
+            &format!("/payload{}", when.pointer),
+            "agreement.approval.urgent_when",
+            "does not say the risk is immediate",
+        );
+        return Err((Reason::UrgentFlagContradictsPayload, vec![v]));
+    }
+    if !approval.urgent_roles.iter().any(|r| user_roles.contains(r)) {
+        return Err((Reason::UrgentRoleNotPermitted, flag()));
+    }
+    Ok(())
+}
+
 impl Catalogue {
     pub fn new(agreements: Agreements, schemas: MessageSchemas, keys: KeyRing) -> Result<Self, String> {
         let envelope_schema: Value = serde_json::from_str(ENVELOPE_SCHEMA).map_err(|e| e.to_string())?;
@@ -330,6 +379,11 @@ impl Catalogue {
         let violations = schema.violations(payload, "/payload");
         if !violations.is_empty() {
             return refuse(refusal, Reason::SchemaViolation, violations);
+        }
+        if envelope.immediate
+            && let Err((reason, v)) = urgent(agreement, payload, req.user_roles)
+        {
+            return refuse(refusal, reason, v);
         }
         if let Err((reason, violations)) =
             check_consent(agreement, envelope.consent.as_ref(), envelope.subject_informed.as_ref())
@@ -431,7 +485,8 @@ impl Catalogue {
         // Anything but consent obtained is a disclosure without consent: not sought, refused,
         // "not applicable", or no consent block at all.
         let without_consent = envelope.consent.as_ref().map(|c| c.status) != Some(ConsentStatus::Obtained);
-        let disposition = if envelope.immediate && approval.urgent_path {
+        // `immediate` was checked against the payload and the role above.
+        let disposition = if envelope.immediate {
             Disposition::SendForReview {
                 review_by: req.now + jiff::SignedDuration::from_hours(i64::from(approval.review_within_hours)),
             }

@@ -409,3 +409,31 @@ async fn an_edited_outbox_row_is_never_sent() {
         );
     }
 }
+
+/// The urgent path opens only by the payload, the agreement and the role (issue 13, row 1): the
+/// flag on a routine referral, or from a practitioner, is refused and recorded, and nothing
+/// leaves; the same referral without the flag waits for a director as usual.
+#[tokio::test]
+async fn the_urgent_flag_alone_releases_nothing() {
+    let app = TestApp::spawn().await;
+    let lead = http_client_as(&pki().sender, &token("sam", &["safeguarding_lead"]));
+    let practitioner = http_client_as(&pki().sender, &token("alice", &["practitioner"]));
+    let mut routine = referral(not_sought());
+    routine["immediate"] = json!(true);
+    routine["payload"]["urgency"] = json!("routine");
+    let mut immediate = referral(not_sought());
+    immediate["immediate"] = json!(true);
+    let cases = [
+        (&lead, routine, 422, "urgent_flag_contradicts_payload"),
+        (&practitioner, immediate, 403, "urgent_role_not_permitted"),
+    ];
+    for (client, envelope, status, code) in cases {
+        let (got, body, _) = app
+            .post_raw(client, "nvtt-mash-referral", serde_json::to_vec(&envelope).unwrap())
+            .await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+        assert!(body["ledger_seq"].is_i64(), "the refusal is recorded: {body}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mash_files(&app), 0, "nothing left");
+}

@@ -482,7 +482,7 @@ fn canonical_entry_bytes_known_answers() {
 /// `Reason` has no list of its variants, so this is the list; `listed` below matches every
 /// variant without a wildcard, so a new `Reason` or `NotInForce` does not compile until it is
 /// added here, and then the coverage assertion fails until it has a row.
-const ALL_REASONS: [Reason; 22] = [
+const ALL_REASONS: [Reason; 25] = [
     Reason::UnknownAgreement,
     Reason::NotAParty,
     Reason::RoleNotPermitted,
@@ -496,6 +496,9 @@ const ALL_REASONS: [Reason; 22] = [
     Reason::InvalidEnvelope,
     Reason::MessageTypeNotCovered,
     Reason::SchemaViolation,
+    Reason::UrgentPathNotAllowed,
+    Reason::UrgentFlagContradictsPayload,
+    Reason::UrgentRoleNotPermitted,
     Reason::ConsentRequired,
     Reason::ConsentRefused,
     Reason::ConsentIncomplete,
@@ -525,6 +528,9 @@ fn listed(r: Reason) -> bool {
         | Reason::InvalidEnvelope
         | Reason::MessageTypeNotCovered
         | Reason::SchemaViolation
+        | Reason::UrgentPathNotAllowed
+        | Reason::UrgentFlagContradictsPayload
+        | Reason::UrgentRoleNotPermitted
         | Reason::ConsentRequired
         | Reason::ConsentRefused
         | Reason::ConsentIncomplete
@@ -756,6 +762,10 @@ fn refusal_table() -> Vec<Row> {
         row("a MASH referral under the GP agreement", "nvtt-gp-update", mash(|_| {}), "message_type_not_covered"),
         row("a message type nobody defined", "nvtt-gp-update", Input::Json(json!({"message_type": "gp_letter", "payload": gp_update()})), "message_type_not_covered"),
         row("an NHS number with a wrong check digit", "nvtt-gp-update", gp_with_nhs_number("9990000017"), "schema_violation"),
+        // 422, 403: the urgent path, by the agreement, the payload and the role — never the flag alone.
+        row("a GP update marked immediate (no urgent path there)", "nvtt-gp-update", gp(json!({"immediate": true})), "urgent_path_not_allowed"),
+        row("a routine MASH referral marked immediate", "nvtt-mash-referral", mash(|e| { e["immediate"] = json!(true); e["payload"]["urgency"] = json!("routine"); }), "urgent_flag_contradicts_payload").by_role(UserRole::SafeguardingLead),
+        row("an immediate MASH referral from a practitioner", "nvtt-mash-referral", mash(|e| e["immediate"] = json!(true)), "urgent_role_not_permitted"),
         // 422: consent and transparency, as the agreement requires.
         row("a MASH referral without its consent record", "nvtt-mash-referral", mash(|e| { e.as_object_mut().unwrap().remove("consent"); }), "consent_required"),
         row("an objection under implied consent", "nvtt-gp-update", gp(json!({"consent": {"status": "refused"}})), "consent_refused"),
@@ -776,6 +786,7 @@ fn permitted_controls() -> Vec<Row> {
     vec![
         row("a GP update", "nvtt-gp-update", gp(json!({})), "permit"),
         row("a MASH referral", "nvtt-mash-referral", mash(|_| {}), "permit"),
+        row("an immediate MASH referral from a safeguarding lead", "nvtt-mash-referral", mash(|e| e["immediate"] = json!(true)), "permit").by_role(UserRole::SafeguardingLead),
         row("a dataset return", "nvtt-nhse-dataset", dataset(), "permit"),
         row("a LADO referral by a safeguarding lead", "nvtt-lado-referral", lado, "permit").by_role(UserRole::SafeguardingLead),
         row("both contributors consented", "variant-all-contributors", contributors(true), "permit"),

@@ -102,6 +102,41 @@ impl Agreement {
                 "must be between 1 and 8760 (a year)".into(),
             );
         }
+        if file.approval.urgent_path {
+            let rule = rules::URGENT_PATH_NEEDS_CONDITION;
+            match &file.approval.urgent_when {
+                None => at(
+                    "approval.urgent_when",
+                    format!("rule {rule}: the urgent path needs the payload field and values that mean immediate risk"),
+                ),
+                Some(when) => {
+                    let named = PointerPattern::parse(&when.pointer)
+                        .ok()
+                        .is_some_and(|p| !schemas.is_empty() && schemas.iter().all(|s| s.shape(&p).is_some()));
+                    if !named || when.values.is_empty() {
+                        at(
+                            "approval.urgent_when",
+                            format!(
+                                "rule {rule}: {:?} must name a field of every message type, with at least one value",
+                                when.pointer
+                            ),
+                        );
+                    }
+                }
+            }
+            if file.approval.urgent_roles.is_empty()
+                || file
+                    .approval
+                    .urgent_roles
+                    .iter()
+                    .any(|r| !file.sender.roles.contains(r))
+            {
+                at(
+                    "approval.urgent_roles",
+                    format!("rule {rule}: name the sender roles that may use the urgent path"),
+                );
+            }
+        }
         if file.retention.years == 0 {
             at("retention.years", "must be at least one year".into());
         }

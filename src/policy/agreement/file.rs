@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::pseudonymise::{DateLevel, PostcodeLevel, Treatment};
+use crate::roles::UserRole;
 
 /// An Information Sharing Agreement, as written in a TOML file under `isa-templates/`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -99,11 +100,27 @@ pub struct Approval {
     #[serde(default)]
     pub hold_without_consent: bool,
     /// A transfer marked `immediate` (a child at risk now) leaves at once and is flagged for a
-    /// director's retrospective review within `review_within_hours`.
+    /// director's retrospective review within `review_within_hours` — only when its payload says
+    /// the risk is immediate (`urgent_when`) and the user acts in one of `urgent_roles`.
     #[serde(default)]
     pub urgent_path: bool,
     #[serde(default = "default_review_hours")]
     pub review_within_hours: u32,
+    /// What in the payload says the risk is immediate. Required with `urgent_path`: the flag alone
+    /// never releases anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgent_when: Option<UrgentWhen>,
+    /// The roles that may use the urgent path (a subset of the sender roles).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urgent_roles: Vec<UserRole>,
+}
+
+/// A payload condition: the field at `pointer` holds one of `values`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UrgentWhen {
+    pub pointer: String,
+    pub values: Vec<String>,
 }
 
 fn default_review_hours() -> u32 {
@@ -116,6 +133,8 @@ impl Default for Approval {
             hold_without_consent: false,
             urgent_path: false,
             review_within_hours: default_review_hours(),
+            urgent_when: None,
+            urgent_roles: Vec::new(),
         }
     }
 }
@@ -152,7 +171,7 @@ pub struct Sender {
     /// A public authority acting on its official tasks cannot rely on Art 6(1)(ea) or (f).
     pub public_authority: bool,
     /// The user roles (from the bearer token) that may send under this agreement.
-    pub roles: Vec<crate::roles::UserRole>,
+    pub roles: Vec<UserRole>,
     /// Ids of registered systems (gateway configuration `[[systems]]`) allowed to send.
     pub systems: Vec<String>,
 }

@@ -23,6 +23,7 @@ pub mod rules {
     pub const TREATMENT_FITS_FIELD: &str = "treatment_fits_field_type";
     pub const OUTBOUND_SCHEMA_KNOWN: &str = "outbound_schema_known";
     pub const TOKEN_NEEDS_OUTBOUND_SCHEMA: &str = "pseudonymised_output_needs_outbound_schema";
+    pub const URGENT_PATH_NEEDS_CONDITION: &str = "urgent_path_needs_payload_condition_and_roles";
 }
 
 /// The legal consistency rules, as (rule, explanation) for each breach.
