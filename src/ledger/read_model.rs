@@ -128,3 +128,30 @@ pub fn project(history: &[Entry]) -> Option<TransferRecord> {
     }
     Some(r)
 }
+
+/// What left must be what was decided: every "delivered" entry carries the decision's outbound
+/// digest, and a held transfer is delivered only after a second person's approval. `None` when
+/// the history keeps both rules; otherwise what broke them.
+pub fn delivered_as_decided(history: &[Entry]) -> Option<&'static str> {
+    let decision = &history.first()?.event;
+    let mut approved = false;
+    for e in &history[1..] {
+        let ev = &e.event;
+        if ev.kind == EventKind::Approval
+            && ev.decision == Some(super::DecisionKind::Permit)
+            && ev.user_sub.is_some()
+            && ev.user_sub != decision.user_sub
+        {
+            approved = true;
+        }
+        if ev.kind == EventKind::Delivery && ev.status == TransferStatus::Delivered {
+            if ev.sent_sha256 != decision.sent_sha256 {
+                return Some("what was delivered is not what was decided (its digest differs)");
+            }
+            if decision.decision == Some(super::DecisionKind::Hold) && !approved {
+                return Some("it was held, and delivered without a second person's approval");
+            }
+        }
+    }
+    None
+}

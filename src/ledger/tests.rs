@@ -140,3 +140,57 @@ fn the_chain_names_what_is_wrong_with_the_next_entry() {
     assert_eq!((chain.seq, chain.hash, chain.leaves.len()), (2, second.hash, 2));
     assert_eq!(chain.leaves[1], merkle::leaf_hash(&second.bytes));
 }
+
+/// A transfer's history as the ledger would hold it (hashes are not what this checks).
+fn history(events: Vec<Event>) -> Vec<Entry> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Entry {
+            seq: i as i64 + 1,
+            prev_hash: GENESIS,
+            hash: GENESIS,
+            event,
+        })
+        .collect()
+}
+
+fn step(kind: EventKind, status: TransferStatus, decision: Option<DecisionKind>, who: &str, sent: &str) -> Event {
+    let mut e = event();
+    (e.kind, e.status, e.decision) = (kind, status, decision);
+    e.user_sub = Some(who.into());
+    e.sent_sha256 = Some(sent.into());
+    e
+}
+
+#[test]
+fn what_was_delivered_must_be_what_was_decided() {
+    let decided = |d| step(EventKind::Decision, TransferStatus::Held, Some(d), "alice", "aa");
+    let approval = |who: &str| {
+        step(
+            EventKind::Approval,
+            TransferStatus::Accepted,
+            Some(DecisionKind::Permit),
+            who,
+            "aa",
+        )
+    };
+    let delivered = |sent: &str| step(EventKind::Delivery, TransferStatus::Delivered, None, "", sent);
+
+    let sent = history(vec![decided(DecisionKind::Permit), delivered("aa")]);
+    assert_eq!(delivered_as_decided(&sent), None);
+    let approved = history(vec![decided(DecisionKind::Hold), approval("dee"), delivered("aa")]);
+    assert_eq!(delivered_as_decided(&approved), None);
+
+    let other_bytes = history(vec![decided(DecisionKind::Permit), delivered("bb")]);
+    assert!(delivered_as_decided(&other_bytes).unwrap().contains("digest"));
+    let unapproved = history(vec![decided(DecisionKind::Hold), delivered("aa")]);
+    assert!(delivered_as_decided(&unapproved).unwrap().contains("second person"));
+    let self_approved = history(vec![decided(DecisionKind::Hold), approval("alice"), delivered("aa")]);
+    assert!(delivered_as_decided(&self_approved).unwrap().contains("second person"));
+    let approved_after = history(vec![decided(DecisionKind::Hold), delivered("aa"), approval("dee")]);
+    assert!(
+        delivered_as_decided(&approved_after).is_some(),
+        "an approval after delivery does not count"
+    );
+}

@@ -3,7 +3,9 @@
 
 use uuid::Uuid;
 
-use super::{Chain, Entry, Hash, Ledger, LedgerError, TransferQuery, TransferRecord, merkle, project};
+use super::{
+    Chain, Entry, Hash, Ledger, LedgerError, TransferQuery, TransferRecord, delivered_as_decided, merkle, project,
+};
 
 /// What `verify` found: the chain, the tree, and every checkpoint, with the first problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +202,9 @@ impl ReadSide {
         };
         if &derived != shown {
             return Some("its listing does not match its ledger entries (edited)".into());
+        }
+        if let Some(problem) = delivered_as_decided(&history) {
+            return Some(problem.into());
         }
         let decision = &history[0].event;
         let stored: Option<Vec<String>> = self
