@@ -12,16 +12,31 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
             .map(|t| parse_public_key(t).ok_or_else(|| "--public-key must be ed25519:<64 hex>".to_owned()))
             .transpose()
     };
-    if let LedgerCommand::VerifyBundle { dir, public_key } = &command {
+    if let LedgerCommand::VerifyBundle {
+        dir,
+        public_key,
+        allow_unpinned,
+    } = &command
+    {
+        if public_key.is_none() && !allow_unpinned {
+            return Err(
+                "a bundle proves nothing without the key you trust: pass --public-key ed25519:<hex> \
+                 (from a channel other than the bundle), or --allow-unpinned to check its integrity only"
+                    .into(),
+            );
+        }
         let report = crate::audit::bundle::verify(dir, pinned(public_key)?.as_ref())
             .map_err(|e| format!("bundle does not verify: {e}"))?;
-        println!(
-            "ok: {} entries, each in the signed tree of {} entries",
-            report.entries, report.tree_size
-        );
         if public_key.is_none() {
             println!(
-                "note: verified against the bundle's own public_key.txt; pin the key with --public-key to prove origin"
+                "integrity only: {} entries consistent with the signed tree of {} entries, under the bundle's own \
+                 public_key.txt; who signed it is NOT proved (pin the key with --public-key)",
+                report.entries, report.tree_size
+            );
+        } else {
+            println!(
+                "ok: {} entries, each in the signed tree of {} entries",
+                report.entries, report.tree_size
             );
         }
         return Ok(ExitCode::SUCCESS);

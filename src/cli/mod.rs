@@ -230,6 +230,9 @@ enum LedgerCommand {
         /// The checkpoint key you trust (`ed25519:<hex>`), from a channel other than the bundle.
         #[arg(long)]
         public_key: Option<String>,
+        /// Check integrity only, against the bundle's own key: proves nothing about who made it.
+        #[arg(long)]
+        allow_unpinned: bool,
     },
 }
 

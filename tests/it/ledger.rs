@@ -331,6 +331,14 @@ async fn an_audit_bundle_verifies_offline_and_fails_after_any_change() {
     std::fs::remove_file(app.db_path()).unwrap();
     assert!(verify(&["--public-key", &public]).status.success());
 
+    // Without a pinned key it refuses to say "ok"; --allow-unpinned checks integrity only, and says so.
+    let unpinned = verify(&[]);
+    assert!(!unpinned.status.success());
+    assert!(stdout(&unpinned).contains("--public-key"), "{}", stdout(&unpinned));
+    let integrity = verify(&["--allow-unpinned"]);
+    assert!(integrity.status.success(), "{}", stdout(&integrity));
+    assert!(stdout(&integrity).contains("NOT proved") && !stdout(&integrity).contains("ok:"));
+
     // Another organisation's key does not verify it.
     let other = isa_gateway::ledger::checkpoint::public_key_text(
         &isa_gateway::ledger::signing::CheckpointKey::from_seed(&[1; 32]).public(),
