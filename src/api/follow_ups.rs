@@ -155,12 +155,17 @@ async fn judge_held(
     }
     two_people(&r, &user)?;
     if approve {
-        let today = state.clock.today();
-        approvable(
-            state.catalogue.agreements.get(&r.agreement_id).map(AsRef::as_ref),
-            today,
-        )
-        .map_err(|why| conflict(why.code(), why.explain()))?;
+        let decided_under = state
+            .ledger
+            .entries_of(&[r.transfer_id])
+            .await
+            .map_err(|e| ApiError::ledger_unavailable(&e))?
+            .into_iter()
+            .find(|e| e.event.kind == EventKind::Decision)
+            .and_then(|e| e.event.agreement_hash);
+        let agreement = state.catalogue.agreements.get(&r.agreement_id).map(AsRef::as_ref);
+        approvable(agreement, decided_under.as_deref(), state.clock.today())
+            .map_err(|why| conflict(why.code(), why.explain()))?;
     }
     let status = if approve {
         TransferStatus::Accepted

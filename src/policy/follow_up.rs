@@ -123,6 +123,8 @@ impl TwoPersonRule {
 pub enum NotApprovable {
     /// The agreement it was held under is no longer loaded.
     UnknownAgreement,
+    /// The agreement has changed (its content hash) since the disclosure was asked for.
+    AgreementChanged,
     NotInForce(NotInForce),
 }
 
@@ -130,6 +132,7 @@ impl NotApprovable {
     pub fn code(self) -> &'static str {
         match self {
             Self::UnknownAgreement => "unknown_agreement",
+            Self::AgreementChanged => "agreement_changed",
             Self::NotInForce(why) => why.code(),
         }
     }
@@ -137,18 +140,28 @@ impl NotApprovable {
     pub fn explain(self) -> &'static str {
         match self {
             Self::UnknownAgreement => "The agreement is no longer loaded.",
+            Self::AgreementChanged => {
+                "The agreement has changed since this was asked for: it can only be sent again, to be decided under \
+                 the agreement in force."
+            }
             Self::NotInForce(why) => why.explain(),
         }
     }
 }
 
-/// Approval is when a held disclosure is really decided: the agreement must be in force on the
+/// Approval is when a held disclosure is really decided: the agreement must be the one it was
+/// asked for under (`decided_under`, the content hash the decision recorded) and in force on the
 /// day of approval, not only on the day it was asked for.
-pub fn approvable(agreement: Option<&Agreement>, today: Date) -> Result<(), NotApprovable> {
-    agreement
-        .ok_or(NotApprovable::UnknownAgreement)?
-        .in_force(today)
-        .map_err(NotApprovable::NotInForce)
+pub fn approvable(
+    agreement: Option<&Agreement>,
+    decided_under: Option<&str>,
+    today: Date,
+) -> Result<(), NotApprovable> {
+    let agreement = agreement.ok_or(NotApprovable::UnknownAgreement)?;
+    if decided_under != Some(agreement.content_hash()) {
+        return Err(NotApprovable::AgreementChanged);
+    }
+    agreement.in_force(today).map_err(NotApprovable::NotInForce)
 }
 
 #[cfg(test)]
@@ -183,6 +196,46 @@ mod tests {
         assert_eq!(two_people(Some("alice"), "alice"), Err(TwoPersonRule));
         assert_eq!(two_people(Some("alice"), "dee"), Ok(()));
         assert_eq!(two_people(None, "dee"), Ok(()), "a system's own transfer has no asker");
+    }
+
+    /// The shipped MASH agreement, loaded from text built into the test (the core reads no file).
+    fn mash_agreement() -> Agreement {
+        use std::path::PathBuf;
+
+        use crate::agreement::{Context, SourceFile};
+        use crate::schemas::MessageSchemas;
+        let schema = SourceFile {
+            path: PathBuf::from("schemas/messages/mash_referral.json"),
+            bytes: include_bytes!("../../schemas/messages/mash_referral.json").to_vec(),
+        };
+        let schemas = MessageSchemas::from_files(&PathBuf::from("schemas/messages"), vec![schema], vec![]).unwrap();
+        let ctx = Context {
+            systems: ["tt-case-system".to_owned()].into(),
+            destinations: ["mash-drop".to_owned()].into(),
+            schemas: &schemas,
+        };
+        let text = include_str!("../../isa-templates/nvtt-mash-referral.toml");
+        Agreement::parse(&PathBuf::from("nvtt-mash-referral.toml"), text, &ctx).unwrap()
+    }
+
+    #[test]
+    fn approval_needs_the_agreement_it_was_asked_under_in_force_today() {
+        let a = mash_agreement();
+        let today: Date = "2026-06-01".parse().unwrap();
+        assert_eq!(approvable(Some(&a), Some(a.content_hash()), today), Ok(()));
+        assert_eq!(
+            approvable(Some(&a), Some("an earlier version's hash"), today),
+            Err(NotApprovable::AgreementChanged)
+        );
+        assert_eq!(
+            approvable(None, Some(a.content_hash()), today),
+            Err(NotApprovable::UnknownAgreement)
+        );
+        let expired: Date = "2030-01-01".parse().unwrap();
+        assert!(matches!(
+            approvable(Some(&a), Some(a.content_hash()), expired),
+            Err(NotApprovable::NotInForce(_))
+        ));
     }
 
     #[test]
