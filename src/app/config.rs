@@ -141,6 +141,13 @@ pub struct TlsSettings {
     /// Certificate revocation lists (PEM) from those CAs. Production requires at least one.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// How often the CRL files are checked for a new version (also reread on SIGHUP).
+    #[serde(default = "default_crl_reload_secs")]
+    pub crl_reload_secs: u64,
+}
+
+fn default_crl_reload_secs() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -48,6 +48,8 @@ pub struct Application {
     ledger: Arc<dyn Ledger>,
     delivery: Arc<Delivery>,
     checkpointer: Arc<Checkpointer>,
+    verifier: Arc<tls::ClientVerifier>,
+    crl_reload: Duration,
 }
 
 impl Application {
@@ -69,7 +71,9 @@ impl Application {
         let keys = load_keys(&config, &agreements)?;
         let catalogue = Catalogue::new(agreements, schemas, keys).map_err(StartupError::Envelope)?;
         let transports = Transports::build(&config.destinations).map_err(|(id, e)| StartupError::Destination(id, e))?;
-        let tls = tls::server_config(&config.tls)?;
+        let verifier = tls::ClientVerifier::new(&config.tls)?;
+        let tls = tls::server_config(&config.tls, verifier.clone())?;
+        let crl_reload = Duration::from_secs(config.tls.crl_reload_secs.max(1));
         let ledger = ledger::open(&config.database_url).await?;
         ledger.warm().await?;
         let listener = std::net::TcpListener::bind(config.listen).map_err(|e| StartupError::Bind(config.listen, e))?;
@@ -125,6 +129,8 @@ impl Application {
             ledger,
             delivery,
             checkpointer,
+            verifier,
+            crl_reload,
         })
     }
 
@@ -145,10 +151,12 @@ impl Application {
         let worker = tokio::spawn(self.delivery.clone().run());
         let reports = tokio::spawn(self.delivery.watch_reports());
         let checkpoints = tokio::spawn(self.checkpointer.run());
+        let crls = tokio::spawn(self.verifier.watch(self.crl_reload));
         let result = self.server.await;
         worker.abort();
         reports.abort();
         checkpoints.abort();
+        crls.abort();
         result
     }
 }

@@ -6,9 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::UnixTime;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
@@ -100,18 +103,144 @@ fn roots(certs: Vec<CertificateDer<'static>>, path: &Path) -> Result<RootCertSto
     Ok(store)
 }
 
-/// The server side of mutual TLS: a client certificate is required and must chain to the client
-/// CA bundle; revoked certificates (per the CRLs) are refused, and so is every certificate when
-/// a CRL has passed its next-update time (fail closed).
-pub fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {
-    let provider = provider();
-    let client_roots = roots(read_certs(&settings.client_ca)?, &settings.client_ca)?;
-    let crls = read_crls(&settings.crls)?;
-    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone());
+/// The client-certificate verifier, rebuilt when a CRL file changes, without a restart.
+///
+/// rustls asks it about every handshake; it hands each question to the verifier built from the
+/// CRLs as last read. A CRL that cannot be read or parsed is not swapped in: the last good one
+/// stays, and it fails closed once its next-update time passes.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    current: std::sync::RwLock<Arc<dyn ClientCertVerifier>>,
+    /// The CA's subjects, offered to clients; the roots never change while running.
+    hints: Vec<DistinguishedName>,
+    client_ca: PathBuf,
+    crls: Vec<PathBuf>,
+    /// The CRL files' modification times when last read.
+    read_at: std::sync::Mutex<Vec<Option<std::time::SystemTime>>>,
+}
+
+fn modified(paths: &[PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+fn build_verifier(client_ca: &Path, crl_paths: &[PathBuf]) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let client_roots = roots(read_certs(client_ca)?, client_ca)?;
+    let crls = read_crls(crl_paths)?;
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider());
     if !crls.is_empty() {
         verifier = verifier.with_crls(crls).enforce_revocation_expiration();
     }
-    let verifier = verifier.build().map_err(|e| TlsError::Rustls(e.to_string()))?;
+    verifier.build().map_err(|e| TlsError::Rustls(e.to_string()))
+}
+
+impl ClientVerifier {
+    pub fn new(settings: &TlsSettings) -> Result<Arc<Self>, TlsError> {
+        let read_at = modified(&settings.crls);
+        let verifier = build_verifier(&settings.client_ca, &settings.crls)?;
+        Ok(Arc::new(Self {
+            hints: verifier.root_hint_subjects().to_vec(),
+            current: std::sync::RwLock::new(verifier),
+            client_ca: settings.client_ca.clone(),
+            crls: settings.crls.clone(),
+            read_at: std::sync::Mutex::new(read_at),
+        }))
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the CRLs again if any file changed since the last read (or always, with `force`:
+    /// SIGHUP). Returns whether a new verifier is in use.
+    pub fn reload(&self, force: bool) -> Result<bool, TlsError> {
+        let now = modified(&self.crls);
+        {
+            let read_at = self.read_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !force && *read_at == now {
+                return Ok(false);
+            }
+        }
+        let verifier = build_verifier(&self.client_ca, &self.crls)?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
+        *self.read_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        Ok(true)
+    }
+
+    /// Watches the CRL files every `every`, and reloads on SIGHUP. Runs until the task is dropped.
+    pub async fn watch(self: Arc<Self>, every: std::time::Duration) {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(every);
+        loop {
+            let force = tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            };
+            match self.reload(force) {
+                Ok(true) => tracing::info!(crls = self.crls.len(), "CRLs reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "CRLs could not be reloaded; the last ones read stay in use"),
+            }
+        }
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current().verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+/// The server side of mutual TLS: a client certificate is required and must chain to the client
+/// CA bundle; revoked certificates (per the CRLs) are refused, and so is every certificate when
+/// a CRL has passed its next-update time (fail closed). `verifier` rereads the CRLs when they
+/// change.
+pub fn server_config(settings: &TlsSettings, verifier: Arc<ClientVerifier>) -> Result<ServerConfig, TlsError> {
+    let provider = provider();
     let chain = read_certs(&settings.server_cert)?;
     let key = read_key(&settings.server_key)?;
     let mut config = ServerConfig::builder_with_provider(provider)

@@ -44,6 +44,9 @@ pub struct TestPki {
     _dir: tempfile::TempDir,
     pub ca_cert: PathBuf,
     pub crl: PathBuf,
+    /// A CRL from the test CA revoking `revoked` and `sender` too (for a gateway that rereads
+    /// its CRL while running).
+    pub crl_revoking_sender: String,
     pub server: Files,
     pub sender: Files,
     pub auditor: Files,
@@ -113,6 +116,8 @@ pub fn pki() -> &'static TestPki {
         let revoked = put(d, "revoked", client("revoked-system", year));
         let crl = d.join("ca.crl");
         std::fs::write(&crl, ca.crl(&[&revoked.issued.serial], 30).unwrap()).unwrap();
+        let sender = put(d, SENDER, client(SENDER, year));
+        let crl_revoking_sender = ca.crl(&[&revoked.issued.serial, &sender.issued.serial], 30).unwrap();
         let foreign_ca = Ca::new("some other CA", year).unwrap();
         let receiver_ca = Ca::new("receiver CA", year).unwrap();
         let receiver_ca_cert = d.join("receiver-ca.crt");
@@ -134,7 +139,8 @@ pub fn pki() -> &'static TestPki {
             issuer_pub,
             foreign_issuer_key,
             server: put(d, "server", ca.issue_server(&["localhost", "127.0.0.1"], year).unwrap()),
-            sender: put(d, SENDER, client(SENDER, year)),
+            sender,
+            crl_revoking_sender,
             auditor: put(d, AUDITOR, client(AUDITOR, year)),
             other_sender: put(d, OTHER_SENDER, client(OTHER_SENDER, year)),
             unregistered: put(d, "unregistered", client("unregistered-system", year)),
@@ -226,6 +232,9 @@ pub struct Spawn {
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive.
     pub body_read_secs: u64,
+    /// The gateway's own copy of the CRL (rewritten by the test), checked every second; by
+    /// default the shared test CRL, checked every minute.
+    pub own_crl: bool,
     /// The ledger's database (default: SQLite in the test's directory).
     pub database_url: String,
     /// The key store (default: `keys` in the test's directory). Gateways sharing a database
@@ -242,6 +251,7 @@ impl Default for Spawn {
             destinations: String::new(),
             max_body_bytes: 64 * 1024,
             body_read_secs: 10,
+            own_crl: false,
             database_url: "sqlite://ledger.db".into(),
             keys_dir: None,
         }
@@ -280,6 +290,13 @@ impl TestApp {
         for (name, text) in &opts.agreements {
             std::fs::write(agreements.join(name), text).unwrap();
         }
+        let crl = if opts.own_crl {
+            let own = dir.path().join("ca.crl");
+            std::fs::copy(&p.crl, &own).unwrap();
+            own
+        } else {
+            p.crl.clone()
+        };
         let config_path = dir.path().join("gateway.toml");
         let config = format!(
             r#"
@@ -304,6 +321,7 @@ server_cert = "{server_cert}"
 server_key = "{server_key}"
 client_ca = "{ca}"
 crls = ["{crl}"]
+crl_reload_secs = {crl_reload}
 
 [limits]
 max_body_bytes = {max_body}
@@ -354,7 +372,8 @@ path = "deliveries/lado"
             server_cert = p.server.cert.display(),
             server_key = p.server.key.display(),
             ca = p.ca_cert.display(),
-            crl = p.crl.display(),
+            crl = crl.display(),
+            crl_reload = if opts.own_crl { 1 } else { 60 },
             max_body = opts.max_body_bytes,
             body_secs = opts.body_read_secs,
             sender_id = identity(SENDER),

@@ -139,3 +139,32 @@ async fn every_connection_proves_its_certificate_none_resumes() {
         }
     }
 }
+
+/// A certificate revoked while the gateway runs is refused once the new CRL is written, with no
+/// restart (issue 13, row 3): the gateway rereads a CRL file when it changes (and on SIGHUP).
+#[tokio::test]
+async fn a_certificate_revoked_while_running_is_refused_without_a_restart() {
+    let app = crate::helpers::TestApp::spawn_with(crate::helpers::Spawn {
+        own_crl: true,
+        ..crate::helpers::Spawn::default()
+    })
+    .await;
+    assert!(handshake(app.addr, client_tls(Some(&pki().sender))).await.is_ok());
+    std::fs::write(app.dir.path().join("ca.crl"), &pki().crl_revoking_sender).unwrap();
+    // The gateway checks every second: ask until it refuses, within a bound.
+    let mut refused = None;
+    for _ in 0..100 {
+        if let Err(e) = handshake(app.addr, client_tls(Some(&pki().sender))).await {
+            refused = Some(e);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let err = refused.expect("the revoked certificate was still accepted after 10 s");
+    assert!(
+        err.contains("revoked") || err.contains("Revoked") || err.contains("alert"),
+        "{err}"
+    );
+    // Others are still let in.
+    assert!(handshake(app.addr, client_tls(Some(&pki().auditor))).await.is_ok());
+}
