@@ -115,14 +115,16 @@ pub struct ClientVerifier {
     hints: Vec<DistinguishedName>,
     client_ca: PathBuf,
     crls: Vec<PathBuf>,
-    /// The CRL files' modification times when last read.
-    read_at: std::sync::Mutex<Vec<Option<std::time::SystemTime>>>,
+    /// What the CRL files held when last read (by digest: a modification time can miss a change
+    /// made within its resolution).
+    read_at: std::sync::Mutex<Vec<Option<[u8; 32]>>>,
 }
 
-fn modified(paths: &[PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+fn modified(paths: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
+    use sha2::Digest as _;
     paths
         .iter()
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .map(|p| std::fs::read(p).ok().map(|b| sha2::Sha256::digest(b).into()))
         .collect()
 }
 
