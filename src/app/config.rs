@@ -64,6 +64,12 @@ pub struct LedgerSettings {
     pub checkpoint_every_entries: u64,
     /// …or once this long has passed with any new entry.
     pub checkpoint_every_secs: u64,
+    /// A folder outside the database where every signed checkpoint is also written (C2SP signed
+    /// notes); the gateway refuses to start, sign or export if the ledger does not extend the
+    /// latest one there. Put it where whoever can write the database cannot.
+    pub checkpoint_log: Option<PathBuf>,
+    /// The checkpoints' origin line: this ledger's name for auditors and witnesses.
+    pub origin: String,
 }
 
 impl Default for LedgerSettings {
@@ -71,6 +77,8 @@ impl Default for LedgerSettings {
         Self {
             checkpoint_every_entries: 1000,
             checkpoint_every_secs: 300,
+            checkpoint_log: None,
+            origin: "isa-gateway".to_owned(),
         }
     }
 }
@@ -389,6 +397,9 @@ impl Config {
         rebase(&mut self.agreements_dir);
         rebase(&mut self.schemas_dir);
         rebase(&mut self.keys_dir);
+        if let Some(log) = &mut self.ledger.checkpoint_log {
+            rebase(log);
+        }
         for i in &mut self.auth.issuers {
             for p in [&mut i.public_key, &mut i.jwks, &mut i.dev_signing_key]
                 .into_iter()

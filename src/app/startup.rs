@@ -42,6 +42,15 @@ pub enum StartupError {
     Bind(SocketAddr, std::io::Error),
 }
 
+/// The folder outside the database where signed checkpoints are also kept, if configured.
+pub fn checkpoint_log(config: &Config) -> Option<crate::audit::checkpoint_log::CheckpointLog> {
+    config
+        .ledger
+        .checkpoint_log
+        .as_deref()
+        .map(|dir| crate::audit::checkpoint_log::CheckpointLog::new(dir, &config.ledger.origin))
+}
+
 pub struct Application {
     addr: SocketAddr,
     server: actix_web::dev::Server,
@@ -93,6 +102,7 @@ impl Application {
                 clock.clone(),
                 config.ledger.checkpoint_every_entries.max(1),
                 Duration::from_secs(config.ledger.checkpoint_every_secs.max(1)),
+                checkpoint_log(&config),
             )
             .await?,
         );

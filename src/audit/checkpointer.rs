@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+use crate::audit::checkpoint_log::{CheckpointLog, extends};
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::signing::CheckpointKey;
 use crate::ledger::{Ledger, LedgerError};
@@ -14,6 +15,8 @@ use crate::platform::clock::Clock;
 pub struct Checkpointer {
     ledger: Arc<dyn Ledger>,
     key: CheckpointKey,
+    /// Where every signed checkpoint is also written, outside the database.
+    log: Option<CheckpointLog>,
     clock: Clock,
     every_entries: u64,
     every: Duration,
@@ -28,16 +31,29 @@ impl Checkpointer {
         clock: Clock,
         every_entries: u64,
         every: Duration,
+        log: Option<CheckpointLog>,
     ) -> Result<Self, LedgerError> {
         let last = ledger.checkpoints().await?.pop();
-        Ok(Self {
+        let me = Self {
             ledger,
             key,
+            log,
             clock,
             every_entries,
             every,
             last: Mutex::new((last, Instant::now())),
-        })
+        };
+        me.check_against_log().await?;
+        Ok(me)
+    }
+
+    /// The ledger as stored still extends the latest checkpoint kept outside the database.
+    pub async fn check_against_log(&self) -> Result<(), LedgerError> {
+        let Some(log) = &self.log else { return Ok(()) };
+        match log.read(&self.key.public())?.last() {
+            Some(kept) => extends(self.ledger.as_ref(), kept).await,
+            None => Ok(()),
+        }
     }
 
     pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
@@ -51,8 +67,13 @@ impl Checkpointer {
         if size == 0 || last.0.as_ref().is_some_and(|c| c.tree_size >= size) {
             return Ok(last.0.clone());
         }
+        // Never sign a tree that does not extend what was signed before, as kept outside.
+        self.check_against_log().await?;
         let cp = Checkpoint::sign(size, self.ledger.root(size).await?, self.clock.now(), &self.key);
         self.ledger.store_checkpoint(&cp).await?;
+        if let Some(log) = &self.log {
+            log.append(&cp, &self.key)?;
+        }
         tracing::info!(tree_size = size, root = %hex::encode(cp.root), "ledger checkpoint signed");
         *last = (Some(cp.clone()), Instant::now());
         Ok(Some(cp))

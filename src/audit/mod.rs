@@ -3,6 +3,7 @@
 //! ([`report`]). Reads the ledger; never changes a decision.
 
 pub mod bundle;
+pub mod checkpoint_log;
 pub mod checkpointer;
 pub mod report;
 pub mod subject_access;

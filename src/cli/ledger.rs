@@ -54,7 +54,14 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
     let store = crate::app::keystore::KeyStore::new(&config.keys_dir);
     let key = || store.checkpoint_key(false).map(|(k, _)| k).map_err(|e| e.to_string());
     match command {
-        LedgerCommand::Verify { public_key, .. } => {
+        LedgerCommand::Verify {
+            public_key, checkpoint, ..
+        } => {
+            let trusted_key = if public_key.is_some() {
+                "the pinned key"
+            } else {
+                "the gateway's own key"
+            };
             let public = match pinned(&public_key)? {
                 Some(k) => k,
                 None => key()?.public(),
@@ -87,12 +94,52 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                         );
                         return Ok(ExitCode::FAILURE);
                     }
+                    // Checkpoints kept outside the database: the log's, and any an auditor kept.
+                    let log = crate::app::startup::checkpoint_log(&config);
+                    let origin = log.as_ref().map_or(config.ledger.origin.as_str(), |l| l.origin());
+                    let mut kept = match &log {
+                        Some(l) => l.read(&public).map_err(|e| e.to_string())?,
+                        None => Vec::new(),
+                    };
+                    let from_log = kept.len();
+                    for file in &checkpoint {
+                        kept.push(
+                            crate::audit::checkpoint_log::read_note(file, origin, &public)
+                                .map_err(|e| e.to_string())?,
+                        );
+                    }
+                    let stored: Vec<(u64, crate::ledger::Hash)> = ledger
+                        .checkpoints()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .iter()
+                        .map(|c| (c.tree_size, c.root))
+                        .collect();
+                    for (i, k) in kept.iter().enumerate() {
+                        if let Err(e) = crate::audit::checkpoint_log::extends(ledger.as_ref(), k).await {
+                            println!("BROKEN: {e}");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                        if i < from_log && !stored.contains(&(k.tree_size, k.root)) {
+                            println!(
+                                "BROKEN: the checkpoint at tree size {} in the checkpoint log is missing from the \
+                                 database (checkpoint rows were removed)",
+                                k.tree_size
+                            );
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
                     println!(
                         "ok: {} entries, chain head {}, {} checkpoint(s) verified; transfer listings and subject \
                          index match the entries",
                         report.entries,
                         hex::encode(report.head),
                         report.checkpoints
+                    );
+                    println!(
+                        "trusted: {trusted_key}; {from_log} checkpoint(s) from the checkpoint log and {} kept \
+                         checkpoint(s) given, each extended by the ledger",
+                        checkpoint.len()
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -109,6 +156,7 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                 crate::platform::clock::Clock::System,
                 1,
                 std::time::Duration::from_secs(1),
+                crate::app::startup::checkpoint_log(&config),
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -132,6 +180,7 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                 crate::platform::clock::Clock::System,
                 1,
                 std::time::Duration::from_secs(1),
+                crate::app::startup::checkpoint_log(&config),
             )
             .await
             .map_err(|e| e.to_string())?;

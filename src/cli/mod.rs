@@ -203,6 +203,9 @@ enum LedgerCommand {
         /// The checkpoint key to verify against (`ed25519:<hex>`); default: the gateway's own.
         #[arg(long)]
         public_key: Option<String>,
+        /// A checkpoint you kept (a C2SP signed note): the ledger must still extend it.
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
     },
     /// Sign a checkpoint of the whole ledger now.
     Checkpoint {

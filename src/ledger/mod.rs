@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod error;
 pub mod merkle;
+pub mod note;
 pub mod read_model;
 pub mod record;
 pub mod signing;
