@@ -31,28 +31,37 @@ fn cells(r: &TransferRecord) -> [String; 10] {
     ]
 }
 
-fn csv_field(s: &str) -> String {
-    // Quote every field that needs it; neutralise spreadsheet formula injection.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
+/// A spreadsheet would run a cell starting `=`, `+`, `-` or `@` as a formula: prefix a quote.
+fn neutralise(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}").into()
     } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
+        s.into()
     }
 }
 
+/// RFC 4180: CRLF after every record, a field quoted only when it holds a comma, a quote or a
+/// line break, quotes doubled.
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new())
+}
+
+/// The bytes a CSV writer into memory wrote. Writing into a `Vec` cannot fail (the csv crate's
+/// only errors are its writer's) and every field is a `String`, so the bytes are UTF-8.
+fn csv_text(w: csv::Writer<Vec<u8>>) -> String {
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
 pub fn csv(rows: &[TransferRecord]) -> String {
-    let mut out = COLUMNS.join(",");
-    out.push_str("\r\n");
+    let mut w = csv_writer();
+    let _ = w.write_record(COLUMNS);
     for r in rows {
-        out.push_str(&cells(r).iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
+        let _ = w.write_record(cells(r).iter().map(|c| neutralise(c).into_owned()));
     }
-    out
+    csv_text(w)
 }
 
 pub fn table(rows: &[TransferRecord]) -> String {
@@ -74,11 +83,50 @@ pub fn table(rows: &[TransferRecord]) -> String {
 mod tests {
     use super::*;
 
+    /// One field as the CSV export writes it (beside a second, as in a row of the export).
+    fn csv_field(s: &str) -> String {
+        let mut w = csv_writer();
+        w.write_record([neutralise(s).as_ref(), "x"]).unwrap();
+        csv_text(w).strip_suffix(",x\r\n").unwrap().to_owned()
+    }
+
     #[test]
     fn csv_fields_are_quoted_and_formulas_neutralised() {
         assert_eq!(csv_field("Riverside, Medical"), "\"Riverside, Medical\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=HYPERLINK(x)"), "'=HYPERLINK(x)");
         assert_eq!(csv_field("plain"), "plain");
+    }
+
+    fn record(sender: &str, reason: Option<&str>) -> TransferRecord {
+        let at: jiff::Timestamp = "2026-06-01T10:00:00.123456Z".parse().unwrap();
+        TransferRecord {
+            transfer_id: uuid::Uuid::nil(),
+            agreement_id: "nvtt-gp-update".into(),
+            message_type: Some("gp_update".into()),
+            sender_system: sender.into(),
+            recipient: Some("Riverside, Medical".into()),
+            status: crate::ledger::TransferStatus::Refused,
+            reason_code: reason.map(Into::into),
+            created_at: at,
+            updated_at: at,
+            ledger_seq: 7,
+            user_sub: None,
+            review_due: None,
+            reviewed_at: None,
+            subject_informed_due: None,
+            subject_informed_at: None,
+        }
+    }
+
+    #[test]
+    fn the_export_is_rfc_4180_with_formulas_neutralised() {
+        let text = csv(&[record("=cmd|' /C calc'!A0", Some("schema_violation"))]);
+        assert_eq!(
+            text,
+            "transfer_id,created_at,agreement_id,message_type,sender_system,user_sub,recipient,status,reason_code,\
+             ledger_seq\r\n00000000-0000-0000-0000-000000000000,2026-06-01T10:00:00.123456Z,nvtt-gp-update,gp_update,\
+             '=cmd|' /C calc'!A0,,\"Riverside, Medical\",refused,schema_violation,7\r\n"
+        );
     }
 }
