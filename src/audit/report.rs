@@ -1,6 +1,8 @@
 //! Renderings of transfer listings for auditors: CSV (RFC 4180) and a plain-text table. Both
 //! carry ids, codes, times and organisation names only, never payload values.
 
+use comfy_table::{ColumnConstraint, ContentArrangement, Table, Width};
+
 use crate::ledger::TransferRecord;
 
 const COLUMNS: [&str; 10] = [
@@ -64,19 +66,53 @@ pub fn csv(rows: &[TransferRecord]) -> String {
     csv_text(w)
 }
 
+/// A borderless table for the command line: each column but the last at least `width` wide (as
+/// `{:<width$}` pads) and followed by `gap` spaces; wider content widens its column. Print it
+/// with [`lines`].
+pub fn plain_table(columns: &[(&str, u16)], gap: u16) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(columns.iter().map(|(heading, _)| *heading));
+    let last = columns.len().saturating_sub(1);
+    for (i, (_, width)) in columns.iter().enumerate() {
+        if let Some(column) = table.column_mut(i) {
+            if i == last {
+                column.set_padding((0, 0));
+            } else {
+                column
+                    .set_padding((0, gap))
+                    .set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(width + gap)));
+            }
+        }
+    }
+    table
+}
+
+/// The table's lines, header first, then one a row where no cell holds a line break; trailing
+/// spaces trimmed.
+pub fn lines(table: &Table) -> impl Iterator<Item = String> {
+    table.lines().map(|l| l.trim_end().to_owned())
+}
+
 pub fn table(rows: &[TransferRecord]) -> String {
-    let mut out = format!(
-        "{:<36}  {:<27}  {:<16}  {:<20}  {:<8}  {}\n",
-        "TRANSFER", "CREATED", "STATUS", "REASON", "SEQ", "MESSAGE TYPE"
+    let mut table = plain_table(
+        &[
+            ("TRANSFER", 36),
+            ("CREATED", 27),
+            ("STATUS", 16),
+            ("REASON", 20),
+            ("SEQ", 8),
+            ("MESSAGE TYPE", 0),
+        ],
+        2,
     );
     for r in rows {
-        let c = cells(r);
-        out.push_str(&format!(
-            "{:<36}  {:<27}  {:<16}  {:<20}  {:<8}  {}\n",
-            c[0], c[1], c[7], c[8], c[9], c[3]
-        ));
+        let [id, created, _, message_type, _, _, _, status, reason, seq] = cells(r);
+        table.add_row([id, created, status, reason, seq, message_type]);
     }
-    out
+    lines(&table).map(|l| l + "\n").collect()
 }
 
 #[cfg(test)]
@@ -128,5 +164,45 @@ mod tests {
              ledger_seq\r\n00000000-0000-0000-0000-000000000000,2026-06-01T10:00:00.123456Z,nvtt-gp-update,gp_update,\
              '=cmd|' /C calc'!A0,,\"Riverside, Medical\",refused,schema_violation,7\r\n"
         );
+    }
+
+    #[test]
+    fn the_table_keeps_the_columns_it_had_when_written_by_hand() {
+        let by_hand = |c: [&str; 6]| {
+            format!(
+                "{:<36}  {:<27}  {:<16}  {:<20}  {:<8}  {}",
+                c[0], c[1], c[2], c[3], c[4], c[5]
+            )
+            .trim_end()
+            .to_owned()
+                + "\n"
+        };
+        let rows = [
+            record("case-system", Some("schema_violation")),
+            record("case-system", None),
+        ];
+        let expected = by_hand(["TRANSFER", "CREATED", "STATUS", "REASON", "SEQ", "MESSAGE TYPE"])
+            + &by_hand([
+                "00000000-0000-0000-0000-000000000000",
+                "2026-06-01T10:00:00.123456Z",
+                "refused",
+                "schema_violation",
+                "7",
+                "gp_update",
+            ])
+            + &by_hand([
+                "00000000-0000-0000-0000-000000000000",
+                "2026-06-01T10:00:00.123456Z",
+                "refused",
+                "",
+                "7",
+                "gp_update",
+            ]);
+        assert_eq!(table(&rows), expected);
+        // A value wider than its column widens the column instead of pushing the row out of line.
+        let long = "a_reason_code_longer_than_twenty";
+        let text = table(&[record("case-system", Some(long))]);
+        let (header, row) = text.split_once('\n').unwrap();
+        assert_eq!(header.find("SEQ"), row.find("  7  ").map(|i| i + 2));
     }
 }
