@@ -267,7 +267,7 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         state.metrics.set_reviews_overdue(overdue.len());
     }
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(crate::platform::metrics::CONTENT_TYPE)
         .body(state.metrics.render()))
 }
 

@@ -21,15 +21,36 @@ pub(super) fn agreements(path: &Path, format: Format) -> Result<ExitCode, String
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&views).map_err(|e| e.to_string())?),
         Format::Table => {
-            println!(
-                "{:<22} {:<8} {:<28} {:<11} {:<11} RECIPIENT",
-                "ID", "VERSION", "STATE", "REVIEW BY", "EXPIRES"
+            let mut table = crate::audit::report::plain_table(
+                &[
+                    ("ID", 22),
+                    ("VERSION", 8),
+                    ("STATE", 28),
+                    ("REVIEW BY", 11),
+                    ("EXPIRES", 11),
+                    ("RECIPIENT", 0),
+                ],
+                1,
             );
             for v in &views {
-                println!(
-                    "{:<22} {:<8} {:<28} {:<11} {:<11} {}",
-                    v.id, v.version, v.state, v.review_by, v.expires, v.recipient.organisation
-                );
+                let mut row = comfy_table::Row::from([
+                    v.id.to_string(),
+                    v.version.to_string(),
+                    v.state.to_string(),
+                    v.review_by.to_string(),
+                    v.expires.to_string(),
+                    v.recipient.organisation.to_string(),
+                ]);
+                // One line a row, so that each agreement's warnings can follow its line.
+                row.max_height(1);
+                table.add_row(row);
+            }
+            let mut lines = crate::audit::report::lines(&table);
+            if let Some(header) = lines.next() {
+                println!("{header}");
+            }
+            for (v, line) in views.iter().zip(lines) {
+                println!("{line}");
                 for w in &v.warnings {
                     println!("  warning: {w}");
                 }

@@ -69,18 +69,21 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
             // The progress bar needs the total, which costs a read of every entry: only for a person.
             let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let total = if terminal { ledger.tree_size().await } else { 0 };
-            let show = terminal && total >= 100_000;
-            let mut progress = |done: i64| {
-                if show {
-                    eprint!("\rverifying: {done}/{total} entries");
-                }
+            let bar = if terminal && total >= 100_000 {
+                let style = indicatif::ProgressStyle::with_template(
+                    "verifying: {pos}/{len} entries [{bar:40}] {elapsed_precise} (eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                // Drawn on stderr, at most 20 times a second.
+                indicatif::ProgressBar::new(total).with_style(style.progress_chars("=> "))
+            } else {
+                indicatif::ProgressBar::hidden()
             };
+            let mut progress = |done: i64| bar.set_position(u64::try_from(done).unwrap_or(0));
             let report = crate::ledger::verify(ledger.as_ref(), &public, &mut progress)
                 .await
                 .map_err(|e| e.to_string())?;
-            if show {
-                eprintln!();
-            }
+            bar.finish();
             match report.first_break {
                 None => {
                     // The chain holds; now the listings and the subject index made from it.
