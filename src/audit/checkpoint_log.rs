@@ -49,6 +49,27 @@ impl CheckpointLog {
         Ok(path)
     }
 
+    /// The latest checkpoint in the log (the highest tree size: file names are zero-padded sizes),
+    /// verified under `public`. Reads one file, whatever the log's length.
+    pub fn latest(&self, public: &VerifyingKey) -> Result<Option<Kept>, LedgerError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(LedgerError::Unrecorded(format!(
+                    "checkpoint log {}: {e}",
+                    self.dir.display()
+                )));
+            }
+        };
+        let newest = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "checkpoint"))
+            .max();
+        newest.map(|p| read_note(&p, &self.origin, public)).transpose()
+    }
+
     /// Every checkpoint in the log, each verified under `public`; one that does not verify is an
     /// error, not skipped (someone wrote it, and it was not this gateway).
     pub fn read(&self, public: &VerifyingKey) -> Result<Vec<Kept>, LedgerError> {
@@ -97,5 +118,30 @@ pub async fn extends(ledger: &dyn Ledger, kept: &Kept) -> Result<(), LedgerError
              (it holds {size} entries): history may have been rewritten; nothing will be signed, served or exported",
             kept.tree_size
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_is_the_largest_tree_and_every_note_must_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CheckpointLog::new(dir.path(), "isa-gateway");
+        let key = CheckpointKey::from_seed(&[4; 32]);
+        assert_eq!(log.latest(&key.public()).unwrap(), None);
+        for size in [2, 10, 9] {
+            let cp = Checkpoint::sign(size, [size as u8; 32], jiff::Timestamp::now(), &key);
+            log.append(&cp, &key).unwrap();
+        }
+        let latest = log.latest(&key.public()).unwrap().unwrap();
+        assert_eq!((latest.tree_size, latest.root), (10, [10; 32]));
+        assert_eq!(log.read(&key.public()).unwrap().len(), 3);
+        let other = CheckpointKey::from_seed(&[5; 32]);
+        assert!(
+            log.latest(&other.public()).is_err(),
+            "a note the pinned key did not sign is an error"
+        );
     }
 }

@@ -50,8 +50,8 @@ impl Checkpointer {
     /// The ledger as stored still extends the latest checkpoint kept outside the database.
     pub async fn check_against_log(&self) -> Result<(), LedgerError> {
         let Some(log) = &self.log else { return Ok(()) };
-        match log.read(&self.key.public())?.last() {
-            Some(kept) => extends(self.ledger.as_ref(), kept).await,
+        match log.latest(&self.key.public())? {
+            Some(kept) => extends(self.ledger.as_ref(), &kept).await,
             None => Ok(()),
         }
     }
