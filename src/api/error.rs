@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::policy::decision::{Reason, Refusal};
 use crate::policy::schemas::Violation;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
@@ -40,10 +40,19 @@ pub struct ApiError {
     status: StatusCode,
     /// Boxed: errors travel in every handler's `Result`, which stays small.
     body: Box<ErrorBody>,
+    /// For 405: the methods the resource has.
+    allow: Option<&'static str>,
 }
 
 /// The challenge sent with every 401.
 const BEARER_CHALLENGE: &str = "Bearer realm=\"isa-gateway\", error=\"invalid_token\"";
+
+/// The one mapping of ledger failures at the edge: every one is a 503, never a 500.
+impl From<crate::ledger::LedgerError> for ApiError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        Self::ledger_unavailable(&e)
+    }
+}
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,6 +72,7 @@ impl ApiError {
                 transfer_id: None,
                 ledger_seq: None,
             }),
+            allow: None,
         }
     }
 
@@ -98,12 +108,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "Nothing here.")
     }
 
-    pub fn method_not_allowed() -> Self {
-        Self::new(
+    /// 405, with the methods the resource has (`allow`, e.g. `"GET, POST"`) for the `Allow` header.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        let mut e = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "This method is not allowed here.",
-        )
+        );
+        e.allow = Some(allow);
+        e
     }
 
     pub fn bad_request(code: &str, message: &str) -> Self {
@@ -111,12 +124,15 @@ impl ApiError {
     }
 
     /// The ledger could not record: nothing is sent (fail closed). The cause is logged.
+    /// The ledger cannot be read or written: 503 with `Retry-After`, whatever the cause (a lost
+    /// connection, a locked database, a stopped writer, rows that no longer verify). Nothing was
+    /// recorded or sent, so a client may retry; the cause goes to the log only.
     pub fn ledger_unavailable(cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "ledger append failed; request refused, nothing sent");
+        tracing::error!(error = %cause, "ledger unavailable; request refused, nothing sent");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ledger_unavailable",
-            "The gateway cannot record decisions right now, so nothing was sent. Try again later.",
+            "The gateway cannot read or record its ledger right now, so nothing was sent. Try again later.",
         )
     }
 
@@ -195,6 +211,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::REQUEST_TIMEOUT {
             // A client too slow to send its body does not keep the connection.
             response.force_close();
+        }
+        if let Some(allow) = self.allow {
+            response.insert_header((actix_web::http::header::ALLOW, allow));
         }
         response.json(&self.body)
     }

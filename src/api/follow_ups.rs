@@ -9,7 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{ApiError, AppState, caller, user};
+use super::bodies::{FollowUps, Receipt};
+use super::{ApiError, AppState, ErrorBody, caller, user};
 use crate::ledger::{DecisionKind, Event, EventKind, FollowUp, TransferRecord, TransferStatus, ledger_time};
 use crate::platform::auth::{User, UserRole};
 use crate::policy::follow_up::{
@@ -17,10 +18,12 @@ use crate::policy::follow_up::{
 };
 use crate::policy::schemas::Violation;
 
-#[derive(Debug, Deserialize)]
+/// A director's judgement: a reason code (approve, refuse) or an outcome code (review; sent as
+/// `outcome` or `reason`), and where in the case record the full note is kept.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Judgement {
-    /// A reason or outcome code.
+    /// A reason or outcome code (the 422 names the allowed ones).
     #[serde(alias = "outcome")]
     reason: String,
     /// A reference in the case record where the full note is kept.
@@ -28,9 +31,11 @@ pub struct Judgement {
     note_ref: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// That the person was told, and where in the case record that is noted.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Informed {
+    /// A case-record reference (letters, digits, `._:/-`), never the note itself.
     #[serde(default)]
     note_ref: Option<String>,
 }
@@ -76,12 +81,7 @@ fn require(user: &User, role: UserRole) -> Result<(), ApiError> {
 /// agreement's sending systems). Others learn nothing, not even that it exists.
 async fn record(state: &AppState, path: web::Path<String>, system: &str) -> Result<TransferRecord, ApiError> {
     let id = Uuid::parse_str(&path.into_inner()).map_err(|_| ApiError::not_found())?;
-    let r = state
-        .ledger
-        .transfer(id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(ApiError::not_found)?;
+    let r = state.ledger.transfer(id).await?.ok_or_else(ApiError::not_found)?;
     let ours = r.sender_system == system
         || state
             .catalogue
@@ -126,7 +126,11 @@ fn event(
 }
 
 fn answer(r: &TransferRecord, status: TransferStatus, seq: i64) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"transfer_id": r.transfer_id, "status": status, "ledger_seq": seq}))
+    HttpResponse::Ok().json(Receipt {
+        transfer_id: r.transfer_id,
+        status,
+        ledger_seq: seq,
+    })
 }
 
 fn conflict(code: &str, message: &str) -> ApiError {
@@ -158,8 +162,7 @@ async fn judge_held(
         let decided_under = state
             .ledger
             .entries_of(&[r.transfer_id])
-            .await
-            .map_err(|e| ApiError::ledger_unavailable(&e))?
+            .await?
             .into_iter()
             .find(|e| e.event.kind == EventKind::Decision)
             .and_then(|e| e.event.agreement_hash);
@@ -192,8 +195,7 @@ async fn judge_held(
         state.ledger.release(e).await
     } else {
         state.ledger.withdraw(e).await
-    }
-    .map_err(|e| ApiError::ledger_unavailable(&e))?
+    }?
     .ok_or_else(|| conflict("not_held", "This transfer is not waiting for approval."))?;
     if approve {
         state.delivery.wake();
@@ -202,6 +204,13 @@ async fn judge_held(
     Ok(answer(&r, status, receipt.seq))
 }
 
+/// A director approves a held transfer, which is then queued for delivery. Never their own.
+#[utoipa::path(post, path = "/v1/transfers/{transfer_id}/approve", tag = "follow-ups", params(("transfer_id" = Uuid, Path)), request_body = Judgement, security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "Approved and queued.", body = Receipt),
+        (status = 409, description = "Not held, or the agreement changed since the decision (`agreement_changed`).", body = ErrorBody),
+        (status = 404, description = "No such transfer sent by this organisation.", body = ErrorBody),
+        (status = 403, description = "Not a director (`role_required`), or the director asked for it (`two_person_rule`).", body = ErrorBody),
+        (status = 422, description = "Unknown code or a note instead of a reference (`violations`).", body = ErrorBody)))]
 pub async fn approve(
     req: HttpRequest,
     path: web::Path<String>,
@@ -211,6 +220,13 @@ pub async fn approve(
     judge_held(req, path, body, state, true).await
 }
 
+/// A director refuses a held transfer; nothing leaves.
+#[utoipa::path(post, path = "/v1/transfers/{transfer_id}/refuse", tag = "follow-ups", params(("transfer_id" = Uuid, Path)), request_body = Judgement, security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "Refused.", body = Receipt),
+        (status = 409, description = "Not held.", body = ErrorBody),
+        (status = 404, description = "No such transfer sent by this organisation.", body = ErrorBody),
+        (status = 403, description = "Not a director (`role_required`), or the director asked for it (`two_person_rule`).", body = ErrorBody),
+        (status = 422, description = "Unknown code or a note instead of a reference (`violations`).", body = ErrorBody)))]
 pub async fn refuse(
     req: HttpRequest,
     path: web::Path<String>,
@@ -220,6 +236,13 @@ pub async fn refuse(
     judge_held(req, path, body, state, false).await
 }
 
+/// A director reviews an urgent transfer after the event. Never their own.
+#[utoipa::path(post, path = "/v1/transfers/{transfer_id}/review", tag = "follow-ups", params(("transfer_id" = Uuid, Path)), request_body = Judgement, security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "Review recorded.", body = Receipt),
+        (status = 409, description = "No review outstanding (`no_review_due`).", body = ErrorBody),
+        (status = 404, description = "No such transfer sent by this organisation.", body = ErrorBody),
+        (status = 403, description = "Not a director (`role_required`), or the director asked for it (`two_person_rule`).", body = ErrorBody),
+        (status = 422, description = "Unknown code or a note instead of a reference (`violations`).", body = ErrorBody)))]
 pub async fn review(
     req: HttpRequest,
     path: web::Path<String>,
@@ -247,12 +270,18 @@ pub async fn review(
     let receipt = state
         .ledger
         .follow_up(e)
-        .await
-        .map_err(|e| ApiError::ledger_unavailable(&e))?
+        .await?
         .ok_or_else(|| conflict("no_review_due", "This transfer has no review outstanding."))?;
     Ok(answer(&r, r.status, receipt.seq))
 }
 
+/// Someone who may send under the agreement records that the person was told.
+#[utoipa::path(post, path = "/v1/transfers/{transfer_id}/subject-informed", tag = "follow-ups", params(("transfer_id" = Uuid, Path)), request_body = Informed, security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "Recorded.", body = Receipt),
+        (status = 403, description = "No sending role under the agreement (`role_required`).", body = ErrorBody),
+        (status = 404, description = "No such transfer sent by this organisation.", body = ErrorBody),
+        (status = 409, description = "No notification outstanding (`no_notification_due`).", body = ErrorBody),
+        (status = 422, description = "A note instead of a reference (`violations`).", body = ErrorBody)))]
 pub async fn subject_informed(
     req: HttpRequest,
     path: web::Path<String>,
@@ -275,23 +304,21 @@ pub async fn subject_informed(
     let receipt = state
         .ledger
         .follow_up(e)
-        .await
-        .map_err(|e| ApiError::ledger_unavailable(&e))?
+        .await?
         .ok_or_else(|| conflict("no_notification_due", "This transfer has no notification outstanding."))?;
     Ok(answer(&r, r.status, receipt.seq))
 }
 
 /// The calling system's own follow-ups only.
 async fn list(state: &AppState, which: FollowUp, system: &str) -> Result<HttpResponse, ApiError> {
-    let rows = state
-        .ledger
-        .follow_ups(which, Some(system), 1000)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "transfers": rows })))
+    let rows = state.ledger.follow_ups(which, Some(system), 1000).await?;
+    Ok(HttpResponse::Ok().json(FollowUps { transfers: rows }))
 }
 
 /// Held transfers, for directors.
+#[utoipa::path(get, path = "/v1/held", tag = "follow-ups", security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "This system's held transfers.", body = FollowUps),
+        (status = 403, description = "Not a director (`role_required`).", body = ErrorBody)))]
 pub async fn held(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     require(&user(&req, &state)?, UserRole::Director)?;
@@ -299,6 +326,9 @@ pub async fn held(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Urgent transfers whose review is overdue, for directors.
+#[utoipa::path(get, path = "/v1/reviews/overdue", tag = "follow-ups", security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "This system's overdue reviews.", body = FollowUps),
+        (status = 403, description = "Not a director (`role_required`).", body = ErrorBody)))]
 pub async fn overdue_reviews(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     require(&user(&req, &state)?, UserRole::Director)?;
@@ -306,6 +336,9 @@ pub async fn overdue_reviews(req: HttpRequest, state: web::Data<AppState>) -> Re
 }
 
 /// People still to be told, soonest due first, for those who send.
+#[utoipa::path(get, path = "/v1/notifications/due", tag = "follow-ups", security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "This system's notifications due.", body = FollowUps),
+        (status = 403, description = "Neither practitioner nor safeguarding lead (`role_required`).", body = ErrorBody)))]
 pub async fn notifications_due(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;

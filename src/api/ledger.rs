@@ -4,40 +4,47 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{ApiError, AppState, auditor};
+use super::bodies::{ConsistencyProof, InclusionProof, SignedCheckpoint};
+use super::{ApiError, AppState, ErrorBody, auditor};
 use crate::ledger::checkpoint::public_key_text;
 
-fn checkpoint_body(state: &AppState, cp: &crate::ledger::checkpoint::Checkpoint) -> serde_json::Value {
-    serde_json::json!({
-        "checkpoint": cp.to_json(),
-        "public_key": public_key_text(&state.checkpointer.public_key()),
-    })
+fn checkpoint_body(state: &AppState, cp: &crate::ledger::checkpoint::Checkpoint) -> SignedCheckpoint {
+    SignedCheckpoint {
+        checkpoint: cp.to_json(),
+        public_key: public_key_text(&state.checkpointer.public_key()),
+    }
 }
 
 /// `GET /v1/ledger/checkpoint`: the latest signed checkpoint and the key it is signed with.
+#[utoipa::path(get, path = "/v1/ledger/checkpoint", tag = "ledger", security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "The latest checkpoint.", body = SignedCheckpoint),
+        (status = 404, description = "None signed yet.", body = ErrorBody)))]
 pub async fn latest(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auditor(&req, &state)?;
-    let cps = state.ledger.checkpoints().await.map_err(|e| ApiError::internal(&e))?;
+    let cps = state.ledger.checkpoints().await?;
     let cp = cps.last().ok_or_else(ApiError::not_found)?;
     Ok(HttpResponse::Ok().json(checkpoint_body(&state, cp)))
 }
 
 /// `POST /v1/ledger/checkpoints`: sign one now, covering every entry so far.
+#[utoipa::path(post, path = "/v1/ledger/checkpoints", tag = "ledger", security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "A checkpoint covering every entry so far.", body = SignedCheckpoint),
+        (status = 404, description = "The ledger is empty.", body = ErrorBody),
+        (status = 503, description = "The ledger does not verify or does not answer; nothing signed.", body = ErrorBody)))]
 pub async fn make(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auditor(&req, &state)?;
-    let cp = state
-        .checkpointer
-        .checkpoint_now()
-        .await
-        .map_err(|e| ApiError::ledger_unavailable(&e))?;
+    let cp = state.checkpointer.checkpoint_now().await?;
     let cp = cp.ok_or_else(ApiError::not_found)?;
     Ok(HttpResponse::Ok().json(checkpoint_body(&state, &cp)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
+    /// The entry's sequence number (1-based).
     seq: i64,
+    /// The size of the tree (a checkpoint's `tree_size`).
     tree_size: u64,
 }
 
@@ -46,6 +53,10 @@ fn bad_proof(what: &str) -> ApiError {
 }
 
 /// `GET /v1/ledger/proof/inclusion?seq=&tree_size=`: the entry's leaf hash and audit path.
+#[utoipa::path(get, path = "/v1/ledger/proof/inclusion", tag = "ledger", params(InclusionQuery),
+    security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "The proof.", body = InclusionProof),
+        (status = 400, description = "Out of range (`invalid_proof_request`) or malformed query.", body = ErrorBody)))]
 pub async fn inclusion(
     req: HttpRequest,
     q: web::Query<InclusionQuery>,
@@ -57,34 +68,37 @@ pub async fn inclusion(
             "seq must be within 1..=tree_size, and tree_size within the ledger.",
         ));
     }
-    let entry = state
-        .ledger
-        .entries_after(q.seq - 1, 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let entry = state.ledger.entries_after(q.seq - 1, 1).await?;
     let entry = entry.first().ok_or_else(ApiError::not_found)?;
     let path = state
         .ledger
         .inclusion_proof(q.seq, q.tree_size)
         .await
         .map_err(|_| bad_proof("no such proof"))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "seq": q.seq,
-        "leaf_index": q.seq - 1,
-        "tree_size": q.tree_size,
-        "leaf_hash": hex::encode(crate::ledger::Entry::leaf(entry.seq, &entry.prev_hash, &entry.event)),
-        "path": path.iter().map(hex::encode).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(InclusionProof {
+        seq: q.seq,
+        leaf_index: q.seq - 1,
+        tree_size: q.tree_size,
+        leaf_hash: hex::encode(crate::ledger::Entry::leaf(entry.seq, &entry.prev_hash, &entry.event)),
+        path: path.iter().map(hex::encode).collect(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
+    /// The smaller tree's size.
     from: u64,
+    /// The larger tree's size.
     to: u64,
 }
 
 /// `GET /v1/ledger/proof/consistency?from=&to=`: the proof that tree `from` is a prefix of `to`.
+#[utoipa::path(get, path = "/v1/ledger/proof/consistency", tag = "ledger", params(ConsistencyQuery),
+    security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "The proof.", body = ConsistencyProof),
+        (status = 400, description = "Out of range (`invalid_proof_request`) or malformed query.", body = ErrorBody)))]
 pub async fn consistency(
     req: HttpRequest,
     q: web::Query<ConsistencyQuery>,
@@ -99,9 +113,9 @@ pub async fn consistency(
         .consistency_proof(q.from, q.to)
         .await
         .map_err(|_| bad_proof("no such proof"))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "from": q.from,
-        "to": q.to,
-        "path": path.iter().map(hex::encode).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(ConsistencyProof {
+        from: q.from,
+        to: q.to,
+        path: path.iter().map(hex::encode).collect(),
+    }))
 }

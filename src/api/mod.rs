@@ -2,9 +2,11 @@
 //! they hold no SQL and make no outbound calls.
 
 mod agreements;
+mod bodies;
 mod error;
 mod follow_ups;
 mod ledger;
+pub mod openapi;
 mod transfers;
 
 use std::any::Any;
@@ -108,80 +110,78 @@ fn has_role(system: &SystemConfig, role: SystemRole) -> bool {
     system.roles.contains(&role)
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/agreements")
-            .route(web::get().to(agreements::list))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/agreements/{agreement_id}")
-            .route(web::get().to(agreements::show))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(web::resource("/v1/agreements/{agreement_id}/transfers/counts").route(web::get().to(transfers::counts)))
-    .service(
-        web::resource("/v1/agreements/{agreement_id}/transfers")
-            .route(web::post().to(transfers::submit))
-            .route(web::get().to(transfers::list))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/transfers")
-            .route(web::get().to(transfers::list))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(web::resource("/v1/transfers/{transfer_id}/approve").route(web::post().to(follow_ups::approve)))
-    .service(web::resource("/v1/transfers/{transfer_id}/refuse").route(web::post().to(follow_ups::refuse)))
-    .service(web::resource("/v1/transfers/{transfer_id}/review").route(web::post().to(follow_ups::review)))
-    .service(
-        web::resource("/v1/transfers/{transfer_id}/subject-informed")
-            .route(web::post().to(follow_ups::subject_informed)),
-    )
-    .service(web::resource("/v1/held").route(web::get().to(follow_ups::held)))
-    .service(web::resource("/v1/subject-disclosures").route(web::post().to(subject_disclosures)))
-    .service(web::resource("/v1/ledger/checkpoint").route(web::get().to(ledger::latest)))
-    .service(web::resource("/v1/ledger/checkpoints").route(web::post().to(ledger::make)))
-    .service(web::resource("/v1/ledger/proof/inclusion").route(web::get().to(ledger::inclusion)))
-    .service(web::resource("/v1/ledger/proof/consistency").route(web::get().to(ledger::consistency)))
-    .service(web::resource("/v1/reviews/overdue").route(web::get().to(follow_ups::overdue_reviews)))
-    .service(web::resource("/v1/notifications/due").route(web::get().to(follow_ups::notifications_due)))
-    .service(
-        web::resource("/v1/transfers/{transfer_id}")
-            .route(web::get().to(transfers::show))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(web::resource("/healthz").route(web::get().to(healthz)))
-    .service(web::resource("/readyz").route(web::get().to(readyz)))
-    .service(web::resource("/metrics").route(web::get().to(metrics)))
-    .app_data(web::QueryConfig::default().error_handler(|_, _| {
-        // The deserialiser's text may echo the query's values; say which parameters exist instead.
-        ApiError::bad_request(
-            "invalid_query",
-            "Unknown or malformed query parameter. Accepted: status, since, until (RFC 3339), limit, cursor.",
-        )
-        .into()
-    }))
-    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found().into()))
-    .app_data(web::JsonConfig::default().limit(4096).error_handler(|_, _| {
-        ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The body must be JSON with the documented fields only.",
-        )
-        .into()
-    }))
-    .default_service(web::to(not_found));
+/// A resource whose other methods answer 405 with `Allow` naming the ones it has.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
 }
 
-#[derive(Debug, serde::Deserialize)]
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v1/agreements", "GET").route(web::get().to(agreements::list)))
+        .service(resource("/v1/agreements/{agreement_id}", "GET").route(web::get().to(agreements::show)))
+        .service(
+            resource("/v1/agreements/{agreement_id}/transfers/counts", "GET").route(web::get().to(transfers::counts)),
+        )
+        .service(
+            resource("/v1/agreements/{agreement_id}/transfers", "GET, POST")
+                .route(web::post().to(transfers::submit))
+                .route(web::get().to(transfers::list_for_agreement)),
+        )
+        .service(resource("/v1/transfers", "GET").route(web::get().to(transfers::list_all)))
+        .service(resource("/v1/transfers/{transfer_id}/approve", "POST").route(web::post().to(follow_ups::approve)))
+        .service(resource("/v1/transfers/{transfer_id}/refuse", "POST").route(web::post().to(follow_ups::refuse)))
+        .service(resource("/v1/transfers/{transfer_id}/review", "POST").route(web::post().to(follow_ups::review)))
+        .service(
+            resource("/v1/transfers/{transfer_id}/subject-informed", "POST")
+                .route(web::post().to(follow_ups::subject_informed)),
+        )
+        .service(resource("/v1/held", "GET").route(web::get().to(follow_ups::held)))
+        .service(resource("/v1/subject-disclosures", "POST").route(web::post().to(subject_disclosures)))
+        .service(resource("/v1/ledger/checkpoint", "GET").route(web::get().to(ledger::latest)))
+        .service(resource("/v1/ledger/checkpoints", "POST").route(web::post().to(ledger::make)))
+        .service(resource("/v1/ledger/proof/inclusion", "GET").route(web::get().to(ledger::inclusion)))
+        .service(resource("/v1/ledger/proof/consistency", "GET").route(web::get().to(ledger::consistency)))
+        .service(resource("/v1/reviews/overdue", "GET").route(web::get().to(follow_ups::overdue_reviews)))
+        .service(resource("/v1/notifications/due", "GET").route(web::get().to(follow_ups::notifications_due)))
+        .service(resource("/v1/transfers/{transfer_id}", "GET").route(web::get().to(transfers::show)))
+        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::serve)))
+        .app_data(web::QueryConfig::default().error_handler(|_, _| {
+            // The deserialiser's text may echo the query's values; say which parameters exist instead.
+            ApiError::bad_request(
+                "invalid_query",
+                "Unknown or malformed query parameter. Accepted: status, since, until (RFC 3339), limit, cursor.",
+            )
+            .into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found().into()))
+        .app_data(web::JsonConfig::default().limit(4096).error_handler(|_, _| {
+            ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The body must be JSON with the documented fields only.",
+            )
+            .into()
+        }))
+        .default_service(web::to(not_found));
+}
+
+/// Whose disclosures to find. In the body, never the URL: an NHS number is patient data.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SubjectQuery {
+pub struct SubjectQuery {
+    /// Ten digits with a valid check digit.
     nhs_number: String,
 }
 
 /// `POST /v1/subject-disclosures` (DPO): every disclosure about the person whose NHS number is in
 /// the body (never the URL). The lookup is recorded in the ledger without the number.
+#[utoipa::path(post, path = "/v1/subject-disclosures", tag = "subject access", request_body = SubjectQuery,
+    security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "Every disclosure found, and the ledger entry recording the lookup.",
+        body = crate::audit::subject_access::Answer),
+        (status = 422, description = "Not a valid NHS number (`invalid_nhs_number`).", body = ErrorBody)))]
 async fn subject_disclosures(
     req: HttpRequest,
     body: web::Json<SubjectQuery>,
@@ -217,30 +217,33 @@ async fn subject_disclosures(
         &user.sub,
         state.clock.now(),
     )
-    .await
-    .map_err(|e| ApiError::ledger_unavailable(&e))?;
+    .await?;
     tracing::info!(lookup_id = %answer.lookup_id, found = answer.disclosures.len(), "subject access lookup");
     Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Operational endpoints, like every other, answer registered systems only.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(("mutual_tls" = [])),
+    responses((status = 200, description = "The process answers.", body = bodies::Health)))]
 async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
+    Ok(HttpResponse::Ok().json(bodies::Health { status: "ok" }))
 }
 
 /// Ready to accept transfers: the ledger answers. Destinations whose circuit breaker is open are
 /// listed (transfers to them are still accepted and queued, but operators should know).
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(("mutual_tls" = [])),
+    responses((status = 200, description = "Ready.", body = bodies::Readiness),
+        (status = 503, description = "The ledger does not answer.", body = bodies::Readiness)))]
 async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state)?;
     let ledger_ok = state.ledger.outbox_depth().await.is_ok();
-    let breakers: serde_json::Map<String, serde_json::Value> = state
-        .delivery
-        .breakers()
-        .into_iter()
-        .map(|(id, s)| (id, serde_json::json!(s)))
-        .collect();
-    let body = serde_json::json!({"ready": ledger_ok, "ledger": if ledger_ok { "ok" } else { "unavailable" }, "destinations": breakers});
+    let body = bodies::Readiness {
+        ready: ledger_ok,
+        gateway: state.delivery.gateway_id().to_owned(),
+        ledger: if ledger_ok { "ok" } else { "unavailable" },
+        destinations: state.delivery.breakers().into_iter().collect(),
+    };
     Ok(if ledger_ok {
         HttpResponse::Ok().json(body)
     } else {
@@ -248,6 +251,9 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     })
 }
 
+/// Prometheus text exposition; labels carry agreement ids, destinations and reason codes only.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("mutual_tls" = [])),
+    responses((status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String)))]
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state)?;
     // Gauges are read at scrape time: never stale, and no work on the delivery path.
@@ -275,6 +281,6 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found())
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::method_not_allowed())
+async fn method_not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed(allow))
 }

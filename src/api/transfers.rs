@@ -7,7 +7,8 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{ApiError, AppState, auditor, caller, has_role, user};
+use super::bodies::{Receipt, TransferCounts, TransferDetail, TransferPage};
+use super::{ApiError, AppState, ErrorBody, auditor, caller, has_role, user};
 use crate::app::config::SystemRole;
 use crate::ledger::record::{self, Actor, Attempt};
 use crate::ledger::{
@@ -97,11 +98,11 @@ fn request_digest(agreement_id: &str, body: &[u8]) -> String {
 }
 
 fn accepted(transfer_id: Uuid, status: TransferStatus, ledger_seq: i64) -> HttpResponse {
-    HttpResponse::Accepted().json(serde_json::json!({
-        "transfer_id": transfer_id,
-        "status": status,
-        "ledger_seq": ledger_seq,
-    }))
+    HttpResponse::Accepted().json(Receipt {
+        transfer_id,
+        status,
+        ledger_seq,
+    })
 }
 
 /// What to do with a request, once its idempotency key (if any) is looked up.
@@ -116,11 +117,7 @@ async fn next_action(state: &AppState, system: &str, key: Option<&str>) -> Resul
     let Some(key) = key else {
         return Ok(NextAction::Decide);
     };
-    let original = state
-        .ledger
-        .idempotent_original(system, key)
-        .await
-        .map_err(|e| ApiError::ledger_unavailable(&e))?;
+    let original = state.ledger.idempotent_original(system, key).await?;
     Ok(original.map_or(NextAction::Decide, NextAction::Replay))
 }
 
@@ -137,8 +134,7 @@ async fn replay(
         let status = state
             .ledger
             .transfer(original.transfer_id)
-            .await
-            .map_err(|e| ApiError::ledger_unavailable(&e))?
+            .await?
             .map_or(TransferStatus::Accepted, |r| r.status);
         let mut response = accepted(original.transfer_id, status, original.ledger_seq);
         response.headers_mut().insert(
@@ -151,8 +147,7 @@ async fn replay(
     let receipt = state
         .ledger
         .append(record::refused(attempt, Some(actor), reason.code()))
-        .await
-        .map_err(|e| ApiError::ledger_unavailable(&e))?;
+        .await?;
     let refusal = Refusal {
         reason,
         violations: Vec::new(),
@@ -167,6 +162,20 @@ async fn replay(
 /// A transfer, in named steps: who is calling, the body within its limit, the user (a refusal is
 /// recorded against the system), the idempotency key, the decision (pure), then the record —
 /// decision, outbox entry and key in one durable commit — before the answer.
+#[utoipa::path(post, path = "/v1/agreements/{agreement_id}/transfers", tag = "transfers",
+    params(("agreement_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried POST safe: 1 to 200 printable ASCII characters.")),
+    request_body = crate::policy::decision::Envelope, security(("mutual_tls" = [], "bearer" = [])),
+    responses(
+        (status = 202, description = "Permitted, recorded and queued (`accepted`), or held for a director (`held`).", body = Receipt,
+            headers(("Idempotent-Replayed" = String, description = "`true` when answered from an earlier request with the same key"))),
+        (status = 403, description = "Refused and recorded: not a party, not in force, role or consent (code names the rule).", body = ErrorBody),
+        (status = 404, description = "No such agreement (recorded).", body = ErrorBody),
+        (status = 408, description = "The body was not sent in time.", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used for another request (recorded).", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (recorded).", body = ErrorBody),
+        (status = 422, description = "The envelope or payload breaks the schema: `violations` name JSON pointers and rules, never values (recorded).", body = ErrorBody),
+        (status = 503, description = "The ledger does not answer: nothing recorded or sent; retry with the same key.", body = ErrorBody)))]
 pub async fn submit(
     req: HttpRequest,
     path: web::Path<String>,
@@ -253,11 +262,7 @@ pub async fn submit(
             }
         }
         Decision::Refuse(refusal) => {
-            let receipt = state
-                .ledger
-                .append(event)
-                .await
-                .map_err(|e| ApiError::ledger_unavailable(&e))?;
+            let receipt = state.ledger.append(event).await?;
             state.metrics.transfer(
                 metric_agreement,
                 "refused",
@@ -278,11 +283,7 @@ async fn authenticate(req: &HttpRequest, state: &AppState, attempt: &Attempt<'_>
     match state.auth.authenticate(authorization) {
         Ok(user) => Ok(user),
         Err(why) => {
-            let receipt = state
-                .ledger
-                .append(record::refused(attempt, None, why.code()))
-                .await
-                .map_err(|e| ApiError::ledger_unavailable(&e))?;
+            let receipt = state.ledger.append(record::refused(attempt, None, why.code())).await?;
             tracing::warn!(transfer_id = %attempt.transfer_id, code = why.code(), seq = receipt.seq, "transfer refused: bearer token");
             Err(ApiError::unauthorized(why).with_ledger(attempt.transfer_id, receipt.seq))
         }
@@ -317,8 +318,7 @@ async fn commit_permit(
             state
                 .ledger
                 .idempotent_original(&system, &key)
-                .await
-                .map_err(|e| ApiError::ledger_unavailable(&e))?
+                .await?
                 .map(Committed::KeyTaken)
                 .ok_or_else(|| ApiError::internal(&"idempotency key vanished"))
         }
@@ -326,6 +326,11 @@ async fn commit_permit(
     }
 }
 
+/// One transfer and its history: the sending system's own, or any for an auditor.
+#[utoipa::path(get, path = "/v1/transfers/{transfer_id}", tag = "transfers",
+    params(("transfer_id" = Uuid, Path)), security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "The transfer.", body = TransferDetail),
+        (status = 404, description = "No such transfer visible to this caller.", body = ErrorBody)))]
 pub async fn show(
     req: HttpRequest,
     path: web::Path<String>,
@@ -336,25 +341,28 @@ pub async fn show(
     let Ok(id) = Uuid::parse_str(&path.into_inner()) else {
         return Err(ApiError::not_found());
     };
-    let record = state.ledger.transfer(id).await.map_err(|e| ApiError::internal(&e))?;
+    let record = state.ledger.transfer(id).await?;
     // A system's users see its own transfers; auditors (system and user) see all. Others learn
     // nothing, not even existence.
     let auditor = has_role(system, SystemRole::Auditor) && user.has(UserRole::Auditor);
     let Some(record) = record.filter(|r| r.sender_system == system.id || auditor) else {
         return Err(ApiError::not_found());
     };
-    let history = state.ledger.history(id).await.map_err(|e| ApiError::internal(&e))?;
-    let mut body = serde_json::to_value(&record).map_err(|e| ApiError::internal(&e))?;
-    body["history"] = serde_json::to_value(&history).map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().json(body))
+    let history = state.ledger.history(id).await?;
+    Ok(HttpResponse::Ok().json(TransferDetail { record, history }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// accepted, held, refused, retrying, delivered or undeliverable.
     status: Option<String>,
+    /// RFC 3339; decisions at or after.
     since: Option<String>,
+    /// RFC 3339; decisions before.
     until: Option<String>,
+    /// 1 to 1000 (default 100).
     limit: Option<u32>,
     /// The previous page's `next_cursor`.
     cursor: Option<i64>,
@@ -363,16 +371,43 @@ pub struct ListParams {
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
-/// `GET /v1/agreements/{id}/transfers`, and `GET /v1/transfers` across agreements (e.g.
-/// `?status=undeliverable`, the dead letters an operator must act on).
-pub async fn list(
+/// `GET /v1/agreements/{id}/transfers`: one agreement's transfers, for auditors.
+#[utoipa::path(get, path = "/v1/agreements/{agreement_id}/transfers", tag = "transfers",
+    params(("agreement_id" = String, Path), ListParams), security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "A page of transfers (JSON, or CSV with `Accept: text/csv` and the cursor in `X-Next-Cursor`).",
+        content((TransferPage = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Malformed query (`invalid_query`, with `violations`).", body = ErrorBody)))]
+pub async fn list_for_agreement(
     req: HttpRequest,
-    path: Option<web::Path<String>>,
+    path: web::Path<String>,
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    list(req, Some(path.into_inner()), params.into_inner(), state).await
+}
+
+/// `GET /v1/transfers` across agreements (e.g. `?status=undeliverable`, the dead letters an
+/// operator must act on), for auditors.
+#[utoipa::path(get, path = "/v1/transfers", tag = "transfers", params(ListParams),
+    security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "A page of transfers (JSON, or CSV with `Accept: text/csv` and the cursor in `X-Next-Cursor`).",
+        content((TransferPage = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Malformed query (`invalid_query`, with `violations`).", body = ErrorBody)))]
+pub async fn list_all(
+    req: HttpRequest,
+    params: web::Query<ListParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    list(req, None, params.into_inner(), state).await
+}
+
+async fn list(
+    req: HttpRequest,
+    agreement_id: Option<String>,
+    params: ListParams,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     auditor(&req, &state)?;
-    let params = params.into_inner();
     let mut violations = Vec::new();
     let mut bad = |name: &str, message: &str| {
         violations.push(Violation {
@@ -386,7 +421,7 @@ pub async fn list(
         if parsed.is_none() {
             bad(
                 "status",
-                "must be one of accepted, refused, retrying, delivered, undeliverable",
+                "must be one of accepted, held, refused, retrying, delivered, undeliverable",
             );
         }
         parsed
@@ -411,7 +446,6 @@ pub async fn list(
             ApiError::bad_request("invalid_query", "The query parameters are not valid.").with_violations(violations),
         );
     }
-    let agreement_id = path.map(web::Path::into_inner);
     // One more than asked for tells whether there is a next page.
     let query = TransferQuery {
         agreement_id: agreement_id.clone(),
@@ -421,11 +455,7 @@ pub async fn list(
         limit: limit + 1,
         after_seq: params.cursor,
     };
-    let mut transfers = state
-        .ledger
-        .list_transfers(&query)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let mut transfers = state.ledger.list_transfers(&query).await?;
     let next_cursor = if transfers.len() > limit as usize {
         transfers.truncate(limit as usize);
         transfers.last().map(|t| t.ledger_seq)
@@ -445,21 +475,28 @@ pub async fn list(
         }
         return Ok(response.body(crate::audit::report::csv(&transfers)));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "agreement_id": agreement_id,
-        "transfers": transfers,
-        "next_cursor": next_cursor,
-    })))
+    Ok(HttpResponse::Ok().json(TransferPage {
+        agreement_id,
+        transfers,
+        next_cursor,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CountParams {
+    /// RFC 3339.
     since: Option<Timestamp>,
+    /// RFC 3339.
     until: Option<Timestamp>,
 }
 
 /// `GET /v1/agreements/{id}/transfers/counts?since=&until=`: by status and by legal basis.
+#[utoipa::path(get, path = "/v1/agreements/{agreement_id}/transfers/counts", tag = "transfers",
+    params(("agreement_id" = String, Path), CountParams), security(("mutual_tls" = [], "bearer" = [])),
+    responses((status = 200, description = "The counts.", body = TransferCounts),
+        (status = 400, description = "Malformed query (`invalid_query`).", body = ErrorBody)))]
 pub async fn counts(
     req: HttpRequest,
     path: web::Path<String>,
@@ -468,16 +505,12 @@ pub async fn counts(
 ) -> Result<HttpResponse, ApiError> {
     auditor(&req, &state)?;
     let agreement_id = path.into_inner();
-    let counts = state
-        .ledger
-        .counts(&agreement_id, params.since, params.until)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "agreement_id": agreement_id,
-        "since": params.since,
-        "until": params.until,
-        "by_status": counts.by_status,
-        "by_legal_basis": counts.by_legal_basis,
-    })))
+    let counts = state.ledger.counts(&agreement_id, params.since, params.until).await?;
+    Ok(HttpResponse::Ok().json(TransferCounts {
+        agreement_id,
+        since: params.since,
+        until: params.until,
+        by_status: counts.by_status,
+        by_legal_basis: counts.by_legal_basis,
+    }))
 }

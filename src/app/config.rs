@@ -54,6 +54,11 @@ pub struct Config {
     pub auth: crate::platform::auth::AuthSettings,
     #[serde(default)]
     pub ledger: LedgerSettings,
+    /// This gateway's name, in delivery events, outbox claims, `/readyz` and logs, so that an
+    /// operator of several gateways on one ledger can tell which sent what. Default: the host name
+    /// and the listen port.
+    #[serde(default)]
+    pub gateway_id: Option<String>,
 }
 
 /// Signed checkpoints over the ledger.
@@ -288,6 +293,18 @@ impl DestinationConfig {
         }
     }
 
+    /// How long a claimed attempt is this gateway's alone: longer than the transport can take, so
+    /// that no other gateway sends the same transfer while this one still may be.
+    pub fn lease(&self) -> std::time::Duration {
+        let secs = match self {
+            Self::Dir { .. } => 60,
+            Self::Https { timeout_secs, .. } => timeout_secs.saturating_mul(2).saturating_add(30),
+            // Chunked sends make several requests, each with the timeout.
+            Self::Mesh { timeout_secs, .. } => timeout_secs.saturating_mul(4).saturating_add(60),
+        };
+        std::time::Duration::from_secs(secs)
+    }
+
     pub fn policy(&self) -> &DeliveryPolicy {
         match self {
             Self::Dir { delivery, .. } | Self::Https { delivery, .. } | Self::Mesh { delivery, .. } => delivery,
@@ -424,8 +441,24 @@ impl Config {
     }
 
     /// Problems that make the configuration unusable, in words an operator can act on.
+    /// The configured gateway id, or the host name and `port` (the one it listens on).
+    pub fn gateway_id(&self, port: u16) -> String {
+        self.gateway_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| is_gateway_id(h))
+                .unwrap_or_else(|| "gateway".to_owned());
+            format!("{host}:{port}")
+        })
+    }
+
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if self.gateway_id.as_deref().is_some_and(|id| !is_gateway_id(id)) {
+            problems.push("gateway_id must be 1 to 64 characters: letters, digits and . _ : -".to_owned());
+        }
         if self.systems.is_empty() {
             problems.push("no [[systems]] registered: nobody could call the gateway".to_owned());
         }
@@ -552,3 +585,10 @@ impl Config {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+fn is_gateway_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}

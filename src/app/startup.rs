@@ -11,8 +11,8 @@ use crate::app::catalogue::{load_agreements, load_keys};
 use crate::app::config::{Config, Profile};
 use crate::app::keystore::{KeyError, KeyStore};
 use crate::audit::checkpointer::Checkpointer;
-use crate::delivery::Delivery;
 use crate::delivery::transport::Transports;
+use crate::delivery::{Delivery, WorkerSettings};
 use crate::ledger::{self, Ledger, LedgerError};
 use crate::platform::clock::Clock;
 use crate::platform::metrics::Metrics;
@@ -112,7 +112,10 @@ impl Application {
             &config.destinations,
             ledger.clone(),
             clock.clone(),
-            Duration::from_millis(config.delivery.poll_interval_ms),
+            WorkerSettings {
+                poll: Duration::from_millis(config.delivery.poll_interval_ms),
+                gateway_id: config.gateway_id(addr.port()),
+            },
             metrics.clone(),
             &catalogue.agreements,
         ));
@@ -150,6 +153,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// This gateway's id, in delivery events, claims, `/readyz` and logs.
+    pub fn gateway_id(&self) -> &str {
+        self.delivery.gateway_id()
     }
 
     pub fn ledger(&self) -> Arc<dyn Ledger> {

@@ -13,7 +13,7 @@ use crate::policy::legal::LegalBasis;
 use crate::policy::nhs_number::NhsNumber;
 
 /// One disclosure about the person.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Disclosure {
     pub transfer_id: Uuid,
     pub at: Timestamp,
@@ -27,7 +27,7 @@ pub struct Disclosure {
 }
 
 /// The answer, and the ledger record of the lookup.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Answer {
     pub lookup_id: Uuid,
     pub ledger_seq: i64,

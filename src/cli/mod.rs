@@ -73,6 +73,8 @@ enum Command {
     },
     /// Print the legal-basis codes with their titles and sources (docs/legal-bases.md).
     LegalBases,
+    /// Print the HTTP API's OpenAPI 3.1 document (docs/openapi.json; also served at /openapi.json).
+    Openapi,
     /// Subject access (DPO): every disclosure about one person. The NHS number is read from
     /// standard input, never the command line (which shells keep in history and `ps` shows).
     SubjectDisclosures {
@@ -290,6 +292,10 @@ pub fn main() -> ExitCode {
             } => transfers::transfers_requeue(&config.config, transfer_id, &by).await,
             Command::LegalBases => {
                 print!("{}", crate::policy::legal::reference_markdown());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Openapi => {
+                print!("{}", crate::api::openapi::pretty_json());
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -36,7 +36,11 @@ pub(super) async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<Exi
         Profile::Production => {}
     }
     let app = Application::build(config).await.map_err(|e| e.to_string())?;
-    eprintln!("isa-gateway listening on https://{} (mutual TLS)", app.addr());
+    eprintln!(
+        "isa-gateway {} listening on https://{} (mutual TLS)",
+        app.gateway_id(),
+        app.addr()
+    );
     app.run_until_stopped().await.map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }

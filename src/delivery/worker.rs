@@ -24,14 +24,14 @@ use uuid::Uuid;
 use crate::app::config::{DeliveryPolicy, DestinationConfig};
 use crate::delivery::guard;
 use crate::delivery::transport::{Parcel, Transports};
-use crate::ledger::{Event, EventKind, Ledger, OutboxItem, TransferStatus, ledger_time};
+use crate::ledger::{Claim, Event, EventKind, Ledger, OutboxItem, TransferStatus, ledger_time};
 use crate::platform::clock::{Clock, WallClock};
 use crate::platform::metrics::Metrics;
 use crate::policy::agreement::{Agreement, Agreements};
 use crate::policy::decision::sha256_hex;
 
 /// A circuit breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,
@@ -88,6 +88,8 @@ impl Breaker {
 
 struct Destination {
     policy: DeliveryPolicy,
+    /// How long a claim on one of its transfers lasts (see [`DestinationConfig::lease`]).
+    lease: Duration,
     inbox_poll: Duration,
     permits: Arc<Semaphore>,
     breaker: Mutex<Breaker>,
@@ -100,12 +102,23 @@ impl Destination {
     }
 }
 
+/// How this gateway's worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How often it looks for due deliveries when nothing wakes it.
+    pub poll: Duration,
+    /// This gateway's id (see `Config::gateway_id`).
+    pub gateway_id: String,
+}
+
 pub struct Delivery {
     transports: Transports,
     ledger: Arc<dyn Ledger>,
     clock: Clock,
     destinations: HashMap<String, Destination>,
     poll: Duration,
+    /// This gateway's id: on every claim and delivery event.
+    gateway_id: String,
     wake: Notify,
     in_flight: Mutex<HashSet<Uuid>>,
     metrics: Arc<Metrics>,
@@ -137,7 +150,7 @@ impl Delivery {
         destinations: &[DestinationConfig],
         ledger: Arc<dyn Ledger>,
         clock: Clock,
-        poll: Duration,
+        worker: WorkerSettings,
         metrics: Arc<Metrics>,
         agreements: &Agreements,
     ) -> Self {
@@ -155,6 +168,7 @@ impl Delivery {
                     d.id().to_owned(),
                     Destination {
                         policy,
+                        lease: d.lease(),
                         inbox_poll,
                         permits,
                         breaker: Mutex::default(),
@@ -167,7 +181,8 @@ impl Delivery {
             ledger,
             clock,
             destinations,
-            poll,
+            poll: worker.poll,
+            gateway_id: worker.gateway_id,
             wake: Notify::new(),
             in_flight: Mutex::default(),
             metrics,
@@ -340,7 +355,14 @@ impl Delivery {
         e.reason_code = reason.map(str::to_owned);
         e.sent_sha256 = Some(sha256_hex(&item.body));
         e.detail = detail;
+        e.destination = Some(item.destination.clone());
+        e.gateway = Some(self.gateway_id.clone());
         e
+    }
+
+    /// This gateway's id.
+    pub fn gateway_id(&self) -> &str {
+        &self.gateway_id
     }
 
     async fn attempt(&self, item: OutboxItem, _permit: Option<OwnedSemaphorePermit>) {
@@ -373,7 +395,14 @@ impl Delivery {
             self.refuse_to_send(&item, why).await;
             return;
         }
-        match self.ledger.claim(id, item.attempts, WallClock::now()).await {
+        let claim = Claim {
+            transfer_id: id,
+            attempts: item.attempts,
+            now: WallClock::now(),
+            lease: dest.lease,
+            gateway_id: &self.gateway_id,
+        };
+        match self.ledger.claim(&claim).await {
             Ok(true) => {}
             Ok(false) => {
                 // Delivered, dead-lettered or retried since it was read: stale, do not send.

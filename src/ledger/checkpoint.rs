@@ -65,7 +65,7 @@ impl Checkpoint {
 }
 
 /// A checkpoint as the API and the audit bundle show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointJson {
     pub tree_size: u64,
     pub root: String,

@@ -15,7 +15,7 @@ pub type Hash = [u8; 32];
 pub const GENESIS: Hash = [0; 32];
 
 /// Where a transfer stands. Stored as these lower-case words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferStatus {
     /// Permitted, recorded and queued in the outbox; not yet delivered.
@@ -57,7 +57,7 @@ impl TransferStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The gateway's decision on an attempt (permit or deny).
@@ -143,6 +143,10 @@ pub struct Event {
     pub review_due: Option<String>,
     /// When the person is to be told, where they will be told after (a date).
     pub subject_informed_due: Option<String>,
+    /// Delivery events: the destination the bytes went to (or were refused for). Version 2.
+    pub destination: Option<String>,
+    /// Delivery events: the gateway that made the attempt (several may share a ledger). Version 2.
+    pub gateway: Option<String>,
 }
 
 /// What was decided, as the ledger spells it.
@@ -214,6 +218,8 @@ impl Event {
             subject_index: Vec::new(),
             review_due: None,
             subject_informed_due: None,
+            destination: None,
+            gateway: None,
         }
     }
 }
@@ -243,15 +249,20 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The canonical encoding the hash covers (version 1):
+    /// The canonical encoding the hash covers. Version 1:
     ///
     /// `"isa-gateway.ledger.v1"`, then `prev_hash` (32 bytes), `seq` and `at` (microseconds since
     /// the Unix epoch) as 8-byte big-endian integers, then each field in declaration order of
     /// [`Event`]: a string as a 4-byte big-endian length and its UTF-8 bytes; an absent optional
     /// string as the length `0xFFFFFFFF`; a list as a 4-byte count then each string.
+    ///
+    /// Version 2 (tag `"isa-gateway.ledger.v2"`) is version 1 followed by `destination` and
+    /// `gateway` (optional strings). It is written exactly when one of them is present, so every
+    /// entry written before them keeps its version 1 bytes and hash.
     pub fn canonical_bytes(seq: i64, prev_hash: &Hash, e: &Event) -> Vec<u8> {
         let mut b = Vec::with_capacity(512);
-        b.extend_from_slice(CANONICAL_TAG);
+        let v2 = e.destination.is_some() || e.gateway.is_some();
+        b.extend_from_slice(if v2 { TAG_V2 } else { TAG_V1 });
         b.extend_from_slice(prev_hash);
         b.extend_from_slice(&seq.to_be_bytes());
         b.extend_from_slice(&micros(e.at).to_be_bytes());
@@ -296,6 +307,10 @@ impl Entry {
         l(&mut b, &e.subject_index);
         o(&mut b, &e.review_due);
         o(&mut b, &e.subject_informed_due);
+        if v2 {
+            o(&mut b, &e.destination);
+            o(&mut b, &e.gateway);
+        }
         b
     }
 
@@ -309,7 +324,7 @@ impl Entry {
     }
 
     /// Reads an entry back from its canonical bytes (what the ledger stores), with the hash
-    /// stored beside them. `None` if the bytes are not a well-formed version 1 encoding.
+    /// stored beside them. `None` if the bytes are not a well-formed version 1 or 2 encoding.
     pub fn decode(bytes: &[u8], hash: Hash) -> Option<Self> {
         let mut r = Reader::header(bytes)?;
         let (prev_hash, seq, at) = (r.prev_hash, r.seq, r.at_us);
@@ -350,7 +365,18 @@ impl Entry {
             subject_index: l(&mut r)?,
             review_due: o(&mut r)?,
             subject_informed_due: o(&mut r)?,
+            destination: None,
+            gateway: None,
         };
+        let mut event = event;
+        if r.version == 2 {
+            event.destination = o(&mut r)?;
+            event.gateway = o(&mut r)?;
+            // Version 2 without either field is not an encoding this code writes.
+            if event.destination.is_none() && event.gateway.is_none() {
+                return None;
+            }
+        }
         r.rest.is_empty().then_some(Self {
             seq,
             event,
@@ -360,19 +386,25 @@ impl Entry {
     }
 }
 
-const CANONICAL_TAG: &[u8] = b"isa-gateway.ledger.v1";
+const TAG_V1: &[u8] = b"isa-gateway.ledger.v1";
+const TAG_V2: &[u8] = b"isa-gateway.ledger.v2";
 
 /// Reads the canonical encoding without copying: the fixed header, then field by field.
 pub(super) struct Reader<'a> {
     pub(super) prev_hash: Hash,
     pub(super) seq: i64,
     pub(super) at_us: i64,
+    /// 1 or 2.
+    pub(super) version: u8,
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     pub(super) fn header(bytes: &'a [u8]) -> Option<Self> {
-        let rest = bytes.strip_prefix(CANONICAL_TAG)?;
+        let (version, rest) = match bytes.strip_prefix(TAG_V1) {
+            Some(rest) => (1, rest),
+            None => (2, bytes.strip_prefix(TAG_V2)?),
+        };
         let (prev_hash, rest) = rest.split_first_chunk::<32>()?;
         let (seq, rest) = rest.split_first_chunk::<8>()?;
         let (at, rest) = rest.split_first_chunk::<8>()?;
@@ -380,6 +412,7 @@ impl<'a> Reader<'a> {
             prev_hash: *prev_hash,
             seq: i64::from_be_bytes(*seq),
             at_us: i64::from_be_bytes(*at),
+            version,
             rest,
         })
     }

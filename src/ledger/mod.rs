@@ -41,6 +41,19 @@ pub struct Enqueue {
     pub held: bool,
 }
 
+/// One gateway's claim on one delivery attempt (see [`Ledger::claim`]).
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub transfer_id: Uuid,
+    /// The attempts the entry had when it was read: the claim fails if another has counted one.
+    pub attempts: u32,
+    /// Wall-clock time (gateways sharing a ledger keep their clocks in step, e.g. NTP; the lease's
+    /// margin covers ordinary skew).
+    pub now: Timestamp,
+    pub lease: std::time::Duration,
+    pub gateway_id: &'a str,
+}
+
 /// An idempotency key to bind to the transfer being accepted.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
@@ -83,11 +96,14 @@ pub trait Ledger: Send + Sync {
     async fn idempotent_original(&self, system: &str, key: &str) -> Result<Option<IdempotentOriginal>, LedgerError>;
     /// Pending outbox entries due at `now`, oldest first.
     async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError>;
-    /// Claims an entry for one attempt: only if it is still pending, due, and has made exactly
-    /// `attempts` attempts. Counts the attempt before anything is sent, so an attempt interrupted
-    /// by a crash is known as one (MESH then asks tracking before sending again). `false`: the
-    /// entry was delivered, dead-lettered or retried meanwhile; do not send.
-    async fn claim(&self, transfer_id: Uuid, attempts: u32, now: Timestamp) -> Result<bool, LedgerError>;
+    /// Claims an entry for one attempt, as a lease: only if it is still pending, due, and has made
+    /// exactly `attempts` attempts. Counts the attempt before anything is sent, so an attempt
+    /// interrupted by a crash is known as one (MESH then asks tracking before sending again), and
+    /// makes the entry not due until the lease ends, so no other gateway on the same ledger claims
+    /// it while this one may still be sending. The outcome (delivered, retry, dead letter) ends the
+    /// lease; a gateway that dies mid-send leaves it to expire. `false`: the entry was delivered,
+    /// dead-lettered, retried or claimed by another gateway meanwhile; do not send.
+    async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError>;
     /// Records a failed attempt (`event`, status `retrying`) and when to try again.
     async fn attempt_failed(
         &self,

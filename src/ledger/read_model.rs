@@ -16,7 +16,7 @@ pub struct Receipt {
 }
 
 /// One transfer as the read side shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TransferRecord {
     pub transfer_id: Uuid,
     pub agreement_id: String,
@@ -53,7 +53,7 @@ pub enum FollowUp {
 }
 
 /// One step in a transfer's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryItem {
     pub seq: i64,
     pub at: Timestamp,
@@ -77,7 +77,7 @@ pub struct TransferQuery {
 }
 
 /// Counts over a period, for auditors.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub by_status: std::collections::BTreeMap<String, i64>,
     /// Permitted transfers by legal-basis code.

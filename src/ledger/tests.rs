@@ -34,6 +34,8 @@ fn event() -> Event {
         subject_index: vec![],
         review_due: None,
         subject_informed_due: None,
+        destination: None,
+        gateway: None,
     }
 }
 

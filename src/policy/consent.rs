@@ -8,6 +8,7 @@ use crate::decision::{Reason, violation};
 use crate::schemas::Violation;
 
 /// Whether consent was sought and given (`schemas/envelope.json` allows exactly these).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentStatus {
@@ -29,6 +30,7 @@ impl ConsentStatus {
 }
 
 /// Whether the person was told of the disclosure: before, after (by a date), or not (with a reason).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InformedStatus {
@@ -48,6 +50,7 @@ impl InformedStatus {
 }
 
 /// Consent as the sender recorded it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConsentBlock {
     pub status: ConsentStatus,
@@ -61,6 +64,7 @@ pub struct ConsentBlock {
     pub contributors: Vec<Contributor>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 pub struct Contributor {
     #[serde(rename = "ref")]
@@ -70,6 +74,7 @@ pub struct Contributor {
     pub consented: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 pub struct SubjectInformed {
     pub status: InformedStatus,

@@ -164,10 +164,17 @@ impl Reason {
     }
 }
 
+/// What a case system sends: the message type, its payload, and what was recorded of consent and
+/// of telling the person (`schemas/envelope.json` is the full contract).
 #[derive(Debug, Deserialize)]
-struct Envelope {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Envelope {
+    /// One of the agreement's message types.
     message_type: String,
+    /// Validated against the message type's JSON Schema; only the agreement's fields leave.
     payload: Value,
+    /// Asks for the urgent path. Never enough alone: the agreement's payload condition and the
+    /// user's role decide.
     #[serde(default)]
     immediate: bool,
     #[serde(default)]

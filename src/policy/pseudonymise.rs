@@ -14,6 +14,7 @@ use crate::fields::{PointerPattern, escape};
 use crate::keys::AgreementKey;
 
 /// What happens to a field on the way out (pseudonymisation and minimisation).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Treatment {
@@ -63,6 +64,7 @@ impl Treatment {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DateLevel {
@@ -71,6 +73,7 @@ pub enum DateLevel {
     AgeBand,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PostcodeLevel {

@@ -18,6 +18,7 @@ use crate::problem::{Problem, SourceFile};
 const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// One way a request breaks a rule: where (a JSON pointer into the request body) and which rule.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
     pub pointer: String,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use isa_gateway::ledger::checkpoint::Checkpoint;
 use isa_gateway::ledger::signing::CheckpointKey;
 use isa_gateway::ledger::{
-    DecisionKind, Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, TransferQuery,
+    Claim, DecisionKind, Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, TransferQuery,
     TransferStatus, merkle, verify, verify_chain, verify_transfers,
 };
 use jiff::Timestamp;
@@ -240,17 +240,39 @@ async fn the_outbox_delivers_once(kind: Kind) {
     let due = ledger.due(t0(), 10).await.unwrap();
     assert_eq!((due.len(), due[0].attempts), (1, 0));
     assert_eq!(due[0].body, b"{\"document\":1}");
-    assert!(ledger.claim(d.transfer_id, 0, t0()).await.unwrap());
-    assert!(!ledger.claim(d.transfer_id, 0, t0()).await.unwrap(), "claimed once");
+    let lease = std::time::Duration::from_secs(30);
+    let claim = |gateway_id, attempts, now| Claim {
+        transfer_id: d.transfer_id,
+        attempts,
+        now,
+        lease,
+        gateway_id,
+    };
+    assert!(ledger.claim(&claim("gw-a", 0, t0())).await.unwrap());
+    assert!(!ledger.claim(&claim("gw-a", 0, t0())).await.unwrap(), "claimed once");
+    // A claim is a lease: another gateway on the same ledger neither finds the entry due nor
+    // claims its next attempt while the first may still be sending it.
+    assert!(ledger.due(t0(), 10).await.unwrap().is_empty(), "not due while leased");
+    assert!(!ledger.claim(&claim("gw-b", 1, t0())).await.unwrap(), "leased to gw-a");
+    let lease_end = t0() + jiff::SignedDuration::from_secs(30);
+    assert!(
+        !ledger
+            .claim(&claim("gw-b", 1, lease_end - jiff::SignedDuration::from_secs(1)))
+            .await
+            .unwrap()
+    );
+    // A gateway that died mid-send leaves the lease to expire; then another may try again.
+    assert_eq!(ledger.due(lease_end, 10).await.unwrap()[0].attempts, 1);
+    assert!(ledger.claim(&claim("gw-b", 1, lease_end)).await.unwrap());
     let later = t0() + jiff::SignedDuration::from_secs(60);
     let mut failed = follow(&d, EventKind::Delivery, TransferStatus::Retrying);
     failed.detail = Some("connect".into());
-    ledger.attempt_failed(failed, 1, later).await.unwrap();
+    ledger.attempt_failed(failed, 2, later).await.unwrap();
     assert!(
         ledger.due(t0(), 10).await.unwrap().is_empty(),
         "not due before its retry time"
     );
-    assert_eq!(ledger.due(later, 10).await.unwrap()[0].attempts, 1);
+    assert_eq!(ledger.due(later, 10).await.unwrap()[0].attempts, 2);
     assert_eq!(
         ledger.transfer(d.transfer_id).await.unwrap().unwrap().status,
         TransferStatus::Retrying

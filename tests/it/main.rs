@@ -13,6 +13,7 @@ mod helpers;
 mod ledger;
 mod mesh;
 mod messages;
+mod openapi;
 mod postgres;
 mod pseudonymisation;
 mod tidy;

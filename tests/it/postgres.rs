@@ -1,8 +1,9 @@
 //! Two real gateway processes sharing one PostgreSQL database: transfers posted to both at
 //! once end up in one gap-free chain that `isa-gateway ledger verify` accepts, each delivered
-//! exactly once.
+//! exactly once — counted at the receivers (each gateway's own drop folder), not only in the
+//! ledger, which records a second delivery as "already recorded".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
@@ -31,38 +32,74 @@ async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
     let a = GatewayProcess::start(&config_a).await;
     let b = GatewayProcess::start(&config_b).await;
 
+    // 1,000 transfers from 16 kept-alive clients, alternating between the gateways.
+    const TRANSFERS: usize = 1000;
     let client = http_client(&pki().sender);
     let body = serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
-    let posts = (0..60).map(|i| {
-        let url = if i % 2 == 0 { &a } else { &b }.url("/v1/agreements/nvtt-gp-update/transfers");
-        let (client, body) = (client.clone(), body.clone());
-        tokio::spawn(post_accepted(client, url, body, &[]))
+    let urls = [&a, &b].map(|g| g.url("/v1/agreements/nvtt-gp-update/transfers"));
+    let clients = (0..16).map(|c| {
+        let (client, body, urls) = (client.clone(), body.clone(), urls.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in (c..TRANSFERS).step_by(16) {
+                ids.push(post_accepted(client.clone(), urls[i % 2].clone(), body.clone(), &[]).await);
+            }
+            ids
+        })
     });
-    let mut ids = Vec::new();
-    for p in posts.collect::<Vec<_>>() {
-        ids.push(p.await.unwrap());
+    let mut ids = HashSet::new();
+    for c in clients.collect::<Vec<_>>() {
+        ids.extend(c.await.unwrap());
     }
+    assert_eq!(ids.len(), TRANSFERS);
 
-    // Both delivery workers share one outbox: every transfer is delivered, once.
-    let ledger = isa_gateway::ledger::open(&db.url).await.unwrap();
-    let mut delivered = HashMap::new();
-    for _ in 0..400 {
-        delivered.clear();
-        for e in ledger.entries_after(0, 10_000).await.unwrap() {
-            if e.event.status == isa_gateway::ledger::TransferStatus::Delivered {
-                *delivered.entry(e.event.transfer_id.to_string()).or_insert(0) += 1;
+    // What the partner received: a file per delivery, in the folder of the gateway that sent it.
+    let folders = [dir_a.path(), dir_b.path()].map(|d| d.join("var/deliveries/y99001-gp"));
+    let received = || {
+        let mut all = Vec::new();
+        for folder in &folders {
+            for f in std::fs::read_dir(folder).into_iter().flatten() {
+                let name = f.unwrap().file_name().to_string_lossy().into_owned();
+                if let Some(id) = name.strip_suffix(".json") {
+                    all.push(id.to_owned());
+                }
             }
         }
-        if delivered.len() == ids.len() {
+        all
+    };
+    let ledger = isa_gateway::ledger::open(&db.url).await.unwrap();
+    let delivered_in_ledger = || async {
+        let entries = ledger.entries_after(0, 10_000).await.unwrap();
+        entries
+            .iter()
+            .filter(|e| e.event.status == isa_gateway::ledger::TransferStatus::Delivered)
+            .count()
+    };
+    for _ in 0..1200 {
+        if delivered_in_ledger().await == TRANSFERS {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(delivered.len(), ids.len(), "every transfer delivered");
-    assert!(
-        delivered.values().all(|n| *n == 1),
-        "delivered once each: {delivered:?}"
+    assert_eq!(delivered_in_ledger().await, TRANSFERS, "every delivery recorded");
+    let all = received();
+    let distinct: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(distinct, ids, "every transfer reached the partner");
+    assert_eq!(
+        all.len(),
+        TRANSFERS,
+        "each exactly once: {} duplicate(s) at the partner",
+        all.len() - distinct.len()
     );
+    // Both gateways sent some, and their delivery events say which sent what.
+    let mut by_gateway = HashMap::new();
+    for e in ledger.entries_after(0, 10_000).await.unwrap() {
+        if e.event.status == isa_gateway::ledger::TransferStatus::Delivered {
+            assert_eq!(e.event.destination.as_deref(), Some("y99001-gp-drop"));
+            *by_gateway.entry(e.event.gateway.clone().unwrap()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(by_gateway.len(), 2, "{by_gateway:?}");
 
     a.kill();
     b.kill();
@@ -75,7 +112,7 @@ async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("ok: 120 entries"), "{text}");
+        assert!(text.contains("ok: 2000 entries"), "{text}");
     }
 }
 

@@ -387,6 +387,8 @@ fn full_event() -> Event {
         subject_index: strings(&["e5".repeat(32).as_str()]),
         review_due: Some("2026-03-15T09:26:53.589793Z".into()),
         subject_informed_due: Some("2026-03-21".into()),
+        destination: None,
+        gateway: None,
     }
 }
 
@@ -429,6 +431,31 @@ const FULL_BYTES: &str = concat!(
     "30393a32363a35332e3538393739335a0000000a323032362d30332d3231",
 );
 const FULL_HASH: &str = "906b6378d89b68e5aae65c387aca0611a24626706db3054fe9116d7406e5218b";
+const FULL_V2_BYTES: &str = concat!(
+    "6973612d676174657761792e6c65646765722e76325a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a",
+    "5a5a5a5a5a000000000000002a00064cf8961171210000002430313935613363342d376532312d376233612d39633464",
+    "2d356536663730383139326133000000086465636973696f6e0000000468656c6400000004686f6c64000000126e7674",
+    "742d6d6173682d726566657272616c00000005312e302e30000000406131613161316131613161316131613161316131",
+    "61316131613161316131613161316131613161316131613161316131613161316131613161316131613161310000000d",
+    "6d6173685f726566657272616c0000004062326232623262326232623262326232623262326232623262326232623262",
+    "3262326232623262326232623262326232623262326232623262326232623262320000000e74742d636173652d737973",
+    "74656d00000006757365722d3700000011736166656775617264696e675f6c656164000000344e6f72746876616c6520",
+    "4369747920436f756e63696c204d756c74692d4167656e637920536166656775617264696e6720487562000000020000",
+    "000d756b2d676470722f362e312e65000000106470612d323031382f736368312f3138000000046e6f6e650000004063",
+    "336333633363336333633363336333633363336333633363336333633363336333633363336333633363336333633363",
+    "336333633363336333633363336333000000406434643464346434643464346434643464346434643464346434643464",
+    "346434643464346434643464346434643464346434643464346434643464346434643400000002000000102f7375626a",
+    "6563742f616c69617365730000000c2f686f757365686f6c642f300000001368656c6420666f72206120646972656374",
+    "6f72000000020000000b6964656e74696679696e670000000b74686972645f7061727479000000020000001564726f70",
+    "202f7375626a6563742f616c69617365730000001164726f70202f686f757365686f6c642f300000001f61677265656d",
+    "656e742f6e7674742d6d6173682d726566657272616c2f76310000000a6e6f745f736f7567687400000021696e637265",
+    "6173655f7269736b5f6f665f7369676e69666963616e745f6861726d00000010434d533a636f6e73656e742f38383132",
+    "000000056166746572000000010000004065356535653565356535653565356535653565356535653565356535653565",
+    "3565356535653565356535653565356535653565356535653565356535653565350000001b323032362d30332d313554",
+    "30393a32363a35332e3538393739335a0000000a323032362d30332d32310000000a6d6173682d696e626f780000000f",
+    "67772d6c656564732d313a38343433",
+);
+const FULL_V2_HASH: &str = "2397f84e7fc2a87d81818d9374b8d5416b357055fe0377565566df6e3ee85590";
 const MINIMAL_BYTES: &str = concat!(
     "6973612d676174657761792e6c65646765722e7631000000000000000000000000000000000000000000000000000000",
     "0000000000000000000000000100064cf8961171210000002430313935613363342d376532312d376233612d39633464",
@@ -442,7 +469,12 @@ const MINIMAL_HASH: &str = "d753753e1e4fb3da75f4b01182407e8b16bbb0ff5a1d5c7f6996
 fn check_kat(name: &str, seq: i64, prev: &Hash, event: &Event, want_bytes: &str, want_hash: &str) {
     let bytes = Entry::canonical_bytes(seq, prev, event);
     let hash = Entry::compute_hash(seq, prev, event);
-    assert!(bytes.starts_with(b"isa-gateway.ledger.v1"), "{name}");
+    let tag: &[u8] = if event.destination.is_some() || event.gateway.is_some() {
+        b"isa-gateway.ledger.v2"
+    } else {
+        b"isa-gateway.ledger.v1"
+    };
+    assert!(bytes.starts_with(tag), "{name}");
     assert_eq!(hash, <[u8; 32]>::from(Sha256::digest(&bytes)), "{name}");
     assert_eq!(hex::encode(&bytes), want_bytes, "{name}: canonical bytes changed");
     assert_eq!(hex::encode(hash), want_hash, "{name}: entry hash changed");
@@ -459,19 +491,40 @@ fn check_kat(name: &str, seq: i64, prev: &Hash, event: &Event, want_bytes: &str,
     );
 }
 
+/// Version 2: version 1's fields, then a delivery event's destination and gateway.
+fn full_v2_event() -> Event {
+    Event {
+        destination: Some("mash-inbox".into()),
+        gateway: Some("gw-leeds-1:8443".into()),
+        ..full_event()
+    }
+}
+
 #[test]
 fn canonical_entry_bytes_known_answers() {
-    let full = full_event();
+    let full = full_v2_event();
     // The fixture really has every optional field set and every list filled.
     let as_json = serde_json::to_value(&full).unwrap();
     for (field, value) in as_json.as_object().unwrap() {
         assert!(
             !value.is_null() && value.as_array().is_none_or(|a| !a.is_empty()),
-            "full_event leaves {field} empty"
+            "full_v2_event leaves {field} empty"
         );
     }
-    check_kat("full", FULL_SEQ, &FULL_PREV, &full, FULL_BYTES, FULL_HASH);
+    check_kat("full", FULL_SEQ, &FULL_PREV, &full_event(), FULL_BYTES, FULL_HASH);
+    check_kat("full v2", FULL_SEQ, &FULL_PREV, &full, FULL_V2_BYTES, FULL_V2_HASH);
     check_kat("minimal", 1, &GENESIS, &minimal_event(), MINIMAL_BYTES, MINIMAL_HASH);
+}
+
+/// Version 2 bytes that carry neither of its fields are not an encoding the gateway writes.
+#[test]
+fn version_2_without_its_fields_does_not_decode() {
+    let v1 = Entry::canonical_bytes(1, &GENESIS, &minimal_event());
+    let mut forged = b"isa-gateway.ledger.v2".to_vec();
+    forged.extend_from_slice(&v1[b"isa-gateway.ledger.v1".len()..]);
+    forged.extend_from_slice(&[0xff; 8]);
+    let hash = <[u8; 32]>::from(Sha256::digest(&forged));
+    assert!(Entry::decode(&forged, hash).is_none());
 }
 
 // ---------------------------------------------------------------------------------------------

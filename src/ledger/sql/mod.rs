@@ -25,8 +25,8 @@ use self::sync::{
 };
 use self::writer::{Effect, Writer};
 use super::{
-    Chain, Counts, Enqueue, Entry, Event, FollowUp, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal, Ledger,
-    LedgerError, OutboxItem, RawEntry, Receipt, TransferQuery, TransferRecord, TransferStatus, merkle, micros,
+    Chain, Claim, Counts, Enqueue, Entry, Event, FollowUp, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal,
+    Ledger, LedgerError, OutboxItem, RawEntry, Receipt, TransferQuery, TransferRecord, TransferStatus, merkle, micros,
 };
 
 pub struct SqlLedger {
@@ -252,14 +252,18 @@ impl Ledger for SqlLedger {
             .collect()
     }
 
-    async fn claim(&self, transfer_id: Uuid, attempts: u32, now: Timestamp) -> Result<bool, LedgerError> {
+    async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
+        let lease = i64::try_from(claim.lease.as_micros()).unwrap_or(i64::MAX);
+        let now = micros(claim.now);
         let claimed = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1 WHERE transfer_id = $1 AND state = 'pending' \
-             AND attempts = $2 AND next_attempt_at_us <= $3",
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at_us = $1, claimed_by = $2, claimed_at_us = $3 \
+             WHERE transfer_id = $4 AND state = 'pending' AND attempts = $5 AND next_attempt_at_us <= $3",
         )
-        .bind(transfer_id.to_string())
-        .bind(i64::from(attempts))
-        .bind(micros(now))
+        .bind(now.saturating_add(lease))
+        .bind(claim.gateway_id)
+        .bind(now)
+        .bind(claim.transfer_id.to_string())
+        .bind(i64::from(claim.attempts))
         .execute(&self.pool)
         .await?;
         Ok(claimed.rows_affected() == 1)

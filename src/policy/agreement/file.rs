@@ -65,6 +65,7 @@ pub struct AgreementFile {
 }
 
 /// How consent works under this agreement.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentTerms {
@@ -78,6 +79,7 @@ pub struct ConsentTerms {
     pub record_per_transfer: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentModel {
@@ -140,6 +142,7 @@ impl Default for Approval {
 }
 
 /// How people are told.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transparency {
@@ -151,6 +154,7 @@ pub struct Transparency {
     pub subject_informed_required: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgreementStatus {
@@ -161,6 +165,7 @@ pub enum AgreementStatus {
 }
 
 /// The disclosing organisation and the systems that may send on its behalf.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sender {
@@ -177,6 +182,7 @@ pub struct Sender {
 }
 
 /// The receiving organisation and where its transfers are delivered.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recipient {
@@ -188,6 +194,7 @@ pub struct Recipient {
 }
 
 /// How long the recipient keeps what it receives.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
@@ -197,6 +204,7 @@ pub struct Retention {
 }
 
 /// One field (or subtree) that may leave.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldRule {
@@ -209,6 +217,7 @@ pub struct FieldRule {
 }
 
 /// The data classification of a field (ICO Data Sharing Code: data items and their treatment).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldClass {

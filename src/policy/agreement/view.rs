@@ -8,6 +8,7 @@ use super::{
 };
 
 /// What an information-governance officer sees of an agreement.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct AgreementView<'a> {
     pub id: &'a str,
@@ -42,6 +43,7 @@ pub struct AgreementView<'a> {
     pub content_hash: &'a str,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct LegalBasisView {
     pub code: String,
