@@ -42,6 +42,8 @@ pub struct ApiError {
     body: Box<ErrorBody>,
     /// For 405: the methods the resource has.
     allow: Option<&'static str>,
+    /// For 429 and 503: seconds before trying again.
+    retry_after: Option<u64>,
 }
 
 /// The challenge sent with every 401.
@@ -73,6 +75,7 @@ impl ApiError {
                 ledger_seq: None,
             }),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -129,11 +132,25 @@ impl ApiError {
     /// recorded or sent, so a client may retry; the cause goes to the log only.
     pub fn ledger_unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "ledger unavailable; request refused, nothing sent");
-        Self::new(
+        let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ledger_unavailable",
             "The gateway cannot read or record its ledger right now, so nothing was sent. Try again later.",
-        )
+        );
+        // Nothing was recorded or sent: the client may retry (with its Idempotency-Key).
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// 429: the system is over its request rate; `wait` until it may ask again.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests from this system; nothing was recorded. Try again after Retry-After seconds.",
+        );
+        e.retry_after = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        e
     }
 
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
@@ -204,9 +221,8 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, BEARER_CHALLENGE));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            // Nothing was recorded or sent: the client may retry (with its Idempotency-Key).
-            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        if let Some(secs) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.max(1).to_string()));
         }
         if self.status == StatusCode::REQUEST_TIMEOUT {
             // A client too slow to send its body does not keep the connection.

@@ -54,6 +54,8 @@ pub struct AppState {
     pub metrics: std::sync::Arc<crate::platform::metrics::Metrics>,
     pub auth: crate::platform::auth::Authenticator,
     pub checkpointer: std::sync::Arc<crate::audit::checkpointer::Checkpointer>,
+    /// Per-system request rates.
+    pub rates: crate::platform::rate_limit::RateLimits,
 }
 
 /// The URI SANs of the client certificate verified on this connection.
@@ -71,25 +73,40 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
     }
 }
 
-/// The registered system behind this request, or 403 with no detail.
-fn caller<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig, ApiError> {
-    let Some(ids) = req.conn_data::<PeerIdentities>() else {
-        return Err(ApiError::forbidden());
-    };
-    state.systems.find(&ids.0).ok_or_else(|| {
-        tracing::warn!(identities = ?ids.0, "client certificate verified but its identity is not registered");
-        ApiError::forbidden()
-    })
+/// The registered system behind the verified certificate of this request's connection.
+fn system_of<'a>(req: &HttpRequest, state: &'a AppState) -> Option<&'a SystemConfig> {
+    state.systems.find(&req.conn_data::<PeerIdentities>()?.0)
 }
 
-/// The user behind this request, from its bearer token, or 401 naming the failed check.
+/// The registered system behind this request, or 403 with no detail; 429 when it is over its
+/// request rate (counted, not recorded).
+fn caller<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig, ApiError> {
+    let Some(system) = system_of(req, state) else {
+        if let Some(ids) = req.conn_data::<PeerIdentities>() {
+            tracing::warn!(identities = ?ids.0, "client certificate verified but its identity is not registered");
+        }
+        return Err(ApiError::forbidden());
+    };
+    state.rates.check(&system.id).map_err(|wait| {
+        state.metrics.refused_unrecorded(&system.id, "rate_limited");
+        tracing::warn!(system = %system.id, "request refused: over the system's rate limit (not recorded)");
+        ApiError::rate_limited(wait)
+    })?;
+    Ok(system)
+}
+
+/// The user behind this request, from its bearer token, or 401 naming the failed check. A refusal
+/// is counted and logged against the system, never written to the ledger: nobody is accountable
+/// for it.
 fn user(req: &HttpRequest, state: &AppState) -> Result<crate::platform::auth::User, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     state.auth.authenticate(header).map_err(|why| {
-        tracing::warn!(code = why.code(), "bearer token refused");
+        let system = system_of(req, state).map_or("unregistered", |s| s.id.as_str());
+        state.metrics.refused_unrecorded(system, why.code());
+        tracing::warn!(%system, code = why.code(), "bearer token refused (not recorded)");
         ApiError::unauthorized(why)
     })
 }

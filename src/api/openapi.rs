@@ -59,7 +59,8 @@ use super::{ApiError, AppState, agreements, caller, follow_ups, ledger, transfer
 struct ApiDoc;
 
 /// The security schemes, and the answers every operation can give whatever its own: 403 for a
-/// certificate that is not a registered system, 401 for a missing or unacceptable token.
+/// certificate that is not a registered system, 401 for a missing or unacceptable token, 429 over
+/// the system's request rate.
 struct Security;
 
 impl utoipa::Modify for Security {
@@ -99,6 +100,10 @@ impl utoipa::Modify for Security {
                     .flatten()
                     .any(|s| serde_json::to_value(s).is_ok_and(|v| v.get("bearer").is_some()));
                 let responses = &mut op.responses.responses;
+                responses.entry("429".into()).or_insert_with(|| {
+                    error("The system is over its request rate (`rate_limited`); see `Retry-After`. Not recorded.")
+                        .into()
+                });
                 responses.entry("403".into()).or_insert_with(|| {
                     error("The client certificate is not a registered system (`forbidden`), or the role is missing.")
                         .into()

@@ -14,7 +14,7 @@ use crate::ledger::record::{self, Actor, Attempt};
 use crate::ledger::{
     Enqueue, Event, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus, ledger_time,
 };
-use crate::platform::auth::{User, UserRole};
+use crate::platform::auth::UserRole;
 use crate::platform::clock::WallClock;
 use crate::policy::decision::{Body, ConsentRecord, Decision, Disposition, Reason, Refusal, Request, sha256_hex};
 use crate::policy::schemas::Violation;
@@ -64,12 +64,14 @@ async fn read_body_within(req: &HttpRequest, mut payload: web::Payload, limit: u
     Ok(ReadBody::Complete(body))
 }
 
-/// An agreement id from the URL as the ledger may hold it: printable ASCII, bounded length.
-fn recordable(id: &str) -> String {
-    id.chars()
-        .take(128)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect()
+/// An agreement id from the URL as the ledger may hold it: a loaded agreement's id, or for any
+/// other text a caller typed, `unknown:` and a digest of it (never the text: it may be anything,
+/// a spreadsheet formula or patient data).
+fn recordable(state: &AppState, id: &str) -> String {
+    match state.catalogue.agreements.get(id) {
+        Some(a) => a.id().to_owned(),
+        None => format!("unknown:{}", &sha256_hex(id.as_bytes())[..16]),
+    }
 }
 
 /// The header a client sends to make a retried POST safe.
@@ -159,9 +161,10 @@ async fn replay(
     Err(ApiError::refused(refusal, attempt.transfer_id, receipt.seq))
 }
 
-/// A transfer, in named steps: who is calling, the body within its limit, the user (a refusal is
-/// recorded against the system), the idempotency key, the decision (pure), then the record —
-/// decision, outbox entry and key in one durable commit — before the answer.
+/// A transfer, in named steps: who is calling (a system that may send, within its rate), the user
+/// (refusals so far are counted and logged, not recorded: nobody is accountable for them), the
+/// idempotency key, the body within its limits, the decision (pure), then the record — decision,
+/// outbox entry and key in one durable commit — before the answer.
 #[utoipa::path(post, path = "/v1/agreements/{agreement_id}/transfers", tag = "transfers",
     params(("agreement_id" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried POST safe: 1 to 200 printable ASCII characters.")),
@@ -169,8 +172,8 @@ async fn replay(
     responses(
         (status = 202, description = "Permitted, recorded and queued (`accepted`), or held for a director (`held`).", body = Receipt,
             headers(("Idempotent-Replayed" = String, description = "`true` when answered from an earlier request with the same key"))),
-        (status = 403, description = "Refused and recorded: not a party, not in force, role or consent (code names the rule).", body = ErrorBody),
-        (status = 404, description = "No such agreement (recorded).", body = ErrorBody),
+        (status = 403, description = "Refused and recorded: not a party, not in force, role or consent (code names the rule); or, not recorded, a system that may not send (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "No such agreement (recorded as `unknown:` and a digest of the id, never the id typed).", body = ErrorBody),
         (status = 408, description = "The body was not sent in time.", body = ErrorBody),
         (status = 409, description = "The Idempotency-Key was used for another request (recorded).", body = ErrorBody),
         (status = 413, description = "The body is over the limit (recorded).", body = ErrorBody),
@@ -184,6 +187,14 @@ pub async fn submit(
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
     let system = caller(&req, &state)?;
+    // Nothing is read or recorded before someone is accountable: a system that may send, and a
+    // user with a valid token. Refusals before that are counted and logged only.
+    if !has_role(system, SystemRole::Sender) {
+        state.metrics.refused_unrecorded(&system.id, "not_a_sender");
+        tracing::warn!(system = %system.id, "transfer refused: the system may not send (not recorded)");
+        return Err(ApiError::forbidden());
+    }
+    let user = user(&req, &state)?;
     let agreement_id = path.into_inner();
     let key = idempotency_key(&req)?;
     let deadline = std::time::Duration::from_secs(state.limits.body_read_secs);
@@ -196,7 +207,7 @@ pub async fn submit(
         ),
         ReadBody::TooLarge => (Body::TooLarge, None, None),
     };
-    let recorded_id = recordable(&agreement_id);
+    let recorded_id = recordable(&state, &agreement_id);
     let attempt = Attempt {
         at: ledger_time(state.clock.now()),
         transfer_id: Uuid::now_v7(),
@@ -204,7 +215,6 @@ pub async fn submit(
         system_id: &system.id,
         received_sha256,
     };
-    let user = authenticate(&req, &state, &attempt).await?;
     // The one look-up of the agreement in the handler (the core does its own).
     let agreement = state.catalogue.agreements.get(&agreement_id);
     let role = agreement
@@ -272,20 +282,6 @@ pub async fn submit(
             tracing::info!(transfer_id = %attempt.transfer_id, agreement = %recorded_id, reason = refusal.reason.code(),
                 seq = receipt.seq, "transfer refused");
             Err(ApiError::refused(refusal, attempt.transfer_id, receipt.seq))
-        }
-    }
-}
-
-/// The user's bearer token, or a recorded refusal: the system is authenticated, so the attempt is
-/// recorded against it.
-async fn authenticate(req: &HttpRequest, state: &AppState, attempt: &Attempt<'_>) -> Result<User, ApiError> {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match state.auth.authenticate(authorization) {
-        Ok(user) => Ok(user),
-        Err(why) => {
-            let receipt = state.ledger.append(record::refused(attempt, None, why.code())).await?;
-            tracing::warn!(transfer_id = %attempt.transfer_id, code = why.code(), seq = receipt.seq, "transfer refused: bearer token");
-            Err(ApiError::unauthorized(why).with_ledger(attempt.transfer_id, receipt.seq))
         }
     }
 }

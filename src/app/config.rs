@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use super::limits::Limits;
+
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
@@ -55,8 +57,9 @@ pub struct Config {
     #[serde(default)]
     pub ledger: LedgerSettings,
     /// This gateway's name, in delivery events, outbox claims, `/readyz` and logs, so that an
-    /// operator of several gateways on one ledger can tell which sent what. Default: the host name
-    /// and the listen port.
+    /// operator of several gateways on one ledger can tell which sent what. Unique among the
+    /// gateways on one ledger, and the same across restarts. Default: the host name and the
+    /// configured listen port (set it when several gateways on one host listen on port 0).
     #[serde(default)]
     pub gateway_id: Option<String>,
 }
@@ -161,35 +164,6 @@ pub struct TlsSettings {
 
 fn default_crl_reload_secs() -> u64 {
     60
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// The largest request body accepted; larger bodies get 413.
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
-    /// How long a client may take to send a request body; slower gets 408 and the connection
-    /// closed (a body trickled a byte at a time would otherwise hold a worker for ever).
-    #[serde(default = "default_body_read_secs")]
-    pub body_read_secs: u64,
-}
-
-fn default_max_body_bytes() -> usize {
-    256 * 1024
-}
-
-fn default_body_read_secs() -> u64 {
-    10
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: default_max_body_bytes(),
-            body_read_secs: default_body_read_secs(),
-        }
-    }
 }
 
 /// A calling system (a case-management system, an audit tool), known by its client certificate.
@@ -441,8 +415,10 @@ impl Config {
     }
 
     /// Problems that make the configuration unusable, in words an operator can act on.
-    /// The configured gateway id, or the host name and `port` (the one it listens on).
-    pub fn gateway_id(&self, port: u16) -> String {
+    /// The configured gateway id, or the host name and the configured listen port: the same
+    /// across restarts, which lets a restarted gateway release the claims it held.
+    pub fn gateway_id(&self) -> String {
+        let port = self.listen.port();
         self.gateway_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .ok()
@@ -458,6 +434,9 @@ impl Config {
         let mut problems = Vec::new();
         if self.gateway_id.as_deref().is_some_and(|id| !is_gateway_id(id)) {
             problems.push("gateway_id must be 1 to 64 characters: letters, digits and . _ : -".to_owned());
+        }
+        if self.limits.requests_per_sec == 0 || self.limits.request_burst == 0 {
+            problems.push("limits.requests_per_sec and limits.request_burst must be positive".to_owned());
         }
         if self.systems.is_empty() {
             problems.push("no [[systems]] registered: nobody could call the gateway".to_owned());

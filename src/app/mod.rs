@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod config;
 pub mod keystore;
+pub mod limits;
 pub mod production;
 pub mod requeue;
 pub mod startup;

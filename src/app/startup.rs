@@ -114,7 +114,7 @@ impl Application {
             clock.clone(),
             WorkerSettings {
                 poll: Duration::from_millis(config.delivery.poll_interval_ms),
-                gateway_id: config.gateway_id(addr.port()),
+                gateway_id: config.gateway_id(),
             },
             metrics.clone(),
             &catalogue.agreements,
@@ -129,6 +129,10 @@ impl Application {
             metrics,
             auth,
             checkpointer: checkpointer.clone(),
+            rates: crate::platform::rate_limit::RateLimits::new(
+                config.limits.requests_per_sec,
+                config.limits.request_burst,
+            ),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
             .on_connect(api::on_connect)

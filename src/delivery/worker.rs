@@ -213,6 +213,16 @@ impl Delivery {
 
     /// The worker loop: runs until the process ends.
     pub async fn run(self: Arc<Self>) {
+        // This gateway restarted: whatever it had claimed it is no longer sending. Its leases end
+        // now rather than at their time (gateway ids must be unique among gateways on a ledger).
+        match self.ledger.release_leases(&self.gateway_id, WallClock::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(gateway = %self.gateway_id, released = n,
+                "claims left by this gateway before it restarted were released; those attempts are retried"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot release this gateway's earlier claims; they retry when their leases end")
+            }
+        }
         loop {
             match self.ledger.due(WallClock::now(), 256).await {
                 Ok(items) => {

@@ -104,6 +104,9 @@ pub trait Ledger: Send + Sync {
     /// lease; a gateway that dies mid-send leaves it to expire. `false`: the entry was delivered,
     /// dead-lettered, retried or claimed by another gateway meanwhile; do not send.
     async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError>;
+    /// Ends, at `now`, the leases `gateway_id` holds on pending entries: it has restarted, so it is
+    /// not sending them. Returns how many.
+    async fn release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError>;
     /// Records a failed attempt (`event`, status `retrying`) and when to try again.
     async fn attempt_failed(
         &self,

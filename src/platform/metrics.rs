@@ -37,6 +37,12 @@ struct AttemptLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnrecordedLabels {
+    system: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestinationLabels {
     destination: String,
 }
@@ -54,6 +60,7 @@ pub struct Metrics {
     registry: Registry,
     transfers: Family<TransferLabels, Counter>,
     attempts: Family<AttemptLabels, Counter>,
+    unrecorded: Family<UnrecordedLabels, Counter>,
     outbox_depth: Family<DestinationLabels, Gauge>,
     circuit_open: Family<DestinationLabels, Gauge>,
     reviews_overdue: Gauge,
@@ -65,6 +72,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let transfers = Family::default();
         let attempts = Family::default();
+        let unrecorded = Family::default();
         let outbox_depth = Family::default();
         let circuit_open = Family::default();
         let reviews_overdue = Gauge::default();
@@ -82,6 +90,13 @@ impl Default for Metrics {
             "isa_delivery_attempts",
             "Delivery attempts by destination and result",
             attempts.clone(),
+        );
+        registry.register(
+            "isa_requests_refused_unrecorded",
+            "Requests refused before anyone was accountable (rate limit, no acceptable user token, a \
+             system that may not send), by system and reason; counted here and logged, not written to \
+             the ledger",
+            unrecorded.clone(),
         );
         registry.register(
             "isa_outbox_depth",
@@ -112,6 +127,7 @@ impl Default for Metrics {
             registry,
             transfers,
             attempts,
+            unrecorded,
             outbox_depth,
             circuit_open,
             reviews_overdue,
@@ -122,6 +138,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A request refused before anyone was accountable: `system` a configured id, `reason` a
+    /// stable code (bounded labels both).
+    pub fn refused_unrecorded(&self, system: &str, reason: &str) {
+        self.unrecorded
+            .get_or_create(&UnrecordedLabels {
+                system: system.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
     /// A decision: `outcome` is `accepted` or `refused`, `reason` a refusal code or empty.
     pub fn transfer(&self, agreement: &str, outcome: &str, reason: &str, seconds: f64) {
         self.transfers

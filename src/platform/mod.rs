@@ -6,4 +6,5 @@ pub mod clock;
 pub mod fs;
 pub mod metrics;
 pub mod pki;
+pub mod rate_limit;
 pub mod tls;

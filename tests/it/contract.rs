@@ -264,6 +264,10 @@ async fn the_outbox_delivers_once(kind: Kind) {
     // A gateway that died mid-send leaves the lease to expire; then another may try again.
     assert_eq!(ledger.due(lease_end, 10).await.unwrap()[0].attempts, 1);
     assert!(ledger.claim(&claim("gw-b", 1, lease_end)).await.unwrap());
+    // A restarted gateway ends its own leases, and only its own.
+    assert_eq!(ledger.release_leases("gw-a", lease_end).await.unwrap(), 0);
+    assert_eq!(ledger.release_leases("gw-b", lease_end).await.unwrap(), 1);
+    assert_eq!(ledger.due(lease_end, 10).await.unwrap()[0].attempts, 2);
     let later = t0() + jiff::SignedDuration::from_secs(60);
     let mut failed = follow(&d, EventKind::Delivery, TransferStatus::Retrying);
     failed.detail = Some("connect".into());

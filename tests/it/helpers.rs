@@ -240,6 +240,8 @@ pub struct Spawn {
     /// The key store (default: `keys` in the test's directory). Gateways sharing a database
     /// share their keys.
     pub keys_dir: Option<PathBuf>,
+    /// Per-system requests per second and burst (default: high enough never to matter).
+    pub rate: (u32, u32),
 }
 
 impl Default for Spawn {
@@ -254,6 +256,7 @@ impl Default for Spawn {
             own_crl: false,
             database_url: "sqlite://ledger.db".into(),
             keys_dir: None,
+            rate: (100_000, 100_000),
         }
     }
 }
@@ -326,6 +329,8 @@ crl_reload_secs = {crl_reload}
 [limits]
 max_body_bytes = {max_body}
 body_read_secs = {body_secs}
+requests_per_sec = {rate}
+request_burst = {burst}
 
 [delivery]
 poll_interval_ms = 50
@@ -376,6 +381,8 @@ path = "deliveries/lado"
             crl_reload = if opts.own_crl { 1 } else { 60 },
             max_body = opts.max_body_bytes,
             body_secs = opts.body_read_secs,
+            rate = opts.rate.0,
+            burst = opts.rate.1,
             sender_id = identity(SENDER),
             auditor_id = identity(AUDITOR),
             other_id = identity(OTHER_SENDER),

@@ -14,20 +14,27 @@ use crate::helpers::{GatewayProcess, dev_config_in, gp_update, http_client, pki,
 async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
     let db = PgDatabase::create().await;
     let shared_keys = tempfile::tempdir().unwrap();
-    let config = |dir: &std::path::Path| {
+    // Two gateways on one host, both on port 0: each needs its own id.
+    let config = |dir: &std::path::Path, id: &str| {
         dev_config_in(dir, |c| {
-            c.replace(
-                "database_url = \"sqlite://var/isa-gateway.db\"",
-                &format!("database_url = \"{}\"", db.url),
-            )
-            .replace(
-                "keys_dir = \"var/keys\"",
-                &format!("keys_dir = \"{}\"", shared_keys.path().display()),
-            )
+            // A load test: the per-system rate limit is not what is under test here.
+            format!("gateway_id = \"{id}\"\n{c}")
+                .replace(
+                    "[limits]\n",
+                    "[limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\n",
+                )
+                .replace(
+                    "database_url = \"sqlite://var/isa-gateway.db\"",
+                    &format!("database_url = \"{}\"", db.url),
+                )
+                .replace(
+                    "keys_dir = \"var/keys\"",
+                    &format!("keys_dir = \"{}\"", shared_keys.path().display()),
+                )
         })
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (config_a, config_b) = (config(dir_a.path()), config(dir_b.path()));
+    let (config_a, config_b) = (config(dir_a.path(), "gw-a"), config(dir_b.path(), "gw-b"));
     // The first makes the development keys; the second finds them.
     let a = GatewayProcess::start(&config_a).await;
     let b = GatewayProcess::start(&config_b).await;
@@ -99,7 +106,11 @@ async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
             *by_gateway.entry(e.event.gateway.clone().unwrap()).or_insert(0) += 1;
         }
     }
-    assert_eq!(by_gateway.len(), 2, "{by_gateway:?}");
+    assert_eq!(
+        by_gateway.keys().map(String::as_str).collect::<HashSet<_>>(),
+        HashSet::from(["gw-a", "gw-b"]),
+        "{by_gateway:?}"
+    );
 
     a.kill();
     b.kill();

@@ -148,16 +148,25 @@ async fn a_receiver_that_does_not_trust_the_gateway_is_a_failed_delivery() {
 }
 
 #[tokio::test]
-async fn an_unknown_agreement_is_404_and_recorded() {
+async fn an_unknown_agreement_is_404_and_recorded_without_the_text_typed() {
     let app = TestApp::spawn().await;
-    let (status, body, _) = app.post("no-such-agreement", "gp_update", &gp_update()).await;
+    // Whatever a caller types in the URL never reaches the ledger as typed.
+    let typed = "=HYPERLINK(\"x\")";
+    let (status, body, _) = app.post(typed, "gp_update", &gp_update()).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], "unknown_agreement");
     let entries = app.entries().await;
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].event.agreement_id, "no-such-agreement");
+    let recorded = &entries[0].event.agreement_id;
+    assert!(recorded.starts_with("unknown:") && recorded.len() == 24, "{recorded}");
+    assert!(!recorded.contains("HYPERLINK"));
     assert_eq!(entries[0].event.reason_code.as_deref(), Some("unknown_agreement"));
     assert_eq!(entries[0].event.decision.map(DecisionKind::code), Some("deny"));
+    assert_eq!(
+        entries[0].event.user_sub.as_deref(),
+        Some("alice"),
+        "someone is accountable for it"
+    );
 }
 
 #[tokio::test]
@@ -173,13 +182,71 @@ async fn a_system_not_party_to_the_agreement_is_403_and_recorded() {
     assert_eq!(entries[0].event.reason_code.as_deref(), Some("not_a_party"));
 }
 
+/// A registered system that may not send (the auditor's) is refused before its body is read, and
+/// nothing is recorded: no flood of permanent refusals from a system that is not a sender.
 #[tokio::test]
-async fn an_auditor_system_cannot_send() {
+async fn an_auditor_system_cannot_send_and_leaves_no_record() {
     let app = TestApp::spawn().await;
     let body = serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
-    let (status, body, _) = app.post_raw(&app.auditor, GP_AGREEMENT, body).await;
-    assert_eq!(status, 403);
-    assert_eq!(body["code"], "not_a_party");
+    for _ in 0..5 {
+        let (status, body, _) = app.post_raw(&app.auditor, GP_AGREEMENT, body.clone()).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    }
+    assert!(app.entries().await.is_empty());
+    let metrics = app
+        .sender
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("isa_requests_refused_unrecorded_total{system=\"ig-audit\",reason=\"not_a_sender\"} 5"),
+        "{metrics}"
+    );
+}
+
+/// A system over its request rate gets 429 with Retry-After; nothing of the refused requests is
+/// recorded, and other systems are not held up.
+#[tokio::test]
+async fn a_flooding_system_is_rate_limited_with_retry_after() {
+    let app = TestApp::spawn_with(Spawn {
+        rate: (1, 3),
+        ..Spawn::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..6 {
+        let r = app
+            .sender
+            .post(app.url("/v1/agreements/nvtt-gp-update/transfers"))
+            .json(&json!({"message_type": "gp_update", "payload": gp_update()}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status().as_u16() == 429 {
+            retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["code"], "rate_limited");
+        }
+    }
+    assert_eq!(&statuses[..3], &[202, 202, 202], "the burst is allowed: {statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let accepted = statuses.iter().filter(|s| **s == 202).count();
+    let decisions = app
+        .entries()
+        .await
+        .into_iter()
+        .filter(|e| e.event.kind == EventKind::Decision)
+        .count();
+    assert_eq!(decisions, accepted, "only accepted transfers are recorded");
+    let (status, _) = app.get(&app.auditor, "/v1/agreements").await;
+    assert_eq!(status, 200, "another system has its own allowance");
 }
 
 async fn refused_on(clock: &str, agreement: Option<(String, String)>, id: &str) -> (u16, Value) {

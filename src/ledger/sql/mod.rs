@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::checkpoint::Checkpoint;
+mod outbox;
 mod sync;
 mod writer;
 
@@ -226,47 +227,15 @@ impl Ledger for SqlLedger {
     }
 
     async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, attempts, \
-             created_at_us FROM outbox \
-             WHERE state = 'pending' AND next_attempt_at_us <= $1 ORDER BY next_attempt_at_us LIMIT $2",
-        )
-        .bind(micros(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxItem {
-                    transfer_id: uuid(0, &r.try_get::<String, _>("transfer_id")?)?,
-                    destination: r.try_get("destination")?,
-                    agreement_id: r.try_get("agreement_id")?,
-                    message_type: r.try_get("message_type")?,
-                    sender_system: r.try_get("sender_system")?,
-                    recipient: r.try_get("recipient")?,
-                    body: r.try_get("body")?,
-                    attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-                    created_at: timestamp(0, r.try_get("created_at_us")?)?,
-                })
-            })
-            .collect()
+        self.outbox_due(now, limit).await
     }
 
     async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
-        let lease = i64::try_from(claim.lease.as_micros()).unwrap_or(i64::MAX);
-        let now = micros(claim.now);
-        let claimed = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at_us = $1, claimed_by = $2, claimed_at_us = $3 \
-             WHERE transfer_id = $4 AND state = 'pending' AND attempts = $5 AND next_attempt_at_us <= $3",
-        )
-        .bind(now.saturating_add(lease))
-        .bind(claim.gateway_id)
-        .bind(now)
-        .bind(claim.transfer_id.to_string())
-        .bind(i64::from(claim.attempts))
-        .execute(&self.pool)
-        .await?;
-        Ok(claimed.rows_affected() == 1)
+        self.outbox_claim(claim).await
+    }
+
+    async fn release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError> {
+        self.outbox_release_leases(gateway_id, now).await
     }
 
     async fn attempt_failed(
@@ -441,13 +410,7 @@ impl Ledger for SqlLedger {
     }
 
     async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError> {
-        let rows =
-            sqlx::query("SELECT destination, COUNT(*) AS n FROM outbox WHERE state = 'pending' GROUP BY destination")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("destination")?, r.try_get("n")?)))
-            .collect()
+        self.outbox_outbox_depth().await
     }
 
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError> {

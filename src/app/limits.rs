@@ -1,0 +1,49 @@
+//! What one caller may ask of the gateway: body size, time to send it, request rate.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body accepted; larger bodies get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long a client may take to send a request body; slower gets 408 and the connection
+    /// closed (a body trickled a byte at a time would otherwise hold a worker for ever).
+    #[serde(default = "default_body_read_secs")]
+    pub body_read_secs: u64,
+    /// Requests each registered system may make per second, sustained (per gateway). More get
+    /// `429` with `Retry-After`; nothing of them is recorded.
+    #[serde(default = "default_requests_per_sec")]
+    pub requests_per_sec: u32,
+    /// Requests a system may make at once above the sustained rate.
+    #[serde(default = "default_request_burst")]
+    pub request_burst: u32,
+}
+
+fn default_requests_per_sec() -> u32 {
+    50
+}
+
+fn default_request_burst() -> u32 {
+    100
+}
+
+fn default_max_body_bytes() -> usize {
+    256 * 1024
+}
+
+fn default_body_read_secs() -> u64 {
+    10
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            body_read_secs: default_body_read_secs(),
+            requests_per_sec: default_requests_per_sec(),
+            request_burst: default_request_burst(),
+        }
+    }
+}
