@@ -43,6 +43,7 @@ pub async fn make(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
     /// The entry's sequence number (1-based).
+    #[param(minimum = 1)]
     seq: i64,
     /// The size of the tree (a checkpoint's `tree_size`).
     tree_size: u64,

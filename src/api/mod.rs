@@ -114,10 +114,12 @@ fn user(req: &HttpRequest, state: &AppState) -> Result<crate::platform::auth::Us
 /// An auditor: a system registered with the auditor role, used by a user with the auditor role.
 fn auditor<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig, ApiError> {
     let system = caller(req, state)?;
+    // The token first, as on every endpoint: without one the answer is 401 whatever the system.
+    let user = user(req, state)?;
     if !has_role(system, SystemRole::Auditor) {
         return Err(ApiError::forbidden());
     }
-    if !user(req, state)?.has(crate::platform::auth::UserRole::Auditor) {
+    if !user.has(crate::platform::auth::UserRole::Auditor) {
         return Err(ApiError::role_required(crate::platform::auth::UserRole::Auditor));
     }
     Ok(system)
@@ -188,7 +190,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectQuery {
-    /// Ten digits with a valid check digit.
+    /// Ten digits with a valid check digit (modulus 11).
+    #[schema(pattern = "^[0-9]{10}$")]
     nhs_number: String,
 }
 

@@ -99,7 +99,13 @@ impl utoipa::Modify for Security {
                     .iter()
                     .flatten()
                     .any(|s| serde_json::to_value(s).is_ok_and(|v| v.get("bearer").is_some()));
+                let has_body = op.request_body.is_some();
                 let responses = &mut op.responses.responses;
+                if has_body {
+                    responses.entry("400".into()).or_insert_with(|| {
+                        error("The body is not JSON, or has unknown or missing fields (`invalid_request`; a transfer's `malformed_json` is recorded).").into()
+                    });
+                }
                 responses.entry("429".into()).or_insert_with(|| {
                     error("The system is over its request rate (`rate_limited`); see `Retry-After`. Not recorded.")
                         .into()

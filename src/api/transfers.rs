@@ -167,7 +167,7 @@ async fn replay(
 /// outbox entry and key in one durable commit — before the answer.
 #[utoipa::path(post, path = "/v1/agreements/{agreement_id}/transfers", tag = "transfers",
     params(("agreement_id" = String, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried POST safe: 1 to 200 printable ASCII characters.")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "Makes a retried POST safe: 1 to 200 printable ASCII characters.")),
     request_body = crate::policy::decision::Envelope, security(("mutual_tls" = [], "bearer" = [])),
     responses(
         (status = 202, description = "Permitted, recorded and queued (`accepted`), or held for a director (`held`).", body = Receipt,
@@ -189,12 +189,12 @@ pub async fn submit(
     let system = caller(&req, &state)?;
     // Nothing is read or recorded before someone is accountable: a system that may send, and a
     // user with a valid token. Refusals before that are counted and logged only.
+    let user = user(&req, &state)?;
     if !has_role(system, SystemRole::Sender) {
         state.metrics.refused_unrecorded(&system.id, "not_a_sender");
         tracing::warn!(system = %system.id, "transfer refused: the system may not send (not recorded)");
         return Err(ApiError::forbidden());
     }
-    let user = user(&req, &state)?;
     let agreement_id = path.into_inner();
     let key = idempotency_key(&req)?;
     let deadline = std::time::Duration::from_secs(state.limits.body_read_secs);
@@ -353,14 +353,19 @@ pub async fn show(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// accepted, held, refused, retrying, delivered or undeliverable.
+    #[param(value_type = Option<TransferStatus>)]
     status: Option<String>,
     /// RFC 3339; decisions at or after.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// RFC 3339; decisions before.
+    #[param(format = DateTime)]
     until: Option<String>,
     /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// The previous page's `next_cursor`.
+    #[param(minimum = 0)]
     cursor: Option<i64>,
 }
 
@@ -436,6 +441,9 @@ async fn list(
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         bad("limit", "must be between 1 and 1000");
+    }
+    if params.cursor.is_some_and(|c| c < 0) {
+        bad("cursor", "must be an earlier page's next_cursor (0 or more)");
     }
     if !violations.is_empty() {
         return Err(
