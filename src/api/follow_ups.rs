@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use super::bodies::{FollowUps, Receipt};
 use super::{ApiError, AppState, ErrorBody, caller, user};
-use crate::ledger::{DecisionKind, Event, EventKind, FollowUp, TransferRecord, TransferStatus, ledger_time};
+use crate::ledger::{DecisionKind, Entry, Event, EventKind, FollowUp, TransferRecord, TransferStatus, ledger_time};
 use crate::platform::auth::{User, UserRole};
 use crate::policy::follow_up::{
-    ApproveReason, Code, RefuseReason, ReviewOutcome, TwoPersonRule, approvable, is_case_reference,
+    ApproveReason, Code, Person, RefuseReason, ReviewOutcome, TwoPersonRule, approvable, is_case_reference,
 };
 use crate::policy::schemas::Violation;
 
@@ -91,8 +91,40 @@ async fn record(state: &AppState, path: web::Path<String>, system: &str) -> Resu
     if ours { Ok(r) } else { Err(ApiError::not_found()) }
 }
 
-fn two_people(r: &TransferRecord, user: &User) -> Result<(), ApiError> {
-    crate::policy::follow_up::two_people(r.user_sub.as_deref(), &user.sub).map_err(|TwoPersonRule| {
+/// The transfer's decision as the ledger recorded it, its entry re-hashed: who asked is read from
+/// there, never from the read model's copy (a table an insider could edit).
+async fn decision_of(state: &AppState, r: &TransferRecord) -> Result<Event, ApiError> {
+    let unverifiable = || {
+        conflict(
+            "record_unverifiable",
+            "The transfer's record does not verify; nothing was done. Run `isa-gateway ledger verify`.",
+        )
+    };
+    let entry = state
+        .ledger
+        .entries_of(&[r.transfer_id])
+        .await?
+        .into_iter()
+        .find(|e| e.event.kind == EventKind::Decision)
+        .ok_or_else(unverifiable)?;
+    if Entry::compute_hash(entry.seq, &entry.prev_hash, &entry.event) != entry.hash {
+        tracing::error!(transfer_id = %r.transfer_id, seq = entry.seq, "ALERT: a decision entry does not hash to its stored hash");
+        return Err(unverifiable());
+    }
+    Ok(entry.event)
+}
+
+/// The two-person rule on (issuer, subject), case and spacing aside.
+fn two_people(decision: &Event, user: &User) -> Result<(), ApiError> {
+    let asked_by = decision.user_sub.as_deref().map(|sub| Person {
+        issuer: decision.user_issuer.as_deref(),
+        sub,
+    });
+    let deciding = Person {
+        issuer: Some(&user.issuer),
+        sub: &user.sub,
+    };
+    crate::policy::follow_up::two_people(asked_by, deciding).map_err(|TwoPersonRule| {
         ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
             TwoPersonRule::CODE,
@@ -121,6 +153,7 @@ fn event(
     e.message_type = r.message_type.clone();
     e.recipient = r.recipient.clone();
     e.user_sub = Some(user.sub.clone());
+    e.user_issuer = Some(user.issuer.clone());
     e.user_role = Some(role.as_str().to_owned());
     e
 }
@@ -157,17 +190,11 @@ async fn judge_held(
     if r.status != TransferStatus::Held {
         return Err(conflict("not_held", "This transfer is not waiting for approval."));
     }
-    two_people(&r, &user)?;
+    let decision = decision_of(&state, &r).await?;
+    two_people(&decision, &user)?;
     if approve {
-        let decided_under = state
-            .ledger
-            .entries_of(&[r.transfer_id])
-            .await?
-            .into_iter()
-            .find(|e| e.event.kind == EventKind::Decision)
-            .and_then(|e| e.event.agreement_hash);
         let agreement = state.catalogue.agreements.get(&r.agreement_id).map(AsRef::as_ref);
-        approvable(agreement, decided_under.as_deref(), state.clock.today())
+        approvable(agreement, decision.agreement_hash.as_deref(), state.clock.today())
             .map_err(|why| conflict(why.code(), why.explain()))?;
     }
     let status = if approve {
@@ -253,7 +280,7 @@ pub async fn review(
     let user = user(&req, &state)?;
     require(&user, UserRole::Director)?;
     let r = record(&state, path, &system.id).await?;
-    two_people(&r, &user)?;
+    two_people(&decision_of(&state, &r).await?, &user)?;
     let outcome = code::<ReviewOutcome>(&body, "/outcome")?;
     check_note_ref(body.note_ref.as_ref())?;
     let mut e = event(

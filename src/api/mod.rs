@@ -103,8 +103,8 @@ fn user(req: &HttpRequest, state: &AppState) -> Result<crate::platform::auth::Us
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    state.auth.authenticate(header).map_err(|why| {
-        let system = system_of(req, state).map_or("unregistered", |s| s.id.as_str());
+    let system = system_of(req, state).map_or("unregistered", |s| s.id.as_str());
+    state.auth.authenticate(header, system).map_err(|why| {
         state.metrics.refused_unrecorded(system, why.code());
         tracing::warn!(%system, code = why.code(), "bearer token refused (not recorded)");
         ApiError::unauthorized(why)
@@ -201,6 +201,7 @@ pub struct SubjectQuery {
     security(("mutual_tls" = [], "bearer" = [])),
     responses((status = 200, description = "Every disclosure found, and the ledger entry recording the lookup.",
         body = crate::audit::subject_access::Answer),
+        (status = 403, description = "Not the DPO's system (`forbidden`) or not a DPO (`role_required`).", body = ErrorBody),
         (status = 422, description = "Not a valid NHS number (`invalid_nhs_number`).", body = ErrorBody)))]
 async fn subject_disclosures(
     req: HttpRequest,
@@ -209,6 +210,10 @@ async fn subject_disclosures(
 ) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
+    // Only through the DPO's own system, by a user with the DPO role.
+    if !has_role(system, SystemRole::Dpo) {
+        return Err(ApiError::forbidden());
+    }
     if !user.has(crate::platform::auth::UserRole::Dpo) {
         return Err(ApiError::role_required(crate::platform::auth::UserRole::Dpo));
     }
@@ -233,8 +238,11 @@ async fn subject_disclosures(
         state.ledger.as_ref(),
         index,
         &nhs,
-        &system.id,
-        &user.sub,
+        crate::audit::subject_access::Asker {
+            system: &system.id,
+            user: &user.sub,
+            issuer: Some(&user.issuer),
+        },
         state.clock.now(),
     )
     .await?;

@@ -221,7 +221,11 @@ pub async fn submit(
         .and_then(|a| a.acting_role(&user.roles))
         .or(user.roles.first().copied())
         .map(UserRole::as_str);
-    let actor = Actor { sub: &user.sub, role };
+    let actor = Actor {
+        issuer: Some(&user.issuer),
+        sub: &user.sub,
+        role,
+    };
     let key = key.filter(|_| digest.is_some());
     if let NextAction::Replay(original) = next_action(&state, &system.id, key.as_deref()).await? {
         return replay(&state, original, digest.as_deref().unwrap_or_default(), &attempt, actor).await;

@@ -185,6 +185,9 @@ pub enum SystemRole {
     Sender,
     /// May list transfers under any agreement.
     Auditor,
+    /// The data protection officer's system: the only one through which subject access requests
+    /// are answered.
+    Dpo,
 }
 
 /// Where transfers go once permitted.
@@ -434,6 +437,20 @@ impl Config {
         let mut problems = Vec::new();
         if self.gateway_id.as_deref().is_some_and(|id| !is_gateway_id(id)) {
             problems.push("gateway_id must be 1 to 64 characters: letters, digits and . _ : -".to_owned());
+        }
+        for i in &self.auth.issuers {
+            if i.roles.is_empty() {
+                problems.push(format!("issuer {:?} grants no role (auth.issuers.roles)", i.issuer));
+            }
+            if i.systems.is_empty() {
+                problems.push(format!("issuer {:?} names no system its users act through", i.issuer));
+            }
+            for system in i.systems.iter().filter(|s| !self.systems.iter().any(|r| &r.id == *s)) {
+                problems.push(format!(
+                    "issuer {:?} names system {system:?}, which is not registered",
+                    i.issuer
+                ));
+            }
         }
         if self.limits.requests_per_sec == 0 || self.limits.request_burst == 0 {
             problems.push("limits.requests_per_sec and limits.request_burst must be positive".to_owned());

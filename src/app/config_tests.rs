@@ -17,6 +17,8 @@ audience = "isa-gateway"
 issuer = "urn:test"
 algorithms = ["ES256"]
 public_key = "certs/token.pub.pem"
+roles = ["practitioner"]
+systems = ["case-system"]
 
 [tls]
 server_cert = "certs/server.crt"
@@ -100,6 +102,10 @@ fn reports_every_problem() {
         .to_string();
     assert!(err.contains("lower-case"), "{err}");
     assert!(err.contains("no roles"), "{err}");
+    assert!(
+        err.contains("issuer \"urn:test\" names system \"case-system\", which is not registered"),
+        "{err}"
+    );
 }
 
 #[test]

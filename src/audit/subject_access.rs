@@ -34,16 +34,26 @@ pub struct Answer {
     pub disclosures: Vec<Disclosure>,
 }
 
-/// Looks the person up and records that `user` (acting as DPO) through `system` did so.
+/// Who asked: the system, the user, and the user's token issuer (`None` from the command line on
+/// the gateway's host).
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    pub system: &'a str,
+    pub user: &'a str,
+    pub issuer: Option<&'a str>,
+}
+
+/// Looks the person up and records that `asker` (acting as DPO) did so. The record carries the
+/// person's blind index (never the number), so the lookup is part of their own record.
 pub async fn lookup(
     ledger: &dyn Ledger,
     index: &IndexKey,
     nhs_number: &NhsNumber,
-    system: &str,
-    user: &str,
+    asker: Asker<'_>,
     now: Timestamp,
 ) -> Result<Answer, LedgerError> {
-    let found = ledger.disclosures(&index.index(nhs_number)).await?;
+    let subject = index.index(nhs_number);
+    let found = ledger.disclosures(&subject).await?;
     let disclosures: Vec<Disclosure> = found
         .into_iter()
         .map(|(record, entry)| Disclosure {
@@ -81,10 +91,12 @@ pub async fn lookup(
         EventKind::SubjectAccess,
         TransferStatus::Accepted,
         "subject-access",
-        system,
+        asker.system,
     );
-    event.user_sub = Some(user.to_owned());
+    event.user_sub = Some(asker.user.to_owned());
+    event.user_issuer = asker.issuer.map(str::to_owned);
     event.user_role = Some("dpo".into());
+    event.subject_index = vec![subject];
     event.detail = Some(format!("{} disclosure(s) found", disclosures.len()));
     let Receipt { seq, .. } = ledger.append(event).await?;
     Ok(Answer {

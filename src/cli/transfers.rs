@@ -62,7 +62,12 @@ pub(super) async fn subject_disclosures(path: &Path, by: &str) -> Result<ExitCod
     let ledger = crate::ledger::open(&config.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    let answer = crate::audit::subject_access::lookup(ledger.as_ref(), index, &nhs, "cli", by, jiff::Timestamp::now())
+    let asker = crate::audit::subject_access::Asker {
+        system: "cli",
+        user: by,
+        issuer: None,
+    };
+    let answer = crate::audit::subject_access::lookup(ledger.as_ref(), index, &nhs, asker, jiff::Timestamp::now())
         .await
         .map_err(|e| e.to_string())?;
     println!("{}", serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?);

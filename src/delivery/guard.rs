@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use jiff::civil::Date;
 
-use crate::ledger::{DecisionKind, Entry, EventKind, OutboxItem};
+use crate::ledger::{DecisionKind, Entry, EventKind, OutboxItem, same_person};
 use crate::policy::agreement::Agreement;
 use crate::policy::decision::sha256_hex;
 
@@ -74,7 +74,7 @@ pub fn check(
             e.event.kind == EventKind::Approval
                 && e.event.decision == Some(DecisionKind::Permit)
                 && e.event.user_sub.is_some()
-                && e.event.user_sub != decision.user_sub
+                && !same_person(&e.event, decision)
         });
         if !approved {
             return Err(NotAsDecided::NotApproved);

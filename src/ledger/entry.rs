@@ -147,6 +147,8 @@ pub struct Event {
     pub destination: Option<String>,
     /// Delivery events: the gateway that made the attempt (several may share a ledger). Version 2.
     pub gateway: Option<String>,
+    /// The issuer of the token of the user in `user_sub` (subjects are per issuer). Version 2.
+    pub user_issuer: Option<String>,
 }
 
 /// What was decided, as the ledger spells it.
@@ -220,7 +222,23 @@ impl Event {
             subject_informed_due: None,
             destination: None,
             gateway: None,
+            user_issuer: None,
         }
+    }
+}
+
+/// Whether two events' users are one person under the two-person rule (issuer and subject, case
+/// and spacing aside; see `policy::follow_up::Person`).
+pub fn same_person(a: &Event, b: &Event) -> bool {
+    fn person(e: &Event) -> Option<crate::policy::follow_up::Person<'_>> {
+        e.user_sub.as_deref().map(|sub| crate::policy::follow_up::Person {
+            issuer: e.user_issuer.as_deref(),
+            sub,
+        })
+    }
+    match (person(a), person(b)) {
+        (Some(a), Some(b)) => a.is(&b),
+        _ => false,
     }
 }
 
@@ -256,12 +274,12 @@ impl Entry {
     /// [`Event`]: a string as a 4-byte big-endian length and its UTF-8 bytes; an absent optional
     /// string as the length `0xFFFFFFFF`; a list as a 4-byte count then each string.
     ///
-    /// Version 2 (tag `"isa-gateway.ledger.v2"`) is version 1 followed by `destination` and
-    /// `gateway` (optional strings). It is written exactly when one of them is present, so every
-    /// entry written before them keeps its version 1 bytes and hash.
+    /// Version 2 (tag `"isa-gateway.ledger.v2"`) is version 1 followed by `destination`, `gateway`
+    /// and `user_issuer` (optional strings). It is written exactly when one of them is present, so
+    /// every entry written before them keeps its version 1 bytes and hash.
     pub fn canonical_bytes(seq: i64, prev_hash: &Hash, e: &Event) -> Vec<u8> {
         let mut b = Vec::with_capacity(512);
-        let v2 = e.destination.is_some() || e.gateway.is_some();
+        let v2 = e.destination.is_some() || e.gateway.is_some() || e.user_issuer.is_some();
         b.extend_from_slice(if v2 { TAG_V2 } else { TAG_V1 });
         b.extend_from_slice(prev_hash);
         b.extend_from_slice(&seq.to_be_bytes());
@@ -310,6 +328,7 @@ impl Entry {
         if v2 {
             o(&mut b, &e.destination);
             o(&mut b, &e.gateway);
+            o(&mut b, &e.user_issuer);
         }
         b
     }
@@ -367,13 +386,15 @@ impl Entry {
             subject_informed_due: o(&mut r)?,
             destination: None,
             gateway: None,
+            user_issuer: None,
         };
         let mut event = event;
         if r.version == 2 {
             event.destination = o(&mut r)?;
             event.gateway = o(&mut r)?;
-            // Version 2 without either field is not an encoding this code writes.
-            if event.destination.is_none() && event.gateway.is_none() {
+            event.user_issuer = o(&mut r)?;
+            // Version 2 without any of its fields is not an encoding this code writes.
+            if event.destination.is_none() && event.gateway.is_none() && event.user_issuer.is_none() {
                 return None;
             }
         }

@@ -140,7 +140,7 @@ pub fn delivered_as_decided(history: &[Entry]) -> Option<&'static str> {
         if ev.kind == EventKind::Approval
             && ev.decision == Some(super::DecisionKind::Permit)
             && ev.user_sub.is_some()
-            && ev.user_sub != decision.user_sub
+            && !super::same_person(ev, decision)
         {
             approved = true;
         }

@@ -19,9 +19,10 @@ pub struct Attempt<'a> {
     pub received_sha256: Option<String>,
 }
 
-/// The user who acted, and the role they acted in.
+/// The user who acted (their token's issuer and subject), and the role they acted in.
 #[derive(Debug, Clone, Copy)]
 pub struct Actor<'a> {
+    pub issuer: Option<&'a str>,
     pub sub: &'a str,
     pub role: Option<&'a str>,
 }
@@ -61,6 +62,7 @@ fn base(attempt: &Attempt<'_>, actor: Option<Actor<'_>>) -> Event {
     e.received_sha256 = attempt.received_sha256.clone();
     if let Some(actor) = actor {
         e.user_sub = Some(actor.sub.to_owned());
+        e.user_issuer = actor.issuer.map(str::to_owned);
         e.user_role = actor.role.map(str::to_owned);
     }
     e
@@ -167,6 +169,7 @@ mod tests {
             body: Body::Complete(&body),
         });
         let actor = Actor {
+            issuer: None,
             sub: "alice",
             role: Some("safeguarding_lead"),
         };

@@ -36,6 +36,7 @@ fn event() -> Event {
         subject_informed_due: None,
         destination: None,
         gateway: None,
+        user_issuer: None,
     }
 }
 

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::policy::roles::UserRole;
 
-/// An authenticated user.
+/// An authenticated user: who (the token's issuer and subject) and the roles that issuer may
+/// grant and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    pub issuer: String,
     pub sub: String,
     pub roles: Vec<UserRole>,
 }
@@ -82,6 +84,12 @@ pub struct IssuerConfig {
     /// it marks them: then a token without it (an ID token, say) is refused.
     #[serde(default)]
     pub token_type: Option<String>,
+    /// The roles this issuer may grant. A role in its token outside this list is not granted
+    /// (logged): an issuer trusted for practitioners cannot make a director, DPO or auditor.
+    pub roles: Vec<UserRole>,
+    /// The registered systems its users may act through; a token used through any other system
+    /// is refused (`token_issuer_not_for_system`).
+    pub systems: Vec<String>,
 }
 
 /// Why a token was refused. Codes are stable; none carries token contents.
@@ -111,6 +119,8 @@ pub enum TokenError {
     LifetimeTooLong,
     #[error("token_wrong_type")]
     WrongType,
+    #[error("token_issuer_not_for_system")]
+    IssuerNotForSystem,
 }
 
 impl TokenError {
@@ -128,6 +138,7 @@ impl TokenError {
             Self::MissingClaim => "token_missing_claim",
             Self::LifetimeTooLong => "token_lifetime_too_long",
             Self::WrongType => "token_wrong_type",
+            Self::IssuerNotForSystem => "token_issuer_not_for_system",
         }
     }
 }
@@ -148,6 +159,8 @@ struct Issuer {
     algorithms: Vec<Algorithm>,
     keys: Vec<Key>,
     token_type: Option<String>,
+    roles: Vec<UserRole>,
+    systems: Vec<String>,
 }
 
 pub struct Authenticator {
@@ -230,6 +243,8 @@ impl Authenticator {
                 algorithms,
                 keys,
                 token_type: i.token_type.clone(),
+                roles: i.roles.clone(),
+                systems: i.systems.clone(),
             });
         }
         Ok(Self {
@@ -241,8 +256,9 @@ impl Authenticator {
         })
     }
 
-    /// Checks an `Authorization` header value (`Bearer <jwt>`).
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<User, TokenError> {
+    /// Checks an `Authorization` header value (`Bearer <jwt>`) presented through the registered
+    /// system `system`.
+    pub fn authenticate(&self, authorization: Option<&str>, system: &str) -> Result<User, TokenError> {
         let token = authorization
             .ok_or(TokenError::Missing)?
             .strip_prefix("Bearer ")
@@ -265,6 +281,9 @@ impl Authenticator {
             .ok_or(TokenError::WrongIssuer)?;
         if !issuer.algorithms.contains(&header.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
+        }
+        if !issuer.systems.iter().any(|s| s == system) {
+            return Err(TokenError::IssuerNotForSystem);
         }
         if let Some(wanted) = &issuer.token_type {
             let typ = header.typ.as_deref().unwrap_or_default().to_ascii_lowercase();
@@ -323,10 +342,14 @@ impl Authenticator {
             Some(serde_json::Value::Array(rs)) => rs.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
             _ => Vec::new(),
         };
-        let roles: HashSet<UserRole> = roles.iter().filter_map(|r| UserRole::parse(r)).collect();
-        let mut roles: Vec<UserRole> = roles.into_iter().collect();
+        let claimed: HashSet<UserRole> = roles.iter().filter_map(|r| UserRole::parse(r)).collect();
+        let mut roles: Vec<UserRole> = claimed.iter().copied().filter(|r| issuer.roles.contains(r)).collect();
         roles.sort();
+        if roles.len() < claimed.len() {
+            tracing::warn!(issuer = %issuer.issuer, "a token claimed roles its issuer may not grant; they were not granted");
+        }
         Ok(User {
+            issuer: issuer.issuer.clone(),
             sub: sub.chars().take(128).collect(),
             roles,
         })
@@ -393,6 +416,8 @@ mod tests {
             jwks: Some(jwks_path),
             dev_signing_key: Some(private),
             token_type: None,
+            roles: vec![UserRole::Practitioner, UserRole::Director],
+            systems: vec!["case-system".into()],
         };
         let s = AuthSettings {
             audience: "isa-gateway".into(),
@@ -422,7 +447,9 @@ mod tests {
         let auth = Authenticator::from_settings(&s).unwrap();
         // `mint_dev_token` puts the roles in `roles`; this issuer reads `groups`, so none count.
         let token = mint_dev_token(&issuer, "isa-gateway", "alice", &[UserRole::Director], 60).unwrap();
-        let user = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        let user = auth
+            .authenticate(Some(&format!("Bearer {token}")), "case-system")
+            .unwrap();
         assert_eq!(user.sub, "alice");
         assert!(user.roles.is_empty(), "roles come only from the configured claim");
 
@@ -430,7 +457,7 @@ mod tests {
         other.key_id = Some("k-2025".into());
         let unknown = mint_dev_token(&other, "isa-gateway", "alice", &[], 60).unwrap();
         assert_eq!(
-            auth.authenticate(Some(&format!("Bearer {unknown}"))),
+            auth.authenticate(Some(&format!("Bearer {unknown}")), "case-system"),
             Err(TokenError::UnknownKey)
         );
     }
@@ -452,7 +479,8 @@ mod tests {
             header.kid = Some("k-2026".into());
             header.typ = typ.map(str::to_owned);
             let token = jsonwebtoken::encode(&header, &claims, &signing).unwrap();
-            auth.authenticate(Some(&format!("Bearer {token}"))).map(|u| u.sub)
+            auth.authenticate(Some(&format!("Bearer {token}")), "case-system")
+                .map(|u| u.sub)
         };
         assert_eq!(typed(Some("at+jwt")), Ok("alice".into()));
         assert_eq!(typed(Some("application/at+jwt")), Ok("alice".into()));
@@ -479,9 +507,40 @@ mod tests {
         let auth = Authenticator::from_settings(&s).unwrap();
         let token = mint_dev_token(&issuer, "isa-gateway", "alice", &[], 60).unwrap();
         assert_eq!(
-            auth.authenticate(Some(&format!("Basic {token}"))),
+            auth.authenticate(Some(&format!("Basic {token}")), "case-system"),
             Err(TokenError::Malformed)
         );
-        assert_eq!(auth.authenticate(None), Err(TokenError::Missing));
+        assert_eq!(auth.authenticate(None, "case-system"), Err(TokenError::Missing));
+    }
+
+    /// Roles are bound to issuers and issuers to systems (issue 13, item 5): an issuer grants only
+    /// the roles it is trusted for, and its users act only through the systems it is trusted for.
+    #[test]
+    fn an_issuer_grants_only_its_roles_through_its_systems() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let (mut s, issuer) = settings(dir.path(), jwks_for(&key, "k-2026"), &key);
+        s.roles_claim = "roles".into();
+        let auth = Authenticator::from_settings(&s).unwrap();
+        let token = mint_dev_token(
+            &issuer,
+            "isa-gateway",
+            "alice",
+            &[UserRole::Director, UserRole::Dpo, UserRole::Auditor],
+            60,
+        )
+        .unwrap();
+        let bearer = format!("Bearer {token}");
+        let user = auth.authenticate(Some(&bearer), "case-system").unwrap();
+        assert_eq!(
+            user.roles,
+            vec![UserRole::Director],
+            "dpo and auditor are not this issuer's to grant"
+        );
+        assert_eq!(user.issuer, "https://idp.example");
+        assert_eq!(
+            auth.authenticate(Some(&bearer), "audit-tool"),
+            Err(TokenError::IssuerNotForSystem)
+        );
     }
 }

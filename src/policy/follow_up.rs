@@ -100,9 +100,30 @@ pub fn is_case_reference(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
 }
 
+/// A person as a token names them: the issuer (when the record has it) and the subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Person<'a> {
+    pub issuer: Option<&'a str>,
+    pub sub: &'a str,
+}
+
+impl Person<'_> {
+    /// The same person as far as the record can tell: the same subject, compared without case or
+    /// surrounding space ("Alice" is "alice"), under the same issuer. An issuer the record does not
+    /// have matches any (fail closed: the rule is not dodged by an old entry).
+    pub fn is(&self, other: &Person<'_>) -> bool {
+        let issuers_differ = matches!((self.issuer, other.issuer), (Some(a), Some(b)) if a != b);
+        !issuers_differ && normalise(self.sub) == normalise(other.sub)
+    }
+}
+
+fn normalise(sub: &str) -> String {
+    sub.trim().to_lowercase()
+}
+
 /// The two-person rule: whoever asked for a disclosure cannot also approve, refuse or review it.
-pub fn two_people(asked_by: Option<&str>, deciding: &str) -> Result<(), TwoPersonRule> {
-    if asked_by == Some(deciding) {
+pub fn two_people(asked_by: Option<Person<'_>>, deciding: Person<'_>) -> Result<(), TwoPersonRule> {
+    if asked_by.is_some_and(|a| a.is(&deciding)) {
         Err(TwoPersonRule)
     } else {
         Ok(())
@@ -193,9 +214,24 @@ mod tests {
 
     #[test]
     fn the_asker_cannot_decide_their_own_disclosure() {
-        assert_eq!(two_people(Some("alice"), "alice"), Err(TwoPersonRule));
-        assert_eq!(two_people(Some("alice"), "dee"), Ok(()));
-        assert_eq!(two_people(None, "dee"), Ok(()), "a system's own transfer has no asker");
+        let p = |issuer, sub| Person { issuer, sub };
+        let idp = Some("https://idp.example");
+        assert_eq!(two_people(Some(p(idp, "alice")), p(idp, "alice")), Err(TwoPersonRule));
+        assert_eq!(two_people(Some(p(idp, "dee")), p(idp, "alice")), Ok(()));
+        assert_eq!(
+            two_people(None, p(idp, "dee")),
+            Ok(()),
+            "a system's own transfer has no asker"
+        );
+        // Case and surrounding space do not make a second person.
+        assert_eq!(two_people(Some(p(idp, "alice")), p(idp, " Alice ")), Err(TwoPersonRule));
+        assert_eq!(two_people(Some(p(idp, "ÉLODIE")), p(idp, "élodie")), Err(TwoPersonRule));
+        // An entry without its issuer matches any issuer; two known issuers are two namespaces.
+        assert_eq!(two_people(Some(p(None, "alice")), p(idp, "alice")), Err(TwoPersonRule));
+        assert_eq!(
+            two_people(Some(p(Some("https://other"), "alice")), p(idp, "alice")),
+            Ok(())
+        );
     }
 
     /// The shipped MASH agreement, loaded from text built into the test (the core reads no file).

@@ -437,3 +437,20 @@ async fn the_urgent_flag_alone_releases_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(mash_files(&app), 0, "nothing left");
 }
+
+/// The two-person rule compares people, not spellings: "DANA" with a space is still Dana
+/// (issue 13, row 5).
+#[tokio::test]
+async fn a_case_variant_of_the_askers_name_is_the_same_person() {
+    let app = TestApp::spawn().await;
+    let referrer = http_client_as(&pki().sender, &token("dana", &["safeguarding_lead"]));
+    let body = serde_json::to_vec(&referral(not_sought())).unwrap();
+    let (status, sent, _) = app.post_raw(&referrer, "nvtt-mash-referral", body).await;
+    assert_eq!((status, sent["status"].as_str()), (202, Some("held")), "{sent}");
+    let approve = format!("/v1/transfers/{}/approve", sent["transfer_id"].as_str().unwrap());
+    let reason = json!({"reason": "risk_of_serious_harm"});
+    let (status, body) = post(&app, &director(" DANA"), &approve, reason.clone()).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("two_person_rule")));
+    let (status, _) = post(&app, &director("dee"), &approve, reason).await;
+    assert_eq!(status, 200, "a second person may");
+}

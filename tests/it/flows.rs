@@ -387,9 +387,37 @@ async fn a_dpo_finds_every_disclosure_about_one_person() {
         .find(|e| e.event.kind == isa_gateway::ledger::EventKind::SubjectAccess)
         .unwrap();
     assert_eq!(lookup.event.user_sub.as_deref(), Some("daphne"));
+    assert_eq!(lookup.event.user_issuer.as_deref(), Some(crate::helpers::ISSUER));
     assert_eq!(lookup.event.user_role.as_deref(), Some("dpo"));
     let recorded = serde_json::to_string(&lookup.event).unwrap();
     assert!(!recorded.contains(&nhs));
+    // The lookup is part of the person's own record: their blind index, never the number.
+    let disclosed_under = app
+        .entries()
+        .await
+        .into_iter()
+        .find(|e| e.event.agreement_id == "nvtt-nhse-dataset")
+        .unwrap();
+    assert_eq!(lookup.event.subject_index.len(), 1);
+    assert!(
+        disclosed_under
+            .event
+            .subject_index
+            .contains(&lookup.event.subject_index[0])
+    );
+
+    // Subject access only through the DPO's system: a DPO token through a case system is refused.
+    let dpo_through_case_system = crate::helpers::http_client_as(
+        &crate::helpers::pki().sender,
+        &crate::helpers::token("daphne", &["dpo"]),
+    );
+    let r = dpo_through_case_system
+        .post(app.url("/v1/subject-disclosures"))
+        .json(&json!({"nhs_number": nhs}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
 
     let not_dpo = app
         .auditor

@@ -318,6 +318,8 @@ issuer = "{ISSUER}"
 algorithms = ["ES256"]
 public_key = "{issuer_pub}"
 key_id = "{KEY_ID}"
+roles = ["practitioner", "safeguarding_lead", "director", "dpo", "auditor"]
+systems = ["{SENDER}", "{AUDITOR}", "{OTHER_SENDER}"]
 
 [tls]
 server_cert = "{server_cert}"
@@ -343,7 +345,7 @@ roles = ["sender"]
 [[systems]]
 id = "{AUDITOR}"
 identity = "{auditor_id}"
-roles = ["auditor"]
+roles = ["auditor", "dpo"]
 
 [[systems]]
 id = "{OTHER_SENDER}"
