@@ -365,3 +365,95 @@ async fn an_audit_bundle_verifies_offline_and_fails_after_any_change() {
         stdout(&broken)
     );
 }
+
+/// Issue 12, attack 1, end to end: history rewritten with a consistent chain (the user who asked
+/// changed), every checkpoint row deleted, then a restart. With checkpoints also kept outside the
+/// database, the gateway refuses to sign over the rewrite and refuses to start on it, and
+/// `ledger verify` fails naming the kept checkpoint, although the chain in the database is
+/// consistent and holds no checkpoint to contradict it.
+#[tokio::test]
+async fn a_rewrite_with_checkpoints_deleted_is_refused_at_restart_by_the_checkpoint_log() {
+    let app = TestApp::spawn_with(crate::helpers::Spawn {
+        destinations: "[ledger]\ncheckpoint_log = \"checkpoint-log\"\n".into(),
+        ..crate::helpers::Spawn::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let (status, body, _) = app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
+        assert_eq!(status, 202);
+        app.settled(body["transfer_id"].as_str().unwrap()).await;
+    }
+    let r = app
+        .auditor
+        .post(app.url("/v1/ledger/checkpoints"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let signed: Value = r.json().await.unwrap();
+    let kept = std::fs::read_dir(app.dir.path().join("checkpoint-log"))
+        .unwrap()
+        .count();
+    assert!(kept >= 1, "the checkpoint is also kept outside the database");
+    assert!(cli(&app, &["ledger", "verify"]).status.success());
+
+    // The insider: triggers dropped, one entry's user changed, the chain re-hashed from there,
+    // the checkpoints deleted. The database is now a consistent ledger with no checkpoint.
+    let mut entries = app.ledger.entries_after(0, 100).await.unwrap();
+    entries[0].event.user_sub = Some("someone-else".into());
+    let mut conn = intruder(&app).await;
+    let mut prev = isa_gateway::ledger::GENESIS;
+    for e in &mut entries {
+        e.prev_hash = prev;
+        e.hash = Entry::compute_hash(e.seq, &e.prev_hash, &e.event);
+        prev = e.hash;
+        sqlx::query("UPDATE ledger_entries SET entry = $1, hash = $2 WHERE seq = $3")
+            .bind(Entry::canonical_bytes(e.seq, &e.prev_hash, &e.event))
+            .bind(e.hash.to_vec())
+            .bind(e.seq)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    // The listing too, so that only the kept checkpoint can tell.
+    sqlx::query("UPDATE transfers SET user_sub = 'someone-else' WHERE transfer_id = $1")
+        .bind(entries[0].event.transfer_id.to_string())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.execute("DELETE FROM checkpoints").await.unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(
+        verify_chain(app.ledger.as_ref()).await.unwrap().first_break,
+        None,
+        "the rewritten chain is consistent in itself"
+    );
+
+    // The auditor's check fails, naming the checkpoint kept outside.
+    let o = cli(&app, &["ledger", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).to_lowercase().contains("checkpoint"), "{}", stdout(&o));
+    // The running gateway writes nothing more onto the rewritten database, and signs nothing
+    // over it: asked for a checkpoint, it still answers with the one it signed before.
+    let (status, _, _) = app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
+    assert_eq!(status, 503);
+    let r = app
+        .auditor
+        .post(app.url("/v1/ledger/checkpoints"))
+        .send()
+        .await
+        .unwrap();
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(
+        again["checkpoint"], signed["checkpoint"],
+        "no signature over the rewrite"
+    );
+    // Nor will a restarted one start on it.
+    let config = isa_gateway::app::config::Config::load(&app.config_path, &Default::default()).unwrap();
+    let refused = isa_gateway::app::startup::Application::build(config).await;
+    let why = refused
+        .err()
+        .expect("the gateway must refuse to start on a rewritten ledger")
+        .to_string();
+    assert!(why.contains("checkpoint"), "{why}");
+}
