@@ -125,6 +125,16 @@ fn auditor<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfi
     Ok(system)
 }
 
+/// A monitoring system (Prometheus): per-agreement volumes and destinations are for it alone.
+fn monitor<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig, ApiError> {
+    let system = caller(req, state)?;
+    if has_role(system, SystemRole::Monitor) {
+        Ok(system)
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
 fn has_role(system: &SystemConfig, role: SystemRole) -> bool {
     system.roles.contains(&role)
 }
@@ -261,10 +271,11 @@ async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 /// Ready to accept transfers: the ledger answers. Destinations whose circuit breaker is open are
 /// listed (transfers to them are still accepted and queued, but operators should know).
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(("mutual_tls" = [])),
+    description = "For systems with the `monitor` role.",
     responses((status = 200, description = "Ready.", body = bodies::Readiness),
         (status = 503, description = "The ledger does not answer.", body = bodies::Readiness)))]
 async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state)?;
+    monitor(&req, &state)?;
     let ledger_ok = state.ledger.outbox_depth().await.is_ok();
     let body = bodies::Readiness {
         ready: ledger_ok,
@@ -281,9 +292,10 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 
 /// Prometheus text exposition; labels carry agreement ids, destinations and reason codes only.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(("mutual_tls" = [])),
+    description = "For systems with the `monitor` role.",
     responses((status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String)))]
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state)?;
+    monitor(&req, &state)?;
     // Gauges are read at scrape time: never stale, and no work on the delivery path.
     let breakers = state.delivery.breakers();
     for (id, s) in &breakers {

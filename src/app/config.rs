@@ -188,6 +188,9 @@ pub enum SystemRole {
     /// The data protection officer's system: the only one through which subject access requests
     /// are answered.
     Dpo,
+    /// Monitoring (Prometheus): `/metrics` and `/readyz`, which show volumes per agreement and
+    /// destination; no user token needed, nothing else allowed.
+    Monitor,
 }
 
 /// Where transfers go once permitted.

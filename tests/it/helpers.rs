@@ -345,7 +345,7 @@ roles = ["sender"]
 [[systems]]
 id = "{AUDITOR}"
 identity = "{auditor_id}"
-roles = ["auditor", "dpo"]
+roles = ["auditor", "dpo", "monitor"]
 
 [[systems]]
 id = "{OTHER_SENDER}"

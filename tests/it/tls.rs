@@ -100,6 +100,16 @@ async fn operational_endpoints_need_a_registered_identity() {
         let (status, _) = app.get(&client, path).await;
         assert_eq!(status, 403, "{path}");
     }
+    // Volumes per agreement and destination are for monitoring systems only (issue 13, row 7);
+    // any registered system may ask whether the gateway is up.
+    for path in ["/readyz", "/metrics"] {
+        let (status, _) = app.get(&app.sender, path).await;
+        assert_eq!(status, 403, "{path} for a sender");
+        let (status, _) = app.get(&app.auditor, path).await;
+        assert_eq!(status, 200, "{path} for the monitoring system");
+    }
+    let (status, _) = app.get(&app.sender, "/healthz").await;
+    assert_eq!(status, 200);
 }
 
 /// One TLS connection: a request, the whole answer read (so TLS 1.3 tickets, if any were sent,

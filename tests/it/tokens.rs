@@ -43,15 +43,7 @@ async fn refused_unrecorded(bearer: Option<&str>, expected: &str) {
         app.entries().await.is_empty(),
         "nothing recorded before a user is established"
     );
-    let metrics = app
-        .sender
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let counted = format!("isa_requests_refused_unrecorded_total{{system=\"tt-case-system\",reason=\"{expected}\"}} 1");
     assert!(metrics.contains(&counted), "{metrics}");
     assert!(!app.dir.path().join("deliveries/y99001-gp").exists());

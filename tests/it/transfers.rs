@@ -193,15 +193,7 @@ async fn an_auditor_system_cannot_send_and_leaves_no_record() {
         assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
     }
     assert!(app.entries().await.is_empty());
-    let metrics = app
-        .sender
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("isa_requests_refused_unrecorded_total{system=\"ig-audit\",reason=\"not_a_sender\"} 5"),
         "{metrics}"
