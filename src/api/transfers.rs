@@ -175,7 +175,7 @@ async fn replay(
         (status = 403, description = "Refused and recorded: not a party, not in force, role or consent (code names the rule); or, not recorded, a system that may not send (`forbidden`).", body = ErrorBody),
         (status = 404, description = "No such agreement (recorded as `unknown:` and a digest of the id, never the id typed).", body = ErrorBody),
         (status = 408, description = "The body was not sent in time.", body = ErrorBody),
-        (status = 409, description = "The Idempotency-Key was used for another request (recorded).", body = ErrorBody),
+        (status = 409, description = "The agreement is not in force (recorded), or too many transfers under it are held for a director (`held_quota_exceeded`, recorded).", body = ErrorBody),
         (status = 413, description = "The body is over the limit (recorded).", body = ErrorBody),
         (status = 422, description = "The envelope or payload breaks the schema: `violations` name JSON pointers and rules, never values (recorded).", body = ErrorBody),
         (status = 503, description = "The ledger does not answer: nothing recorded or sent; retry with the same key.", body = ErrorBody)))]
@@ -243,6 +243,11 @@ pub async fn submit(
     let metric_agreement = agreement.map_or("unknown", |a| a.id());
     match decision {
         Decision::Permit(permit) => {
+            if permit.disposition == Disposition::Hold
+                && state.ledger.held_count(permit.agreement.id()).await? >= state.limits.held_per_agreement
+            {
+                return held_quota_exceeded(&state, &attempt, actor, metric_agreement).await;
+            }
             let bound = key.zip(digest.clone()).map(|(key, request_sha256)| IdempotencyKey {
                 system: system.id.clone(),
                 key,
@@ -288,6 +293,28 @@ pub async fn submit(
             Err(ApiError::refused(refusal, attempt.transfer_id, receipt.seq))
         }
     }
+}
+
+/// Too many transfers under the agreement wait for a director: this one is refused, and recorded
+/// (the user is accountable), rather than adding to a queue nobody is clearing.
+async fn held_quota_exceeded(
+    state: &AppState,
+    attempt: &Attempt<'_>,
+    actor: Actor<'_>,
+    metric_agreement: &str,
+) -> Result<HttpResponse, ApiError> {
+    const CODE: &str = "held_quota_exceeded";
+    let receipt = state.ledger.append(record::refused(attempt, Some(actor), CODE)).await?;
+    state.metrics.transfer(metric_agreement, "refused", CODE, 0.0);
+    tracing::warn!(transfer_id = %attempt.transfer_id, agreement = %metric_agreement, seq = receipt.seq,
+        "transfer refused: too many held for a director under this agreement");
+    Err(ApiError::new(
+        actix_web::http::StatusCode::CONFLICT,
+        CODE,
+        "Too many transfers under this agreement are waiting for a director's decision; nothing was sent. \
+         Ask a director to decide the held ones, then send again.",
+    )
+    .with_ledger(attempt.transfer_id, receipt.seq))
 }
 
 enum Committed {

@@ -19,6 +19,14 @@ pub struct Limits {
     /// Requests a system may make at once above the sustained rate.
     #[serde(default = "default_request_burst")]
     pub request_burst: u32,
+    /// Transfers held for a director under one agreement at once; more are refused
+    /// (`held_quota_exceeded`, recorded) until directors clear the queue.
+    #[serde(default = "default_held_per_agreement")]
+    pub held_per_agreement: u64,
+}
+
+fn default_held_per_agreement() -> u64 {
+    200
 }
 
 fn default_requests_per_sec() -> u32 {
@@ -44,6 +52,7 @@ impl Default for Limits {
             body_read_secs: default_body_read_secs(),
             requests_per_sec: default_requests_per_sec(),
             request_burst: default_request_burst(),
+            held_per_agreement: default_held_per_agreement(),
         }
     }
 }

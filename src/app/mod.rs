@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod config;
+pub mod delivery_settings;
 pub mod keystore;
 pub mod limits;
 pub mod production;

@@ -115,6 +115,9 @@ impl Application {
             WorkerSettings {
                 poll: Duration::from_millis(config.delivery.poll_interval_ms),
                 gateway_id: config.gateway_id(),
+                held_expiry: Duration::from_secs(config.delivery.held_expiry_secs),
+                dead_letter_expiry: Duration::from_secs(config.delivery.dead_letter_expiry_secs),
+                expiry_every: Duration::from_millis(config.delivery.expiry_interval_ms.max(1)),
             },
             metrics.clone(),
             &catalogue.agreements,
@@ -171,12 +174,14 @@ impl Application {
     /// Runs the server and the delivery worker (which resumes every pending delivery).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let worker = tokio::spawn(self.delivery.clone().run());
+        let expiry = tokio::spawn(self.delivery.clone().run_expiry());
         let reports = tokio::spawn(self.delivery.watch_reports());
         let checkpoints = tokio::spawn(self.checkpointer.run());
         let crls = tokio::spawn(self.verifier.watch(self.crl_reload));
         let result = self.server.await;
         worker.abort();
         reports.abort();
+        expiry.abort();
         checkpoints.abort();
         crls.abort();
         result

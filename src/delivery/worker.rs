@@ -22,69 +22,14 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::app::config::{DeliveryPolicy, DestinationConfig};
+use crate::delivery::breaker::{Breaker, BreakerState, backoff, random_u64};
 use crate::delivery::guard;
 use crate::delivery::transport::{Parcel, Transports};
-use crate::ledger::{Claim, Event, EventKind, Ledger, OutboxItem, TransferStatus, ledger_time};
+use crate::ledger::{Claim, Event, EventKind, Ledger, OutboxItem, OutboxState, TransferStatus, ledger_time};
 use crate::platform::clock::{Clock, WallClock};
 use crate::platform::metrics::Metrics;
 use crate::policy::agreement::{Agreement, Agreements};
 use crate::policy::decision::sha256_hex;
-
-/// A circuit breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-#[derive(Debug, Default)]
-struct Breaker {
-    consecutive_failures: u32,
-    open_until: Option<Instant>,
-    probing: bool,
-}
-
-impl Breaker {
-    fn state(&self, now: Instant) -> BreakerState {
-        match self.open_until {
-            None => BreakerState::Closed,
-            Some(t) if now < t => BreakerState::Open,
-            Some(_) => BreakerState::HalfOpen,
-        }
-    }
-
-    /// Whether an attempt may start now. Half-open lets one probe through.
-    fn allow(&mut self, now: Instant) -> bool {
-        match self.state(now) {
-            BreakerState::Closed => true,
-            BreakerState::Open => false,
-            BreakerState::HalfOpen if self.probing => false,
-            BreakerState::HalfOpen => {
-                self.probing = true;
-                true
-            }
-        }
-    }
-
-    fn success(&mut self) {
-        *self = Self::default();
-    }
-
-    /// An attempt that was allowed did not happen after all: let another probe through.
-    fn release_probe(&mut self) {
-        self.probing = false;
-    }
-
-    fn failure(&mut self, now: Instant, policy: &DeliveryPolicy) {
-        self.consecutive_failures += 1;
-        if self.probing || self.consecutive_failures >= policy.breaker_threshold {
-            self.open_until = Some(now + Duration::from_millis(policy.breaker_cooldown_ms));
-        }
-        self.probing = false;
-    }
-}
 
 struct Destination {
     policy: DeliveryPolicy,
@@ -109,6 +54,11 @@ pub struct WorkerSettings {
     pub poll: Duration,
     /// This gateway's id (see `Config::gateway_id`).
     pub gateway_id: String,
+    /// How long a held transfer may wait for a director, and a dead letter for an operator,
+    /// before its bytes are destroyed; how often that is looked for.
+    pub held_expiry: Duration,
+    pub dead_letter_expiry: Duration,
+    pub expiry_every: Duration,
 }
 
 pub struct Delivery {
@@ -119,29 +69,14 @@ pub struct Delivery {
     poll: Duration,
     /// This gateway's id: on every claim and delivery event.
     gateway_id: String,
+    held_expiry: Duration,
+    dead_letter_expiry: Duration,
+    expiry_every: Duration,
     wake: Notify,
     in_flight: Mutex<HashSet<Uuid>>,
     metrics: Arc<Metrics>,
     /// The agreements loaded now, by id: what is sent must still be what they permitted.
     agreements: HashMap<String, Arc<Agreement>>,
-}
-
-/// The delay before retry number `attempts` (1-based): exponential, capped, with "equal jitter"
-/// (half fixed, half random) so that retries from many transfers do not arrive together.
-pub fn backoff(policy: &DeliveryPolicy, attempts: u32, random: u64) -> Duration {
-    let exp = policy
-        .backoff_initial_ms
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
-    let capped = exp.min(policy.backoff_max_ms);
-    let half = capped / 2;
-    Duration::from_millis(half + if half == 0 { 0 } else { random % (half + 1) })
-}
-
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // Jitter only; without randomness the delay is simply not jittered.
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
 }
 
 impl Delivery {
@@ -183,6 +118,9 @@ impl Delivery {
             destinations,
             poll: worker.poll,
             gateway_id: worker.gateway_id,
+            held_expiry: worker.held_expiry,
+            dead_letter_expiry: worker.dead_letter_expiry,
+            expiry_every: worker.expiry_every,
             wake: Notify::new(),
             in_flight: Mutex::default(),
             metrics,
@@ -236,6 +174,80 @@ impl Delivery {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.poll) => {}
             }
+        }
+    }
+
+    /// Destroys what is kept too long, each with its ledger event in the same transaction: held
+    /// transfers no director decided in time (refused, `held_expired`) and dead letters nobody
+    /// requeued (`dead_letter_expired`). Returns how many.
+    pub async fn expire(&self) -> usize {
+        let now = WallClock::now();
+        let before = |d: Duration| now - jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
+        let mut done = 0;
+        match self
+            .ledger
+            .outbox_older_than(OutboxState::Held, before(self.held_expiry), 256)
+            .await
+        {
+            Ok(items) => {
+                for item in items {
+                    let mut e = self.event(
+                        &item,
+                        TransferStatus::Refused,
+                        Some("held_expired"),
+                        Some("no director decided in time; the bytes were destroyed".into()),
+                    );
+                    e.kind = EventKind::Approval;
+                    e.decision = Some(crate::ledger::DecisionKind::Deny);
+                    e.sent_sha256 = None;
+                    match self.ledger.withdraw(e).await {
+                        Ok(Some(r)) => {
+                            done += 1;
+                            self.metrics.attempt(&item.destination, "held_expired");
+                            tracing::warn!(transfer_id = %item.transfer_id, seq = r.seq, "held transfer expired: refused, bytes destroyed");
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "cannot expire a held transfer; will retry"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read held transfers; will retry"),
+        }
+        match self
+            .ledger
+            .outbox_older_than(OutboxState::Dead, before(self.dead_letter_expiry), 256)
+            .await
+        {
+            Ok(items) => {
+                for item in items {
+                    let mut e = self.event(
+                        &item,
+                        TransferStatus::Undeliverable,
+                        Some("dead_letter_expired"),
+                        Some("not requeued in time; the bytes were destroyed".into()),
+                    );
+                    e.sent_sha256 = None;
+                    match self.ledger.destroy(e).await {
+                        Ok(Some(r)) => {
+                            done += 1;
+                            self.metrics.attempt(&item.destination, "dead_letter_expired");
+                            tracing::warn!(transfer_id = %item.transfer_id, seq = r.seq, "dead letter expired: bytes destroyed");
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "cannot expire a dead letter; will retry"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read dead letters; will retry"),
+        }
+        done
+    }
+
+    /// Runs [`Delivery::expire`] every `expiry_every` until the process ends.
+    pub async fn run_expiry(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.expiry_every).await;
+            self.expire().await;
         }
     }
 
@@ -509,62 +521,5 @@ impl Delivery {
             }
             Err(e) => tracing::error!(transfer_id = %item.transfer_id, error = %e, "could not record a dead letter"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy() -> DeliveryPolicy {
-        DeliveryPolicy {
-            backoff_initial_ms: 100,
-            backoff_max_ms: 1_000,
-            breaker_threshold: 2,
-            breaker_cooldown_ms: 50,
-            ..DeliveryPolicy::default()
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_caps_and_jitters_within_half() {
-        let p = policy();
-        assert_eq!(backoff(&p, 1, 0), Duration::from_millis(50));
-        assert_eq!(backoff(&p, 1, 7), Duration::from_millis(57));
-        assert_eq!(
-            backoff(&p, 1, 51),
-            Duration::from_millis(50),
-            "jitter wraps within the half"
-        );
-        assert_eq!(backoff(&p, 3, 0), Duration::from_millis(200));
-        assert_eq!(backoff(&p, 30, 0), Duration::from_millis(500));
-        for r in [0, 1, 7, 1 << 40] {
-            let d = backoff(&p, 4, r);
-            assert!(
-                d >= Duration::from_millis(400) && d <= Duration::from_millis(800),
-                "{d:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn breaker_opens_after_threshold_and_lets_one_probe_through() {
-        let p = policy();
-        let mut b = Breaker::default();
-        let t0 = Instant::now();
-        b.failure(t0, &p);
-        assert_eq!(b.state(t0), BreakerState::Closed);
-        b.failure(t0, &p);
-        assert_eq!(b.state(t0), BreakerState::Open);
-        assert!(!b.allow(t0));
-        let later = t0 + Duration::from_millis(60);
-        assert!(b.allow(later), "one probe");
-        assert!(!b.allow(later), "only one");
-        b.failure(later, &p);
-        assert_eq!(b.state(later), BreakerState::Open, "a failed probe reopens");
-        let much_later = later + Duration::from_millis(60);
-        assert!(b.allow(much_later));
-        b.success();
-        assert_eq!(b.state(much_later), BreakerState::Closed);
     }
 }

@@ -41,6 +41,24 @@ pub struct Enqueue {
     pub held: bool,
 }
 
+/// Outbox entries that are not (yet, or any longer) being delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Waiting for a director.
+    Held,
+    /// Dead letters, waiting for an operator.
+    Dead,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Dead => "dead",
+        }
+    }
+}
+
 /// One gateway's claim on one delivery attempt (see [`Ledger::claim`]).
 #[derive(Debug, Clone)]
 pub struct Claim<'a> {
@@ -128,6 +146,18 @@ pub trait Ledger: Send + Sync {
     async fn requeue(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
     /// Pending entries per destination.
     async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError>;
+    /// Outbox entries in `state` accepted (wall clock) at or before `before`, oldest first.
+    async fn outbox_older_than(
+        &self,
+        state: OutboxState,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, LedgerError>;
+    /// How many transfers under `agreement_id` are held for a director.
+    async fn held_count(&self, agreement_id: &str) -> Result<u64, LedgerError>;
+    /// Destroys a dead letter's bytes (its outbox entry) with the event saying so; `None` if it
+    /// was not a dead letter (requeued, or already destroyed).
+    async fn destroy(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
     /// Releases a held transfer to delivery with its approval event; `None` if it was not held.
     async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
     /// Withdraws a held transfer (its outbox entry is deleted) with its refusal event; `None` if

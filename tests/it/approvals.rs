@@ -454,3 +454,94 @@ async fn a_case_variant_of_the_askers_name_is_the_same_person() {
     let (status, _) = post(&app, &director("dee"), &approve, reason).await;
     assert_eq!(status, 200, "a second person may");
 }
+
+/// Nothing kept for ever by accident (issue 13, item 8): a held referral no director decides in
+/// time is refused by the gateway (`held_expired`) and its bytes destroyed, in one record; a
+/// director's approval afterwards finds nothing to approve.
+#[tokio::test]
+async fn a_held_transfer_nobody_decides_expires_and_its_bytes_are_destroyed() {
+    let app = TestApp::spawn_with(Spawn {
+        expiry: crate::helpers::Expiry {
+            held_secs: 1,
+            every_ms: 100,
+            ..crate::helpers::Expiry::default()
+        },
+        ..Spawn::default()
+    })
+    .await;
+    let referrer = http_client_as(&pki().sender, &token("dana", &["safeguarding_lead"]));
+    let body = serde_json::to_vec(&referral(not_sought())).unwrap();
+    let (status, sent, _) = app.post_raw(&referrer, "nvtt-mash-referral", body).await;
+    assert_eq!((status, sent["status"].as_str()), (202, Some("held")), "{sent}");
+    let id = sent["transfer_id"].as_str().unwrap().to_owned();
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..200 {
+        (_, shown) = app.get(&app.auditor, &format!("/v1/transfers/{id}")).await;
+        if shown["status"] == "refused" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(shown["status"], "refused", "{shown}");
+    assert_eq!(shown["reason_code"], "held_expired");
+    let outbox: i64 = {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path().display()))
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(outbox, 0, "the held bytes are gone");
+    let (status, body) = post(
+        &app,
+        &director("dee"),
+        &format!("/v1/transfers/{id}/approve"),
+        json!({"reason": "risk_of_serious_harm"}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("not_held")));
+    assert_eq!(mash_files(&app), 0);
+}
+
+/// A quota of held transfers per agreement: past it, a disclosure that would be held is refused
+/// and recorded, until directors clear the queue.
+#[tokio::test]
+async fn held_transfers_past_the_quota_are_refused_and_recorded() {
+    let app = TestApp::spawn_with(Spawn {
+        held_per_agreement: 2,
+        ..Spawn::default()
+    })
+    .await;
+    let referrer = http_client_as(&pki().sender, &token("dana", &["safeguarding_lead"]));
+    let body = serde_json::to_vec(&referral(not_sought())).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, sent, _) = app.post_raw(&referrer, "nvtt-mash-referral", body.clone()).await;
+        assert_eq!((status, sent["status"].as_str()), (202, Some("held")));
+        ids.push(sent["transfer_id"].as_str().unwrap().to_owned());
+    }
+    let (status, refused, _) = app.post_raw(&referrer, "nvtt-mash-referral", body.clone()).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("held_quota_exceeded")),
+        "{refused}"
+    );
+    let seq = refused["ledger_seq"].as_i64().expect("the refusal is recorded");
+    let recorded = app.entries().await.into_iter().find(|e| e.seq == seq).unwrap();
+    assert_eq!(recorded.event.reason_code.as_deref(), Some("held_quota_exceeded"));
+    assert_eq!(recorded.event.user_sub.as_deref(), Some("dana"));
+    // A director decides one; there is room again.
+    let (status, _) = post(
+        &app,
+        &director("dee"),
+        &format!("/v1/transfers/{}/refuse", ids[0]),
+        json!({"reason": "seek_consent_first"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, sent, _) = app.post_raw(&referrer, "nvtt-mash-referral", body).await;
+    assert_eq!((status, sent["status"].as_str()), (202, Some("held")));
+}

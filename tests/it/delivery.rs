@@ -350,3 +350,40 @@ async fn an_open_circuit_shows_at_readyz_and_in_metrics() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(retries().await, 2);
 }
+
+/// A dead letter nobody requeues loses its bytes after its limit (issue 13, item 8): recorded,
+/// and then it can no longer be requeued.
+#[tokio::test]
+async fn a_dead_letter_nobody_requeues_has_its_bytes_destroyed() {
+    let receiver = Receiver::start(400).await;
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![over_https()],
+        destinations: receiver.destination("gp-https"),
+        expiry: crate::helpers::Expiry {
+            dead_letter_secs: 1,
+            every_ms: 100,
+            ..crate::helpers::Expiry::default()
+        },
+        ..Spawn::default()
+    })
+    .await;
+    let id = send(&app).await;
+    assert_eq!(app.settled(&id).await["status"], "undeliverable");
+    let mut reason = Value::Null;
+    for _ in 0..200 {
+        let (_, shown) = app.get(&app.auditor, &format!("/v1/transfers/{id}")).await;
+        reason = shown["reason_code"].clone();
+        if reason == "dead_letter_expired" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(reason, "dead_letter_expired");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+        .args(["transfers", "requeue", &id, "--by", "olive", "--config"])
+        .arg(&app.config_path)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "nothing left to requeue");
+}

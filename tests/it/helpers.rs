@@ -242,6 +242,26 @@ pub struct Spawn {
     pub keys_dir: Option<PathBuf>,
     /// Per-system requests per second and burst (default: high enough never to matter).
     pub rate: (u32, u32),
+    /// Transfers held for a director per agreement at once.
+    pub held_per_agreement: u64,
+    pub expiry: Expiry,
+}
+
+/// When held transfers and dead letters lose their bytes, and how often that is looked for.
+pub struct Expiry {
+    pub held_secs: u64,
+    pub dead_letter_secs: u64,
+    pub every_ms: u64,
+}
+
+impl Default for Expiry {
+    fn default() -> Self {
+        Self {
+            held_secs: 7 * 24 * 3600,
+            dead_letter_secs: 30 * 24 * 3600,
+            every_ms: 60_000,
+        }
+    }
 }
 
 impl Default for Spawn {
@@ -257,6 +277,8 @@ impl Default for Spawn {
             database_url: "sqlite://ledger.db".into(),
             keys_dir: None,
             rate: (100_000, 100_000),
+            held_per_agreement: 200,
+            expiry: Expiry::default(),
         }
     }
 }
@@ -333,9 +355,13 @@ max_body_bytes = {max_body}
 body_read_secs = {body_secs}
 requests_per_sec = {rate}
 request_burst = {burst}
+held_per_agreement = {held_quota}
 
 [delivery]
 poll_interval_ms = 50
+held_expiry_secs = {held_expiry}
+dead_letter_expiry_secs = {dead_expiry}
+expiry_interval_ms = {expiry_every}
 
 [[systems]]
 id = "{SENDER}"
@@ -385,6 +411,10 @@ path = "deliveries/lado"
             body_secs = opts.body_read_secs,
             rate = opts.rate.0,
             burst = opts.rate.1,
+            held_quota = opts.held_per_agreement,
+            held_expiry = opts.expiry.held_secs,
+            dead_expiry = opts.expiry.dead_letter_secs,
+            expiry_every = opts.expiry.every_ms,
             sender_id = identity(SENDER),
             auditor_id = identity(AUDITOR),
             other_id = identity(OTHER_SENDER),

@@ -27,7 +27,8 @@ use self::sync::{
 use self::writer::{Effect, Writer};
 use super::{
     Chain, Claim, Counts, Enqueue, Entry, Event, FollowUp, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal,
-    Ledger, LedgerError, OutboxItem, RawEntry, Receipt, TransferQuery, TransferRecord, TransferStatus, merkle, micros,
+    Ledger, LedgerError, OutboxItem, OutboxState, RawEntry, Receipt, TransferQuery, TransferRecord, TransferStatus,
+    merkle, micros,
 };
 
 pub struct SqlLedger {
@@ -269,6 +270,23 @@ impl Ledger for SqlLedger {
 
     async fn requeue(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
         self.writer.submit(event, Effect::Requeue).await
+    }
+
+    async fn outbox_older_than(
+        &self,
+        state: OutboxState,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, LedgerError> {
+        self.outbox_older_than_sql(state, before, limit).await
+    }
+
+    async fn held_count(&self, agreement_id: &str) -> Result<u64, LedgerError> {
+        self.outbox_held_count(agreement_id).await
+    }
+
+    async fn destroy(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
+        self.writer.submit(event, Effect::Destroy).await
     }
 
     async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::SqlLedger;
 use super::sync::{timestamp, uuid};
-use crate::ledger::{Claim, LedgerError, OutboxItem, micros};
+use crate::ledger::{Claim, LedgerError, OutboxItem, OutboxState, micros};
 
 impl SqlLedger {
     pub(super) async fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {
@@ -20,21 +20,7 @@ impl SqlLedger {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxItem {
-                    transfer_id: uuid(0, &r.try_get::<String, _>("transfer_id")?)?,
-                    destination: r.try_get("destination")?,
-                    agreement_id: r.try_get("agreement_id")?,
-                    message_type: r.try_get("message_type")?,
-                    sender_system: r.try_get("sender_system")?,
-                    recipient: r.try_get("recipient")?,
-                    body: r.try_get("body")?,
-                    attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-                    created_at: timestamp(0, r.try_get("created_at_us")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(item_from_row).collect()
     }
 
     pub(super) async fn outbox_claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
@@ -75,4 +61,45 @@ impl SqlLedger {
             .map(|r| Ok((r.try_get("destination")?, r.try_get("n")?)))
             .collect()
     }
+
+    pub(super) async fn outbox_older_than_sql(
+        &self,
+        state: OutboxState,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, attempts, \
+             created_at_us FROM outbox WHERE state = $1 AND created_at_us <= $2 ORDER BY created_at_us LIMIT $3",
+        )
+        .bind(state.as_str())
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    pub(super) async fn outbox_held_count(&self, agreement_id: &str) -> Result<u64, LedgerError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'held' AND agreement_id = $1")
+            .bind(agreement_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+fn item_from_row(r: &sqlx::any::AnyRow) -> Result<OutboxItem, LedgerError> {
+    Ok(OutboxItem {
+        transfer_id: uuid(0, &r.try_get::<String, _>("transfer_id")?)?,
+        destination: r.try_get("destination")?,
+        agreement_id: r.try_get("agreement_id")?,
+        message_type: r.try_get("message_type")?,
+        sender_system: r.try_get("sender_system")?,
+        recipient: r.try_get("recipient")?,
+        body: r.try_get("body")?,
+        attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        created_at: timestamp(0, r.try_get("created_at_us")?)?,
+    })
 }

@@ -56,6 +56,8 @@ pub(super) enum Effect {
     Release,
     /// Only while the transfer is held.
     Withdraw,
+    /// A dead letter's bytes destroyed, only while it is dead.
+    Destroy,
     /// A review or notification, only while one is outstanding.
     FollowUp,
     /// A dead letter back to the queue, only while it is dead: its age restarts, and it counts as
@@ -356,6 +358,13 @@ async fn apply(
         }
         Effect::Withdraw => {
             let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'held'")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(changed(removed.rows_affected()))
+        }
+        Effect::Destroy => {
+            let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'dead'")
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
