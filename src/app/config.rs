@@ -196,6 +196,14 @@ pub enum DestinationConfig {
         /// How often the gateway reads its own inbox for reports (MESH asks for at most every 5 minutes).
         #[serde(default = "default_inbox_poll_ms")]
         inbox_poll_ms: u64,
+        /// Messages listed per inbox page (MESH allows 10 to 5000); every page is read.
+        #[serde(default = "default_inbox_page_size")]
+        inbox_page_size: u32,
+        /// Where data messages partners send to the gateway's own mailbox are put, unread (files
+        /// 0600, one per message id), before they are acknowledged: the gateway receives nothing,
+        /// but nothing is left to starve its reports either.
+        #[serde(default = "default_quarantine")]
+        quarantine: PathBuf,
         #[serde(default)]
         delivery: DeliveryPolicy,
     },
@@ -203,6 +211,14 @@ pub enum DestinationConfig {
 
 fn default_chunk_size() -> usize {
     20_000_000
+}
+
+fn default_inbox_page_size() -> u32 {
+    500
+}
+
+fn default_quarantine() -> PathBuf {
+    PathBuf::from("var/mesh-quarantine")
 }
 
 fn default_inbox_poll_ms() -> u64 {
@@ -278,8 +294,9 @@ impl DestinationConfig {
                 client_key,
                 password_file,
                 shared_key_file,
+                quarantine,
                 ..
-            } => vec![ca, client_cert, client_key, password_file, shared_key_file],
+            } => vec![ca, client_cert, client_key, password_file, shared_key_file, quarantine],
         }
     }
 }
@@ -472,6 +489,7 @@ impl Config {
                 mailbox,
                 to,
                 chunk_size,
+                inbox_page_size,
                 ..
             } = d
             {
@@ -484,6 +502,9 @@ impl Config {
                 }
                 if *chunk_size < 512 {
                     problems.push(format!("destination {id:?}: chunk_size must be at least 512 bytes"));
+                }
+                if !(10..=5000).contains(inbox_page_size) {
+                    problems.push(format!("destination {id:?}: inbox_page_size must be 10 to 5000"));
                 }
             }
         }

@@ -22,6 +22,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::app::config::{DeliveryPolicy, DestinationConfig};
+#[path = "reports.rs"]
+mod reports;
+
 use crate::delivery::breaker::{Breaker, BreakerState, backoff, random_u64};
 use crate::delivery::guard;
 use crate::delivery::transport::{Parcel, Transports};
@@ -36,6 +39,8 @@ struct Destination {
     /// How long a claim on one of its transfers lasts (see [`DestinationConfig::lease`]).
     lease: Duration,
     inbox_poll: Duration,
+    /// MESH: where data messages sent to the gateway's own mailbox are kept, unread.
+    quarantine: Option<std::path::PathBuf>,
     permits: Arc<Semaphore>,
     breaker: Mutex<Breaker>,
 }
@@ -95,9 +100,13 @@ impl Delivery {
             .map(|d| {
                 let policy = d.policy().clone();
                 let permits = Arc::new(Semaphore::new(policy.concurrency));
-                let inbox_poll = match d {
-                    DestinationConfig::Mesh { inbox_poll_ms, .. } => Duration::from_millis(*inbox_poll_ms),
-                    _ => Duration::from_secs(300),
+                let (inbox_poll, quarantine) = match d {
+                    DestinationConfig::Mesh {
+                        inbox_poll_ms,
+                        quarantine,
+                        ..
+                    } => (Duration::from_millis(*inbox_poll_ms), Some(quarantine.join(d.id()))),
+                    _ => (Duration::from_secs(300), None),
                 };
                 (
                     d.id().to_owned(),
@@ -105,6 +114,7 @@ impl Delivery {
                         policy,
                         lease: d.lease(),
                         inbox_poll,
+                        quarantine,
                         permits,
                         breaker: Mutex::default(),
                     },
@@ -248,92 +258,6 @@ impl Delivery {
         loop {
             tokio::time::sleep(self.expiry_every).await;
             self.expire().await;
-        }
-    }
-
-    /// Reads each MESH destination's inbox for reports, at its own interval, until the process
-    /// ends. A non-delivery report makes its transfer undeliverable.
-    pub async fn watch_reports(self: Arc<Self>) {
-        let watchers: Vec<_> = self
-            .transports
-            .mesh()
-            .map(|(id, _)| {
-                let this = Arc::clone(&self);
-                let id = id.to_owned();
-                tokio::spawn(async move { this.watch_mesh(id).await })
-            })
-            .collect();
-        for w in watchers {
-            let _ = w.await;
-        }
-    }
-
-    async fn watch_mesh(&self, destination: String) {
-        let every = self
-            .destinations
-            .get(&destination)
-            .map_or(Duration::from_secs(300), |d| d.inbox_poll);
-        loop {
-            if let Some(mesh) = self
-                .transports
-                .mesh()
-                .find(|(id, _)| *id == destination)
-                .map(|(_, m)| m)
-            {
-                match mesh.take_reports().await {
-                    Ok(reports) => {
-                        for r in reports {
-                            self.non_delivery(&destination, r).await;
-                        }
-                    }
-                    Err(e) => tracing::warn!(%destination, error = %e, "cannot read the MESH inbox; will retry"),
-                }
-            }
-            tokio::time::sleep(every).await;
-        }
-    }
-
-    async fn non_delivery(&self, destination: &str, report: crate::delivery::transport::mesh::Report) {
-        let by_ref = match &report.linked_message_id {
-            Some(m) => self.ledger.transfer_by_remote_ref(destination, m).await.ok().flatten(),
-            None => None,
-        };
-        let Some(id) = by_ref.or_else(|| report.local_id.as_deref().and_then(|l| Uuid::parse_str(l).ok())) else {
-            tracing::warn!(%destination, report = %report.report_id, "a MESH report names no transfer of ours");
-            return;
-        };
-        let Ok(Some(record)) = self.ledger.transfer(id).await else {
-            tracing::warn!(%destination, transfer_id = %id, "a MESH report names an unknown transfer");
-            return;
-        };
-        let why = format!(
-            "MESH non-delivery report {}: {}",
-            report.code.as_deref().unwrap_or("?"),
-            report.description.as_deref().unwrap_or("no description")
-        );
-        let item = OutboxItem {
-            transfer_id: id,
-            destination: destination.to_owned(),
-            agreement_id: record.agreement_id,
-            message_type: record.message_type.unwrap_or_default(),
-            sender_system: record.sender_system,
-            recipient: record.recipient,
-            body: Vec::new(),
-            attempts: 0,
-            created_at: record.created_at,
-        };
-        let mut event = self.event(
-            &item,
-            TransferStatus::Undeliverable,
-            Some("mesh_non_delivery"),
-            Some(why.clone()),
-        );
-        event.sent_sha256 = None;
-        match self.ledger.append(event).await {
-            Ok(r) => {
-                tracing::error!(transfer_id = %id, %destination, seq = r.seq, %why, "UNDELIVERABLE: MESH reported non-delivery")
-            }
-            Err(e) => tracing::error!(transfer_id = %id, error = %e, "could not record a MESH non-delivery report"),
         }
     }
 

@@ -72,6 +72,9 @@ pub enum EventKind {
     Notification,
     /// A subject access lookup ("who did you share my data with"): who asked, and when.
     SubjectAccess,
+    /// A message a partner sent to the gateway's own MESH mailbox, kept unread in quarantine:
+    /// its digest and size, never its content.
+    Inbound,
 }
 
 impl EventKind {
@@ -83,6 +86,7 @@ impl EventKind {
             Self::Review => "review",
             Self::Notification => "notification",
             Self::SubjectAccess => "subject_access",
+            Self::Inbound => "inbound",
         }
     }
 
@@ -94,6 +98,7 @@ impl EventKind {
             Self::Review,
             Self::Notification,
             Self::SubjectAccess,
+            Self::Inbound,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)

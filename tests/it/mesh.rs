@@ -141,6 +141,24 @@ impl Sandbox {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Sends `count` data messages from `from` to `to` with NHS Digital's mesh_client.
+    fn send_messages(&self, from: &str, to: &str, count: usize) {
+        let p = pki();
+        let out = Command::new(venv().join("bin/python"))
+            .arg(repo().join("tests/mesh/send_messages.py"))
+            .args([&self.url(""), from, "password", "TestKey"])
+            .args([&p.gateway_client.cert, &p.gateway_client.key, &p.receiver_ca_cert])
+            .args([to, &count.to_string()])
+            .env("PYTHONWARNINGS", "ignore")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mesh_client failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The destination TOML for sending from X26ABC1 to X26ABC2.
     fn destination(&self, id: &str, dir: &Path, chunk_size: usize, compress: bool) -> String {
         let p = pki();
@@ -342,4 +360,70 @@ async fn a_wrong_shared_key_is_refused_and_retried_not_lost() {
         .to_owned();
     assert!(detail.contains("handshake answered 403"), "{detail}");
     assert!(!detail.contains("BackBone") && !detail.contains("password"));
+}
+
+/// The gateway's own inbox done properly (issue 13, item 9): data messages a partner sent to the
+/// gateway's mailbox, more than one inbox page of them, are kept unread in quarantine (0600),
+/// noted in the ledger without their content, and acknowledged, so they cannot starve reports.
+#[tokio::test]
+async fn data_messages_to_the_gateway_are_quarantined_unread_across_inbox_pages() {
+    let sandbox = Sandbox::start().await;
+    let keys = tempfile::tempdir().unwrap().keep();
+    let destination = sandbox
+        .destination("nhse-mesh", &keys, 20_000_000, false)
+        // One read only (at start): every page must be read in it.
+        .replace(
+            "inbox_poll_ms = 100",
+            "inbox_poll_ms = 600000\ninbox_page_size = 10\nquarantine = \"quarantine\"",
+        );
+    // Eleven messages: two pages of ten.
+    sandbox.send_messages("X26ABC2", "X26ABC1", 11);
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![dataset_over("nhse-mesh", "dataset-over-mesh")],
+        destinations: destination,
+        ..Spawn::default()
+    })
+    .await;
+    let folder = app.dir.path().join("quarantine/nhse-mesh");
+    let mut kept = 0;
+    for _ in 0..400 {
+        kept = std::fs::read_dir(&folder).map(|d| d.count()).unwrap_or(0);
+        if kept == 11 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(kept, 11, "every message of both pages is kept");
+    for f in std::fs::read_dir(&folder).unwrap() {
+        let f = f.unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(
+            std::fs::read_to_string(f.path())
+                .unwrap()
+                .starts_with("partner message ")
+        );
+    }
+    // Noted in the ledger, digest and size only, never the content.
+    let mut notes = Vec::new();
+    for _ in 0..200 {
+        notes = app
+            .entries()
+            .await
+            .into_iter()
+            .filter(|e| e.event.kind == isa_gateway::ledger::EventKind::Inbound)
+            .collect();
+        if notes.len() == 11 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(notes.len(), 11);
+    for n in &notes {
+        let text = serde_json::to_string(&n.event).unwrap();
+        assert!(!text.contains("partner message"), "{text}");
+        assert!(n.event.received_sha256.is_some());
+    }
+    // Acknowledged: the gateway's inbox is empty.
+    assert!(sandbox.read_inbox("X26ABC1").is_empty());
 }

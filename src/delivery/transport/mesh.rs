@@ -53,6 +53,11 @@ pub fn fresh_token(mailbox: &str, password: &str, shared_key: &[u8]) -> String {
     token(mailbox, password, shared_key, &nonce, 0, &ts)
 }
 
+#[path = "mesh_inbox.rs"]
+mod inbox;
+
+pub use self::inbox::{DataMessage, Inbound};
+
 /// A non-delivery (or error) report found in the gateway's inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -73,6 +78,7 @@ pub struct MeshTransport {
     shared_key: Zeroizing<Vec<u8>>,
     chunk_size: usize,
     compress: bool,
+    inbox_page_size: u32,
     client: reqwest::Client,
     last_handshake: Mutex<Option<Instant>>,
 }
@@ -137,6 +143,7 @@ pub struct MeshSettings<'a> {
     pub chunk_size: usize,
     pub compress: bool,
     pub timeout_secs: u64,
+    pub inbox_page_size: u32,
 }
 
 impl MeshTransport {
@@ -152,6 +159,7 @@ impl MeshTransport {
             shared_key: Zeroizing::new(shared_key.as_bytes().to_vec()),
             chunk_size: s.chunk_size,
             compress: s.compress,
+            inbox_page_size: s.inbox_page_size,
             client,
             last_handshake: Mutex::new(None),
         })
@@ -321,66 +329,8 @@ impl MeshTransport {
         }
         Ok(())
     }
-
-    /// Reads the gateway's inbox: returns the error reports (non-delivery and others) and
-    /// acknowledges them. Data messages addressed to the gateway are left alone.
-    pub async fn take_reports(&self) -> Result<Vec<Report>, TransportError> {
-        self.handshake_if_due().await?;
-        let r = self
-            .request(reqwest::Method::GET, "/inbox")
-            .send()
-            .await
-            .map_err(fail("inbox"))?;
-        if !r.status().is_success() {
-            return Err(TransportError::Mesh(format!("inbox answered {}", r.status().as_u16())));
-        }
-        let v: serde_json::Value = r
-            .json()
-            .await
-            .map_err(|_| TransportError::Mesh("inbox answer unreadable".into()))?;
-        let ids: Vec<String> = v
-            .get("messages")
-            .and_then(|m| m.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        let mut reports = Vec::new();
-        for id in ids {
-            let r = self
-                .request(reqwest::Method::GET, &format!("/inbox/{id}"))
-                .send()
-                .await
-                .map_err(fail("inbox read"))?;
-            let h = r.headers().clone();
-            if header(&h, "mex-messagetype").as_deref() != Some("REPORT") {
-                continue;
-            }
-            if header(&h, "mex-statussuccess").as_deref() == Some("ERROR") {
-                reports.push(Report {
-                    report_id: id.clone(),
-                    linked_message_id: header(&h, "mex-linkedmsgid"),
-                    local_id: header(&h, "mex-localid"),
-                    code: header(&h, "mex-statuscode"),
-                    description: header(&h, "mex-statusdescription"),
-                });
-            }
-            let ack = self
-                .request(reqwest::Method::PUT, &format!("/inbox/{id}/status/acknowledged"))
-                .send()
-                .await
-                .map_err(fail("acknowledge"))?;
-            if !ack.status().is_success() {
-                return Err(TransportError::Mesh(format!(
-                    "acknowledge answered {}",
-                    ack.status().as_u16()
-                )));
-            }
-        }
-        Ok(reports)
-    }
 }
 
-/// A MESH message id as MESH issues them (e.g. `20200529155357895317_3573F8`). It goes into
-/// URL paths and the ledger, so anything else is refused rather than passed on.
 fn message_id(id: &str) -> Result<String, TransportError> {
     let plausible =
         (1..=100).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

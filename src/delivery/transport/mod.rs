@@ -113,6 +113,7 @@ impl Transport {
                 chunk_size,
                 compress,
                 timeout_secs,
+                inbox_page_size,
                 ..
             } => Self::Mesh(MeshTransport::new(&mesh::MeshSettings {
                 url,
@@ -127,6 +128,7 @@ impl Transport {
                 chunk_size: *chunk_size,
                 compress: *compress,
                 timeout_secs: *timeout_secs,
+                inbox_page_size: *inbox_page_size,
             })?),
         })
     }

@@ -521,7 +521,7 @@ async fn insert(tx: &mut sqlx::AnyConnection, dialect: Dialect, rows: &[Row<'_>]
     for row in rows {
         let e = row.event;
         let update = match e.kind {
-            EventKind::Decision | EventKind::SubjectAccess => continue,
+            EventKind::Decision | EventKind::SubjectAccess | EventKind::Inbound => continue,
             EventKind::Review => sqlx::query(
                 "UPDATE transfers SET reviewed_at_us = $1 WHERE transfer_id = $2 AND reviewed_at_us IS NULL",
             )
