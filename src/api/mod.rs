@@ -56,6 +56,8 @@ pub struct AppState {
     pub checkpointer: std::sync::Arc<crate::audit::checkpointer::Checkpointer>,
     /// Per-system request rates.
     pub rates: crate::platform::rate_limit::RateLimits,
+    /// The client-certificate verifier (its CRLs' next-update times, for `/metrics`).
+    pub tls: std::sync::Arc<crate::platform::tls::ClientVerifier>,
 }
 
 /// The URI SANs of the client certificate verified on this connection.
@@ -297,6 +299,9 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     monitor(&req, &state)?;
     // Gauges are read at scrape time: never stale, and no work on the delivery path.
+    for (crl, next) in state.tls.next_updates() {
+        state.metrics.set_crl_next_update(&crl, next);
+    }
     let breakers = state.delivery.breakers();
     for (id, s) in &breakers {
         state.metrics.set_breaker(id, *s == crate::delivery::BreakerState::Open);

@@ -136,6 +136,7 @@ impl Application {
                 config.limits.requests_per_sec,
                 config.limits.request_burst,
             ),
+            tls: verifier.clone(),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
             .on_connect(api::on_connect)

@@ -43,6 +43,11 @@ struct UnrecordedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CrlLabels {
+    crl: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestinationLabels {
     destination: String,
 }
@@ -61,6 +66,7 @@ pub struct Metrics {
     transfers: Family<TransferLabels, Counter>,
     attempts: Family<AttemptLabels, Counter>,
     unrecorded: Family<UnrecordedLabels, Counter>,
+    crl_next_update: Family<CrlLabels, Gauge>,
     outbox_depth: Family<DestinationLabels, Gauge>,
     circuit_open: Family<DestinationLabels, Gauge>,
     reviews_overdue: Gauge,
@@ -73,6 +79,7 @@ impl Default for Metrics {
         let transfers = Family::default();
         let attempts = Family::default();
         let unrecorded = Family::default();
+        let crl_next_update = Family::default();
         let outbox_depth = Family::default();
         let circuit_open = Family::default();
         let reviews_overdue = Gauge::default();
@@ -97,6 +104,11 @@ impl Default for Metrics {
              system that may not send), by system and reason; counted here and logged, not written to \
              the ledger",
             unrecorded.clone(),
+        );
+        registry.register(
+            "isa_crl_next_update_seconds",
+            "Each client-certificate CRL's next-update time (Unix seconds); past it every client is refused",
+            crl_next_update.clone(),
         );
         registry.register(
             "isa_outbox_depth",
@@ -128,6 +140,7 @@ impl Default for Metrics {
             transfers,
             attempts,
             unrecorded,
+            crl_next_update,
             outbox_depth,
             circuit_open,
             reviews_overdue,
@@ -185,6 +198,13 @@ impl Metrics {
         for (d, n) in depth {
             self.outbox_depth.get_or_create(&DestinationLabels::of(d)).set(*n);
         }
+    }
+
+    /// A CRL's next-update time; `crl` is a configured file name.
+    pub fn set_crl_next_update(&self, crl: &str, unix_secs: i64) {
+        self.crl_next_update
+            .get_or_create(&CrlLabels { crl: crl.into() })
+            .set(unix_secs);
     }
 
     pub fn set_breaker(&self, destination: &str, open: bool) {

@@ -118,7 +118,35 @@ pub struct ClientVerifier {
     /// What the CRL files held when last read (by digest: a modification time can miss a change
     /// made within its resolution).
     read_at: std::sync::Mutex<Vec<Option<[u8; 32]>>>,
+    /// Each CRL in use (by file name) and its next-update time (Unix seconds).
+    next_updates: std::sync::Mutex<Vec<(String, i64)>>,
 }
+
+/// Each CRL's file name and next-update time (Unix seconds); a CRL without one is left out.
+fn next_updates(paths: &[PathBuf]) -> Vec<(String, i64)> {
+    use x509_parser::prelude::FromDer as _;
+    let mut out = Vec::new();
+    for path in paths {
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        for der in CertificateRevocationListDer::pem_file_iter(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok((_, crl)) = x509_parser::revocation_list::CertificateRevocationList::from_der(der.as_ref())
+                && let Some(next) = crl.next_update()
+            {
+                out.push((name.clone(), next.timestamp()));
+            }
+        }
+    }
+    out
+}
+
+/// How long before a CRL's next update the gateway starts warning.
+const CRL_WARN_SECS: i64 = 24 * 3600;
 
 fn modified(paths: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
     use sha2::Digest as _;
@@ -148,7 +176,29 @@ impl ClientVerifier {
             client_ca: settings.client_ca.clone(),
             crls: settings.crls.clone(),
             read_at: std::sync::Mutex::new(read_at),
+            next_updates: std::sync::Mutex::new(next_updates(&settings.crls)),
         }))
+    }
+
+    /// Each CRL in use (by file name) and its next-update time (Unix seconds).
+    pub fn next_updates(&self) -> Vec<(String, i64)> {
+        self.next_updates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Warns before a CRL's next update passes, and says loudly when one has: from then on every
+    /// client is refused until a fresh CRL is in place.
+    fn warn_if_stale(&self) {
+        let now = crate::platform::clock::WallClock::now().as_second();
+        for (crl, next) in self.next_updates() {
+            if next <= now {
+                tracing::error!(%crl, "ALERT: a CRL is past its next update; every client certificate is refused until it is refreshed");
+            } else if next - now <= CRL_WARN_SECS {
+                tracing::warn!(%crl, hours_left = (next - now) / 3600, "a CRL's next update is near; refresh it");
+            }
+        }
     }
 
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
@@ -171,6 +221,10 @@ impl ClientVerifier {
         let verifier = build_verifier(&self.client_ca, &self.crls)?;
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
         *self.read_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        *self
+            .next_updates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next_updates(&self.crls);
         Ok(true)
     }
 
@@ -188,6 +242,7 @@ impl ClientVerifier {
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "CRLs could not be reloaded; the last ones read stay in use"),
             }
+            self.warn_if_stale();
         }
     }
 }

@@ -177,4 +177,14 @@ async fn a_certificate_revoked_while_running_is_refused_without_a_restart() {
     );
     // Others are still let in.
     assert!(handshake(app.addr, client_tls(Some(&pki().auditor))).await.is_ok());
+    // The CRL now in use has its next-update time on /metrics (the new one: 30 days ahead), so
+    // monitoring can warn before it passes and every client is refused.
+    let metrics = app.metrics().await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("isa_crl_next_update_seconds{crl=\"ca.crl\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let next: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let in_days = (next - jiff::Timestamp::now().as_second()) / 86_400;
+    assert!((29..=30).contains(&in_days), "{line}");
 }
