@@ -44,6 +44,8 @@ pub struct ApiError {
     allow: Option<&'static str>,
     /// For 429 and 503: seconds before trying again.
     retry_after: Option<u64>,
+    /// Close the connection after this answer.
+    close: bool,
 }
 
 /// The challenge sent with every 401.
@@ -76,6 +78,7 @@ impl ApiError {
             }),
             allow: None,
             retry_after: None,
+            close: false,
         }
     }
 
@@ -139,6 +142,18 @@ impl ApiError {
         );
         // Nothing was recorded or sent: the client may retry (with its Idempotency-Key).
         e.retry_after = Some(1);
+        e
+    }
+
+    /// 429 on a connection opened past the system's connection cap; the connection is closed.
+    pub fn too_many_connections() -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "This system holds too many connections; this one is closed. Reuse the ones you have.",
+        );
+        e.retry_after = Some(1);
+        e.close = true;
         e
     }
 
@@ -224,7 +239,7 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             response.insert_header((actix_web::http::header::RETRY_AFTER, secs.max(1).to_string()));
         }
-        if self.status == StatusCode::REQUEST_TIMEOUT {
+        if self.status == StatusCode::REQUEST_TIMEOUT || self.close {
             // A client too slow to send its body does not keep the connection.
             response.force_close();
         }

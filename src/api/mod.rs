@@ -64,14 +64,72 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 struct PeerIdentities(Vec<String>);
 
-/// Runs once per connection, after the TLS handshake (so the certificate is already verified):
-/// keeps the caller's identities for the handlers.
-pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
-    if let Some(tls) = conn.downcast_ref::<TlsStream<TcpStream>>() {
-        let (_, session) = tls.get_ref();
-        if let Some(cert) = session.peer_certificates().and_then(|c| c.first()) {
-            ext.insert(PeerIdentities(crate::platform::tls::uri_sans(cert)));
+/// Open connections per client identity, and the most one identity may hold at once: a system
+/// that opens connections without end cannot take every worker from the others.
+#[derive(Debug)]
+pub struct Connections {
+    cap: usize,
+    open: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl Connections {
+    pub fn new(cap: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            cap,
+            open: std::sync::Mutex::default(),
+        })
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Kept with the connection while it lives; counts it against its identity.
+struct Slot {
+    connections: std::sync::Arc<Connections>,
+    identity: String,
+    /// Opened when the identity already held its cap: its requests are refused, and it is closed.
+    over: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.connections.open();
+        if let Some(n) = open.get_mut(&self.identity) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.identity);
+            }
         }
+    }
+}
+
+/// Runs once per connection, after the TLS handshake (so the certificate is already verified):
+/// keeps the caller's identities for the handlers, and counts the connection against them.
+pub fn on_connect(connections: std::sync::Arc<Connections>) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync {
+    move |conn, ext| {
+        let Some(tls) = conn.downcast_ref::<TlsStream<TcpStream>>() else {
+            return;
+        };
+        let (_, session) = tls.get_ref();
+        let Some(cert) = session.peer_certificates().and_then(|c| c.first()) else {
+            return;
+        };
+        let identities = crate::platform::tls::uri_sans(cert);
+        let identity = identities.join(" ");
+        let over = {
+            let mut open = connections.open();
+            let n = open.entry(identity.clone()).or_insert(0);
+            *n += 1;
+            *n > connections.cap
+        };
+        ext.insert(Slot {
+            connections: connections.clone(),
+            identity,
+            over,
+        });
+        ext.insert(PeerIdentities(identities));
     }
 }
 
@@ -89,6 +147,11 @@ fn caller<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfig
         }
         return Err(ApiError::forbidden());
     };
+    if req.conn_data::<Slot>().is_some_and(|slot| slot.over) {
+        state.metrics.refused_unrecorded(&system.id, "too_many_connections");
+        tracing::warn!(system = %system.id, "request refused: the system holds too many connections (not recorded)");
+        return Err(ApiError::too_many_connections());
+    }
     state.rates.check(&system.id).map_err(|wait| {
         state.metrics.refused_unrecorded(&system.id, "rate_limited");
         tracing::warn!(system = %system.id, "request refused: over the system's rate limit (not recorded)");

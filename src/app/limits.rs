@@ -19,10 +19,18 @@ pub struct Limits {
     /// Requests a system may make at once above the sustained rate.
     #[serde(default = "default_request_burst")]
     pub request_burst: u32,
+    /// Connections one client identity may hold open at once (per gateway); requests on more are
+    /// refused (`429 too_many_connections`) and those connections closed.
+    #[serde(default = "default_connections_per_identity")]
+    pub connections_per_identity: usize,
     /// Transfers held for a director under one agreement at once; more are refused
     /// (`held_quota_exceeded`, recorded) until directors clear the queue.
     #[serde(default = "default_held_per_agreement")]
     pub held_per_agreement: u64,
+}
+
+fn default_connections_per_identity() -> usize {
+    256
 }
 
 fn default_held_per_agreement() -> u64 {
@@ -52,6 +60,7 @@ impl Default for Limits {
             body_read_secs: default_body_read_secs(),
             requests_per_sec: default_requests_per_sec(),
             request_burst: default_request_burst(),
+            connections_per_identity: default_connections_per_identity(),
             held_per_agreement: default_held_per_agreement(),
         }
     }

@@ -138,8 +138,9 @@ impl Application {
             ),
             tls: verifier.clone(),
         });
+        let connections = api::Connections::new(config.limits.connections_per_identity.max(1));
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
-            .on_connect(api::on_connect)
+            .on_connect(api::on_connect(connections))
             .workers(2)
             .listen_rustls_0_23(listener, tls)
             .map_err(|e| StartupError::Bind(addr, e))?

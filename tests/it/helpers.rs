@@ -244,6 +244,8 @@ pub struct Spawn {
     pub rate: (u32, u32),
     /// Transfers held for a director per agreement at once.
     pub held_per_agreement: u64,
+    /// Connections one client identity may hold open.
+    pub connections_per_identity: usize,
     pub expiry: Expiry,
 }
 
@@ -278,6 +280,7 @@ impl Default for Spawn {
             keys_dir: None,
             rate: (100_000, 100_000),
             held_per_agreement: 200,
+            connections_per_identity: 10_000,
             expiry: Expiry::default(),
         }
     }
@@ -356,6 +359,7 @@ body_read_secs = {body_secs}
 requests_per_sec = {rate}
 request_burst = {burst}
 held_per_agreement = {held_quota}
+connections_per_identity = {connections}
 
 [delivery]
 poll_interval_ms = 50
@@ -412,6 +416,7 @@ path = "deliveries/lado"
             rate = opts.rate.0,
             burst = opts.rate.1,
             held_quota = opts.held_per_agreement,
+            connections = opts.connections_per_identity,
             held_expiry = opts.expiry.held_secs,
             dead_expiry = opts.expiry.dead_letter_secs,
             expiry_every = opts.expiry.every_ms,

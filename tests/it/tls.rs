@@ -188,3 +188,53 @@ async fn a_certificate_revoked_while_running_is_refused_without_a_restart() {
     let in_days = (next - jiff::Timestamp::now().as_second()) / 86_400;
     assert!((29..=30).contains(&in_days), "{line}");
 }
+
+/// A cap on connections per client identity (issue 13, item 6): one system cannot hold every
+/// connection. Past the cap its requests get 429 and the connection is closed; others are not
+/// affected, and a slot is free again once a connection closes.
+#[tokio::test]
+async fn connections_past_the_cap_for_one_identity_are_refused_and_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::TestApp::spawn_with(crate::helpers::Spawn {
+        connections_per_identity: 2,
+        ..crate::helpers::Spawn::default()
+    })
+    .await;
+    // Two connections held open, each proven live by one answered request.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_tls(Some(&pki().sender))));
+        let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("\"ok\"") {
+            let n = tls.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+        held.push(tls);
+    }
+    let third = handshake(app.addr, client_tls(Some(&pki().sender))).await.unwrap();
+    assert!(third.starts_with("HTTP/1.1 429"), "{third}");
+    assert!(third.contains("too_many_connections"), "{third}");
+    // Another system is not held up by this one's connections.
+    let other = handshake(app.addr, client_tls(Some(&pki().auditor))).await.unwrap();
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    // Closing one frees a slot.
+    drop(held.pop());
+    let mut again = String::new();
+    for _ in 0..100 {
+        again = handshake(app.addr, client_tls(Some(&pki().sender))).await.unwrap();
+        if again.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}
