@@ -69,7 +69,22 @@ pub fn production_problems(config: &Config) -> Vec<String> {
     if config.tls.crls.is_empty() {
         problems.push("no CRL configured (tls.crls): revoked client certificates would be accepted".into());
     }
+    problems.extend(keys_in_environment(std::env::vars().map(|(name, _)| name)));
     problems
+}
+
+/// Keys given as values in the environment: the gateway cannot take them back out of its own
+/// environment (that needs `unsafe`, which this code forbids), so for as long as it runs they are
+/// readable wherever its environment is (`/proc/<pid>/environ`, crash reports, child processes).
+/// Production takes keys only from files: the `_FILE` variables, or the key folder.
+fn keys_in_environment(names: impl Iterator<Item = String>) -> Vec<String> {
+    names
+        .filter(|n| {
+            (n.starts_with("ISA_GATEWAY_KEY_") || n == "ISA_GATEWAY_INDEX_KEY" || n == "ISA_GATEWAY_CHECKPOINT_KEY")
+                && !n.ends_with("_FILE")
+        })
+        .map(|n| format!("{n} holds a key in the environment: give it as {n}_FILE (a file only the service can read)"))
+        .collect()
 }
 
 /// The message a refused production start gives, one problem a line.
@@ -86,7 +101,23 @@ pub fn refusal(problems: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::database_transport_problem;
+    use super::{database_transport_problem, keys_in_environment};
+
+    #[test]
+    fn production_takes_keys_from_files_not_the_environment() {
+        let names = [
+            "ISA_GATEWAY_KEY_NVTT_GP_UPDATE_V1",
+            "ISA_GATEWAY_KEY_NVTT_GP_UPDATE_V2_FILE",
+            "ISA_GATEWAY_INDEX_KEY",
+            "ISA_GATEWAY_CHECKPOINT_KEY_FILE",
+            "ISA_GATEWAY__LISTEN",
+            "PATH",
+        ];
+        let problems = keys_in_environment(names.iter().map(|n| (*n).to_owned()));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("ISA_GATEWAY_KEY_NVTT_GP_UPDATE_V1_FILE"));
+        assert!(problems[1].starts_with("ISA_GATEWAY_INDEX_KEY holds a key"));
+    }
 
     #[test]
     fn postgres_elsewhere_needs_verified_tls() {
