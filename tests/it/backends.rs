@@ -135,6 +135,23 @@ impl PgDatabase {
             name,
         }
     }
+
+    /// What a database failover or an operator's `pg_terminate_backend` does: every connection
+    /// to this database is cut. Returns how many.
+    pub async fn terminate_connections(&self) -> i64 {
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_server()))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.unwrap();
+        n
+    }
 }
 
 impl Drop for PgDatabase {

@@ -173,3 +173,77 @@ async fn the_ledger_reaches_postgresql_over_verified_tls() {
         .expect("a server the CA did not sign");
     assert!(refused.to_string().contains("certificate"), "{refused}");
 }
+
+/// Issue 17, row 2: backend connections cut during a burst (a failover, an operator's
+/// `pg_terminate_backend`). Every answer is 202 or a clean 503 `ledger_unavailable` with
+/// `Retry-After` (never a 500, which a client may not retry), and every 202 is in the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_during_a_burst_give_only_202_or_503() {
+    let db = PgDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dev_config_in(dir.path(), |c| {
+        c.replace(
+            "database_url = \"sqlite://var/isa-gateway.db\"",
+            &format!("database_url = \"{}\"", db.url),
+        )
+        .replace(
+            "[limits]\n",
+            "[limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\n",
+        )
+    });
+    let gateway = GatewayProcess::start(&config).await;
+    let client = http_client(&pki().sender);
+    let body = serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
+    let url = gateway.url("/v1/agreements/nvtt-gp-update/transfers");
+    let posts: Vec<_> = (0..400)
+        .map(|i| {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(i * 2)).await;
+                // Half with an Idempotency-Key: its lookup is a database read on the request path.
+                let mut request = client.post(url).header("content-type", "application/json");
+                if i % 2 == 0 {
+                    request = request.header("idempotency-key", format!("burst-{i}"));
+                }
+                let r = request.body(body).send().await.unwrap();
+                let status = r.status().as_u16();
+                let retry_after = r.headers().contains_key("retry-after");
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                (status, retry_after, v)
+            })
+        })
+        .collect();
+    let mut cut = 0;
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        cut += db.terminate_connections().await;
+    }
+    let mut accepted = HashSet::new();
+    let mut unavailable = 0;
+    for p in posts {
+        let (status, retry_after, v) = p.await.unwrap();
+        match status {
+            202 => {
+                accepted.insert(v["transfer_id"].as_str().unwrap().to_owned());
+            }
+            503 => {
+                assert_eq!(v["code"], "ledger_unavailable", "{v}");
+                assert!(retry_after, "a 503 says when to retry");
+                unavailable += 1;
+            }
+            other => panic!("answered {other}: {v}"),
+        }
+    }
+    eprintln!("connections cut: {cut}; 202: {}; 503: {unavailable}", accepted.len());
+    assert!(cut > 0, "the test cut no connection");
+    let ledger = isa_gateway::ledger::open(&db.url).await.unwrap();
+    let recorded: HashSet<String> = ledger
+        .entries_after(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.transfer_id.to_string())
+        .collect();
+    assert!(accepted.is_subset(&recorded), "every 202 is in the ledger");
+    gateway.kill();
+}
