@@ -1,40 +1,52 @@
 //! Two real gateway processes sharing one PostgreSQL database: transfers posted to both at
 //! once end up in one gap-free chain that `isa-gateway ledger verify` accepts, each delivered
-//! exactly once — counted at the receivers (each gateway's own drop folder), not only in the
-//! ledger, which records a second delivery as "already recorded".
+//! exactly once — counted at the partner (one real HTTPS receiver both gateways send to), not only
+//! in the ledger, which records a second delivery as "already recorded".
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use crate::backends::PgDatabase;
-use crate::helpers::{GatewayProcess, dev_config_in, gp_update, http_client, pki, post_accepted};
+use crate::helpers::{
+    GatewayProcess, Receiver, dev_config_in, gp_update, http_client, https_destination, pki, post_accepted,
+};
+
+/// The shipped configuration for gateway `id` on the shared database and key store, its GP
+/// destination the shared HTTPS receiver on `port`, and no rate limit in the way of a load test.
+fn shared_config(dir: &Path, id: &str, db: &PgDatabase, keys: &Path, port: u16) -> PathBuf {
+    let destination = https_destination("y99001-gp-drop", port).replace("max_attempts = 3", "max_attempts = 1000");
+    dev_config_in(dir, |c| {
+        let start = c.find("[[destinations]]\nid = \"y99001-gp-drop\"").unwrap();
+        let end = start + c[start..].find("\n\n").unwrap();
+        format!(
+            "gateway_id = \"{id}\"\n{}{}{}",
+            &c[..start],
+            destination.trim_end(),
+            &c[end..]
+        )
+        .replace(
+            "[limits]\n",
+            "[limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\n",
+        )
+        .replace(
+            "database_url = \"sqlite://var/isa-gateway.db\"",
+            &format!("database_url = \"{}\"", db.url),
+        )
+        .replace("keys_dir = \"var/keys\"", &format!("keys_dir = \"{}\"", keys.display()))
+    })
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
     let db = PgDatabase::create().await;
     let shared_keys = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(200).await;
     // Two gateways on one host, both on port 0: each needs its own id.
-    let config = |dir: &std::path::Path, id: &str| {
-        dev_config_in(dir, |c| {
-            // A load test: the per-system rate limit is not what is under test here.
-            format!("gateway_id = \"{id}\"\n{c}")
-                .replace(
-                    "[limits]\n",
-                    "[limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\n",
-                )
-                .replace(
-                    "database_url = \"sqlite://var/isa-gateway.db\"",
-                    &format!("database_url = \"{}\"", db.url),
-                )
-                .replace(
-                    "keys_dir = \"var/keys\"",
-                    &format!("keys_dir = \"{}\"", shared_keys.path().display()),
-                )
-        })
-    };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (config_a, config_b) = (config(dir_a.path(), "gw-a"), config(dir_b.path(), "gw-b"));
+    let config_a = shared_config(dir_a.path(), "gw-a", &db, shared_keys.path(), receiver.port);
+    let config_b = shared_config(dir_b.path(), "gw-b", &db, shared_keys.path(), receiver.port);
     // The first makes the development keys; the second finds them.
     let a = GatewayProcess::start(&config_a).await;
     let b = GatewayProcess::start(&config_b).await;
@@ -60,20 +72,6 @@ async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
     }
     assert_eq!(ids.len(), TRANSFERS);
 
-    // What the partner received: a file per delivery, in the folder of the gateway that sent it.
-    let folders = [dir_a.path(), dir_b.path()].map(|d| d.join("var/deliveries/y99001-gp"));
-    let received = || {
-        let mut all = Vec::new();
-        for folder in &folders {
-            for f in std::fs::read_dir(folder).into_iter().flatten() {
-                let name = f.unwrap().file_name().to_string_lossy().into_owned();
-                if let Some(id) = name.strip_suffix(".json") {
-                    all.push(id.to_owned());
-                }
-            }
-        }
-        all
-    };
     let ledger = isa_gateway::ledger::open(&db.url).await.unwrap();
     let delivered_in_ledger = || async {
         let entries = ledger.entries_after(0, 10_000).await.unwrap();
@@ -89,7 +87,8 @@ async fn two_gateways_writing_at_once_keep_one_verifiable_chain() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(delivered_in_ledger().await, TRANSFERS, "every delivery recorded");
-    let all = received();
+    // What the partner received, every request counted.
+    let all = receiver.ids();
     let distinct: HashSet<_> = all.iter().cloned().collect();
     assert_eq!(distinct, ids, "every transfer reached the partner");
     assert_eq!(
@@ -246,4 +245,106 @@ async fn connections_cut_during_a_burst_give_only_202_or_503() {
         .collect();
     assert!(accepted.is_subset(&recorded), "every 202 is in the ledger");
     gateway.kill();
+}
+
+/// Issue 17, row 1 with crashes: two gateways on one database, one of them killed (SIGKILL) twice
+/// mid-burst and restarted. Nothing accepted is lost, and a transfer reaches the partner twice
+/// only where a kill fell between sending and recording: at most kills × the destination's
+/// concurrency (4) duplicates, counted at the receivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_one_killed_mid_burst_lose_nothing_and_duplicate_only_at_kills() {
+    const TRANSFERS: usize = 600;
+    const KILLS: usize = 2;
+    let db = PgDatabase::create().await;
+    let shared_keys = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(200).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config_a = shared_config(dir_a.path(), "gw-a", &db, shared_keys.path(), receiver.port);
+    let config_b = shared_config(dir_b.path(), "gw-b", &db, shared_keys.path(), receiver.port);
+    let a = GatewayProcess::start(&config_a).await;
+    let b = GatewayProcess::start(&config_b).await;
+    let path = "/v1/agreements/nvtt-gp-update/transfers";
+    let urls = std::sync::Arc::new(std::sync::RwLock::new([a.url(path), b.url(path)]));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    let client = http_client(&pki().sender);
+    let body = serde_json::to_vec(&json!({"message_type": "gp_update", "payload": gp_update()})).unwrap();
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let (client, body, urls, answered) = (client.clone(), body.clone(), urls.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in (c..TRANSFERS).step_by(16) {
+                    // The same Idempotency-Key on whichever gateway answers: a retry after a
+                    // crash is the same transfer, never a second one.
+                    let key = format!("t-{i}");
+                    let mut id = None;
+                    for attempt in 0..200 {
+                        let url = urls.read().unwrap()[(i + attempt) % 2].clone();
+                        let sent = client
+                            .post(url)
+                            .header("content-type", "application/json")
+                            .header("idempotency-key", &key)
+                            .body(body.clone())
+                            .send()
+                            .await;
+                        if let Ok(r) = sent
+                            && r.status().as_u16() == 202
+                            && let Ok(v) = r.json::<serde_json::Value>().await
+                        {
+                            id = v["transfer_id"].as_str().map(str::to_owned);
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    ids.push(id.expect("accepted by one gateway or the other"));
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                ids
+            })
+        })
+        .collect();
+    // Kill A mid-burst, restart it, twice.
+    let mut a = Some(a);
+    for k in 1..=KILLS {
+        while answered.load(std::sync::atomic::Ordering::Relaxed) < k * TRANSFERS / (KILLS + 1) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        a.take().unwrap().kill();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let restarted = GatewayProcess::start(&config_a).await;
+        urls.write().unwrap()[0] = restarted.url(path);
+        a = Some(restarted);
+    }
+    let mut accepted = HashSet::new();
+    for c in clients {
+        accepted.extend(c.await.unwrap());
+    }
+    assert_eq!(accepted.len(), TRANSFERS, "one transfer per key");
+
+    let ledger = isa_gateway::ledger::open(&db.url).await.unwrap();
+    let mut delivered = HashSet::new();
+    for _ in 0..1200 {
+        delivered = ledger
+            .entries_after(0, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event.status == isa_gateway::ledger::TransferStatus::Delivered)
+            .map(|e| e.event.transfer_id.to_string())
+            .collect();
+        if delivered.len() == TRANSFERS {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered, accepted, "nothing accepted is lost");
+    let files = receiver.ids();
+    let distinct: HashSet<String> = files.iter().cloned().collect();
+    assert_eq!(distinct, accepted, "every transfer reached the partner");
+    let duplicates = files.len() - distinct.len();
+    eprintln!("kills: {KILLS}; duplicates at the partner: {duplicates}");
+    assert!(duplicates <= KILLS * 4, "{duplicates} duplicates after {KILLS} kills");
+    a.take().unwrap().kill();
+    b.kill();
 }
