@@ -5,7 +5,7 @@ use comfy_table::{ColumnConstraint, ContentArrangement, Table, Width};
 
 use crate::ledger::TransferRecord;
 
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 11] = [
     "transfer_id",
     "created_at",
     "agreement_id",
@@ -16,9 +16,10 @@ const COLUMNS: [&str; 10] = [
     "status",
     "reason_code",
     "ledger_seq",
+    "legal_bases",
 ];
 
-fn cells(r: &TransferRecord) -> [String; 10] {
+fn cells(r: &TransferRecord) -> [String; 11] {
     [
         r.transfer_id.to_string(),
         r.created_at.to_string(),
@@ -30,6 +31,7 @@ fn cells(r: &TransferRecord) -> [String; 10] {
         r.status.as_str().to_owned(),
         r.reason_code.clone().unwrap_or_default(),
         r.ledger_seq.to_string(),
+        r.legal_bases.join(" "),
     ]
 }
 
@@ -109,7 +111,7 @@ pub fn table(rows: &[TransferRecord]) -> String {
         2,
     );
     for r in rows {
-        let [id, created, _, message_type, _, _, _, status, reason, seq] = cells(r);
+        let [id, created, _, message_type, _, _, _, status, reason, seq, _] = cells(r);
         table.add_row([id, created, status, reason, seq, message_type]);
     }
     lines(&table).map(|l| l + "\n").collect()
@@ -152,6 +154,7 @@ mod tests {
             reviewed_at: None,
             subject_informed_due: None,
             subject_informed_at: None,
+            legal_bases: Vec::new(),
         }
     }
 
@@ -161,8 +164,8 @@ mod tests {
         assert_eq!(
             text,
             "transfer_id,created_at,agreement_id,message_type,sender_system,user_sub,recipient,status,reason_code,\
-             ledger_seq\r\n00000000-0000-0000-0000-000000000000,2026-06-01T10:00:00.123456Z,nvtt-gp-update,gp_update,\
-             '=cmd|' /C calc'!A0,,\"Riverside, Medical\",refused,schema_violation,7\r\n"
+             ledger_seq,legal_bases\r\n00000000-0000-0000-0000-000000000000,2026-06-01T10:00:00.123456Z,nvtt-gp-update,\
+             gp_update,'=cmd|' /C calc'!A0,,\"Riverside, Medical\",refused,schema_violation,7,\r\n"
         );
     }
 

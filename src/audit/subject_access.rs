@@ -9,7 +9,6 @@ use uuid::Uuid;
 use crate::ledger::{Event, EventKind, Ledger, LedgerError, Receipt, TransferStatus, ledger_time};
 use crate::policy::agreement::LegalBasisView;
 use crate::policy::keys::IndexKey;
-use crate::policy::legal::LegalBasis;
 use crate::policy::nhs_number::NhsNumber;
 
 /// One disclosure about the person.
@@ -67,18 +66,7 @@ pub async fn lookup(
                 .event
                 .legal_bases
                 .iter()
-                .map(|code| match LegalBasis::parse(code) {
-                    Ok(b) => LegalBasisView {
-                        code: b.code(),
-                        title: b.title(),
-                        source: b.source(),
-                    },
-                    Err(_) => LegalBasisView {
-                        code: code.clone(),
-                        title: String::new(),
-                        source: "",
-                    },
-                })
+                .map(|code| LegalBasisView::of(code))
                 .collect(),
             data_classes: entry.event.data_classes.clone(),
             status: record.status,

@@ -39,6 +39,10 @@ pub struct TransferRecord {
     pub subject_informed_due: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_informed_at: Option<Timestamp>,
+    /// The legal bases the permit relied on (those that applied to this transfer); empty for a
+    /// refusal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub legal_bases: Vec<String>,
 }
 
 /// The follow-ups people must act on.
@@ -108,6 +112,11 @@ pub fn project(history: &[Entry]) -> Option<TransferRecord> {
         reviewed_at: None,
         subject_informed_due: d.subject_informed_due.clone(),
         subject_informed_at: None,
+        legal_bases: if d.permitted() {
+            d.legal_bases.clone()
+        } else {
+            Vec::new()
+        },
     };
     for e in rest.iter().map(|e| &e.event) {
         match e.kind {

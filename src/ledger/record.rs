@@ -82,7 +82,7 @@ fn permitted(e: &mut Event, permit: &Permit) {
     e.message_type = Some(permit.message_type.clone());
     e.schema_hash = Some(permit.schema_hash.clone());
     e.recipient = Some(terms.recipient.organisation.clone());
-    e.legal_bases = terms.legal_bases.clone();
+    e.legal_bases = permit.legal_bases.clone();
     e.sent_sha256 = Some(permit.outbound_sha256.clone());
     e.pointers_removed = permit.pointers_removed.clone();
     e.treatments = permit.treatments.clone();
@@ -189,7 +189,7 @@ mod tests {
         );
         assert_eq!(e.agreement_hash.as_deref(), Some(permit.agreement.content_hash()));
         assert_eq!(e.agreement_version.as_deref(), Some(permit.agreement.version()));
-        assert_eq!(e.legal_bases, permit.agreement.terms().legal_bases);
+        assert_eq!(e.legal_bases, permit.legal_bases);
         assert_eq!(
             e.recipient.as_deref(),
             Some(permit.agreement.terms().recipient.organisation.as_str())

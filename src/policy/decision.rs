@@ -228,6 +228,30 @@ pub struct Permit {
     pub key_ref: Option<String>,
     /// Blind index entries of the people the transfer is about.
     pub subject_index: Vec<String>,
+    /// The legal bases that applied to this transfer: the agreement's, and those of its
+    /// conditional bases the payload met.
+    pub legal_bases: Vec<String>,
+}
+
+/// The legal bases that apply to `payload` under `agreement`: the agreement's own, then each
+/// conditional set whose field holds one of its values, in the agreement's order, each once.
+pub fn applied_bases(agreement: &Agreement, payload: &Value) -> Vec<String> {
+    let terms = agreement.terms();
+    let mut bases = terms.legal_bases.clone();
+    for c in &terms.conditional_bases {
+        let holds = payload
+            .pointer(&c.pointer)
+            .and_then(Value::as_str)
+            .is_some_and(|v| c.values.iter().any(|w| w == v));
+        if holds {
+            for b in &c.bases {
+                if !bases.contains(b) {
+                    bases.push(b.clone());
+                }
+            }
+        }
+    }
+    bases
 }
 
 #[derive(Debug)]
@@ -467,6 +491,7 @@ impl Catalogue {
         };
         let used_token = applied.iter().any(|a| a.op == Op::Token.name());
         let terms = agreement.terms();
+        let legal_bases = applied_bases(agreement, payload);
         let document = Outbound {
             transfer_id: req.transfer_id,
             sent_at: req.now.to_string(),
@@ -483,7 +508,7 @@ impl Catalogue {
                 organisation: &terms.recipient.organisation,
                 ods_code: terms.recipient.ods_code.as_deref(),
             },
-            legal_bases: &terms.legal_bases,
+            legal_bases: &legal_bases,
             payload: &out,
         };
         // Serialising a tree of strings and JSON values cannot fail.
@@ -525,6 +550,7 @@ impl Catalogue {
             consent: refusal.consent,
             key_ref: key.filter(|_| used_token).map(crate::keys::AgreementKey::key_ref),
             subject_index: subject_index.into_iter().collect(),
+            legal_bases,
         })
     }
 }

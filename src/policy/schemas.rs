@@ -39,6 +39,8 @@ pub struct MessageSchema {
 pub struct Shape {
     pub types: Vec<String>,
     pub format: Option<String>,
+    /// The string values of an `enum`, when the field has one.
+    pub values: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for MessageSchema {
@@ -120,6 +122,10 @@ impl MessageSchema {
         Some(Shape {
             types,
             format: node.get("format").and_then(Value::as_str).map(str::to_owned),
+            values: node
+                .get("enum")
+                .and_then(Value::as_array)
+                .map(|vs| vs.iter().filter_map(Value::as_str).map(str::to_owned).collect()),
         })
     }
 

@@ -351,7 +351,11 @@ async fn a_dpo_finds_every_disclosure_about_one_person() {
             &fixture("nhs_dataset_return", "valid", "02"),
         )
         .await;
-    assert_eq!((s1, s2, s3), (202, 202, 202));
+    // The identified update to the person's GP is found too (issue 14: every identified flow).
+    let mut gp = gp_update();
+    gp["nhs_number"] = json!(nhs);
+    let (s4, _, _) = app.post("nvtt-gp-update", "gp_update", &gp).await;
+    assert_eq!((s1, s2, s3, s4), (202, 202, 202, 202));
 
     let dpo = crate::helpers::http_client_as(
         &crate::helpers::pki().auditor,
@@ -368,7 +372,8 @@ async fn a_dpo_finds_every_disclosure_about_one_person() {
     assert!(!text.contains(&nhs), "the answer does not repeat the number");
     let answer: Value = serde_json::from_str(&text).unwrap();
     let found = answer["disclosures"].as_array().unwrap();
-    assert_eq!(found.len(), 2, "{answer}");
+    assert_eq!(found.len(), 3, "{answer}");
+    assert_eq!(found[2]["agreement_id"], "nvtt-gp-update");
     assert_eq!(found[0]["agreement_id"], "nvtt-nhse-dataset");
     assert_eq!(found[0]["recipient"], "NHS England");
     assert_eq!(found[1]["agreement_id"], "nvtt-mash-referral");
@@ -462,4 +467,72 @@ async fn the_subject_access_cli_reads_the_number_from_standard_input() {
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["disclosures"].as_array().unwrap().len(), 1);
     assert_eq!(answer["disclosures"][0]["message_type"], "nhs_dataset_return");
+}
+
+/// The basis that applied (issue 14, item 1): a MASH referral about a child records the Children
+/// Acts, one about an adult the Care Act — in the ledger, in what the MASH receives, and in what
+/// subject access shows — never the agreement's whole list.
+#[tokio::test]
+async fn a_referral_records_the_statutory_gateway_that_applied_to_it() {
+    let app = TestApp::spawn().await;
+    let mut bases = Vec::new();
+    for fixture_name in ["01", "03"] {
+        // With consent, so that neither is held for a director and both reach the MASH.
+        let envelope = json!({
+            "message_type": "mash_referral",
+            "payload": fixture("mash_referral", "valid", fixture_name),
+            "consent": {"status": "obtained", "given_by": "subject"},
+            "subject_informed": {"status": "before"}
+        });
+        let (status, body, _) = app.post_envelope("nvtt-mash-referral", &envelope).await;
+        assert!(status == 202, "{body}");
+        let seq = body["ledger_seq"].as_i64().unwrap();
+        let entry = app.entries().await.into_iter().find(|e| e.seq == seq).unwrap();
+        bases.push((envelope["payload"]["subject_type"].clone(), entry.event.legal_bases));
+    }
+    let child = &bases[0];
+    let adult = &bases[1];
+    assert_eq!(child.0, "child");
+    assert!(
+        child.1.contains(&"statute/children-act-1989/s47".to_owned()),
+        "{child:?}"
+    );
+    assert!(child.1.contains(&"statute/children-act-2004/s11".to_owned()));
+    assert!(!child.1.contains(&"statute/care-act-2014/s42".to_owned()), "{child:?}");
+    assert_eq!(adult.0, "adult");
+    assert!(adult.1.contains(&"statute/care-act-2014/s42".to_owned()), "{adult:?}");
+    assert!(!adult.1.iter().any(|b| b.contains("children-act")), "{adult:?}");
+    for (_, b) in &bases {
+        assert!(b.contains(&"uk-gdpr/6.1.e".to_owned()) && b.contains(&"dpa-2018/sch1/18".to_owned()));
+    }
+    // What the MASH receives says the same.
+    let dir = app.dir.path().join("deliveries/mash");
+    let mut received = Vec::new();
+    for _ in 0..200 {
+        received = std::fs::read_dir(&dir)
+            .map(|d| d.map(|f| f.unwrap().path()).collect())
+            .unwrap_or_default();
+        if received.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(received.len(), 2);
+    for path in received {
+        let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let sent: Vec<String> = serde_json::from_value(doc["legal_bases"].clone()).unwrap();
+        let decided = if doc["payload"]["subject_type"] == "child" {
+            &child.1
+        } else {
+            &adult.1
+        };
+        assert_eq!(&sent, decided);
+    }
+    // The agreement shows its conditional bases to an IG officer.
+    let (_, view) = app.get(&app.auditor, "/v1/agreements/nvtt-mash-referral").await;
+    assert_eq!(view["conditional_bases"][1]["values"], json!(["adult"]));
+    assert_eq!(
+        view["conditional_bases"][1]["bases"][0]["code"],
+        "statute/care-act-2014/s42"
+    );
 }

@@ -185,12 +185,17 @@ fn record_from_row(row: &AnyRow) -> Result<TransferRecord, LedgerError> {
         reviewed_at: at("reviewed_at_us")?,
         subject_informed_due: row.try_get("subject_informed_due")?,
         subject_informed_at: at("subject_informed_at_us")?,
+        legal_bases: row
+            .try_get::<Option<String>, _>("legal_bases")?
+            .map(|text| serde_json::from_str(&text).map_err(|_| corrupt(seq, "legal_bases")))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
 const TRANSFER_COLUMNS: &str = "transfer_id, agreement_id, message_type, sender_system, recipient, status, \
      reason_code, created_at_us, updated_at_us, decision_seq, user_sub, review_due_at_us, reviewed_at_us, \
-     subject_informed_due, subject_informed_at_us";
+     subject_informed_due, subject_informed_at_us, legal_bases";
 
 #[async_trait]
 impl Ledger for SqlLedger {

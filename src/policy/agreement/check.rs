@@ -224,6 +224,24 @@ impl Agreement {
                 ),
             );
         }
+        // Every identified flow is findable: an NHS number that leaves as it is must be indexed
+        // for subject access.
+        for f in fields.iter().filter(|f| f.op == Op::Keep) {
+            let is_nhs = schemas
+                .iter()
+                .filter_map(|s| s.shape(&f.pattern))
+                .any(|s| s.format.as_deref() == Some("nhs-number"));
+            if is_nhs && !file.subject_index.iter().any(|p| p == f.pattern.as_str()) {
+                at(
+                    "subject_index",
+                    format!(
+                        "rule {}: {} leaves as it is, so it must be in subject_index for subject access",
+                        rules::IDENTIFIED_NHS_NUMBER_IS_INDEXED,
+                        f.pattern.as_str()
+                    ),
+                );
+            }
+        }
         let mut subject_index = Vec::new();
         for (i, p) in file.subject_index.iter().enumerate() {
             match PointerPattern::parse(p) {
@@ -256,8 +274,65 @@ impl Agreement {
             }
         }
         let classes: HashSet<FieldClass> = fields.iter().map(|f| f.class).collect();
-        for (rule, message) in legal_rule_breaches(&file, &legal_bases, &classes) {
-            at("legal_bases", format!("rule {rule}: {message}"));
+        if file.conditional_bases.is_empty() {
+            for (rule, message) in legal_rule_breaches(&file, &legal_bases, &classes) {
+                at("legal_bases", format!("rule {rule}: {message}"));
+            }
+        }
+        // Conditional bases: every value the schemas allow at each conditional field resolves to
+        // a complete set, checked by the same rules; `check` names the uncovered case.
+        let mut conditional = Vec::new();
+        for (i, c) in file.conditional_bases.iter().enumerate() {
+            let key = format!("conditional_bases[{i}]");
+            let mut bases = Vec::new();
+            for code in &c.bases {
+                match LegalBasis::parse(code) {
+                    Ok(b) => bases.push(b),
+                    Err(e) => at(&key, format!("rule {}: {e}", rules::UNKNOWN_LEGAL_BASIS)),
+                }
+            }
+            conditional.push((c, bases));
+        }
+        let mut pointers: Vec<&str> = file.conditional_bases.iter().map(|c| c.pointer.as_str()).collect();
+        pointers.sort_unstable();
+        pointers.dedup();
+        for pointer in pointers {
+            let rule = rules::CONDITIONAL_BASES_COVER_EVERY_VALUE;
+            let values: Option<Vec<String>> = PointerPattern::parse(pointer).ok().and_then(|p| {
+                let shapes: Vec<Shape> = schemas.iter().filter_map(|s| s.shape(&p)).collect();
+                (!schemas.is_empty() && shapes.len() == schemas.len())
+                    .then(|| shapes.into_iter().flat_map(|s| s.values.unwrap_or_default()).collect())
+            });
+            let Some(mut values) = values.filter(|v: &Vec<String>| !v.is_empty()) else {
+                at(
+                    "conditional_bases",
+                    format!("rule {rule}: {pointer:?} must name a field with an enum of values in every message type"),
+                );
+                continue;
+            };
+            values.sort();
+            values.dedup();
+            for value in values {
+                let matching: Vec<_> = conditional
+                    .iter()
+                    .filter(|(c, _)| c.pointer == pointer && c.values.contains(&value))
+                    .collect();
+                if matching.is_empty() {
+                    at(
+                        "conditional_bases",
+                        format!("rule {rule}: {pointer} = {value:?} has no conditional basis"),
+                    );
+                    continue;
+                }
+                let mut applied = legal_bases.clone();
+                applied.extend(matching.iter().flat_map(|(_, b)| b.iter().cloned()));
+                for (rule, message) in legal_rule_breaches(&file, &applied, &classes) {
+                    at(
+                        "conditional_bases",
+                        format!("rule {rule}: when {pointer} = {value:?}: {message}"),
+                    );
+                }
+            }
         }
         if file.consent.model == ConsentModel::NotRequired
             && file.consent.reason.as_deref().is_none_or(|r| r.trim().is_empty())

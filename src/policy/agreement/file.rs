@@ -35,8 +35,13 @@ pub struct AgreementFile {
     pub recipient: Recipient,
     /// Message types that may be sent under this agreement (each has a schema in schemas/messages/).
     pub message_types: Vec<String>,
-    /// Legal-basis codes for the disclosure (docs/legal-bases.md lists them all).
+    /// Legal-basis codes for the disclosure (docs/legal-bases.md lists them all): those that
+    /// apply to every transfer.
     pub legal_bases: Vec<String>,
+    /// Legal bases that apply only when the payload says so (a child or an adult at risk, say):
+    /// each transfer records exactly the bases that applied to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditional_bases: Vec<ConditionalBases>,
     /// Reference to the Appropriate Policy Document (DPA 2018 Sch 1 Part 4); required when a
     /// Schedule 1 Part 2 condition is named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +67,19 @@ pub struct AgreementFile {
     /// index (subject access requests). Values never reach the ledger, only a keyed hash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_index: Vec<String>,
+}
+
+/// Legal bases that apply when a payload field takes one of some values.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionalBases {
+    /// A JSON pointer into the payload (a field of every message type, with an enum of strings).
+    pub pointer: String,
+    /// The values for which these bases apply.
+    pub values: Vec<String>,
+    /// Legal-basis codes, added to the agreement's `legal_bases`.
+    pub bases: Vec<String>,
 }
 
 /// How consent works under this agreement.

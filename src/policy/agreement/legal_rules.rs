@@ -24,6 +24,8 @@ pub mod rules {
     pub const OUTBOUND_SCHEMA_KNOWN: &str = "outbound_schema_known";
     pub const TOKEN_NEEDS_OUTBOUND_SCHEMA: &str = "pseudonymised_output_needs_outbound_schema";
     pub const URGENT_PATH_NEEDS_CONDITION: &str = "urgent_path_needs_payload_condition_and_roles";
+    pub const CONDITIONAL_BASES_COVER_EVERY_VALUE: &str = "conditional_bases_cover_every_value";
+    pub const IDENTIFIED_NHS_NUMBER_IS_INDEXED: &str = "identified_nhs_number_is_indexed";
 }
 
 /// The legal consistency rules, as (rule, explanation) for each breach.

@@ -20,7 +20,7 @@ use jiff::civil::Date;
 
 pub use self::file::*;
 pub use self::legal_rules::{legal_rule_breaches, rules};
-pub use self::view::{AgreementView, LegalBasisView, WARN_DAYS};
+pub use self::view::{AgreementView, ConditionalBasesView, LegalBasisView, WARN_DAYS};
 use crate::fields::PointerPattern;
 use crate::legal::LegalBasis;
 pub use crate::problem::{Problem, SourceFile};

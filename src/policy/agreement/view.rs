@@ -31,6 +31,9 @@ pub struct AgreementView<'a> {
     pub recipient: &'a Recipient,
     pub message_types: &'a [String],
     pub legal_bases: Vec<LegalBasisView>,
+    /// Bases that apply only when the payload says so (each transfer records those that applied).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditional_bases: Vec<ConditionalBasesView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub appropriate_policy_document: Option<&'a str>,
     pub national_data_opt_out_applies: bool,
@@ -41,6 +44,15 @@ pub struct AgreementView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbound_schema: Option<&'a str>,
     pub content_hash: &'a str,
+}
+
+/// Legal bases that apply when a payload field takes one of some values.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Serialize)]
+pub struct ConditionalBasesView {
+    pub pointer: String,
+    pub values: Vec<String>,
+    pub bases: Vec<LegalBasisView>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -91,6 +103,15 @@ impl Agreement {
                     source: b.source(),
                 })
                 .collect(),
+            conditional_bases: f
+                .conditional_bases
+                .iter()
+                .map(|c| ConditionalBasesView {
+                    pointer: c.pointer.clone(),
+                    values: c.values.clone(),
+                    bases: c.bases.iter().map(|code| LegalBasisView::of(code)).collect(),
+                })
+                .collect(),
             appropriate_policy_document: f.appropriate_policy_document.as_deref(),
             national_data_opt_out_applies: f.national_data_opt_out_applies,
             consent: &f.consent,
@@ -99,6 +120,24 @@ impl Agreement {
             fields: &f.fields,
             outbound_schema: f.outbound_schema.as_deref(),
             content_hash: &self.content_hash,
+        }
+    }
+}
+
+impl LegalBasisView {
+    /// A code as shown: its title and source when it is a known code, the code alone if not.
+    pub fn of(code: &str) -> Self {
+        match crate::legal::LegalBasis::parse(code) {
+            Ok(b) => Self {
+                code: b.code(),
+                title: b.title(),
+                source: b.source(),
+            },
+            Err(_) => Self {
+                code: code.to_owned(),
+                title: String::new(),
+                source: "",
+            },
         }
     }
 }
