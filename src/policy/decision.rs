@@ -256,7 +256,8 @@ pub fn applied_bases(agreement: &Agreement, payload: &Value) -> Vec<String> {
 
 #[derive(Debug)]
 pub enum Decision {
-    Permit(Permit),
+    /// Boxed: a permit carries the outbound document and its record, a refusal little.
+    Permit(Box<Permit>),
     Refuse(Refusal),
 }
 
@@ -532,7 +533,7 @@ impl Catalogue {
             .as_ref()
             .filter(|s| s.status == InformedStatus::After)
             .and_then(|s| s.due_by.clone());
-        Decision::Permit(Permit {
+        Decision::Permit(Box::new(Permit {
             disposition,
             subject_informed_due,
             agreement: agreement.clone(),
@@ -551,6 +552,6 @@ impl Catalogue {
             key_ref: key.filter(|_| used_token).map(crate::keys::AgreementKey::key_ref),
             subject_index: subject_index.into_iter().collect(),
             legal_bases,
-        })
+        }))
     }
 }
