@@ -12,7 +12,8 @@ use super::{ApiError, AppState, ErrorBody, auditor, caller, has_role, user};
 use crate::app::config::SystemRole;
 use crate::ledger::record::{self, Actor, Attempt};
 use crate::ledger::{
-    Enqueue, Event, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus, ledger_time,
+    Enqueue, Event, HeldQuota, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus,
+    ledger_time,
 };
 use crate::platform::auth::UserRole;
 use crate::platform::clock::WallClock;
@@ -243,11 +244,6 @@ pub async fn submit(
     let metric_agreement = agreement.map_or("unknown", |a| a.id());
     match decision {
         Decision::Permit(permit) => {
-            if permit.disposition == Disposition::Hold
-                && state.ledger.held_count(permit.agreement.id()).await? >= state.limits.held_per_agreement
-            {
-                return held_quota_exceeded(&state, &attempt, actor, metric_agreement).await;
-            }
             let bound = key.zip(digest.clone()).map(|(key, request_sha256)| IdempotencyKey {
                 system: system.id.clone(),
                 key,
@@ -258,6 +254,10 @@ pub async fn submit(
                 body: permit.outbound,
                 now: WallClock::now(),
                 held: permit.disposition == Disposition::Hold,
+                held_quota: Some(HeldQuota {
+                    per_agreement: state.limits.held_per_agreement,
+                    per_user: state.limits.held_per_user,
+                }),
             };
             match commit_permit(&state, event, enqueue, bound).await? {
                 Committed::Recorded { status, seq } => {
@@ -278,6 +278,7 @@ pub async fn submit(
                 Committed::KeyTaken(original) => {
                     replay(&state, original, digest.as_deref().unwrap_or_default(), &attempt, actor).await
                 }
+                Committed::HeldQuotaExceeded => held_quota_exceeded(&state, &attempt, actor, metric_agreement).await,
             }
         }
         Decision::Refuse(refusal) => {
@@ -295,8 +296,9 @@ pub async fn submit(
     }
 }
 
-/// Too many transfers under the agreement wait for a director: this one is refused, and recorded
-/// (the user is accountable), rather than adding to a queue nobody is clearing.
+/// Too many transfers under the agreement (or asked for by this user) wait for a director: this one
+/// is refused, and recorded (the user is accountable), rather than adding to a queue nobody is
+/// clearing.
 async fn held_quota_exceeded(
     state: &AppState,
     attempt: &Attempt<'_>,
@@ -311,15 +313,20 @@ async fn held_quota_exceeded(
     Err(ApiError::new(
         actix_web::http::StatusCode::CONFLICT,
         CODE,
-        "Too many transfers under this agreement are waiting for a director's decision; nothing was sent. \
-         Ask a director to decide the held ones, then send again.",
+        "Too many transfers under this agreement, or asked for by you, are waiting for a director's decision; \
+         nothing was sent. Ask a director to decide the held ones, then send again.",
     )
     .with_ledger(attempt.transfer_id, receipt.seq))
 }
 
 enum Committed {
-    Recorded { status: TransferStatus, seq: i64 },
+    Recorded {
+        status: TransferStatus,
+        seq: i64,
+    },
     KeyTaken(IdempotentOriginal),
+    /// Too many held under the agreement, or for the user: nothing was written.
+    HeldQuotaExceeded,
 }
 
 /// Decision, outbox entry and idempotency key commit together, durably, before anything leaves
@@ -340,6 +347,7 @@ async fn commit_permit(
                 seq: receipt.seq,
             })
         }
+        Err(LedgerError::HeldQuotaExceeded) => Ok(Committed::HeldQuotaExceeded),
         Err(LedgerError::IdempotencyKeyTaken) => {
             let (system, key) = key.unwrap_or_default();
             state

@@ -27,6 +27,14 @@ pub struct Limits {
     /// (`held_quota_exceeded`, recorded) until directors clear the queue.
     #[serde(default = "default_held_per_agreement")]
     pub held_per_agreement: u64,
+    /// Of those, how many one user may have asked for: one user cannot fill the queue for
+    /// everyone else.
+    #[serde(default = "default_held_per_user")]
+    pub held_per_user: u64,
+}
+
+fn default_held_per_user() -> u64 {
+    20
 }
 
 fn default_connections_per_identity() -> usize {
@@ -62,6 +70,7 @@ impl Default for Limits {
             request_burst: default_request_burst(),
             connections_per_identity: default_connections_per_identity(),
             held_per_agreement: default_held_per_agreement(),
+            held_per_user: default_held_per_user(),
         }
     }
 }

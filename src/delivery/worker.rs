@@ -250,6 +250,10 @@ impl Delivery {
             }
             Err(e) => tracing::error!(error = %e, "cannot read dead letters; will retry"),
         }
+        // Held bytes a director refused, and those expired here, leave the database's files too.
+        if let Err(e) = self.ledger.scrub().await {
+            tracing::warn!(error = %e, "cannot scrub deleted bytes from the database files; will retry");
+        }
         done
     }
 

@@ -12,6 +12,8 @@ pub enum LedgerError {
     UnsupportedUrl,
     #[error("the idempotency key is already bound to a transfer")]
     IdempotencyKeyTaken,
+    #[error("too many transfers are held for a director under this agreement, or for this user")]
+    HeldQuotaExceeded,
     #[error("the ledger's writer has stopped")]
     WriterStopped,
     #[error("the ledger could not record the write: {0}")]

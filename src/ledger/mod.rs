@@ -39,6 +39,16 @@ pub struct Enqueue {
     pub now: Timestamp,
     /// Held for approval: stored, but not due until released.
     pub held: bool,
+    /// For a held transfer: the most that may wait under its agreement, and for its user; checked
+    /// in the transaction that would add it ([`LedgerError::HeldQuotaExceeded`]).
+    pub held_quota: Option<HeldQuota>,
+}
+
+/// How many transfers may wait for a director at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldQuota {
+    pub per_agreement: u64,
+    pub per_user: u64,
 }
 
 /// Outbox entries that are not (yet, or any longer) being delivered.
@@ -153,11 +163,13 @@ pub trait Ledger: Send + Sync {
         before: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, LedgerError>;
-    /// How many transfers under `agreement_id` are held for a director.
-    async fn held_count(&self, agreement_id: &str) -> Result<u64, LedgerError>;
     /// Destroys a dead letter's bytes (its outbox entry) with the event saying so; `None` if it
     /// was not a dead letter (requeued, or already destroyed).
     async fn destroy(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
+    /// Makes deleted bytes unrecoverable from the database's own files where the backend allows:
+    /// SQLite (with `secure_delete` on) checkpoints and resets its write-ahead log; PostgreSQL
+    /// keeps dead row versions until VACUUM, and its WAL and backups by their own retention.
+    async fn scrub(&self) -> Result<(), LedgerError>;
     /// Releases a held transfer to delivery with its approval event; `None` if it was not held.
     async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
     /// Withdraws a held transfer (its outbox entry is deleted) with its refusal event; `None` if

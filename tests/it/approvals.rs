@@ -470,7 +470,11 @@ async fn a_held_transfer_nobody_decides_expires_and_its_bytes_are_destroyed() {
     })
     .await;
     let referrer = http_client_as(&pki().sender, &token("dana", &["safeguarding_lead"]));
-    let body = serde_json::to_vec(&referral(not_sought())).unwrap();
+    // A marker in the payload: the bytes, and nothing else, carry it into the database.
+    let marker = format!("MARKER{}", uuid::Uuid::new_v4().simple());
+    let mut envelope = referral(not_sought());
+    envelope["payload"]["concern_description"] = json!(format!("Concern noted {marker} in session."));
+    let body = serde_json::to_vec(&envelope).unwrap();
     let (status, sent, _) = app.post_raw(&referrer, "nvtt-mash-referral", body).await;
     assert_eq!((status, sent["status"].as_str()), (202, Some("held")), "{sent}");
     let id = sent["transfer_id"].as_str().unwrap().to_owned();
@@ -495,6 +499,21 @@ async fn a_held_transfer_nobody_decides_expires_and_its_bytes_are_destroyed() {
             .unwrap()
     };
     assert_eq!(outbox, 0, "the held bytes are gone");
+    // Gone from the database's files too, not only from its tables (review finding: SQLite kept
+    // them in free pages and the write-ahead log).
+    let files = |suffix: &str| std::fs::read(format!("{}{suffix}", app.db_path().display())).unwrap_or_default();
+    let mut still_there = true;
+    for _ in 0..100 {
+        still_there = ["", "-wal"].iter().any(|s| {
+            let bytes = files(s);
+            bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
+        });
+        if !still_there {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!still_there, "the destroyed bytes are still in the database files");
     let (status, body) = post(
         &app,
         &director("dee"),

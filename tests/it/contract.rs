@@ -48,6 +48,7 @@ on_both_backends!(
     ordinary_sql_cannot_change_history,
     tampering_is_caught,
     edited_listings_and_subject_index_are_caught,
+    the_held_quota_holds_under_concurrency,
 );
 
 fn t0() -> Timestamp {
@@ -99,6 +100,7 @@ fn enqueue(held: bool) -> Enqueue {
         body: b"{\"document\":1}".to_vec(),
         now: t0(),
         held,
+        held_quota: None,
     }
 }
 
@@ -720,4 +722,48 @@ async fn edited_listings_and_subject_index_are_caught(kind: Kind) {
             "{sql}: {found:?}"
         );
     }
+}
+
+/// The held quota is counted in the transaction that would add to it (review finding: a count read
+/// before the write let 20 concurrent referrals past a quota of 3): per agreement, and per user.
+async fn the_held_quota_holds_under_concurrency(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = Arc::new(db.open().await);
+    let quota = isa_gateway::ledger::HeldQuota {
+        per_agreement: 3,
+        per_user: 2,
+    };
+    let held = |user: &str| {
+        let mut d = decision("mash", TransferStatus::Held);
+        d.user_sub = Some(user.to_owned());
+        let mut e = enqueue(true);
+        e.held_quota = Some(quota);
+        (d, e)
+    };
+    // Twenty at once from two users: two each pass the per-user quota, three in all.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let ledger = ledger.clone();
+        let (d, e) = held(if i % 2 == 0 { "alice" } else { "bob" });
+        tasks.push(tokio::spawn(async move { ledger.accept(d, e, None).await }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(LedgerError::HeldQuotaExceeded) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(accepted, 3, "the agreement's quota");
+    // One user alone stops at the per-user quota, whatever room the agreement has.
+    let db = Db::new(kind).await;
+    let ledger = db.open().await;
+    for expected in [true, true, false] {
+        let (d, e) = held("carol");
+        assert_eq!(ledger.accept(d, e, None).await.is_ok(), expected);
+    }
+    let (d, e) = held("dan");
+    assert!(ledger.accept(d, e, None).await.is_ok(), "another user still may");
+    listings_agree(&ledger).await;
 }

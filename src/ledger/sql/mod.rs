@@ -92,9 +92,14 @@ impl SqlLedger {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
-                        .await
-                        .map(|_| ())
+                    // secure_delete: deleted rows (destroyed outbox bytes: patient data) are
+                    // overwritten with zeros, not left in free pages.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
+                         PRAGMA secure_delete = ON;",
+                    )
+                    .await
+                    .map(|_| ())
                 })
             })
             .connect(url)
@@ -286,12 +291,19 @@ impl Ledger for SqlLedger {
         self.outbox_older_than_sql(state, before, limit).await
     }
 
-    async fn held_count(&self, agreement_id: &str) -> Result<u64, LedgerError> {
-        self.outbox_held_count(agreement_id).await
-    }
-
     async fn destroy(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {
         self.writer.submit(event, Effect::Destroy).await
+    }
+
+    async fn scrub(&self) -> Result<(), LedgerError> {
+        if self.dialect == Dialect::Sqlite {
+            // Old page images (deleted bytes among them) live on in the write-ahead log until
+            // it is checkpointed and reset.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn release(&self, event: Event) -> Result<Option<Receipt>, LedgerError> {

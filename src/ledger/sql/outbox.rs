@@ -79,15 +79,6 @@ impl SqlLedger {
         .await?;
         rows.iter().map(item_from_row).collect()
     }
-
-    pub(super) async fn outbox_held_count(&self, agreement_id: &str) -> Result<u64, LedgerError> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'held' AND agreement_id = $1")
-            .bind(agreement_id)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
 }
 
 fn item_from_row(r: &sqlx::any::AnyRow) -> Result<OutboxItem, LedgerError> {

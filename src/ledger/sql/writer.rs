@@ -258,6 +258,28 @@ async fn apply(
     match op {
         Effect::Append => Ok(Ok(true)),
         Effect::Accept { enqueue, key } => {
+            // The held quota, counted here so that concurrent requests cannot all pass it.
+            if enqueue.held
+                && let Some(quota) = enqueue.held_quota
+            {
+                let per_agreement: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'held' AND agreement_id = $1")
+                        .bind(&event.agreement_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let per_user: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM outbox WHERE state = 'held' AND agreement_id = $1 AND held_by = $2",
+                )
+                .bind(&event.agreement_id)
+                .bind(event.user_sub.as_deref().unwrap_or_default())
+                .fetch_one(&mut *tx)
+                .await?;
+                if u64::try_from(per_agreement).unwrap_or(u64::MAX) >= quota.per_agreement
+                    || u64::try_from(per_user).unwrap_or(u64::MAX) >= quota.per_user
+                {
+                    return Ok(Err(LedgerError::HeldQuotaExceeded));
+                }
+            }
             if let Some(k) = key {
                 let bound = sqlx::query(
                     "INSERT INTO idempotency_keys (sender_system, idempotency_key, request_sha256, transfer_id, \
@@ -277,8 +299,8 @@ async fn apply(
             let now = micros(enqueue.now);
             sqlx::query(
                 "INSERT INTO outbox (transfer_id, destination, agreement_id, message_type, sender_system, recipient, \
-                 body, state, attempts, created_at_us, next_attempt_at_us, last_error) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, NULL)",
+                 body, state, attempts, created_at_us, next_attempt_at_us, last_error, held_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, NULL, $11)",
             )
             .bind(&id)
             .bind(&enqueue.destination)
@@ -290,6 +312,7 @@ async fn apply(
             .bind(if enqueue.held { "held" } else { "pending" })
             .bind(now)
             .bind(now)
+            .bind(enqueue.held.then(|| event.user_sub.clone()).flatten())
             .execute(&mut *tx)
             .await?;
             Ok(Ok(true))
