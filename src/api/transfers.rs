@@ -65,13 +65,13 @@ async fn read_body_within(req: &HttpRequest, mut payload: web::Payload, limit: u
     Ok(ReadBody::Complete(body))
 }
 
-/// An agreement id from the URL as the ledger may hold it: a loaded agreement's id, or for any
-/// other text a caller typed, `unknown:` and a digest of it (never the text: it may be anything,
-/// a spreadsheet formula or patient data).
+/// An agreement id from the URL as the ledger may hold it: a loaded agreement's id, or `unknown`
+/// for any other text a caller typed — never the text, nor a digest of it (it may be anything: a
+/// spreadsheet formula, or an NHS number, whose digest a search of ten-digit numbers reverses).
 fn recordable(state: &AppState, id: &str) -> String {
     match state.catalogue.agreements.get(id) {
         Some(a) => a.id().to_owned(),
-        None => format!("unknown:{}", &sha256_hex(id.as_bytes())[..16]),
+        None => "unknown".to_owned(),
     }
 }
 
@@ -174,7 +174,7 @@ async fn replay(
         (status = 202, description = "Permitted, recorded and queued (`accepted`), or held for a director (`held`).", body = Receipt,
             headers(("Idempotent-Replayed" = String, description = "`true` when answered from an earlier request with the same key"))),
         (status = 403, description = "Refused and recorded: not a party, not in force, role or consent (code names the rule); or, not recorded, a system that may not send (`forbidden`).", body = ErrorBody),
-        (status = 404, description = "No such agreement (recorded as `unknown:` and a digest of the id, never the id typed).", body = ErrorBody),
+        (status = 404, description = "No such agreement (recorded with the agreement `unknown`, never the id typed).", body = ErrorBody),
         (status = 408, description = "The body was not sent in time.", body = ErrorBody),
         (status = 409, description = "The agreement is not in force (recorded), or too many transfers under it are held for a director (`held_quota_exceeded`, recorded).", body = ErrorBody),
         (status = 413, description = "The body is over the limit (recorded).", body = ErrorBody),

@@ -250,6 +250,13 @@ impl Delivery {
             }
             Err(e) => tracing::error!(error = %e, "cannot read dead letters; will retry"),
         }
+        let quarantined = self.expire_quarantine(self.dead_letter_expiry);
+        if quarantined > 0 {
+            tracing::warn!(
+                removed = quarantined,
+                "quarantined MESH messages past their limit were deleted"
+            );
+        }
         // Held bytes a director refused, and those expired here, leave the database's files too.
         if let Err(e) = self.ledger.scrub().await {
             tracing::warn!(error = %e, "cannot scrub deleted bytes from the database files; will retry");

@@ -117,8 +117,27 @@ impl Person<'_> {
     }
 }
 
+/// A subject as a person: compatibility-normalised (NFKC: a fullwidth "ａ" is "a"), invisible
+/// characters removed (a zero-width space does not make another person), lower-cased, trimmed.
 fn normalise(sub: &str) -> String {
-    sub.trim().to_lowercase()
+    use unicode_normalization::UnicodeNormalization as _;
+    sub.nfkc()
+        .filter(|c| !default_ignorable(*c))
+        .collect::<String>()
+        .to_lowercase()
+        .trim()
+        .to_owned()
+}
+
+/// Unicode's Default_Ignorable_Code_Point characters: drawn as nothing, so two subjects that differ
+/// only by them look the same to a person.
+fn default_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// The two-person rule: whoever asked for a disclosure cannot also approve, refuse or review it.
@@ -226,6 +245,24 @@ mod tests {
         // Case and surrounding space do not make a second person.
         assert_eq!(two_people(Some(p(idp, "alice")), p(idp, " Alice ")), Err(TwoPersonRule));
         assert_eq!(two_people(Some(p(idp, "ÉLODIE")), p(idp, "élodie")), Err(TwoPersonRule));
+        // Nor do invisible characters or compatibility forms (review finding).
+        assert_eq!(
+            two_people(Some(p(idp, "alice")), p(idp, "alice\u{200B}")),
+            Err(TwoPersonRule)
+        );
+        assert_eq!(
+            two_people(Some(p(idp, "alice")), p(idp, "\u{FF41}lice")),
+            Err(TwoPersonRule)
+        );
+        assert_eq!(
+            two_people(Some(p(idp, "alice")), p(idp, "al\u{00AD}ice")),
+            Err(TwoPersonRule)
+        );
+        // Decomposed and composed accents are one spelling.
+        assert_eq!(
+            two_people(Some(p(idp, "e\u{301}lodie")), p(idp, "\u{E9}lodie")),
+            Err(TwoPersonRule)
+        );
         // An entry without its issuer matches any issuer; two known issuers are two namespaces.
         assert_eq!(two_people(Some(p(None, "alice")), p(idp, "alice")), Err(TwoPersonRule));
         assert_eq!(

@@ -56,7 +56,7 @@ pub fn fresh_token(mailbox: &str, password: &str, shared_key: &[u8]) -> String {
 #[path = "mesh_inbox.rs"]
 mod inbox;
 
-pub use self::inbox::{DataMessage, Inbound};
+pub use self::inbox::{DataMessage, Inbound, printable};
 
 /// A non-delivery (or error) report found in the gateway's inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +163,11 @@ impl MeshTransport {
             client,
             last_handshake: Mutex::new(None),
         })
+    }
+
+    /// The workflow id this destination sends with.
+    pub fn workflow_id(&self) -> &str {
+        &self.workflow_id
     }
 
     fn authorization(&self) -> String {

@@ -1,50 +1,49 @@
 //! The gateway's own MESH inbox: every page of it, each message id checked before it goes into a
-//! URL. Reports (non-delivery and other errors) are returned and acknowledged; data messages a
-//! partner sent to the gateway's mailbox are returned whole, unacknowledged, for the worker to
-//! quarantine and then [`MeshTransport::acknowledge`] — so they never starve the reports behind
-//! them, and nothing is acknowledged before it is kept.
+//! URL, each message handled on its own. A report is returned for the worker to record, and only
+//! then acknowledged; a data message a partner sent to the gateway's mailbox is streamed unread
+//! into a quarantine file (0600, with a size cap), returned as its digest and size for the worker
+//! to note, and only then acknowledged. One bad message does not hold up the others.
+
+use std::path::Path;
+
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
 
 use super::{MeshTransport, Report, fail, header, message_id};
 use crate::delivery::transport::TransportError;
 
-/// A data message someone sent to the gateway's own mailbox. The gateway does not read it.
-#[derive(Clone, PartialEq, Eq)]
+/// A data message someone sent to the gateway's own mailbox, kept unread.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataMessage {
     pub message_id: String,
     /// The sending mailbox and workflow, as MESH gave them (printable, bounded).
     pub from: Option<String>,
     pub workflow_id: Option<String>,
-    /// Every chunk, in order, as received.
-    pub bytes: Vec<u8>,
+    pub size: u64,
+    pub sha256: String,
+    /// Larger than the cap: not kept (the quarantine file is removed).
+    pub too_large: bool,
 }
 
-impl std::fmt::Debug for DataMessage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataMessage")
-            .field("message_id", &self.message_id)
-            .field("from", &self.from)
-            .field("bytes", &self.bytes.len())
-            .finish()
-    }
-}
-
-/// What one read of the inbox found.
-#[derive(Debug, Default)]
-pub struct Inbound {
-    /// Error reports, already acknowledged.
-    pub reports: Vec<Report>,
-    /// Data messages, not yet acknowledged.
-    pub data: Vec<DataMessage>,
+/// One message read from the inbox, not yet acknowledged.
+#[derive(Debug)]
+pub enum Inbound {
+    /// An error report (non-delivery and others).
+    Report(Report),
+    /// A report of success: nothing to record.
+    Receipt,
+    Data(DataMessage),
 }
 
 /// A header value from a partner, kept only if short and printable.
-fn printable(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()))
+pub fn printable(value: Option<String>, max: usize) -> Option<String> {
+    value.filter(|v| !v.is_empty() && v.len() <= max && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic()))
 }
 
 impl MeshTransport {
     /// Every message id in the inbox, following `links.next` page by page.
-    async fn inbox_ids(&self) -> Result<Vec<String>, TransportError> {
+    pub async fn inbox_ids(&self) -> Result<Vec<String>, TransportError> {
+        self.handshake_if_due().await?;
         let mut ids = Vec::new();
         let mut path = format!("/inbox?max_results={}", self.inbox_page_size);
         // A bound on pages, against a server that links to itself for ever.
@@ -62,10 +61,14 @@ impl MeshTransport {
                 .await
                 .map_err(|_| TransportError::Mesh("inbox answer unreadable".into()))?;
             for id in v.get("messages").and_then(|m| m.as_array()).into_iter().flatten() {
-                ids.push(message_id(id.as_str().unwrap_or_default())?);
+                match message_id(id.as_str().unwrap_or_default()) {
+                    Ok(id) => ids.push(id),
+                    Err(_) => tracing::warn!("the MESH inbox listed a malformed message id; skipped"),
+                }
             }
-            let next = v.pointer("/links/next").and_then(|n| n.as_str());
-            let Some(next) = next else { return Ok(ids) };
+            let Some(next) = v.pointer("/links/next").and_then(|n| n.as_str()) else {
+                return Ok(ids);
+            };
             // Only a next page of this mailbox's inbox, on this server.
             let prefix = format!("/messageexchange/{}/inbox?", self.mailbox);
             let Some(query) = next.strip_prefix(&prefix) else {
@@ -82,65 +85,97 @@ impl MeshTransport {
         Err(TransportError::Mesh("inbox pages did not end".into()))
     }
 
-    /// Reads every page of the inbox: reports are acknowledged and returned; data messages are
-    /// downloaded whole and returned for the caller to keep, then acknowledge.
-    pub async fn take_inbox(&self) -> Result<Inbound, TransportError> {
-        self.handshake_if_due().await?;
-        let mut inbound = Inbound::default();
-        for id in self.inbox_ids().await? {
-            let r = self
-                .request(reqwest::Method::GET, &format!("/inbox/{id}"))
-                .send()
-                .await
-                .map_err(fail("inbox read"))?;
-            let status = r.status().as_u16();
-            if !(status == 200 || status == 206) {
-                tracing::warn!(message = %id, status, "a MESH inbox message could not be read; left for the next poll");
-                continue;
+    /// Reads one message. A data message is streamed into `quarantine` (no more than `max_bytes`
+    /// kept); nothing is acknowledged here.
+    pub async fn read_message(&self, id: &str, quarantine: &Path, max_bytes: u64) -> Result<Inbound, TransportError> {
+        let id = message_id(id)?;
+        let r = self
+            .request(reqwest::Method::GET, &format!("/inbox/{id}"))
+            .send()
+            .await
+            .map_err(fail("inbox read"))?;
+        let status = r.status().as_u16();
+        if !(status == 200 || status == 206) {
+            return Err(TransportError::Mesh(format!("inbox message answered {status}")));
+        }
+        let h = r.headers().clone();
+        if header(&h, "mex-messagetype").as_deref() == Some("REPORT") {
+            if header(&h, "mex-statussuccess").as_deref() != Some("ERROR") {
+                return Ok(Inbound::Receipt);
             }
-            let h = r.headers().clone();
-            if header(&h, "mex-messagetype").as_deref() == Some("REPORT") {
-                if header(&h, "mex-statussuccess").as_deref() == Some("ERROR") {
-                    inbound.reports.push(Report {
-                        report_id: id.clone(),
-                        linked_message_id: header(&h, "mex-linkedmsgid"),
-                        local_id: header(&h, "mex-localid"),
-                        code: header(&h, "mex-statuscode"),
-                        description: header(&h, "mex-statusdescription"),
-                    });
-                }
-                self.acknowledge(&id).await?;
-                continue;
-            }
-            let mut bytes = r.bytes().await.map_err(fail("inbox read"))?.to_vec();
-            if status == 206 {
-                let total = header(&h, "mex-chunk-range")
-                    .and_then(|range| range.split_once(':').and_then(|(_, t)| t.parse::<u32>().ok()))
-                    .filter(|t| (2..=10_000).contains(t))
-                    .ok_or_else(|| TransportError::Mesh("a chunked inbox message has no chunk range".into()))?;
-                for n in 2..=total {
-                    let chunk = self
+            return Ok(Inbound::Report(Report {
+                report_id: id,
+                linked_message_id: header(&h, "mex-linkedmsgid"),
+                local_id: header(&h, "mex-localid"),
+                code: printable(header(&h, "mex-statuscode"), 16),
+                description: printable(header(&h, "mex-statusdescription"), 200),
+            }));
+        }
+        let total = if status == 206 {
+            header(&h, "mex-chunk-range")
+                .and_then(|range| range.split_once(':').and_then(|(_, t)| t.parse::<u32>().ok()))
+                .filter(|t| (2..=10_000).contains(t))
+                .ok_or_else(|| TransportError::Mesh("a chunked inbox message has no chunk range".into()))?
+        } else {
+            1
+        };
+        let write_err = |_| TransportError::Mesh("cannot write the quarantine file".into());
+        if let Some(parent) = quarantine.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(write_err)?;
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(quarantine)
+            .await
+            .map_err(write_err)?;
+        let mut digest = sha2::Sha256::new();
+        let mut size: u64 = 0;
+        let mut too_large = false;
+        let mut response = Some(r);
+        'chunks: for n in 1..=total {
+            let mut part = match response.take() {
+                Some(r) => r,
+                None => {
+                    let r = self
                         .request(reqwest::Method::GET, &format!("/inbox/{id}/{n}"))
                         .send()
                         .await
                         .map_err(fail("inbox chunk"))?;
-                    if !chunk.status().is_success() {
+                    if !r.status().is_success() {
                         return Err(TransportError::Mesh(format!(
                             "inbox chunk {n} answered {}",
-                            chunk.status().as_u16()
+                            r.status().as_u16()
                         )));
                     }
-                    bytes.extend_from_slice(&chunk.bytes().await.map_err(fail("inbox chunk"))?);
+                    r
                 }
+            };
+            while let Some(bytes) = part.chunk().await.map_err(fail("inbox read"))? {
+                size += bytes.len() as u64;
+                if size > max_bytes {
+                    too_large = true;
+                    break 'chunks;
+                }
+                digest.update(&bytes);
+                file.write_all(&bytes).await.map_err(write_err)?;
             }
-            inbound.data.push(DataMessage {
-                message_id: id,
-                from: printable(header(&h, "mex-from")),
-                workflow_id: printable(header(&h, "mex-workflowid")),
-                bytes,
-            });
         }
-        Ok(inbound)
+        file.sync_all().await.map_err(write_err)?;
+        drop(file);
+        if too_large {
+            let _ = tokio::fs::remove_file(quarantine).await;
+        }
+        Ok(Inbound::Data(DataMessage {
+            message_id: id,
+            from: printable(header(&h, "mex-from"), 20),
+            workflow_id: printable(header(&h, "mex-workflowid"), 100),
+            size,
+            sha256: hex::encode(digest.finalize()),
+            too_large,
+        }))
     }
 
     /// Acknowledges (removes from the inbox) one message, by a checked id.
