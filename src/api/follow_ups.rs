@@ -107,7 +107,8 @@ async fn decision_of(state: &AppState, r: &TransferRecord) -> Result<Event, ApiE
         .into_iter()
         .find(|e| e.event.kind == EventKind::Decision)
         .ok_or_else(unverifiable)?;
-    if Entry::compute_hash(entry.seq, &entry.prev_hash, &entry.event) != entry.hash {
+    let held = state.ledger.holds(std::slice::from_ref(&entry)).await?;
+    if !held || Entry::compute_hash(entry.seq, &entry.prev_hash, &entry.event) != entry.hash {
         tracing::error!(transfer_id = %r.transfer_id, seq = entry.seq, "ALERT: a decision entry does not hash to its stored hash");
         return Err(unverifiable());
     }

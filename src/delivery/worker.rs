@@ -347,6 +347,21 @@ impl Delivery {
                 return;
             }
         };
+        // Each entry as this gateway's chain holds it, not only as the database says.
+        match self.ledger.holds(&history).await {
+            Ok(true) => {}
+            Ok(false) => {
+                dest.breaker().release_probe();
+                self.refuse_to_send(&item, guard::NotAsDecided::RecordUnverifiable)
+                    .await;
+                return;
+            }
+            Err(e) => {
+                dest.breaker().release_probe();
+                tracing::error!(transfer_id = %id, error = %e, "cannot check the transfer's record; will retry");
+                return;
+            }
+        }
         if let Err(why) = guard::check(&item, &history, &self.agreements, self.clock.today()) {
             dest.breaker().release_probe();
             self.refuse_to_send(&item, why).await;

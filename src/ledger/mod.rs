@@ -166,6 +166,9 @@ pub trait Ledger: Send + Sync {
     /// Destroys a dead letter's bytes (its outbox entry) with the event saying so; `None` if it
     /// was not a dead letter (requeued, or already destroyed).
     async fn destroy(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
+    /// Whether each entry is the one this gateway's chain holds at its place (its Merkle leaf),
+    /// not only self-consistent: an entry edited in the database and re-hashed on its own is not.
+    async fn holds(&self, entries: &[Entry]) -> Result<bool, LedgerError>;
     /// Makes deleted bytes unrecoverable from the database's own files where the backend allows:
     /// SQLite (with `secure_delete` on) checkpoints and resets its write-ahead log; PostgreSQL
     /// keeps dead row versions until VACUUM, and its WAL and backups by their own retention.

@@ -564,3 +564,64 @@ async fn held_transfers_past_the_quota_are_refused_and_recorded() {
     let (status, sent, _) = app.post_raw(&referrer, "nvtt-mash-referral", body).await;
     assert_eq!((status, sent["status"].as_str()), (202, Some("held")));
 }
+
+/// An insider who edits the decision in the database, so that it names someone else as the asker,
+/// and re-hashes that one entry, still cannot let the asker approve: the entry is not the one the
+/// gateway's chain holds (review finding on the two-person rule).
+#[tokio::test]
+async fn an_asker_rewritten_in_the_database_cannot_approve_their_own_referral() {
+    use sqlx::{Connection as _, Executor as _};
+    let app = TestApp::spawn().await;
+    let dana = http_client_as(&pki().sender, &token("dana", &["safeguarding_lead", "director"]));
+    let body = serde_json::to_vec(&referral(not_sought())).unwrap();
+    let (status, sent, _) = app.post_raw(&dana, "nvtt-mash-referral", body.clone()).await;
+    assert_eq!((status, sent["status"].as_str()), (202, Some("held")));
+    let id = sent["transfer_id"].as_str().unwrap().to_owned();
+    // Another transfer after it, so the edited entry is not the chain's head.
+    let (status, _, _) = app.post_raw(&dana, "nvtt-mash-referral", body).await;
+    assert_eq!(status, 202);
+
+    let mut decision = app
+        .entries()
+        .await
+        .into_iter()
+        .find(|e| e.event.transfer_id.to_string() == id)
+        .unwrap();
+    decision.event.user_sub = Some("someone-else".into());
+    decision.hash = isa_gateway::ledger::Entry::compute_hash(decision.seq, &decision.prev_hash, &decision.event);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    conn.execute("DROP TRIGGER ledger_entries_no_update").await.unwrap();
+    sqlx::query("UPDATE ledger_entries SET entry = ?, hash = ? WHERE seq = ?")
+        .bind(isa_gateway::ledger::Entry::canonical_bytes(
+            decision.seq,
+            &decision.prev_hash,
+            &decision.event,
+        ))
+        .bind(decision.hash.to_vec())
+        .bind(decision.seq)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE transfers SET user_sub = 'someone-else' WHERE transfer_id = ?")
+        .bind(&id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let (status, body) = post(
+        &app,
+        &dana,
+        &format!("/v1/transfers/{id}/approve"),
+        json!({"reason": "risk_of_serious_harm"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("record_unverifiable")),
+        "{body}"
+    );
+    assert_eq!(mash_files(&app), 0);
+}

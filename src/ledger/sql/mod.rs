@@ -295,6 +295,16 @@ impl Ledger for SqlLedger {
         self.writer.submit(event, Effect::Destroy).await
     }
 
+    async fn holds(&self, entries: &[Entry]) -> Result<bool, LedgerError> {
+        let chain = self.chain().await?;
+        Ok(entries.iter().all(|e| {
+            usize::try_from(e.seq - 1)
+                .ok()
+                .and_then(|i| chain.leaves.get(i))
+                .is_some_and(|leaf| *leaf == Entry::leaf(e.seq, &e.prev_hash, &e.event))
+        }))
+    }
+
     async fn scrub(&self) -> Result<(), LedgerError> {
         if self.dialect == Dialect::Sqlite {
             // Old page images (deleted bytes among them) live on in the write-ahead log until
