@@ -291,7 +291,7 @@ pub async fn submit(
             );
             tracing::info!(transfer_id = %attempt.transfer_id, agreement = %recorded_id, reason = refusal.reason.code(),
                 seq = receipt.seq, "transfer refused");
-            Err(ApiError::refused(refusal, attempt.transfer_id, receipt.seq))
+            Err(ApiError::refused(*refusal, attempt.transfer_id, receipt.seq))
         }
     }
 }

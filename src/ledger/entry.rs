@@ -154,6 +154,12 @@ pub struct Event {
     pub gateway: Option<String>,
     /// The issuer of the token of the user in `user_sub` (subjects are per issuer). Version 2.
     pub user_issuer: Option<String>,
+    /// Who gave consent (a role code). Version 2.
+    pub consent_given_by: Option<String>,
+    /// Where the capacity decision is recorded (a reference). Version 2.
+    pub capacity_ref: Option<String>,
+    /// Why the person was not told (a code). Version 2.
+    pub subject_informed_reason: Option<String>,
 }
 
 /// What was decided, as the ledger spells it.
@@ -228,6 +234,9 @@ impl Event {
             destination: None,
             gateway: None,
             user_issuer: None,
+            consent_given_by: None,
+            capacity_ref: None,
+            subject_informed_reason: None,
         }
     }
 }
@@ -279,12 +288,22 @@ impl Entry {
     /// [`Event`]: a string as a 4-byte big-endian length and its UTF-8 bytes; an absent optional
     /// string as the length `0xFFFFFFFF`; a list as a 4-byte count then each string.
     ///
-    /// Version 2 (tag `"isa-gateway.ledger.v2"`) is version 1 followed by `destination`, `gateway`
-    /// and `user_issuer` (optional strings). It is written exactly when one of them is present, so
+    /// Version 2 (tag `"isa-gateway.ledger.v2"`) is version 1 followed by `destination`, `gateway`,
+    /// `user_issuer`, `consent_given_by`, `capacity_ref` and `subject_informed_reason` (optional
+    /// strings). It is written exactly when one of them is present, so
     /// every entry written before them keeps its version 1 bytes and hash.
     pub fn canonical_bytes(seq: i64, prev_hash: &Hash, e: &Event) -> Vec<u8> {
         let mut b = Vec::with_capacity(512);
-        let v2 = e.destination.is_some() || e.gateway.is_some() || e.user_issuer.is_some();
+        let v2 = [
+            &e.destination,
+            &e.gateway,
+            &e.user_issuer,
+            &e.consent_given_by,
+            &e.capacity_ref,
+            &e.subject_informed_reason,
+        ]
+        .iter()
+        .any(|f| f.is_some());
         b.extend_from_slice(if v2 { TAG_V2 } else { TAG_V1 });
         b.extend_from_slice(prev_hash);
         b.extend_from_slice(&seq.to_be_bytes());
@@ -334,6 +353,9 @@ impl Entry {
             o(&mut b, &e.destination);
             o(&mut b, &e.gateway);
             o(&mut b, &e.user_issuer);
+            o(&mut b, &e.consent_given_by);
+            o(&mut b, &e.capacity_ref);
+            o(&mut b, &e.subject_informed_reason);
         }
         b
     }
@@ -392,14 +414,30 @@ impl Entry {
             destination: None,
             gateway: None,
             user_issuer: None,
+            consent_given_by: None,
+            capacity_ref: None,
+            subject_informed_reason: None,
         };
         let mut event = event;
         if r.version == 2 {
             event.destination = o(&mut r)?;
             event.gateway = o(&mut r)?;
             event.user_issuer = o(&mut r)?;
+            event.consent_given_by = o(&mut r)?;
+            event.capacity_ref = o(&mut r)?;
+            event.subject_informed_reason = o(&mut r)?;
             // Version 2 without any of its fields is not an encoding this code writes.
-            if event.destination.is_none() && event.gateway.is_none() && event.user_issuer.is_none() {
+            let any = [
+                &event.destination,
+                &event.gateway,
+                &event.user_issuer,
+                &event.consent_given_by,
+                &event.capacity_ref,
+                &event.subject_informed_reason,
+            ]
+            .iter()
+            .any(|f| f.is_some());
+            if !any {
                 return None;
             }
         }

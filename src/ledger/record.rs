@@ -109,7 +109,10 @@ fn consent(e: &mut Event, consent: &ConsentRecord) {
     e.consent_status = consent.status.clone();
     e.consent_reason = consent.reason.clone();
     e.consent_evidence_ref = consent.evidence_ref.clone();
+    e.consent_given_by = consent.given_by.clone();
+    e.capacity_ref = consent.capacity_ref.clone();
     e.subject_informed = consent.subject_informed.clone();
+    e.subject_informed_reason = consent.subject_informed_reason.clone();
 }
 
 #[cfg(test)]
@@ -218,6 +221,7 @@ mod tests {
         assert_eq!(e.consent_status.as_deref(), Some("not_sought"));
         assert_eq!(e.consent_reason.as_deref(), Some("increase_risk_of_significant_harm"));
         assert_eq!(e.subject_informed.as_deref(), Some("not_informed"));
+        assert_eq!(e.subject_informed_reason.as_deref(), Some("risk_of_harm_to_subject"));
         assert_eq!(e.review_due, None);
     }
 

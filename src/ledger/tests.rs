@@ -37,6 +37,9 @@ fn event() -> Event {
         destination: None,
         gateway: None,
         user_issuer: None,
+        consent_given_by: None,
+        capacity_ref: None,
+        subject_informed_reason: None,
     }
 }
 

@@ -60,6 +60,9 @@ pub struct ConsentBlock {
     pub reason_not_sought: Option<String>,
     #[serde(default)]
     pub evidence_ref: Option<String>,
+    /// Where the capacity decision is recorded (a reference).
+    #[serde(default)]
+    pub capacity_ref: Option<String>,
     #[serde(default)]
     pub contributors: Vec<Contributor>,
 }
@@ -90,7 +93,13 @@ pub struct ConsentRecord {
     pub status: Option<String>,
     pub reason: Option<String>,
     pub evidence_ref: Option<String>,
+    /// Who gave consent (a role code: subject, parent_or_carer, …).
+    pub given_by: Option<String>,
+    /// Where the capacity decision is recorded (a reference).
+    pub capacity_ref: Option<String>,
     pub subject_informed: Option<String>,
+    /// Why the person was not told (a code), when they were not.
+    pub subject_informed_reason: Option<String>,
 }
 
 /// The agreement's consent model and transparency terms against what the sender recorded.

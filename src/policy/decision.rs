@@ -256,9 +256,9 @@ pub fn applied_bases(agreement: &Agreement, payload: &Value) -> Vec<String> {
 
 #[derive(Debug)]
 pub enum Decision {
-    /// Boxed: a permit carries the outbound document and its record, a refusal little.
+    /// Both boxed: each carries the record of the attempt; a decision moves, its parts stay put.
     Permit(Box<Permit>),
-    Refuse(Refusal),
+    Refuse(Box<Refusal>),
 }
 
 /// What the recipient receives: the payload with its provenance.
@@ -354,13 +354,13 @@ impl Catalogue {
             consent: ConsentRecord::default(),
         };
         let Some(agreement) = self.agreements.get(req.agreement_id) else {
-            return Decision::Refuse(refusal);
+            return Decision::Refuse(Box::new(refusal));
         };
         refusal.agreement = Some(agreement.clone());
         let refuse = |mut r: Refusal, reason, violations| {
             r.reason = reason;
             r.violations = violations;
-            Decision::Refuse(r)
+            Decision::Refuse(Box::new(r))
         };
         if !req.system_may_send || !agreement.permits_system(req.system_id) {
             return refuse(refusal, Reason::NotAParty, vec![]);
@@ -386,11 +386,16 @@ impl Catalogue {
         let Ok(envelope) = serde_json::from_value::<Envelope>(body) else {
             return refuse(refusal, Reason::InvalidEnvelope, vec![]);
         };
+        let consent = envelope.consent.as_ref();
+        let informed = envelope.subject_informed.as_ref();
         refusal.consent = ConsentRecord {
-            status: envelope.consent.as_ref().map(|c| c.status.code().to_owned()),
-            reason: envelope.consent.as_ref().and_then(|c| c.reason_not_sought.clone()),
-            evidence_ref: envelope.consent.as_ref().and_then(|c| c.evidence_ref.clone()),
-            subject_informed: envelope.subject_informed.as_ref().map(|s| s.status.code().to_owned()),
+            status: consent.map(|c| c.status.code().to_owned()),
+            reason: consent.and_then(|c| c.reason_not_sought.clone()),
+            evidence_ref: consent.and_then(|c| c.evidence_ref.clone()),
+            given_by: consent.and_then(|c| c.given_by.clone()),
+            capacity_ref: consent.and_then(|c| c.capacity_ref.clone()),
+            subject_informed: informed.map(|s| s.status.code().to_owned()),
+            subject_informed_reason: informed.and_then(|s| s.reason.clone()),
         };
         let schema = match self.schemas.get(&envelope.message_type) {
             Some(s) if agreement.covers_message_type(&envelope.message_type) => s,

@@ -536,3 +536,31 @@ async fn a_referral_records_the_statutory_gateway_that_applied_to_it() {
         "statute/care-act-2014/s42"
     );
 }
+
+/// What a referral states is what the ledger keeps (issue 14, item 3): who gave consent, where
+/// the capacity decision is recorded, and why the person was not told — codes and references.
+#[tokio::test]
+async fn the_ledger_keeps_who_consented_the_capacity_reference_and_why_not_told() {
+    let app = TestApp::spawn().await;
+    let envelope = json!({
+        "message_type": "mash_referral",
+        "payload": fixture("mash_referral", "valid", "03"),
+        "consent": {"status": "obtained", "given_by": "attorney_or_deputy", "capacity_ref": "CMS:capacity/12"},
+        "subject_informed": {"status": "not_informed", "reason": "lacks_capacity"}
+    });
+    let (status, body, _) = app.post_envelope("nvtt-mash-referral", &envelope).await;
+    assert_eq!(status, 202, "{body}");
+    let seq = body["ledger_seq"].as_i64().unwrap();
+    let e = app.entries().await.into_iter().find(|e| e.seq == seq).unwrap().event;
+    assert_eq!(e.consent_given_by.as_deref(), Some("attorney_or_deputy"));
+    assert_eq!(e.capacity_ref.as_deref(), Some("CMS:capacity/12"));
+    assert_eq!(e.subject_informed.as_deref(), Some("not_informed"));
+    assert_eq!(e.subject_informed_reason.as_deref(), Some("lacks_capacity"));
+    // A free-text reference is refused by the envelope schema, naming the pointer only.
+    let mut free_text = envelope.clone();
+    free_text["consent"]["capacity_ref"] = json!("Mrs Smith lacks capacity, see notes");
+    let (status, body, _) = app.post_envelope("nvtt-mash-referral", &free_text).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("/consent/capacity_ref"), "{body}");
+    assert!(!body.to_string().contains("Smith"), "{body}");
+}

@@ -390,6 +390,9 @@ fn full_event() -> Event {
         destination: None,
         gateway: None,
         user_issuer: None,
+        consent_given_by: None,
+        capacity_ref: None,
+        subject_informed_reason: None,
     }
 }
 
@@ -455,9 +458,10 @@ const FULL_V2_BYTES: &str = concat!(
     "3565356535653565356535653565356535653565356535653565356535653565350000001b323032362d30332d313554",
     "30393a32363a35332e3538393739335a0000000a323032362d30332d32310000000a6d6173682d696e626f780000000f",
     "67772d6c656564732d313a383434330000001f68747470733a2f2f6964702e6578616d706c652f7265616c6d732f6e76",
-    "7474",
+    "74740000000f706172656e745f6f725f63617265720000000f434d533a63617061636974792f3737000000177269736b",
+    "5f6f665f6861726d5f746f5f7375626a656374",
 );
-const FULL_V2_HASH: &str = "fe621f3ce956513a15831f21ad53cf444110b549ebd2facff9b0218b36a61496";
+const FULL_V2_HASH: &str = "589aa054afb18071f7b6efbbe2601a05d36b93277ca237b24ae2d7be6dc62adc";
 const MINIMAL_BYTES: &str = concat!(
     "6973612d676174657761792e6c65646765722e7631000000000000000000000000000000000000000000000000000000",
     "0000000000000000000000000100064cf8961171210000002430313935613363342d376532312d376233612d39633464",
@@ -493,13 +497,16 @@ fn check_kat(name: &str, seq: i64, prev: &Hash, event: &Event, want_bytes: &str,
     );
 }
 
-/// Version 2: version 1's fields, then a delivery event's destination and gateway, and the user's
-/// token issuer.
+/// Version 2: version 1's fields, then a delivery event's destination and gateway, the user's token
+/// issuer, who gave consent, the capacity decision's reference, and why the person was not told.
 fn full_v2_event() -> Event {
     Event {
         destination: Some("mash-inbox".into()),
         gateway: Some("gw-leeds-1:8443".into()),
         user_issuer: Some("https://idp.example/realms/nvtt".into()),
+        consent_given_by: Some("parent_or_carer".into()),
+        capacity_ref: Some("CMS:capacity/77".into()),
+        subject_informed_reason: Some("risk_of_harm_to_subject".into()),
         ..full_event()
     }
 }
@@ -526,7 +533,7 @@ fn version_2_without_its_fields_does_not_decode() {
     let v1 = Entry::canonical_bytes(1, &GENESIS, &minimal_event());
     let mut forged = b"isa-gateway.ledger.v2".to_vec();
     forged.extend_from_slice(&v1[b"isa-gateway.ledger.v1".len()..]);
-    forged.extend_from_slice(&[0xff; 12]);
+    forged.extend_from_slice(&[0xff; 24]);
     let hash = <[u8; 32]>::from(Sha256::digest(&forged));
     assert!(Entry::decode(&forged, hash).is_none());
 }
