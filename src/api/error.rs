@@ -205,7 +205,9 @@ impl ApiError {
 pub fn status_for(reason: Reason) -> StatusCode {
     match reason {
         Reason::UnknownAgreement => StatusCode::NOT_FOUND,
-        Reason::NotAParty | Reason::RoleNotPermitted | Reason::UrgentRoleNotPermitted => StatusCode::FORBIDDEN,
+        Reason::NotAParty | Reason::RoleNotPermitted | Reason::UrgentRoleNotPermitted | Reason::NationalDataOptOut => {
+            StatusCode::FORBIDDEN
+        }
         Reason::NotInForce(_) => StatusCode::CONFLICT,
         Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Reason::MalformedJson => StatusCode::BAD_REQUEST,
@@ -222,6 +224,7 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::OutboundSchemaViolation
         | Reason::UrgentPathNotAllowed
         | Reason::UrgentFlagContradictsPayload
+        | Reason::OptOutStatusRequired
         | Reason::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -160,6 +160,9 @@ pub struct Event {
     pub capacity_ref: Option<String>,
     /// Why the person was not told (a code). Version 2.
     pub subject_informed_reason: Option<String>,
+    /// The national data opt-out: `applies:not_opted_out` or `not_applicable:<exemption>`.
+    /// Version 2.
+    pub national_data_opt_out: Option<String>,
 }
 
 /// What was decided, as the ledger spells it.
@@ -237,6 +240,7 @@ impl Event {
             consent_given_by: None,
             capacity_ref: None,
             subject_informed_reason: None,
+            national_data_opt_out: None,
         }
     }
 }
@@ -289,8 +293,8 @@ impl Entry {
     /// string as the length `0xFFFFFFFF`; a list as a 4-byte count then each string.
     ///
     /// Version 2 (tag `"isa-gateway.ledger.v2"`) is version 1 followed by `destination`, `gateway`,
-    /// `user_issuer`, `consent_given_by`, `capacity_ref` and `subject_informed_reason` (optional
-    /// strings). It is written exactly when one of them is present, so
+    /// `user_issuer`, `consent_given_by`, `capacity_ref`, `subject_informed_reason` and
+    /// `national_data_opt_out` (optional strings). It is written exactly when one of them is present, so
     /// every entry written before them keeps its version 1 bytes and hash.
     pub fn canonical_bytes(seq: i64, prev_hash: &Hash, e: &Event) -> Vec<u8> {
         let mut b = Vec::with_capacity(512);
@@ -301,6 +305,7 @@ impl Entry {
             &e.consent_given_by,
             &e.capacity_ref,
             &e.subject_informed_reason,
+            &e.national_data_opt_out,
         ]
         .iter()
         .any(|f| f.is_some());
@@ -356,6 +361,7 @@ impl Entry {
             o(&mut b, &e.consent_given_by);
             o(&mut b, &e.capacity_ref);
             o(&mut b, &e.subject_informed_reason);
+            o(&mut b, &e.national_data_opt_out);
         }
         b
     }
@@ -417,6 +423,7 @@ impl Entry {
             consent_given_by: None,
             capacity_ref: None,
             subject_informed_reason: None,
+            national_data_opt_out: None,
         };
         let mut event = event;
         if r.version == 2 {
@@ -426,6 +433,7 @@ impl Entry {
             event.consent_given_by = o(&mut r)?;
             event.capacity_ref = o(&mut r)?;
             event.subject_informed_reason = o(&mut r)?;
+            event.national_data_opt_out = o(&mut r)?;
             // Version 2 without any of its fields is not an encoding this code writes.
             let any = [
                 &event.destination,
@@ -434,6 +442,7 @@ impl Entry {
                 &event.consent_given_by,
                 &event.capacity_ref,
                 &event.subject_informed_reason,
+                &event.national_data_opt_out,
             ]
             .iter()
             .any(|f| f.is_some());

@@ -83,6 +83,7 @@ fn permitted(e: &mut Event, permit: &Permit) {
     e.schema_hash = Some(permit.schema_hash.clone());
     e.recipient = Some(terms.recipient.organisation.clone());
     e.legal_bases = permit.legal_bases.clone();
+    e.national_data_opt_out = Some(permit.opt_out.clone());
     e.sent_sha256 = Some(permit.outbound_sha256.clone());
     e.pointers_removed = permit.pointers_removed.clone();
     e.treatments = permit.treatments.clone();

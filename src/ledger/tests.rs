@@ -40,6 +40,7 @@ fn event() -> Event {
         consent_given_by: None,
         capacity_ref: None,
         subject_informed_reason: None,
+        national_data_opt_out: None,
     }
 }
 

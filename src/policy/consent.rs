@@ -119,7 +119,7 @@ pub(crate) fn check_consent(
     match terms.model {
         ConsentModel::Implied => {
             // Direct care rests on the person's reasonable expectations; an objection ends them.
-            if status == Some(ConsentStatus::Refused) {
+            if status == Some(ConsentStatus::Refused) && terms.overriding_basis.is_none() {
                 return Err((
                     Reason::ConsentRefused,
                     vec![violation("/consent/status", "consent.model", "the person objected")],

@@ -9,6 +9,10 @@
 //! agreement requires (422) → no field outside the agreement's allowed pointers (422) →
 //! pseudonymisation applies (422) → output valid against the agreement's outbound schema (422).
 
+#[path = "reason.rs"]
+mod reason;
+pub use self::reason::Reason;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -19,7 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::agreement::{Agreement, Agreements, NotInForce};
+use crate::agreement::{Agreement, Agreements, ConsentModel};
 use crate::consent::check_consent;
 pub use crate::consent::{ConsentBlock, ConsentRecord, ConsentStatus, Contributor, InformedStatus, SubjectInformed};
 use crate::keys::KeyRing;
@@ -69,101 +73,6 @@ pub struct Request<'a> {
     pub body: Body<'a>,
 }
 
-/// Why a transfer was refused. The codes are stable: clients match on them and the ledger
-/// stores them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    UnknownAgreement,
-    NotAParty,
-    RoleNotPermitted,
-    NotInForce(NotInForce),
-    BodyTooLarge,
-    MalformedJson,
-    InvalidEnvelope,
-    MessageTypeNotCovered,
-    SchemaViolation,
-    ConsentRequired,
-    ConsentRefused,
-    ConsentIncomplete,
-    ConsentNotAllContributors,
-    SubjectInformedRequired,
-    FieldNotAllowed,
-    PseudonymisationFailed,
-    OutboundSchemaViolation,
-    /// Marked `immediate` under an agreement without an urgent path.
-    UrgentPathNotAllowed,
-    /// Marked `immediate` while the payload does not say the risk is immediate.
-    UrgentFlagContradictsPayload,
-    /// Marked `immediate` by a user whose role may not use the urgent path.
-    UrgentRoleNotPermitted,
-    /// Not decided by the core: the API refuses a reused idempotency key with another body.
-    IdempotencyKeyReused,
-}
-
-impl Reason {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::UnknownAgreement => "unknown_agreement",
-            Self::NotAParty => "not_a_party",
-            Self::RoleNotPermitted => "role_not_permitted",
-            Self::NotInForce(n) => n.code(),
-            Self::BodyTooLarge => "body_too_large",
-            Self::MalformedJson => "malformed_json",
-            Self::InvalidEnvelope => "invalid_envelope",
-            Self::MessageTypeNotCovered => "message_type_not_covered",
-            Self::SchemaViolation => "schema_violation",
-            Self::ConsentRequired => "consent_required",
-            Self::ConsentRefused => "consent_refused",
-            Self::ConsentIncomplete => "consent_incomplete",
-            Self::ConsentNotAllContributors => "consent_not_all_contributors",
-            Self::SubjectInformedRequired => "subject_informed_required",
-            Self::FieldNotAllowed => "field_not_allowed",
-            Self::PseudonymisationFailed => "pseudonymisation_failed",
-            Self::OutboundSchemaViolation => "outbound_schema_violation",
-            Self::UrgentPathNotAllowed => "urgent_path_not_allowed",
-            Self::UrgentFlagContradictsPayload => "urgent_flag_contradicts_payload",
-            Self::UrgentRoleNotPermitted => "urgent_role_not_permitted",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
-        }
-    }
-
-    pub fn explain(self) -> &'static str {
-        match self {
-            Self::UnknownAgreement => "No agreement has this id.",
-            Self::NotAParty => "This system is not permitted to send under this agreement.",
-            Self::RoleNotPermitted => "The user's role may not send under this agreement.",
-            Self::NotInForce(n) => n.explain(),
-            Self::BodyTooLarge => "The request body is larger than the gateway accepts.",
-            Self::MalformedJson => "The request body is not valid JSON.",
-            Self::InvalidEnvelope => "The request body does not match the transfer envelope.",
-            Self::MessageTypeNotCovered => "This agreement does not cover this message type.",
-            Self::SchemaViolation => "The payload does not match its message type's schema.",
-            Self::ConsentRequired => "This agreement requires a consent block with every transfer.",
-            Self::ConsentRefused => "Consent was refused or not obtained, and this agreement relies on it.",
-            Self::ConsentIncomplete => "The consent block lacks what this agreement requires.",
-            Self::ConsentNotAllContributors => "Not every person whose information is included has consented.",
-            Self::SubjectInformedRequired => {
-                "This agreement requires saying whether the person was told, and why not if not."
-            }
-            Self::FieldNotAllowed => "The payload carries fields this agreement does not allow to leave.",
-            Self::PseudonymisationFailed => "A field could not be pseudonymised as the agreement requires.",
-            Self::UrgentPathNotAllowed => {
-                "This agreement has no urgent path: nothing is released without its usual checks."
-            }
-            Self::UrgentFlagContradictsPayload => {
-                "The transfer is marked immediate, but its payload does not say the risk is immediate."
-            }
-            Self::UrgentRoleNotPermitted => "The user's role may not use the urgent path under this agreement.",
-            Self::OutboundSchemaViolation => {
-                "After pseudonymisation the message does not match what the recipient accepts."
-            }
-            Self::IdempotencyKeyReused => {
-                "This Idempotency-Key was used before with a different request; use a new key."
-            }
-        }
-    }
-}
-
 /// What a case system sends: the message type, its payload, and what was recorded of consent and
 /// of telling the person (`schemas/envelope.json` is the full contract).
 #[derive(Debug, Deserialize)]
@@ -181,6 +90,10 @@ pub struct Envelope {
     consent: Option<ConsentBlock>,
     #[serde(default)]
     subject_informed: Option<SubjectInformed>,
+    /// The person's national data opt-out status (`opted_out` or `not_opted_out`), where the
+    /// agreement says the opt-out applies.
+    #[serde(default)]
+    national_data_opt_out: Option<String>,
 }
 
 /// A refusal, with what is known of the attempt for the ledger.
@@ -231,6 +144,38 @@ pub struct Permit {
     /// The legal bases that applied to this transfer: the agreement's, and those of its
     /// conditional bases the payload met.
     pub legal_bases: Vec<String>,
+    /// The national data opt-out as it stood: `applies:not_opted_out`, or
+    /// `not_applicable:<exemption>`.
+    pub opt_out: String,
+}
+
+/// The national data opt-out for this transfer: refused where it applies and the person opted out
+/// (or the status is not given); otherwise what the ledger records.
+fn opt_out(agreement: &Agreement, status: Option<&str>) -> Result<String, (Reason, Vec<Violation>)> {
+    let terms = agreement.terms();
+    if !terms.national_data_opt_out_applies {
+        let exemption = terms.national_data_opt_out_exemption.map_or("unstated", |e| e.code());
+        return Ok(format!("not_applicable:{exemption}"));
+    }
+    match status {
+        Some("not_opted_out") => Ok("applies:not_opted_out".to_owned()),
+        Some("opted_out") => Err((
+            Reason::NationalDataOptOut,
+            vec![violation(
+                "/national_data_opt_out",
+                "agreement.national_data_opt_out_applies",
+                "the person opted out",
+            )],
+        )),
+        _ => Err((
+            Reason::OptOutStatusRequired,
+            vec![violation(
+                "/national_data_opt_out",
+                "required",
+                "is required by this agreement",
+            )],
+        )),
+    }
 }
 
 /// The legal bases that apply to `payload` under `agreement`: the agreement's own, then each
@@ -427,6 +372,10 @@ impl Catalogue {
         {
             return refuse(refusal, reason, violations);
         }
+        let opt_out = match opt_out(agreement, envelope.national_data_opt_out.as_deref()) {
+            Ok(recorded) => recorded,
+            Err((reason, violations)) => return refuse(refusal, reason, violations),
+        };
         let outside = crate::fields::disallowed(payload, agreement.allowed_fields());
         if !outside.is_empty() {
             let violations = outside
@@ -497,7 +446,16 @@ impl Catalogue {
         };
         let used_token = applied.iter().any(|a| a.op == Op::Token.name());
         let terms = agreement.terms();
-        let legal_bases = applied_bases(agreement, payload);
+        let consent_terms = &agreement.terms().consent;
+        // An objection under implied consent that the agreement's overriding basis overrides: the
+        // basis is recorded, and a director decides.
+        let objection_overridden = consent_terms.model == ConsentModel::Implied
+            && envelope.consent.as_ref().map(|c| c.status) == Some(ConsentStatus::Refused)
+            && consent_terms.overriding_basis.is_some();
+        let mut legal_bases = applied_bases(agreement, payload);
+        if objection_overridden && let Some(basis) = &consent_terms.overriding_basis {
+            legal_bases.push(basis.clone());
+        }
         let document = Outbound {
             transfer_id: req.transfer_id,
             sent_at: req.now.to_string(),
@@ -528,7 +486,7 @@ impl Catalogue {
             Disposition::SendForReview {
                 review_by: req.now + jiff::SignedDuration::from_hours(i64::from(approval.review_within_hours)),
             }
-        } else if approval.hold_without_consent && without_consent {
+        } else if (approval.hold_without_consent && without_consent) || objection_overridden {
             Disposition::Hold
         } else {
             Disposition::Send
@@ -557,6 +515,7 @@ impl Catalogue {
             key_ref: key.filter(|_| used_token).map(crate::keys::AgreementKey::key_ref),
             subject_index: subject_index.into_iter().collect(),
             legal_bases,
+            opt_out,
         }))
     }
 }

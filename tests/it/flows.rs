@@ -564,3 +564,73 @@ async fn the_ledger_keeps_who_consented_the_capacity_reference_and_why_not_told(
     assert!(body.to_string().contains("/consent/capacity_ref"), "{body}");
     assert!(!body.to_string().contains("Smith"), "{body}");
 }
+
+/// Objection and opt-out (issue 14, item 4): under implied consent an objection refuses the GP
+/// update unless the agreement names an overriding basis, and then a director decides and the
+/// basis is recorded; where the national data opt-out applies an opted-out person's transfer is
+/// refused, and every transfer records whether the opt-out applied and why not.
+#[tokio::test]
+async fn objections_and_the_national_data_opt_out_are_honoured_and_recorded() {
+    let overriding = gp_agreement_variant("gp-overriding", |t| {
+        t.replace(
+            "[consent]\n",
+            "[consent]\noverriding_basis = \"common-law/overriding-public-interest\"\n",
+        )
+    });
+    let dataset = std::fs::read_to_string(crate::helpers::repo().join("isa-templates/nvtt-nhse-dataset.toml"))
+        .unwrap()
+        .replace("id = \"nvtt-nhse-dataset\"", "id = \"dataset-opt-out\"")
+        .replace(
+            "national_data_opt_out_applies = false\nnational_data_opt_out_exemption = \"legal_requirement\"",
+            "national_data_opt_out_applies = true",
+        );
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![overriding, ("dataset-opt-out.toml".into(), dataset)],
+        ..Spawn::default()
+    })
+    .await;
+    let objection = json!({"message_type": "gp_update", "payload": gp_update(), "consent": {"status": "refused"}});
+    let (status, body, _) = app.post_envelope("nvtt-gp-update", &objection).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("consent_refused")));
+    let (status, body, _) = app.post_envelope("gp-overriding", &objection).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("held")), "{body}");
+    let seq = body["ledger_seq"].as_i64().unwrap();
+    let entries = app.entries().await;
+    let held = &entries.iter().find(|e| e.seq == seq).unwrap().event;
+    assert!(
+        held.legal_bases
+            .contains(&"common-law/overriding-public-interest".to_owned())
+    );
+    assert_eq!(held.consent_status.as_deref(), Some("refused"));
+
+    let dataset = |status: Option<&str>| {
+        let mut e =
+            json!({"message_type": "nhs_dataset_return", "payload": fixture("nhs_dataset_return", "valid", "01")});
+        if let Some(s) = status {
+            e["national_data_opt_out"] = json!(s);
+        }
+        e
+    };
+    let (status, body, _) = app.post_envelope("dataset-opt-out", &dataset(Some("opted_out"))).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("national_data_opt_out")));
+    let (status, body, _) = app.post_envelope("dataset-opt-out", &dataset(None)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("opt_out_status_required")));
+    let (status, body, _) = app
+        .post_envelope("dataset-opt-out", &dataset(Some("not_opted_out")))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let recorded = app_entry(&app, body["ledger_seq"].as_i64().unwrap())
+        .await
+        .national_data_opt_out;
+    assert_eq!(recorded.as_deref(), Some("applies:not_opted_out"));
+    let (status, body, _) = app.post_envelope("nvtt-nhse-dataset", &dataset(None)).await;
+    assert_eq!(status, 202, "{body}");
+    let recorded = app_entry(&app, body["ledger_seq"].as_i64().unwrap())
+        .await
+        .national_data_opt_out;
+    assert_eq!(recorded.as_deref(), Some("not_applicable:legal_requirement"));
+}
+
+async fn app_entry(app: &TestApp, seq: i64) -> isa_gateway::ledger::Event {
+    app.entries().await.into_iter().find(|e| e.seq == seq).unwrap().event
+}

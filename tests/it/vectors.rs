@@ -393,6 +393,7 @@ fn full_event() -> Event {
         consent_given_by: None,
         capacity_ref: None,
         subject_informed_reason: None,
+        national_data_opt_out: None,
     }
 }
 
@@ -459,9 +460,10 @@ const FULL_V2_BYTES: &str = concat!(
     "30393a32363a35332e3538393739335a0000000a323032362d30332d32310000000a6d6173682d696e626f780000000f",
     "67772d6c656564732d313a383434330000001f68747470733a2f2f6964702e6578616d706c652f7265616c6d732f6e76",
     "74740000000f706172656e745f6f725f63617265720000000f434d533a63617061636974792f3737000000177269736b",
-    "5f6f665f6861726d5f746f5f7375626a656374",
+    "5f6f665f6861726d5f746f5f7375626a6563740000001b6e6f745f6170706c696361626c653a73616665677561726469",
+    "6e67",
 );
-const FULL_V2_HASH: &str = "589aa054afb18071f7b6efbbe2601a05d36b93277ca237b24ae2d7be6dc62adc";
+const FULL_V2_HASH: &str = "402208079392f2c491b95af7f3d1270ac58f686cd49f931f332be43c3816840f";
 const MINIMAL_BYTES: &str = concat!(
     "6973612d676174657761792e6c65646765722e7631000000000000000000000000000000000000000000000000000000",
     "0000000000000000000000000100064cf8961171210000002430313935613363342d376532312d376233612d39633464",
@@ -498,7 +500,8 @@ fn check_kat(name: &str, seq: i64, prev: &Hash, event: &Event, want_bytes: &str,
 }
 
 /// Version 2: version 1's fields, then a delivery event's destination and gateway, the user's token
-/// issuer, who gave consent, the capacity decision's reference, and why the person was not told.
+/// issuer, who gave consent, the capacity decision's reference, why the person was not told, and the
+/// national data opt-out.
 fn full_v2_event() -> Event {
     Event {
         destination: Some("mash-inbox".into()),
@@ -507,6 +510,7 @@ fn full_v2_event() -> Event {
         consent_given_by: Some("parent_or_carer".into()),
         capacity_ref: Some("CMS:capacity/77".into()),
         subject_informed_reason: Some("risk_of_harm_to_subject".into()),
+        national_data_opt_out: Some("not_applicable:safeguarding".into()),
         ..full_event()
     }
 }
@@ -533,7 +537,7 @@ fn version_2_without_its_fields_does_not_decode() {
     let v1 = Entry::canonical_bytes(1, &GENESIS, &minimal_event());
     let mut forged = b"isa-gateway.ledger.v2".to_vec();
     forged.extend_from_slice(&v1[b"isa-gateway.ledger.v1".len()..]);
-    forged.extend_from_slice(&[0xff; 24]);
+    forged.extend_from_slice(&[0xff; 28]);
     let hash = <[u8; 32]>::from(Sha256::digest(&forged));
     assert!(Entry::decode(&forged, hash).is_none());
 }
@@ -546,7 +550,7 @@ fn version_2_without_its_fields_does_not_decode() {
 /// `Reason` has no list of its variants, so this is the list; `listed` below matches every
 /// variant without a wildcard, so a new `Reason` or `NotInForce` does not compile until it is
 /// added here, and then the coverage assertion fails until it has a row.
-const ALL_REASONS: [Reason; 25] = [
+const ALL_REASONS: [Reason; 27] = [
     Reason::UnknownAgreement,
     Reason::NotAParty,
     Reason::RoleNotPermitted,
@@ -568,6 +572,8 @@ const ALL_REASONS: [Reason; 25] = [
     Reason::ConsentIncomplete,
     Reason::ConsentNotAllContributors,
     Reason::SubjectInformedRequired,
+    Reason::OptOutStatusRequired,
+    Reason::NationalDataOptOut,
     Reason::FieldNotAllowed,
     Reason::PseudonymisationFailed,
     Reason::OutboundSchemaViolation,
@@ -600,6 +606,8 @@ fn listed(r: Reason) -> bool {
         | Reason::ConsentIncomplete
         | Reason::ConsentNotAllContributors
         | Reason::SubjectInformedRequired
+        | Reason::OptOutStatusRequired
+        | Reason::NationalDataOptOut
         | Reason::FieldNotAllowed
         | Reason::PseudonymisationFailed
         | Reason::OutboundSchemaViolation
@@ -670,6 +678,26 @@ fn variants() -> Vec<(&'static str, &'static str, String)> {
             }),
         ),
         (
+            "variant-objection-overridden",
+            "the GP agreement with an overriding basis for objections",
+            variant(&gp, "nvtt-gp-update", "variant-objection-overridden", &|t| {
+                t.replace(
+                    "[consent]\n",
+                    "[consent]\noverriding_basis = \"common-law/overriding-public-interest\"\n",
+                )
+            }),
+        ),
+        (
+            "variant-opt-out",
+            "the dataset agreement with the national data opt-out applying",
+            variant(&nhse, "nvtt-nhse-dataset", "variant-opt-out", &|t| {
+                t.replace(
+                    "national_data_opt_out_applies = false\nnational_data_opt_out_exemption = \"legal_requirement\"",
+                    "national_data_opt_out_applies = true",
+                )
+            }),
+        ),
+        (
             "variant-postcode-kept",
             "the dataset agreement without its postcode treatment",
             variant(&nhse, "nvtt-nhse-dataset", "variant-postcode-kept", &|t| {
@@ -702,6 +730,7 @@ fn table_catalogue() -> (Catalogue, tempfile::TempDir) {
     let mut keys = KeyRing::default();
     keys.insert(AgreementKey::from_bytes("nvtt-nhse-dataset", 1, &[7; 32]));
     keys.insert(AgreementKey::from_bytes("variant-postcode-kept", 1, &[7; 32]));
+    keys.insert(AgreementKey::from_bytes("variant-opt-out", 1, &[8; 32]));
     keys.set_index(IndexKey::from_bytes(&[9; 32]));
     let schemas = load_schemas(&repo().join("schemas")).unwrap();
     (Catalogue::new(agreements, schemas, keys).unwrap(), dir)
@@ -789,6 +818,14 @@ fn contributors(partner_consented: bool) -> Input {
     }))
 }
 
+fn opted_out(status: &str) -> Input {
+    Input::Json(json!({
+        "message_type": "nhs_dataset_return",
+        "payload": fixture("nhs_dataset_return", "valid", "01"),
+        "national_data_opt_out": status
+    }))
+}
+
 fn dataset() -> Input {
     Input::Json(json!({"message_type": "nhs_dataset_return", "payload": fixture("nhs_dataset_return", "valid", "01")}))
 }
@@ -836,6 +873,9 @@ fn refusal_table() -> Vec<Row> {
         row("consent not sought, without saying why", "nvtt-mash-referral", mash(|e| e["consent"] = json!({"status": "not_sought"})), "consent_incomplete"),
         row("one of two contributors has not consented", "variant-all-contributors", contributors(false), "consent_not_all_contributors"),
         row("a MASH referral not saying whether the person was told", "nvtt-mash-referral", mash(|e| { e.as_object_mut().unwrap().remove("subject_informed"); }), "subject_informed_required"),
+        // 422, 403: the national data opt-out, where the agreement says it applies.
+        row("a dataset return not stating the person's opt-out", "variant-opt-out", dataset(), "opt_out_status_required"),
+        row("a dataset return about a person who opted out", "variant-opt-out", opted_out("opted_out"), "national_data_opt_out"),
         // 422: what may leave, and in what form.
         row("a GP update carrying fields the agreement does not allow", "variant-narrow", gp(json!({})), "field_not_allowed"),
         row("a field to tokenise with no key for the agreement", "variant-keyless", dataset(), "pseudonymisation_failed"),
@@ -854,6 +894,8 @@ fn permitted_controls() -> Vec<Row> {
         row("a dataset return", "nvtt-nhse-dataset", dataset(), "permit"),
         row("a LADO referral by a safeguarding lead", "nvtt-lado-referral", lado, "permit").by_role(UserRole::SafeguardingLead),
         row("both contributors consented", "variant-all-contributors", contributors(true), "permit"),
+        row("a dataset return about a person who has not opted out", "variant-opt-out", opted_out("not_opted_out"), "permit"),
+        row("an objection the agreement's overriding basis overrides (held for a director)", "variant-objection-overridden", gp(json!({"consent": {"status": "refused"}})), "permit"),
         row("the GP agreement on its review date", "nvtt-gp-update", gp(json!({})), "permit").on("2027-12-31T23:59:59Z"),
         row("the dataset agreement on its first day", "nvtt-nhse-dataset", dataset(), "permit").on("2026-04-01T00:00:00Z"),
     ]

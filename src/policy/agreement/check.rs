@@ -334,6 +334,36 @@ impl Agreement {
                 }
             }
         }
+        if let Some(code) = &file.consent.overriding_basis {
+            let overrides = matches!(
+                LegalBasis::parse(code),
+                Ok(LegalBasis::CommonLaw(
+                    crate::legal::CommonLaw::OverridingPublicInterest
+                        | crate::legal::CommonLaw::LegalRequirement
+                        | crate::legal::CommonLaw::Section251
+                ) | LegalBasis::Statute(_))
+            );
+            if !overrides || file.consent.model != ConsentModel::Implied {
+                at(
+                    "consent.overriding_basis",
+                    format!(
+                        "rule {}: only under implied consent, and only the overriding public interest, a legal \
+                         requirement, s.251 support or a statutory gateway overrides an objection",
+                        rules::OVERRIDING_BASIS_OVERRIDES
+                    ),
+                );
+            }
+        }
+        if file.national_data_opt_out_applies == file.national_data_opt_out_exemption.is_some() {
+            at(
+                "national_data_opt_out_exemption",
+                format!(
+                    "rule {}: say either that the national data opt-out applies, or why it does not (direct_care, \
+                     safeguarding, legal_requirement, consent, anonymised)",
+                    rules::OPT_OUT_APPLIES_OR_EXEMPT
+                ),
+            );
+        }
         if file.consent.model == ConsentModel::NotRequired
             && file.consent.reason.as_deref().is_none_or(|r| r.trim().is_empty())
         {

@@ -47,9 +47,13 @@ pub struct AgreementFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub appropriate_policy_document: Option<String>,
     /// Whether the national data opt-out applies (it does not to direct care, safeguarding, or
-    /// where the law requires the data).
+    /// where the law requires the data). Where it applies, each transfer must state the person's
+    /// opt-out status, and an opted-out person's transfer is refused.
     #[serde(default)]
     pub national_data_opt_out_applies: bool,
+    /// Why the national data opt-out does not apply, when it does not; recorded with every transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub national_data_opt_out_exemption: Option<OptOutExemption>,
     pub consent: ConsentTerms,
     #[serde(default)]
     pub transparency: Transparency,
@@ -67,6 +71,35 @@ pub struct AgreementFile {
     /// index (subject access requests). Values never reach the ledger, only a keyed hash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_index: Vec<String>,
+}
+
+/// Why the national data opt-out does not apply to a flow (NHS England's operational policy).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OptOutExemption {
+    /// Individual care (the opt-out is about research and planning).
+    DirectCare,
+    /// Safeguarding: the risk of harm overrides.
+    Safeguarding,
+    /// A legal requirement, e.g. a direction under the Health and Social Care Act 2012 s.259.
+    LegalRequirement,
+    /// The person consented to this flow.
+    Consent,
+    /// The data is anonymised in line with the ICO code: not confidential patient information.
+    Anonymised,
+}
+
+impl OptOutExemption {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::DirectCare => "direct_care",
+            Self::Safeguarding => "safeguarding",
+            Self::LegalRequirement => "legal_requirement",
+            Self::Consent => "consent",
+            Self::Anonymised => "anonymised",
+        }
+    }
 }
 
 /// Legal bases that apply when a payload field takes one of some values.
@@ -95,6 +128,11 @@ pub struct ConsentTerms {
     /// is not the basis.
     #[serde(default)]
     pub record_per_transfer: bool,
+    /// Under implied consent, the legal basis that overrides a person's recorded objection (e.g.
+    /// `common-law/overriding-public-interest`, or a statutory duty). Without one, an objection
+    /// refuses the transfer; with one, the transfer is held for a director and records the basis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overriding_basis: Option<String>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
