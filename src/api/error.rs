@@ -225,6 +225,7 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::UrgentPathNotAllowed
         | Reason::UrgentFlagContradictsPayload
         | Reason::OptOutStatusRequired
+        | Reason::SmallNumbersNotSuppressed
         | Reason::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -411,6 +411,21 @@ impl Catalogue {
                 return refuse(refusal, Reason::PseudonymisationFailed, vec![v]);
             }
         };
+        // Statistical returns: small numbers suppressed (or refused), totals computed here.
+        let mut out = out;
+        let mut applied_rules: Vec<String> = applied.iter().map(|a| format!("{} {}", a.op, a.pointer)).collect();
+        if let Some(rule) = &agreement.terms().suppression {
+            match crate::suppression::publish(&out, rule) {
+                Ok(published) => {
+                    out = published;
+                    applied_rules.push(format!("{} /cells", rule.describe()));
+                }
+                Err(u) => {
+                    let v = violation(&format!("/payload{}", u.pointer), "agreement.suppression", u.reason);
+                    return refuse(refusal, Reason::SmallNumbersNotSuppressed, vec![v]);
+                }
+            }
+        }
         if let Some(outbound_schema) = agreement
             .terms()
             .outbound_schema
@@ -509,7 +524,7 @@ impl Catalogue {
                 .filter(|a| a.op == "drop")
                 .map(|a| a.pointer.clone())
                 .collect(),
-            treatments: applied.iter().map(|a| format!("{} {}", a.op, a.pointer)).collect(),
+            treatments: applied_rules,
             data_classes: data_classes.into_iter().map(str::to_owned).collect(),
             consent: refusal.consent,
             key_ref: key.filter(|_| used_token).map(crate::keys::AgreementKey::key_ref),

@@ -21,3 +21,4 @@ pub mod problem;
 pub mod pseudonymise;
 pub mod roles;
 pub mod schemas;
+pub mod suppression;

@@ -34,6 +34,8 @@ pub enum Reason {
     OptOutStatusRequired,
     /// The national data opt-out applies, and the person has opted out.
     NationalDataOptOut,
+    /// A statistical return holds counts the agreement's suppression rule does not let it publish.
+    SmallNumbersNotSuppressed,
     /// Not decided by the core: the API refuses a reused idempotency key with another body.
     IdempotencyKeyReused,
 }
@@ -63,6 +65,7 @@ impl Reason {
             Self::UrgentRoleNotPermitted => "urgent_role_not_permitted",
             Self::OptOutStatusRequired => "opt_out_status_required",
             Self::NationalDataOptOut => "national_data_opt_out",
+            Self::SmallNumbersNotSuppressed => "small_numbers_not_suppressed",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
@@ -101,6 +104,9 @@ impl Reason {
                 "The national data opt-out applies to this agreement: say whether the person has opted out."
             }
             Self::NationalDataOptOut => "The person has registered a national data opt-out, which applies here.",
+            Self::SmallNumbersNotSuppressed => {
+                "The table holds small counts the agreement does not allow to be published, or is too small to publish."
+            }
             Self::IdempotencyKeyReused => {
                 "This Idempotency-Key was used before with a different request; use a new key."
             }

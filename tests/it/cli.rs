@@ -197,7 +197,7 @@ fn check_names_the_rule_each_broken_agreement_breaks() {
 fn check_passes_on_all_four_shipped_agreements() {
     let o = run(&["check"], &repo());
     assert!(
-        text(&o).starts_with("ok: 4 agreement(s), 4 message type(s)"),
+        text(&o).starts_with("ok: 4 agreement(s), 5 message type(s)"),
         "{}",
         text(&o)
     );

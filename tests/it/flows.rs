@@ -634,3 +634,54 @@ async fn objections_and_the_national_data_opt_out_are_honoured_and_recorded() {
 async fn app_entry(app: &TestApp, seq: i64) -> isa_gateway::ledger::Event {
     app.entries().await.into_iter().find(|e| e.seq == seq).unwrap().event
 }
+
+/// Statistical returns with small-number suppression (issue 14, item 7): the funder receives the
+/// table with counts of 1 to 4 hidden, enough other cells hidden that none can be found by
+/// subtraction, every count and total rounded to 5 and totals computed by the gateway; the ledger
+/// records the rule applied.
+#[tokio::test]
+async fn a_funder_return_leaves_with_small_numbers_suppressed() {
+    let agreement =
+        std::fs::read_to_string(crate::helpers::repo().join("docs/examples/nvtt-funder-return.toml")).unwrap();
+    let app = TestApp::spawn_with(Spawn {
+        agreements: vec![("nvtt-funder-return.toml".into(), agreement)],
+        destinations: "[[destinations]]\nid = \"funder-drop\"\ntransport = \"dir\"\npath = \"deliveries/funder\"\n"
+            .into(),
+        ..Spawn::default()
+    })
+    .await;
+    let table: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::helpers::repo().join("examples/funder_return.json")).unwrap(),
+    )
+    .unwrap();
+    let (status, body, _) = app.post("nvtt-funder-return", "funder_return", &table).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["transfer_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.settled(&id).await["status"], "delivered");
+    let sent: Value =
+        serde_json::from_slice(&std::fs::read(app.dir.path().join(format!("deliveries/funder/{id}.json"))).unwrap())
+            .unwrap();
+    let published = &sent["payload"];
+    // 3 and 2 are small; 37 and 7 are hidden with them so that no row or column gives them away.
+    assert_eq!(
+        published["cells"],
+        json!([[40, null, null], [50, 45, 10], [20, null, null]])
+    );
+    assert_eq!(published["row_totals"], json!([80, 105, 25]));
+    assert_eq!(published["column_totals"], json!([110, 85, 20]));
+    assert_eq!(published["total"], json!(215));
+    let decision = app
+        .entries()
+        .await
+        .into_iter()
+        .find(|e| e.event.transfer_id.to_string() == id)
+        .unwrap();
+    assert!(
+        decision
+            .event
+            .treatments
+            .contains(&"suppress 1-4 round 5 secondary /cells".to_owned()),
+        "{:?}",
+        decision.event.treatments
+    );
+}

@@ -16,6 +16,7 @@ mod messages;
 mod openapi;
 mod postgres;
 mod pseudonymisation;
+mod suppression;
 mod tidy;
 mod tls;
 mod tokens;

@@ -550,7 +550,7 @@ fn version_2_without_its_fields_does_not_decode() {
 /// `Reason` has no list of its variants, so this is the list; `listed` below matches every
 /// variant without a wildcard, so a new `Reason` or `NotInForce` does not compile until it is
 /// added here, and then the coverage assertion fails until it has a row.
-const ALL_REASONS: [Reason; 27] = [
+const ALL_REASONS: [Reason; 28] = [
     Reason::UnknownAgreement,
     Reason::NotAParty,
     Reason::RoleNotPermitted,
@@ -576,6 +576,7 @@ const ALL_REASONS: [Reason; 27] = [
     Reason::NationalDataOptOut,
     Reason::FieldNotAllowed,
     Reason::PseudonymisationFailed,
+    Reason::SmallNumbersNotSuppressed,
     Reason::OutboundSchemaViolation,
     Reason::IdempotencyKeyReused,
 ];
@@ -610,6 +611,7 @@ fn listed(r: Reason) -> bool {
         | Reason::NationalDataOptOut
         | Reason::FieldNotAllowed
         | Reason::PseudonymisationFailed
+        | Reason::SmallNumbersNotSuppressed
         | Reason::OutboundSchemaViolation
         | Reason::IdempotencyKeyReused => ALL_REASONS.contains(&r),
     }
@@ -628,6 +630,7 @@ fn variants() -> Vec<(&'static str, &'static str, String)> {
     let read = |f: &str| std::fs::read_to_string(repo().join("isa-templates").join(f)).unwrap();
     let gp = read("nvtt-gp-update.toml");
     let nhse = read("nvtt-nhse-dataset.toml");
+    let funder = std::fs::read_to_string(repo().join("docs/examples/nvtt-funder-return.toml")).unwrap();
     let narrow_fields = "[[fields]]\npointer = \"/nhs_number\"\nclass = \"identifying\"\n\n\
                          [[fields]]\npointer = \"/event\"\nclass = \"special_category\"\n";
     let postcode_treatment = "treatment = { op = \"generalise_postcode\", to = \"district\" }\n";
@@ -675,6 +678,21 @@ fn variants() -> Vec<(&'static str, &'static str, String)> {
             "the dataset agreement with no key in the key ring",
             variant(&nhse, "nvtt-nhse-dataset", "variant-keyless", &|t| {
                 t.replace("title = \"", "title = \"(keyless) ")
+            }),
+        ),
+        (
+            "variant-funder",
+            "the example funder return agreement (docs/examples/)",
+            variant(&funder, "nvtt-funder-return", "variant-funder", &|t| {
+                t.replace("destination = \"funder-drop\"", "destination = \"nhse-dataset-drop\"")
+            }),
+        ),
+        (
+            "variant-funder-strict",
+            "the example funder return agreement, refusing instead of suppressing",
+            variant(&funder, "nvtt-funder-return", "variant-funder-strict", &|t| {
+                t.replace("destination = \"funder-drop\"", "destination = \"nhse-dataset-drop\"")
+                    .replace("apply = true", "apply = false")
             }),
         ),
         (
@@ -818,6 +836,12 @@ fn contributors(partner_consented: bool) -> Input {
     }))
 }
 
+fn funder() -> Input {
+    let payload: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("examples/funder_return.json")).unwrap()).unwrap();
+    Input::Json(json!({"message_type": "funder_return", "payload": payload}))
+}
+
 fn opted_out(status: &str) -> Input {
     Input::Json(json!({
         "message_type": "nhs_dataset_return",
@@ -879,6 +903,7 @@ fn refusal_table() -> Vec<Row> {
         // 422: what may leave, and in what form.
         row("a GP update carrying fields the agreement does not allow", "variant-narrow", gp(json!({})), "field_not_allowed"),
         row("a field to tokenise with no key for the agreement", "variant-keyless", dataset(), "pseudonymisation_failed"),
+        row("a funder table with a small count, under a rule that refuses rather than suppresses", "variant-funder-strict", funder(), "small_numbers_not_suppressed"),
         row("a full postcode where the recipient accepts only the district", "variant-postcode-kept", dataset(), "outbound_schema_violation"),
     ]
 }
@@ -895,6 +920,7 @@ fn permitted_controls() -> Vec<Row> {
         row("a LADO referral by a safeguarding lead", "nvtt-lado-referral", lado, "permit").by_role(UserRole::SafeguardingLead),
         row("both contributors consented", "variant-all-contributors", contributors(true), "permit"),
         row("a dataset return about a person who has not opted out", "variant-opt-out", opted_out("not_opted_out"), "permit"),
+        row("a funder table, small counts suppressed by the gateway", "variant-funder", funder(), "permit"),
         row("an objection the agreement's overriding basis overrides (held for a director)", "variant-objection-overridden", gp(json!({"consent": {"status": "refused"}})), "permit"),
         row("the GP agreement on its review date", "nvtt-gp-update", gp(json!({})), "permit").on("2027-12-31T23:59:59Z"),
         row("the dataset agreement on its first day", "nvtt-nhse-dataset", dataset(), "permit").on("2026-04-01T00:00:00Z"),

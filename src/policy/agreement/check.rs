@@ -334,6 +334,14 @@ impl Agreement {
                 }
             }
         }
+        if let Some(rule) = &file.suppression
+            && (rule.smallest > rule.largest || rule.round_to == 0)
+        {
+            at(
+                "suppression",
+                "smallest must not exceed largest, and round_to must be at least 1".into(),
+            );
+        }
         if let Some(code) = &file.consent.overriding_basis {
             let overrides = matches!(
                 LegalBasis::parse(code),

@@ -71,6 +71,9 @@ pub struct AgreementFile {
     /// index (subject access requests). Values never reach the ledger, only a keyed hash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_index: Vec<String>,
+    /// For statistical returns (a `cells` table of counts): how small numbers are published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppression: Option<crate::suppression::SuppressionRule>,
 }
 
 /// Why the national data opt-out does not apply to a flow (NHS England's operational policy).

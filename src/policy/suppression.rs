@@ -1,0 +1,215 @@
+//! Small-number suppression for statistical returns: a table of counts published so that no one
+//! can be picked out of it.
+//!
+//! The rule (set per agreement): counts from `smallest` to `largest` (e.g. 1 to 4) are suppressed
+//! (published as null); every other count and every total is rounded to the nearest `round_to`
+//! (e.g. 5); and, with `secondary`, more cells are suppressed until no row or column holds exactly
+//! one suppressed cell, so that no suppressed cell can be found by subtracting the others from a
+//! total. Totals are computed here from the true counts, then rounded, never taken from the
+//! sender. The gateway either applies the rule or refuses a table that does not already keep it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// An agreement's suppression rule.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionRule {
+    /// The smallest count suppressed (usually 1: zero is not disclosive).
+    pub smallest: u64,
+    /// The largest count suppressed (e.g. 4, or 9).
+    pub largest: u64,
+    /// Published counts and totals are rounded to the nearest multiple of this (1: not rounded).
+    pub round_to: u64,
+    /// Suppress further cells so that no suppressed cell can be derived from its row or column.
+    pub secondary: bool,
+    /// Apply the rule (`true`), or refuse a table whose cells do not already keep it (`false`).
+    pub apply: bool,
+}
+
+impl SuppressionRule {
+    /// How the ledger records the rule applied.
+    pub fn describe(&self) -> String {
+        format!(
+            "suppress {}-{} round {}{}",
+            self.smallest,
+            self.largest,
+            self.round_to,
+            if self.secondary { " secondary" } else { "" }
+        )
+    }
+
+    fn small(&self, n: u64) -> bool {
+        (self.smallest..=self.largest).contains(&n)
+    }
+
+    fn round(&self, n: u64) -> u64 {
+        let r = self.round_to.max(1);
+        (n + r / 2) / r * r
+    }
+}
+
+/// Why a table cannot be published under the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpublishable {
+    /// A JSON pointer into the payload.
+    pub pointer: String,
+    pub reason: &'static str,
+}
+
+/// Which cells of `cells` the rule suppresses: primary (small counts), then secondary until every
+/// row and column holds none or at least two suppressed cells (always possible when the table has
+/// at least two rows and two columns, which [`publish`] requires).
+pub fn suppressed(cells: &[Vec<u64>], rule: &SuppressionRule) -> Vec<Vec<bool>> {
+    let mut out: Vec<Vec<bool>> = cells
+        .iter()
+        .map(|row| row.iter().map(|n| rule.small(*n)).collect())
+        .collect();
+    if !rule.secondary {
+        return out;
+    }
+    let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
+    // Each pass suppresses at least one more cell or stops; a table has finitely many.
+    loop {
+        let mut changed = false;
+        for r in 0..out.len() {
+            if out[r].iter().filter(|s| **s).count() == 1 {
+                let in_row = (0..out[r].len()).map(|c| (r, c)).collect();
+                changed |= suppress_smallest(cells, &mut out, in_row);
+            }
+        }
+        for c in 0..columns {
+            let in_column: Vec<(usize, usize)> = (0..out.len()).filter(|r| c < out[*r].len()).map(|r| (r, c)).collect();
+            if in_column.iter().filter(|(r, c)| out[*r][*c]).count() == 1 {
+                changed |= suppress_smallest(cells, &mut out, in_column);
+            }
+        }
+        if !changed {
+            return out;
+        }
+    }
+}
+
+/// Suppresses the smallest not-yet-suppressed cell among `among` (zeros last: a zero reveals
+/// nothing about anyone, but it still hides the sum); `false` if every cell is already suppressed.
+fn suppress_smallest(cells: &[Vec<u64>], out: &mut [Vec<bool>], among: Vec<(usize, usize)>) -> bool {
+    let pick = among
+        .into_iter()
+        .filter(|(r, c)| !out[*r][*c])
+        .min_by_key(|(r, c)| (cells[*r][*c] == 0, cells[*r][*c]));
+    match pick {
+        Some((r, c)) => {
+            out[r][c] = true;
+            true
+        }
+        None => false,
+    }
+}
+
+/// The table as published under `rule`: suppressed cells null, the rest and every total rounded.
+/// With `apply = false`, a table holding any count the rule would suppress is refused instead.
+pub fn publish(payload: &Value, rule: &SuppressionRule) -> Result<Value, Unpublishable> {
+    let cells: Vec<Vec<u64>> = payload
+        .get("cells")
+        .and_then(Value::as_array)
+        .map(|rows| {
+            rows.iter()
+                .map(|row| {
+                    row.as_array()
+                        .map_or_else(Vec::new, |r| r.iter().filter_map(Value::as_u64).collect())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // A single row or column would give a suppressed cell away through its total.
+    let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
+    if cells.len() < 2 || columns < 2 || cells.iter().any(|row| row.len() != columns) {
+        return Err(Unpublishable {
+            pointer: "/cells".into(),
+            reason: "a table needs at least two rows and two columns, each row as long as the others",
+        });
+    }
+    if !rule.apply
+        && let Some((r, c)) = cells
+            .iter()
+            .enumerate()
+            .find_map(|(r, row)| row.iter().position(|n| rule.small(*n)).map(|c| (r, c)))
+    {
+        return Err(Unpublishable {
+            pointer: format!("/cells/{r}/{c}"),
+            reason: "a count the agreement's suppression rule does not allow to be published",
+        });
+    }
+    let hidden = suppressed(&cells, rule);
+    let published: Vec<Value> = cells
+        .iter()
+        .zip(&hidden)
+        .map(|(row, hide)| {
+            Value::Array(
+                row.iter()
+                    .zip(hide)
+                    .map(|(n, h)| if *h { Value::Null } else { json!(rule.round(*n)) })
+                    .collect(),
+            )
+        })
+        .collect();
+    let row_totals: Vec<u64> = cells.iter().map(|row| rule.round(row.iter().sum())).collect();
+    let column_totals: Vec<u64> = (0..columns)
+        .map(|c| rule.round(cells.iter().filter_map(|row| row.get(c)).sum()))
+        .collect();
+    let total = rule.round(cells.iter().flatten().sum());
+    let mut out = payload.clone();
+    if let Some(o) = out.as_object_mut() {
+        o.insert("cells".into(), Value::Array(published));
+        o.insert("row_totals".into(), json!(row_totals));
+        o.insert("column_totals".into(), json!(column_totals));
+        o.insert("total".into(), json!(total));
+        o.insert("suppression".into(), json!(rule.describe()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(secondary: bool) -> SuppressionRule {
+        SuppressionRule {
+            smallest: 1,
+            largest: 4,
+            round_to: 5,
+            secondary,
+            apply: true,
+        }
+    }
+
+    #[test]
+    fn small_counts_are_hidden_and_the_rest_rounded_with_totals_from_the_true_counts() {
+        let payload = json!({"period": "2026-Q1", "cells": [[3, 12], [7, 20]]});
+        let out = publish(&payload, &rule(true)).unwrap();
+        // 3 is small; its row and column each need a second suppressed cell: 7 (column 0, smallest
+        // left) and 12 (row 0); then 20 completes row 1 and column 1.
+        assert_eq!(out["cells"], json!([[null, null], [null, null]]));
+        assert_eq!(out["row_totals"], json!([15, 25]));
+        assert_eq!(out["column_totals"], json!([10, 30]));
+        assert_eq!(out["total"], json!(40));
+        let wide = json!({"cells": [[3, 12, 30], [7, 20, 41], [8, 9, 50]]});
+        let out = publish(&wide, &rule(true)).unwrap();
+        // 3 pulls in 12 (row) and 7 (column); then 9 (column 1), 20 (row 1) and 8 (row 2).
+        assert_eq!(
+            out["cells"],
+            json!([[null, null, 30], [null, null, 40], [null, null, 50]])
+        );
+    }
+
+    #[test]
+    fn without_apply_a_table_with_small_counts_is_refused_naming_the_cell() {
+        let mut r = rule(true);
+        r.apply = false;
+        let err = publish(&json!({"cells": [[10, 20], [30, 2]]}), &r).unwrap_err();
+        assert_eq!(err.pointer, "/cells/1/1");
+        assert!(publish(&json!({"cells": [[10, 20], [30, 0]]}), &r).is_ok());
+    }
+}
