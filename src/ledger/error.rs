@@ -30,4 +30,6 @@ pub enum LedgerError {
     HeadMismatch(i64),
     #[error("the ledger has no tree of size {0}")]
     BeyondTree(u64),
+    #[error("a ledger computation stopped: {0}")]
+    Interrupted(String),
 }

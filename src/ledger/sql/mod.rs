@@ -160,6 +160,17 @@ impl SqlLedger {
     }
 
     /// The chain, brought up to date with every committed entry (any process's).
+    /// A copy of the first `size` leaves, taken under the chain's lock and released at once:
+    /// proofs and roots (O(size) hashing) are then computed without holding up appends.
+    async fn leaves_upto(&self, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        let chain = self.chain().await?;
+        chain
+            .leaves
+            .get(..usize::try_from(size).unwrap_or(usize::MAX))
+            .map(<[Hash]>::to_vec)
+            .ok_or(LedgerError::BeyondTree(size))
+    }
+
     async fn chain(&self) -> Result<tokio::sync::MutexGuard<'_, Chain>, LedgerError> {
         let mut chain = self.chain.lock().await;
         let mut conn = self.pool.acquire().await?;
@@ -367,23 +378,23 @@ impl Ledger for SqlLedger {
     }
 
     async fn root(&self, size: u64) -> Result<Hash, LedgerError> {
-        let chain = self.chain().await?;
-        let leaves = chain
-            .leaves
-            .get(..usize::try_from(size).unwrap_or(usize::MAX))
-            .ok_or(LedgerError::BeyondTree(size))?;
-        Ok(merkle::root(leaves))
+        let leaves = self.leaves_upto(size).await?;
+        off_the_runtime(move || Ok(merkle::root(&leaves))).await
     }
 
     async fn inclusion_proof(&self, seq: i64, size: u64) -> Result<Vec<Hash>, LedgerError> {
-        let chain = self.chain().await?;
         let index = u64::try_from(seq - 1).map_err(|_| LedgerError::BeyondTree(0))?;
-        merkle::inclusion_proof(&chain.leaves, index, size).map_err(|_| LedgerError::BeyondTree(size))
+        let leaves = self.leaves_upto(size).await?;
+        off_the_runtime(move || {
+            merkle::inclusion_proof(&leaves, index, size).map_err(|_| LedgerError::BeyondTree(size))
+        })
+        .await
     }
 
     async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
-        let chain = self.chain().await?;
-        merkle::consistency_proof(&chain.leaves, old, new).map_err(|_| LedgerError::BeyondTree(new))
+        let leaves = self.leaves_upto(new).await?;
+        off_the_runtime(move || merkle::consistency_proof(&leaves, old, new).map_err(|_| LedgerError::BeyondTree(new)))
+            .await
     }
 
     async fn store_checkpoint(&self, cp: &Checkpoint) -> Result<(), LedgerError> {
@@ -571,4 +582,13 @@ impl Ledger for SqlLedger {
         let mut conn = self.pool.acquire().await?;
         raw_after(&mut conn, self.dialect, after, limit).await
     }
+}
+
+/// Runs CPU-bound Merkle work on the blocking pool, not on the request threads.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
+) -> Result<T, LedgerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LedgerError::Interrupted(e.to_string()))?
 }
