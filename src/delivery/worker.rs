@@ -194,61 +194,8 @@ impl Delivery {
         let now = WallClock::now();
         let before = |d: Duration| now - jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
         let mut done = 0;
-        match self
-            .ledger
-            .outbox_older_than(OutboxState::Held, before(self.held_expiry), 256)
-            .await
-        {
-            Ok(items) => {
-                for item in items {
-                    let mut e = self.event(
-                        &item,
-                        TransferStatus::Refused,
-                        Some("held_expired"),
-                        Some("no director decided in time; the bytes were destroyed".into()),
-                    );
-                    e.kind = EventKind::Approval;
-                    e.decision = Some(crate::ledger::DecisionKind::Deny);
-                    e.sent_sha256 = None;
-                    match self.ledger.withdraw(e).await {
-                        Ok(Some(r)) => {
-                            done += 1;
-                            self.metrics.attempt(&item.destination, "held_expired");
-                            tracing::warn!(transfer_id = %item.transfer_id, seq = r.seq, "held transfer expired: refused, bytes destroyed");
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::error!(error = %e, "cannot expire a held transfer; will retry"),
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read held transfers; will retry"),
-        }
-        match self
-            .ledger
-            .outbox_older_than(OutboxState::Dead, before(self.dead_letter_expiry), 256)
-            .await
-        {
-            Ok(items) => {
-                for item in items {
-                    let mut e = self.event(
-                        &item,
-                        TransferStatus::Undeliverable,
-                        Some("dead_letter_expired"),
-                        Some("not requeued in time; the bytes were destroyed".into()),
-                    );
-                    e.sent_sha256 = None;
-                    match self.ledger.destroy(e).await {
-                        Ok(Some(r)) => {
-                            done += 1;
-                            self.metrics.attempt(&item.destination, "dead_letter_expired");
-                            tracing::warn!(transfer_id = %item.transfer_id, seq = r.seq, "dead letter expired: bytes destroyed");
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::error!(error = %e, "cannot expire a dead letter; will retry"),
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read dead letters; will retry"),
+        for state in [OutboxState::Held, OutboxState::Dead] {
+            done += self.expire_state(state, before(self.limit_for(state))).await;
         }
         let quarantined = self.expire_quarantine(self.dead_letter_expiry);
         if quarantined > 0 {
@@ -260,6 +207,60 @@ impl Delivery {
         // Held bytes a director refused, and those expired here, leave the database's files too.
         if let Err(e) = self.ledger.scrub().await {
             tracing::warn!(error = %e, "cannot scrub deleted bytes from the database files; will retry");
+        }
+        done
+    }
+
+    fn limit_for(&self, state: OutboxState) -> Duration {
+        match state {
+            OutboxState::Held => self.held_expiry,
+            OutboxState::Dead => self.dead_letter_expiry,
+        }
+    }
+
+    /// Expires the outbox entries in `state` accepted before `before`: a held transfer is refused
+    /// (`held_expired`, an approval-kind event), a dead letter stays undeliverable
+    /// (`dead_letter_expired`); either way its bytes go in the transaction that records it.
+    async fn expire_state(&self, state: OutboxState, before: jiff::Timestamp) -> usize {
+        let (status, code, detail) = match state {
+            OutboxState::Held => (
+                TransferStatus::Refused,
+                "held_expired",
+                "no director decided in time; the bytes were destroyed",
+            ),
+            OutboxState::Dead => (
+                TransferStatus::Undeliverable,
+                "dead_letter_expired",
+                "not requeued in time; the bytes were destroyed",
+            ),
+        };
+        let items = match self.ledger.outbox_older_than(state, before, 256).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(error = %e, state = state.as_str(), "cannot read the outbox to expire; will retry");
+                return 0;
+            }
+        };
+        let mut done = 0;
+        for item in items {
+            let mut e = self.event(&item, status, Some(code), Some(detail.into()));
+            e.sent_sha256 = None;
+            let recorded = if state == OutboxState::Held {
+                e.kind = EventKind::Approval;
+                e.decision = Some(crate::ledger::DecisionKind::Deny);
+                self.ledger.withdraw(e).await
+            } else {
+                self.ledger.destroy(e).await
+            };
+            match recorded {
+                Ok(Some(r)) => {
+                    done += 1;
+                    self.metrics.attempt(&item.destination, code);
+                    tracing::warn!(transfer_id = %item.transfer_id, seq = r.seq, reason = code, "expired: bytes destroyed");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, reason = code, "cannot expire an outbox entry; will retry"),
+            }
         }
         done
     }

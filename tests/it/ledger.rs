@@ -10,13 +10,34 @@ use crate::backends::flip_entry_byte;
 use crate::helpers::{GP_AGREEMENT, TestApp, gp_update};
 
 async fn app_with_three_transfers() -> TestApp {
-    let app = TestApp::spawn().await;
+    three_transfers(TestApp::spawn().await).await
+}
+
+/// Three GP updates, each delivered: six entries.
+async fn three_transfers(app: TestApp) -> TestApp {
     for _ in 0..3 {
         let (status, body, _) = app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
         assert_eq!(status, 202);
         app.settled(body["transfer_id"].as_str().unwrap()).await;
     }
     app
+}
+
+/// Rewrites `entries` in the database as a consistent chain from `prev`: every hash recomputed,
+/// as an intruder covering their tracks would.
+async fn rechain(conn: &mut sqlx::AnyConnection, entries: &mut [Entry], mut prev: [u8; 32]) {
+    for e in entries {
+        e.prev_hash = prev;
+        e.hash = Entry::compute_hash(e.seq, &e.prev_hash, &e.event);
+        prev = e.hash;
+        sqlx::query("UPDATE ledger_entries SET entry = $1, hash = $2 WHERE seq = $3")
+            .bind(Entry::canonical_bytes(e.seq, &e.prev_hash, &e.event))
+            .bind(e.hash.to_vec())
+            .bind(e.seq)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
 }
 
 /// What an intruder with the database file could do: drop the guard triggers and run SQL.
@@ -256,27 +277,9 @@ async fn rewritten_history_with_a_consistent_chain_is_caught_by_the_signed_check
     let (app, _, _) = checkpointed().await;
     let mut entries = app.ledger.entries_after(0, 100).await.unwrap();
     entries[1].event.sender_system = "someone-else".into();
-    let url = format!("sqlite://{}", app.db_path().display());
-    let mut conn = SqliteConnection::connect(&url).await.unwrap();
-    for trigger in ["ledger_entries_no_update", "checkpoints_no_update"] {
-        sqlx::query(&format!("DROP TRIGGER {trigger}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    let mut prev = entries[0].hash;
-    for e in entries.iter_mut().skip(1) {
-        e.prev_hash = prev;
-        e.hash = Entry::compute_hash(e.seq, &e.prev_hash, &e.event);
-        prev = e.hash;
-        sqlx::query("UPDATE ledger_entries SET entry = ?, hash = ? WHERE seq = ?")
-            .bind(Entry::canonical_bytes(e.seq, &e.prev_hash, &e.event))
-            .bind(e.hash.to_vec())
-            .bind(e.seq)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    let mut conn = intruder(&app).await;
+    let genesis_side = entries[0].hash;
+    rechain(&mut conn, &mut entries[1..], genesis_side).await;
     // Re-sign a checkpoint over the rewritten tree with another key.
     let leaves: Vec<[u8; 32]> = entries
         .iter()
@@ -285,7 +288,7 @@ async fn rewritten_history_with_a_consistent_chain_is_caught_by_the_signed_check
     let intruder = isa_gateway::ledger::signing::CheckpointKey::from_seed(&[0x66; 32]);
     let forged =
         isa_gateway::ledger::checkpoint::Checkpoint::sign(6, merkle::root(&leaves), jiff::Timestamp::now(), &intruder);
-    sqlx::query("UPDATE checkpoints SET root = ?, signature = ?, at_us = ? WHERE tree_size = 6")
+    sqlx::query("UPDATE checkpoints SET root = $1, signature = $2, at_us = $3 WHERE tree_size = 6")
         .bind(hex::encode(forged.root))
         .bind(hex::encode(forged.signature))
         .bind(forged.at.as_microsecond())
@@ -378,11 +381,7 @@ async fn a_rewrite_with_checkpoints_deleted_is_refused_at_restart_by_the_checkpo
         ..crate::helpers::Spawn::default()
     })
     .await;
-    for _ in 0..3 {
-        let (status, body, _) = app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
-        assert_eq!(status, 202);
-        app.settled(body["transfer_id"].as_str().unwrap()).await;
-    }
+    let app = three_transfers(app).await;
     let r = app
         .auditor
         .post(app.url("/v1/ledger/checkpoints"))
@@ -402,19 +401,7 @@ async fn a_rewrite_with_checkpoints_deleted_is_refused_at_restart_by_the_checkpo
     let mut entries = app.ledger.entries_after(0, 100).await.unwrap();
     entries[0].event.user_sub = Some("someone-else".into());
     let mut conn = intruder(&app).await;
-    let mut prev = isa_gateway::ledger::GENESIS;
-    for e in &mut entries {
-        e.prev_hash = prev;
-        e.hash = Entry::compute_hash(e.seq, &e.prev_hash, &e.event);
-        prev = e.hash;
-        sqlx::query("UPDATE ledger_entries SET entry = $1, hash = $2 WHERE seq = $3")
-            .bind(Entry::canonical_bytes(e.seq, &e.prev_hash, &e.event))
-            .bind(e.hash.to_vec())
-            .bind(e.seq)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    rechain(&mut conn, &mut entries, isa_gateway::ledger::GENESIS).await;
     // The listing too, so that only the kept checkpoint can tell.
     sqlx::query("UPDATE transfers SET user_sub = 'someone-else' WHERE transfer_id = $1")
         .bind(entries[0].event.transfer_id.to_string())
