@@ -28,7 +28,7 @@ fn shared_config(dir: &Path, id: &str, db: &PgDatabase, keys: &Path, port: u16) 
         )
         .replace(
             "[limits]\n",
-            "[limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\n",
+            "[limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\nconnections_per_identity = 100000\n",
         )
         .replace(
             "database_url = \"sqlite://var/isa-gateway.db\"",
@@ -187,7 +187,7 @@ async fn connections_cut_during_a_burst_give_only_202_or_503() {
         )
         .replace(
             "[limits]\n",
-            "[limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\n",
+            "[limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\nconnections_per_identity = 100000\n",
         )
     });
     let gateway = GatewayProcess::start(&config).await;
