@@ -123,12 +123,15 @@ impl MeshTransport {
         if let Some(parent) = quarantine.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(write_err)?;
         }
+        // Written under a temporary name and renamed into place once whole: the quarantine
+        // folder never shows half a message.
+        let partial = quarantine.with_file_name(format!(".{id}.partial"));
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(quarantine)
+            .open(&partial)
             .await
             .map_err(write_err)?;
         let mut digest = sha2::Sha256::new();
@@ -166,7 +169,9 @@ impl MeshTransport {
         file.sync_all().await.map_err(write_err)?;
         drop(file);
         if too_large {
-            let _ = tokio::fs::remove_file(quarantine).await;
+            let _ = tokio::fs::remove_file(&partial).await;
+        } else {
+            tokio::fs::rename(&partial, quarantine).await.map_err(write_err)?;
         }
         Ok(Inbound::Data(DataMessage {
             message_id: id,
