@@ -294,6 +294,7 @@ async fn agreements_are_readable_with_legal_bases_titles_and_field_treatments() 
     assert_eq!(
         ids,
         [
+            "nvtt-couples-gp-update",
             "nvtt-gp-update",
             "nvtt-lado-referral",
             "nvtt-mash-referral",
@@ -684,4 +685,30 @@ async fn a_funder_return_leaves_with_small_numbers_suppressed() {
         "{:?}",
         decision.event.treatments
     );
+}
+
+/// The couples counselling template (issue 14, item 8): an update to one partner's GP leaves only
+/// when every contributor consented, and the example in the README does.
+#[tokio::test]
+async fn a_couples_update_leaves_only_with_every_contributors_consent() {
+    let app = TestApp::spawn().await;
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::helpers::repo().join("examples/couples_gp_update.json")).unwrap(),
+    )
+    .unwrap();
+    let (status, body, _) = app.post_envelope("nvtt-couples-gp-update", &example).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        app.settled(body["transfer_id"].as_str().unwrap()).await["status"],
+        "delivered"
+    );
+    let mut one_declined = example.clone();
+    one_declined["consent"]["contributors"][1]["consented"] = json!(false);
+    let (status, body, _) = app.post_envelope("nvtt-couples-gp-update", &one_declined).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("consent_not_all_contributors")),
+        "{body}"
+    );
+    assert!(body.to_string().contains("/consent/contributors/1"), "{body}");
 }

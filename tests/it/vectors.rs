@@ -622,7 +622,7 @@ fn listed(r: Reason) -> bool {
 /// another body (src/api/transfers.rs; end to end in tests/it/delivery.rs).
 const NOT_FROM_THE_CORE: [Reason; 1] = [Reason::IdempotencyKeyReused];
 
-/// Agreements the table needs that the shipped ones cannot give (all four shipped agreements are
+/// Agreements the table needs that the shipped ones cannot give (the shipped agreements are
 /// active, allow every field of their message types, have their keys and a matching outbound
 /// schema, and none asks for all contributors' consent). Each is a shipped template with one
 /// edit, loaded with the shipped ones from the same folder, as `isa-gateway serve` loads them.
