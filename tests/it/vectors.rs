@@ -623,8 +623,9 @@ fn listed(r: Reason) -> bool {
 const NOT_FROM_THE_CORE: [Reason; 1] = [Reason::IdempotencyKeyReused];
 
 /// Agreements the table needs that the shipped ones cannot give (the shipped agreements are
-/// active, allow every field of their message types, have their keys and a matching outbound
-/// schema, and none asks for all contributors' consent). Each is a shipped template with one
+/// active, allow every field of their message types, and have their keys and a matching outbound
+/// schema; the couples template asks for all contributors' consent under its own id, the table's
+/// rows use a GP variant). Each is a shipped template with one
 /// edit, loaded with the shipped ones from the same folder, as `isa-gateway serve` loads them.
 fn variants() -> Vec<(&'static str, &'static str, String)> {
     let read = |f: &str| std::fs::read_to_string(repo().join("isa-templates").join(f)).unwrap();
