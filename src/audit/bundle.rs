@@ -52,8 +52,18 @@ fn io(path: &Path, e: impl std::fmt::Display) -> BundleError {
     }
 }
 
+/// A bundle's files are private (0600) from creation: they describe every disclosure under an
+/// agreement.
 fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<(), BundleError> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| io(path, e))?);
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    let mut f = std::io::BufWriter::new(file);
     for item in items {
         serde_json::to_writer(&mut f, item).map_err(|e| io(path, e))?;
         f.write_all(b"\n").map_err(|e| io(path, e))?;
@@ -89,8 +99,9 @@ pub async fn export(
     write_lines(&out.join("entries.jsonl"), &bundle_entries)?;
     write_lines(&out.join("proofs.jsonl"), &proofs)?;
     let cp = serde_json::to_vec_pretty(&checkpoint.to_json()).map_err(|e| io(out, e))?;
-    std::fs::write(out.join("checkpoint.json"), cp).map_err(|e| io(out, e))?;
-    std::fs::write(out.join("public_key.txt"), format!("{}\n", public_key_text(public))).map_err(|e| io(out, e))?;
+    crate::platform::fs::write_file(&out.join("checkpoint.json"), &cp, true).map_err(|e| io(out, e))?;
+    let key = format!("{}\n", public_key_text(public));
+    crate::platform::fs::write_file(&out.join("public_key.txt"), key.as_bytes(), true).map_err(|e| io(out, e))?;
     Ok(())
 }
 

@@ -270,6 +270,16 @@ async fn the_outbox_delivers_once(kind: Kind) {
     assert_eq!(ledger.release_leases("gw-a", lease_end).await.unwrap(), 0);
     assert_eq!(ledger.release_leases("gw-b", lease_end).await.unwrap(), 1);
     assert_eq!(ledger.due(lease_end, 10).await.unwrap()[0].attempts, 2);
+    // A late failure from the gateway whose lease ran out is recorded but undoes no newer claim.
+    let mut stale = follow(&d, EventKind::Delivery, TransferStatus::Retrying);
+    stale.detail = Some("timeout".into());
+    let far = t0() + jiff::SignedDuration::from_secs(3600);
+    ledger.attempt_failed(stale, 1, far).await.unwrap();
+    assert_eq!(
+        ledger.due(lease_end, 10).await.unwrap()[0].attempts,
+        2,
+        "still due, still 2"
+    );
     let later = t0() + jiff::SignedDuration::from_secs(60);
     let mut failed = follow(&d, EventKind::Delivery, TransferStatus::Retrying);
     failed.detail = Some("connect".into());
@@ -302,6 +312,8 @@ async fn the_outbox_delivers_once(kind: Kind) {
         kinds,
         [
             TransferStatus::Accepted,
+            // The late failure, then this attempt's.
+            TransferStatus::Retrying,
             TransferStatus::Retrying,
             TransferStatus::Delivered
         ]

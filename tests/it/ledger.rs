@@ -320,6 +320,12 @@ async fn an_audit_bundle_verifies_offline_and_fails_after_any_change() {
         ],
     );
     assert!(o.status.success(), "{}", stdout(&o));
+    // Private from creation: a bundle describes every disclosure under the agreement.
+    for file in ["entries.jsonl", "proofs.jsonl", "checkpoint.json", "public_key.txt"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(out.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
     let verify = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
             .args(["ledger", "verify-bundle", out.to_str().unwrap()])

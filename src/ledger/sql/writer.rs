@@ -319,7 +319,10 @@ async fn apply(
         }
         Effect::AttemptFailed { attempts, next_attempt } => {
             sqlx::query(
-                "UPDATE outbox SET attempts = $1, next_attempt_at_us = $2, last_error = $3 WHERE transfer_id = $4",
+                // Only while this attempt's claim is the latest: a gateway whose lease ran out does
+                // not undo a newer claim (the event still records its failure).
+                "UPDATE outbox SET attempts = $1, next_attempt_at_us = $2, last_error = $3 WHERE transfer_id = $4 \
+                 AND state = 'pending' AND attempts = $1",
             )
             .bind(i64::from(*attempts))
             .bind(micros(*next_attempt))
@@ -351,11 +354,13 @@ async fn apply(
             Ok(Ok(true))
         }
         Effect::DeadLetter => {
-            sqlx::query("UPDATE outbox SET state = 'dead', last_error = $1 WHERE transfer_id = $2")
-                .bind(&event.detail)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE outbox SET state = 'dead', last_error = $1 WHERE transfer_id = $2 AND state = 'pending'",
+            )
+            .bind(&event.detail)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
             Ok(Ok(true))
         }
         Effect::Release => {
