@@ -100,13 +100,20 @@ async fn decision_of(state: &AppState, r: &TransferRecord) -> Result<Event, ApiE
             "The transfer's record does not verify; nothing was done. Run `isa-gateway ledger verify`.",
         )
     };
-    let entry = state
+    // Exactly one decision, and its own bytes must name this transfer (the index column it was
+    // found by is a column an insider can edit).
+    let mut decisions: Vec<Entry> = state
         .ledger
         .entries_of(&[r.transfer_id])
         .await?
         .into_iter()
-        .find(|e| e.event.kind == EventKind::Decision)
-        .ok_or_else(unverifiable)?;
+        .filter(|e| e.event.kind == EventKind::Decision)
+        .collect();
+    if decisions.len() != 1 || decisions[0].event.transfer_id != r.transfer_id {
+        tracing::error!(transfer_id = %r.transfer_id, found = decisions.len(), "ALERT: the transfer's decision entries do not add up");
+        return Err(unverifiable());
+    }
+    let entry = decisions.remove(0);
     let held = state.ledger.holds(std::slice::from_ref(&entry)).await?;
     if !held || Entry::compute_hash(entry.seq, &entry.prev_hash, &entry.event) != entry.hash {
         tracing::error!(transfer_id = %r.transfer_id, seq = entry.seq, "ALERT: a decision entry does not hash to its stored hash");
@@ -218,7 +225,7 @@ async fn judge_held(
         DecisionKind::Deny
     });
     e.reason_code = Some(reason.to_owned());
-    e.detail = body.note_ref.clone();
+    e.detail = body.note_ref.as_deref().map(|r| state.catalogue.reference(r));
     let receipt = if approve {
         state.ledger.release(e).await
     } else {
@@ -294,7 +301,7 @@ pub async fn review(
         UserRole::Director,
     );
     e.reason_code = Some(outcome.code().to_owned());
-    e.detail = body.note_ref.clone();
+    e.detail = body.note_ref.as_deref().map(|r| state.catalogue.reference(r));
     let receipt = state
         .ledger
         .follow_up(e)
@@ -328,7 +335,7 @@ pub async fn subject_informed(
         .ok_or(ApiError::role_required(UserRole::Practitioner))?;
     check_note_ref(body.note_ref.as_ref())?;
     let mut e = event(&state, &r, EventKind::Notification, r.status, &system.id, &user, role);
-    e.detail = body.note_ref.clone();
+    e.detail = body.note_ref.as_deref().map(|r| state.catalogue.reference(r));
     let receipt = state
         .ledger
         .follow_up(e)

@@ -120,7 +120,11 @@ async fn next_action(state: &AppState, system: &str, key: Option<&str>) -> Resul
     let Some(key) = key else {
         return Ok(NextAction::Decide);
     };
-    let original = state.ledger.idempotent_original(system, key).await?;
+    // Stored as a keyed hash, like every reference a caller types.
+    let original = state
+        .ledger
+        .idempotent_original(system, &state.catalogue.reference(key))
+        .await?;
     Ok(original.map_or(NextAction::Decide, NextAction::Replay))
 }
 
@@ -246,7 +250,7 @@ pub async fn submit(
         Decision::Permit(permit) => {
             let bound = key.zip(digest.clone()).map(|(key, request_sha256)| IdempotencyKey {
                 system: system.id.clone(),
-                key,
+                key: state.catalogue.reference(&key),
                 request_sha256,
             });
             let enqueue = Enqueue {

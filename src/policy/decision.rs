@@ -43,6 +43,16 @@ pub struct Catalogue {
     envelope: Validator,
 }
 
+impl Catalogue {
+    /// What the ledger keeps of a typed reference: a keyed hash under the index key, or, with no
+    /// index key loaded, a plain marker (never the text).
+    pub fn reference(&self, text: &str) -> String {
+        self.keys
+            .index()
+            .map_or_else(|| "ref:unkeyed".to_owned(), |k| k.reference(text))
+    }
+}
+
 impl std::fmt::Debug for Catalogue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Catalogue")
@@ -333,12 +343,14 @@ impl Catalogue {
         };
         let consent = envelope.consent.as_ref();
         let informed = envelope.subject_informed.as_ref();
+        // References are kept as keyed hashes: the text could be anything a sender typed.
+        let reference = |r: &Option<String>| r.as_deref().map(|r| self.reference(r));
         refusal.consent = ConsentRecord {
             status: consent.map(|c| c.status.code().to_owned()),
             reason: consent.and_then(|c| c.reason_not_sought.clone()),
-            evidence_ref: consent.and_then(|c| c.evidence_ref.clone()),
+            evidence_ref: consent.and_then(|c| reference(&c.evidence_ref)),
             given_by: consent.and_then(|c| c.given_by.clone()),
-            capacity_ref: consent.and_then(|c| c.capacity_ref.clone()),
+            capacity_ref: consent.and_then(|c| reference(&c.capacity_ref)),
             subject_informed: informed.map(|s| s.status.code().to_owned()),
             subject_informed_reason: informed.and_then(|s| s.reason.clone()),
         };
@@ -469,7 +481,11 @@ impl Catalogue {
             && consent_terms.overriding_basis.is_some();
         let mut legal_bases = applied_bases(agreement, payload);
         if objection_overridden && let Some(basis) = &consent_terms.overriding_basis {
-            legal_bases.push(basis.clone());
+            // Implied consent ended with the objection: it is not a basis for this transfer.
+            legal_bases.retain(|b| b != "common-law/implied-consent");
+            if !legal_bases.contains(basis) {
+                legal_bases.push(basis.clone());
+            }
         }
         let document = Outbound {
             transfer_id: req.transfer_id,
@@ -497,11 +513,14 @@ impl Catalogue {
         // "not applicable", or no consent block at all.
         let without_consent = envelope.consent.as_ref().map(|c| c.status) != Some(ConsentStatus::Obtained);
         // `immediate` was checked against the payload and the role above.
-        let disposition = if envelope.immediate {
+        // An overridden objection always waits for a director, even on the urgent path.
+        let disposition = if objection_overridden {
+            Disposition::Hold
+        } else if envelope.immediate {
             Disposition::SendForReview {
                 review_by: req.now + jiff::SignedDuration::from_hours(i64::from(approval.review_within_hours)),
             }
-        } else if (approval.hold_without_consent && without_consent) || objection_overridden {
+        } else if approval.hold_without_consent && without_consent {
             Disposition::Hold
         } else {
             Disposition::Send

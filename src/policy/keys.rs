@@ -20,6 +20,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 const TOKEN_DOMAIN: &[u8] = b"isa-gateway.token.v1\0";
 const INDEX_DOMAIN: &[u8] = b"isa-gateway.subject-index.v1\0";
+const REFERENCE_DOMAIN: &[u8] = b"isa-gateway.reference.v1\0";
 
 fn keyed(material: &[u8; 32]) -> HmacSha256 {
     // HMAC accepts keys of any length; 32 bytes cannot fail.
@@ -87,6 +88,17 @@ impl fmt::Debug for IndexKey {
 impl IndexKey {
     pub fn from_bytes(material: &[u8; 32]) -> Self {
         Self { mac: keyed(material) }
+    }
+
+    /// What the ledger keeps of a reference a sender or a director typed (a case-record id, an
+    /// evidence reference, an idempotency key): `ref:` and a keyed hash, never the text, which
+    /// could be anything — an NHS number, a name. Whoever holds the reference can show it is the
+    /// one recorded; nobody can read it back out of the ledger.
+    pub fn reference(&self, text: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(REFERENCE_DOMAIN);
+        mac.update(text.as_bytes());
+        format!("ref:{}", &hex::encode(mac.finalize().into_bytes())[..32])
     }
 
     /// The keyed hash (hex) under which a person's disclosures are indexed.

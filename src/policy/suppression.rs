@@ -4,8 +4,9 @@
 //! The rule (set per agreement): counts from `smallest` to `largest` (e.g. 1 to 4) are suppressed
 //! (published as null); every other count and every total is rounded to the nearest `round_to`
 //! (e.g. 5); and, with `secondary`, more cells are suppressed until no row or column holds exactly
-//! one suppressed cell, so that no suppressed cell can be found by subtracting the others from a
-//! total. Totals are computed here from the true counts, then rounded, never taken from the
+//! one suppressed cell, so that no suppressed cell can be found from its own line's total. Lines
+//! wholly hidden hide their totals. Chains of suppressed cells across several lines could still be
+//! solved from their totals were it not for the rounding, which agreements must therefore use. Totals are computed here from the true counts, then rounded, never taken from the
 //! sender. The gateway either applies the rule or refuses a table that does not already keep it.
 
 use schemars::JsonSchema;
@@ -61,7 +62,9 @@ pub struct Unpublishable {
 
 /// Which cells of `cells` the rule suppresses: primary (small counts), then secondary until every
 /// row and column holds none or at least two suppressed cells (always possible when the table has
-/// at least two rows and two columns, which [`publish`] requires).
+/// at least two rows and two columns, which [`publish`] requires). This stops recovery from one
+/// line's total; chains of suppressed cells across lines can still be solved from several totals,
+/// which is why agreements must also round (`round_to` of at least 2).
 pub fn suppressed(cells: &[Vec<u64>], rule: &SuppressionRule) -> Vec<Vec<bool>> {
     let mut out: Vec<Vec<bool>> = cells
         .iter()
@@ -125,6 +128,13 @@ pub fn publish(payload: &Value, rule: &SuppressionRule) -> Result<Value, Unpubli
         .unwrap_or_default();
     // A single row or column would give a suppressed cell away through its total.
     let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let labels = |key: &str| payload.get(key).and_then(Value::as_array).map(Vec::len);
+    if labels("rows").is_some_and(|n| n != cells.len()) || labels("columns").is_some_and(|n| n != columns) {
+        return Err(Unpublishable {
+            pointer: "/rows".into(),
+            reason: "the row and column labels must match the table's rows and columns",
+        });
+    }
     if cells.len() < 2 || columns < 2 || cells.iter().any(|row| row.len() != columns) {
         return Err(Unpublishable {
             pointer: "/cells".into(),
@@ -155,9 +165,27 @@ pub fn publish(payload: &Value, rule: &SuppressionRule) -> Result<Value, Unpubli
             )
         })
         .collect();
-    let row_totals: Vec<u64> = cells.iter().map(|row| rule.round(row.iter().sum())).collect();
-    let column_totals: Vec<u64> = (0..columns)
-        .map(|c| rule.round(cells.iter().filter_map(|row| row.get(c)).sum()))
+    // A line whose every cell is hidden hides its total too: its total would bound the hidden
+    // counts (a published 0 says they are small).
+    let row_totals: Vec<Value> = cells
+        .iter()
+        .zip(&hidden)
+        .map(|(row, hide)| {
+            if hide.iter().all(|h| *h) {
+                Value::Null
+            } else {
+                json!(rule.round(row.iter().sum()))
+            }
+        })
+        .collect();
+    let column_totals: Vec<Value> = (0..columns)
+        .map(|c| {
+            if hidden.iter().all(|row| row[c]) {
+                Value::Null
+            } else {
+                json!(rule.round(cells.iter().filter_map(|row| row.get(c)).sum()))
+            }
+        })
         .collect();
     let total = rule.round(cells.iter().flatten().sum());
     let mut out = payload.clone();
@@ -190,10 +218,11 @@ mod tests {
         let payload = json!({"period": "2026-Q1", "cells": [[3, 12], [7, 20]]});
         let out = publish(&payload, &rule(true)).unwrap();
         // 3 is small; its row and column each need a second suppressed cell: 7 (column 0, smallest
-        // left) and 12 (row 0); then 20 completes row 1 and column 1.
+        // left) and 12 (row 0); then 20 completes row 1 and column 1. Every line is hidden, so
+        // are its totals.
         assert_eq!(out["cells"], json!([[null, null], [null, null]]));
-        assert_eq!(out["row_totals"], json!([15, 25]));
-        assert_eq!(out["column_totals"], json!([10, 30]));
+        assert_eq!(out["row_totals"], json!([null, null]));
+        assert_eq!(out["column_totals"], json!([null, null]));
         assert_eq!(out["total"], json!(40));
         let wide = json!({"cells": [[3, 12, 30], [7, 20, 41], [8, 9, 50]]});
         let out = publish(&wide, &rule(true)).unwrap();

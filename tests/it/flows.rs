@@ -249,7 +249,11 @@ async fn explicit_consent_needs_consent_obtained_with_evidence() {
         .unwrap()
         .event;
     assert_eq!(recorded.status, isa_gateway::ledger::TransferStatus::Accepted);
-    assert_eq!(recorded.consent_evidence_ref.as_deref(), Some("CMS:consent/8812"));
+    let kept = recorded.consent_evidence_ref.clone().unwrap();
+    assert!(
+        kept.starts_with("ref:") && !kept.contains("8812"),
+        "a keyed hash, never the text: {kept}"
+    );
 }
 
 #[tokio::test]
@@ -554,7 +558,13 @@ async fn the_ledger_keeps_who_consented_the_capacity_reference_and_why_not_told(
     let seq = body["ledger_seq"].as_i64().unwrap();
     let e = app.entries().await.into_iter().find(|e| e.seq == seq).unwrap().event;
     assert_eq!(e.consent_given_by.as_deref(), Some("attorney_or_deputy"));
-    assert_eq!(e.capacity_ref.as_deref(), Some("CMS:capacity/12"));
+    // References a sender types are kept as keyed hashes: the same reference, the same value.
+    let kept = e.capacity_ref.clone().unwrap();
+    assert!(kept.starts_with("ref:") && !kept.contains("capacity"), "{kept}");
+    let (_, again, _) = app.post_envelope("nvtt-mash-referral", &envelope).await;
+    let seq = again["ledger_seq"].as_i64().unwrap();
+    let e2 = app.entries().await.into_iter().find(|e| e.seq == seq).unwrap().event;
+    assert_eq!(e2.capacity_ref, Some(kept));
     assert_eq!(e.subject_informed.as_deref(), Some("not_informed"));
     assert_eq!(e.subject_informed_reason.as_deref(), Some("lacks_capacity"));
     // A free-text reference is refused by the envelope schema, naming the pointer only.
@@ -711,4 +721,51 @@ async fn a_couples_update_leaves_only_with_every_contributors_consent() {
         "{body}"
     );
     assert!(body.to_string().contains("/consent/contributors/1"), "{body}");
+}
+
+/// Whatever a sender types into a reference (here an NHS number and a name) never reaches the
+/// ledger or the idempotency table as typed (review finding: references were kept verbatim in
+/// append-only, signed entries).
+#[tokio::test]
+async fn typed_references_never_reach_the_database_as_typed() {
+    let app = TestApp::spawn().await;
+    let envelope = json!({
+        "message_type": "mash_referral",
+        "payload": fixture("mash_referral", "valid", "03"),
+        "consent": {"status": "obtained", "given_by": "attorney_or_deputy",
+                    "evidence_ref": "NHS:9991112227", "capacity_ref": "Kacper.Wisniewski-Grant/1"},
+        "subject_informed": {"status": "before"}
+    });
+    let r = app
+        .sender
+        .post(app.url("/v1/agreements/nvtt-mash-referral/transfers"))
+        .header("idempotency-key", "Kacper-Wisniewski-Grant-DOB-2016")
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    // A replay with the same key still finds the original.
+    let again = app
+        .sender
+        .post(app.url("/v1/agreements/nvtt-mash-referral/transfers"))
+        .header("idempotency-key", "Kacper-Wisniewski-Grant-DOB-2016")
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
+    let mut files = Vec::new();
+    for suffix in ["", "-wal"] {
+        files.extend(std::fs::read(format!("{}{suffix}", app.db_path().display())).unwrap_or_default());
+    }
+    for typed in ["9991112227", "Wisniewski"] {
+        assert!(
+            !files.windows(typed.len()).any(|w| w == typed.as_bytes()),
+            "{typed} is in the database files"
+        );
+    }
 }

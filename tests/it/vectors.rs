@@ -682,6 +682,19 @@ fn variants() -> Vec<(&'static str, &'static str, String)> {
             }),
         ),
         (
+            "variant-objection-urgent",
+            "the GP agreement with an overriding basis and an urgent path",
+            variant(&gp, "nvtt-gp-update", "variant-objection-urgent", &|t| {
+                t.replace(
+                    "[consent]\n",
+                    "[approval]\nurgent_path = true\nreview_within_hours = 24\n\
+                     urgent_when = { pointer = \"/event\", values = [\"assessment\"] }\n\
+                     urgent_roles = [\"practitioner\"]\n\n[consent]\n\
+                     overriding_basis = \"common-law/overriding-public-interest\"\n",
+                )
+            }),
+        ),
+        (
             "variant-funder",
             "the example funder return agreement (docs/examples/)",
             variant(&funder, "nvtt-funder-return", "variant-funder", &|t| {
@@ -991,5 +1004,43 @@ fn every_refusal_in_the_order_the_core_checks() {
     assert_eq!(
         covered, wanted,
         "a refusal without a row, or a row for a refusal not listed"
+    );
+}
+
+/// Review finding: an objection the agreement's overriding basis overrides is held for a director
+/// even when the sender marks it urgent, and implied consent (which the objection ended) is not
+/// recorded as a basis.
+#[test]
+fn an_overridden_objection_waits_for_a_director_even_when_urgent() {
+    let (catalogue, _dir) = table_catalogue();
+    let body = serde_json::to_vec(&json!({
+        "message_type": "gp_update",
+        "payload": gp_update(),
+        "consent": {"status": "refused"},
+        "immediate": true
+    }))
+    .unwrap();
+    let decision = catalogue.decide(&Request {
+        transfer_id: Uuid::nil(),
+        now: "2026-06-01T12:00:00Z".parse().unwrap(),
+        system_id: "tt-case-system",
+        system_may_send: true,
+        user_roles: &[UserRole::Practitioner],
+        agreement_id: "variant-objection-urgent",
+        body: Body::Complete(&body),
+    });
+    let Decision::Permit(permit) = decision else {
+        panic!("refused: {decision:?}");
+    };
+    assert_eq!(permit.disposition, isa_gateway::policy::decision::Disposition::Hold);
+    assert!(
+        permit
+            .legal_bases
+            .contains(&"common-law/overriding-public-interest".to_owned())
+    );
+    assert!(
+        !permit.legal_bases.contains(&"common-law/implied-consent".to_owned()),
+        "{:?}",
+        permit.legal_bases
     );
 }

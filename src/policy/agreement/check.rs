@@ -274,10 +274,9 @@ impl Agreement {
             }
         }
         let classes: HashSet<FieldClass> = fields.iter().map(|f| f.class).collect();
-        if file.conditional_bases.is_empty() {
-            for (rule, message) in legal_rule_breaches(&file, &legal_bases, &classes) {
-                at("legal_bases", format!("rule {rule}: {message}"));
-            }
+        // The agreement's own bases must stand alone: a conditional field may be absent.
+        for (rule, message) in legal_rule_breaches(&file, &legal_bases, &classes) {
+            at("legal_bases", format!("rule {rule}: {message}"));
         }
         // Conditional bases: every value the schemas allow at each conditional field resolves to
         // a complete set, checked by the same rules; `check` names the uncovered case.
@@ -298,15 +297,20 @@ impl Agreement {
         pointers.dedup();
         for pointer in pointers {
             let rule = rules::CONDITIONAL_BASES_COVER_EVERY_VALUE;
-            let values: Option<Vec<String>> = PointerPattern::parse(pointer).ok().and_then(|p| {
-                let shapes: Vec<Shape> = schemas.iter().filter_map(|s| s.shape(&p)).collect();
-                (!schemas.is_empty() && shapes.len() == schemas.len())
-                    .then(|| shapes.into_iter().flat_map(|s| s.values.unwrap_or_default()).collect())
-            });
+            let values: Option<Vec<String>> = PointerPattern::parse(pointer)
+                .ok()
+                .filter(|_| !pointer.contains('*'))
+                .and_then(|p| {
+                    let shapes: Vec<Shape> = schemas.iter().filter_map(|s| s.shape(&p)).collect();
+                    (!schemas.is_empty() && shapes.len() == schemas.len())
+                        .then(|| shapes.into_iter().flat_map(|s| s.values.unwrap_or_default()).collect())
+                });
             let Some(mut values) = values.filter(|v: &Vec<String>| !v.is_empty()) else {
                 at(
                     "conditional_bases",
-                    format!("rule {rule}: {pointer:?} must name a field with an enum of values in every message type"),
+                    format!(
+                        "rule {rule}: {pointer:?} must name one field (no `*`) with an enum of values in every message type"
+                    ),
                 );
                 continue;
             };
@@ -334,13 +338,25 @@ impl Agreement {
                 }
             }
         }
-        if let Some(rule) = &file.suppression
-            && (rule.smallest > rule.largest || rule.round_to == 0)
-        {
-            at(
+        // Statistical returns leave only under a rule that hides small numbers: secondary
+        // suppression, and rounding (without it, chains of suppressed cells can be solved exactly).
+        let statistical = file.message_types.iter().any(|m| m == "funder_return");
+        match &file.suppression {
+            Some(rule) if rule.smallest > rule.largest || rule.round_to < 2 || !rule.secondary => at(
                 "suppression",
-                "smallest must not exceed largest, and round_to must be at least 1".into(),
-            );
+                format!(
+                    "rule {}: smallest must not exceed largest, round_to must be at least 2, and secondary must be on",
+                    rules::STATISTICS_NEED_SUPPRESSION
+                ),
+            ),
+            None if statistical => at(
+                "suppression",
+                format!(
+                    "rule {}: a statistical return needs a [suppression] rule",
+                    rules::STATISTICS_NEED_SUPPRESSION
+                ),
+            ),
+            _ => {}
         }
         if let Some(code) = &file.consent.overriding_basis {
             let overrides = matches!(

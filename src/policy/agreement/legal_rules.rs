@@ -28,6 +28,7 @@ pub mod rules {
     pub const IDENTIFIED_NHS_NUMBER_IS_INDEXED: &str = "identified_nhs_number_is_indexed";
     pub const OPT_OUT_APPLIES_OR_EXEMPT: &str = "national_data_opt_out_applies_or_is_exempt";
     pub const OVERRIDING_BASIS_OVERRIDES: &str = "overriding_basis_is_common_law_or_statute";
+    pub const STATISTICS_NEED_SUPPRESSION: &str = "statistical_returns_need_suppression";
 }
 
 /// The legal consistency rules, as (rule, explanation) for each breach.
