@@ -378,6 +378,40 @@ impl Agreement {
                 );
             }
         }
+        // An exemption from the national data opt-out must be what the agreement's own terms say.
+        if let Some(exemption) = file.national_data_opt_out_exemption {
+            use super::OptOutExemption as E;
+            use crate::legal::{Art9, CommonLaw, LegalBasis as B};
+            let has = |f: &dyn Fn(&B) -> bool| legal_bases.iter().any(f);
+            let fits = match exemption {
+                E::Consent => matches!(
+                    file.consent.model,
+                    ConsentModel::Explicit | ConsentModel::AllContributors
+                ),
+                E::DirectCare => has(&|b| matches!(b, B::Art9(Art9::H))),
+                E::Safeguarding => has(&|b| matches!(b, B::Schedule1(s) if s.paragraph() == 18)),
+                E::LegalRequirement => has(&|b| matches!(b, B::CommonLaw(CommonLaw::LegalRequirement) | B::Statute(_))),
+                E::Anonymised => {
+                    file.subject_index.is_empty()
+                        && !fields
+                            .iter()
+                            .any(|f| f.class == FieldClass::Identifying && f.op != Op::Drop)
+                }
+            };
+            if !fits {
+                at(
+                    "national_data_opt_out_exemption",
+                    format!(
+                        "rule {}: {} does not fit this agreement (consent needs an explicit or all-contributors \
+                         model; direct_care an Art 9(2)(h) condition; safeguarding Sch 1 para 18; \
+                         legal_requirement a legal requirement or statutory gateway; anonymised no identifying \
+                         field and no subject index)",
+                        rules::OPT_OUT_EXEMPTION_FITS,
+                        exemption.code()
+                    ),
+                );
+            }
+        }
         if file.national_data_opt_out_applies == file.national_data_opt_out_exemption.is_some() {
             at(
                 "national_data_opt_out_exemption",

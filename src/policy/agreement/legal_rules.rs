@@ -29,6 +29,7 @@ pub mod rules {
     pub const OPT_OUT_APPLIES_OR_EXEMPT: &str = "national_data_opt_out_applies_or_is_exempt";
     pub const OVERRIDING_BASIS_OVERRIDES: &str = "overriding_basis_is_common_law_or_statute";
     pub const STATISTICS_NEED_SUPPRESSION: &str = "statistical_returns_need_suppression";
+    pub const OPT_OUT_EXEMPTION_FITS: &str = "opt_out_exemption_fits_the_agreement";
 }
 
 /// The legal consistency rules, as (rule, explanation) for each breach.
