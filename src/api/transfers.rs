@@ -65,16 +65,6 @@ async fn read_body_within(req: &HttpRequest, mut payload: web::Payload, limit: u
     Ok(ReadBody::Complete(body))
 }
 
-/// An agreement id from the URL as the ledger may hold it: a loaded agreement's id, or `unknown`
-/// for any other text a caller typed — never the text, nor a digest of it (it may be anything: a
-/// spreadsheet formula, or an NHS number, whose digest a search of ten-digit numbers reverses).
-fn recordable(state: &AppState, id: &str) -> String {
-    match state.catalogue.agreements.get(id) {
-        Some(a) => a.id().to_owned(),
-        None => "unknown".to_owned(),
-    }
-}
-
 /// The header a client sends to make a retried POST safe.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -212,7 +202,11 @@ pub async fn submit(
         ),
         ReadBody::TooLarge => (Body::TooLarge, None, None),
     };
-    let recorded_id = recordable(&state, &agreement_id);
+    // The one look-up of the agreement in the handler (the core does its own). An id that names
+    // no agreement is recorded as `unknown`: never the text typed, nor a digest of it (it may be
+    // anything, a spreadsheet formula or an NHS number, whose digest a search reverses).
+    let agreement = state.catalogue.agreements.get(&agreement_id);
+    let recorded_id = agreement.map_or("unknown", |a| a.id()).to_owned();
     let attempt = Attempt {
         at: ledger_time(state.clock.now()),
         transfer_id: Uuid::now_v7(),
@@ -220,8 +214,6 @@ pub async fn submit(
         system_id: &system.id,
         received_sha256,
     };
-    // The one look-up of the agreement in the handler (the core does its own).
-    let agreement = state.catalogue.agreements.get(&agreement_id);
     let role = agreement
         .and_then(|a| a.acting_role(&user.roles))
         .or(user.roles.first().copied())

@@ -68,6 +68,17 @@ impl Chain {
         Ok(())
     }
 
+    /// Whether each entry is the one this chain holds at its place (its Merkle leaf); `None` if
+    /// the chain does not reach one of them yet.
+    pub fn holds(&self, entries: &[super::Entry]) -> Option<bool> {
+        let mut all = true;
+        for e in entries {
+            let held = usize::try_from(e.seq - 1).ok().and_then(|i| self.leaves.get(i))?;
+            all &= *held == super::Entry::leaf(e.seq, &e.prev_hash, &e.event);
+        }
+        Some(all)
+    }
+
     pub(crate) fn append(&mut self, seq: i64, hash: Hash, leaf: Hash) {
         self.seq = seq;
         self.hash = hash;

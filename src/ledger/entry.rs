@@ -261,6 +261,24 @@ pub fn same_person(a: &Event, b: &Event) -> bool {
 }
 
 impl Event {
+    /// The fields version 2 of the encoding adds, in encoding order.
+    fn v2_fields(&self) -> [&Option<String>; 7] {
+        [
+            &self.destination,
+            &self.gateway,
+            &self.user_issuer,
+            &self.consent_given_by,
+            &self.capacity_ref,
+            &self.subject_informed_reason,
+            &self.national_data_opt_out,
+        ]
+    }
+
+    /// Whether the event needs version 2 of the encoding: one of its fields is present.
+    fn has_v2_fields(&self) -> bool {
+        self.v2_fields().iter().any(|f| f.is_some())
+    }
+
     /// A permitted decision (sent, or held for approval): its legal bases are what it relied on.
     pub fn permitted(&self) -> bool {
         matches!(self.decision, Some(DecisionKind::Permit | DecisionKind::Hold))
@@ -298,17 +316,7 @@ impl Entry {
     /// every entry written before them keeps its version 1 bytes and hash.
     pub fn canonical_bytes(seq: i64, prev_hash: &Hash, e: &Event) -> Vec<u8> {
         let mut b = Vec::with_capacity(512);
-        let v2 = [
-            &e.destination,
-            &e.gateway,
-            &e.user_issuer,
-            &e.consent_given_by,
-            &e.capacity_ref,
-            &e.subject_informed_reason,
-            &e.national_data_opt_out,
-        ]
-        .iter()
-        .any(|f| f.is_some());
+        let v2 = e.has_v2_fields();
         b.extend_from_slice(if v2 { TAG_V2 } else { TAG_V1 });
         b.extend_from_slice(prev_hash);
         b.extend_from_slice(&seq.to_be_bytes());
@@ -355,13 +363,7 @@ impl Entry {
         o(&mut b, &e.review_due);
         o(&mut b, &e.subject_informed_due);
         if v2 {
-            o(&mut b, &e.destination);
-            o(&mut b, &e.gateway);
-            o(&mut b, &e.user_issuer);
-            o(&mut b, &e.consent_given_by);
-            o(&mut b, &e.capacity_ref);
-            o(&mut b, &e.subject_informed_reason);
-            o(&mut b, &e.national_data_opt_out);
+            e.v2_fields().into_iter().for_each(|f| o(&mut b, f));
         }
         b
     }
@@ -435,18 +437,7 @@ impl Entry {
             event.subject_informed_reason = o(&mut r)?;
             event.national_data_opt_out = o(&mut r)?;
             // Version 2 without any of its fields is not an encoding this code writes.
-            let any = [
-                &event.destination,
-                &event.gateway,
-                &event.user_issuer,
-                &event.consent_given_by,
-                &event.capacity_ref,
-                &event.subject_informed_reason,
-                &event.national_data_opt_out,
-            ]
-            .iter()
-            .any(|f| f.is_some());
-            if !any {
+            if !event.has_v2_fields() {
                 return None;
             }
         }

@@ -366,12 +366,7 @@ async fn a_dpo_finds_every_disclosure_about_one_person() {
         &crate::helpers::pki().auditor,
         &crate::helpers::token("daphne", &["dpo"]),
     );
-    let r = dpo
-        .post(app.url("/v1/subject-disclosures"))
-        .json(&json!({"nhs_number": nhs}))
-        .send()
-        .await
-        .unwrap();
+    let r = subject_access(&app, &dpo, &nhs).await;
     assert_eq!(r.status().as_u16(), 200);
     let text = r.text().await.unwrap();
     assert!(!text.contains(&nhs), "the answer does not repeat the number");
@@ -421,28 +416,12 @@ async fn a_dpo_finds_every_disclosure_about_one_person() {
         &crate::helpers::pki().sender,
         &crate::helpers::token("daphne", &["dpo"]),
     );
-    let r = dpo_through_case_system
-        .post(app.url("/v1/subject-disclosures"))
-        .json(&json!({"nhs_number": nhs}))
-        .send()
-        .await
-        .unwrap();
+    let r = subject_access(&app, &dpo_through_case_system, &nhs).await;
     assert_eq!(r.status().as_u16(), 403);
 
-    let not_dpo = app
-        .auditor
-        .post(app.url("/v1/subject-disclosures"))
-        .json(&json!({"nhs_number": nhs}))
-        .send()
-        .await
-        .unwrap();
+    let not_dpo = subject_access(&app, &app.auditor, &nhs).await;
     assert_eq!(not_dpo.status().as_u16(), 403);
-    let bad = dpo
-        .post(app.url("/v1/subject-disclosures"))
-        .json(&json!({"nhs_number": "9997654320"}))
-        .send()
-        .await
-        .unwrap();
+    let bad = subject_access(&app, &dpo, "9997654320").await;
     assert_eq!(bad.status().as_u16(), 422);
     assert!(!bad.text().await.unwrap().contains("9997654320"));
 }
@@ -661,10 +640,7 @@ async fn a_funder_return_leaves_with_small_numbers_suppressed() {
         ..Spawn::default()
     })
     .await;
-    let table: Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::helpers::repo().join("examples/funder_return.json")).unwrap(),
-    )
-    .unwrap();
+    let table = example("funder_return.json");
     let (status, body, _) = app.post("nvtt-funder-return", "funder_return", &table).await;
     assert_eq!(status, 202, "{body}");
     let id = body["transfer_id"].as_str().unwrap().to_owned();
@@ -702,10 +678,7 @@ async fn a_funder_return_leaves_with_small_numbers_suppressed() {
 #[tokio::test]
 async fn a_couples_update_leaves_only_with_every_contributors_consent() {
     let app = TestApp::spawn().await;
-    let example: Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::helpers::repo().join("examples/couples_gp_update.json")).unwrap(),
-    )
-    .unwrap();
+    let example = example("couples_gp_update.json");
     let (status, body, _) = app.post_envelope("nvtt-couples-gp-update", &example).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(
@@ -768,4 +741,19 @@ async fn typed_references_never_reach_the_database_as_typed() {
             "{typed} is in the database files"
         );
     }
+}
+
+/// A subject access request for `nhs_number`, in the body, as `client`.
+async fn subject_access(app: &TestApp, client: &reqwest::Client, nhs_number: &str) -> reqwest::Response {
+    client
+        .post(app.url("/v1/subject-disclosures"))
+        .json(&json!({"nhs_number": nhs_number}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// One of the README's example files under `examples/`.
+fn example(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(crate::helpers::repo().join("examples").join(name)).unwrap()).unwrap()
 }
