@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod console;
 pub mod delivery;
 pub mod ledger;
 pub mod platform;

@@ -65,6 +65,16 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body: code, message, violations (pointers and rules, never values).
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+
     pub fn new(status: StatusCode, code: &str, message: &str) -> Self {
         Self {
             status,

@@ -25,10 +25,10 @@ use crate::policy::schemas::Violation;
 pub struct Judgement {
     /// A reason or outcome code (the 422 names the allowed ones).
     #[serde(alias = "outcome")]
-    reason: String,
+    pub(crate) reason: String,
     /// A reference in the case record where the full note is kept.
     #[serde(default)]
-    note_ref: Option<String>,
+    pub(crate) note_ref: Option<String>,
 }
 
 /// That the person was told, and where in the case record that is noted.
@@ -37,7 +37,7 @@ pub struct Judgement {
 pub struct Informed {
     /// A case-record reference (letters, digits, `._:/-`), never the note itself.
     #[serde(default)]
-    note_ref: Option<String>,
+    pub(crate) note_ref: Option<String>,
 }
 
 fn invalid(pointer: &str, rule: &str, message: String) -> ApiError {
@@ -79,8 +79,8 @@ fn require(user: &User, role: UserRole) -> Result<(), ApiError> {
 
 /// The transfer, if the calling system belongs to the organisation that sent it (it is one of the
 /// agreement's sending systems). Others learn nothing, not even that it exists.
-async fn record(state: &AppState, path: web::Path<String>, system: &str) -> Result<TransferRecord, ApiError> {
-    let id = Uuid::parse_str(&path.into_inner()).map_err(|_| ApiError::not_found())?;
+pub(crate) async fn record(state: &AppState, id: &str, system: &str) -> Result<TransferRecord, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found())?;
     let r = state.ledger.transfer(id).await?.ok_or_else(ApiError::not_found)?;
     let ours = r.sender_system == system
         || state
@@ -167,11 +167,15 @@ fn event(
 }
 
 fn answer(r: &TransferRecord, status: TransferStatus, seq: i64) -> HttpResponse {
-    HttpResponse::Ok().json(Receipt {
+    HttpResponse::Ok().json(receipt(r, status, seq))
+}
+
+fn receipt(r: &TransferRecord, status: TransferStatus, seq: i64) -> Receipt {
+    Receipt {
         transfer_id: r.transfer_id,
         status,
         ledger_seq: seq,
-    })
+    }
 }
 
 fn conflict(code: &str, message: &str) -> ApiError {
@@ -187,8 +191,21 @@ async fn judge_held(
 ) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
-    require(&user, UserRole::Director)?;
-    let r = record(&state, path, &system.id).await?;
+    let receipt = judge(&state, system, &user, &path.into_inner(), &body, approve).await?;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// A director approves or refuses a held transfer: the steps every edge shares.
+pub(crate) async fn judge(
+    state: &AppState,
+    system: &crate::app::config::SystemConfig,
+    user: &User,
+    transfer_id: &str,
+    body: &Judgement,
+    approve: bool,
+) -> Result<Receipt, ApiError> {
+    require(user, UserRole::Director)?;
+    let r = record(state, transfer_id, &system.id).await?;
     let reason = if approve {
         code::<ApproveReason>(&body, "/reason")?.code()
     } else {
@@ -198,8 +215,8 @@ async fn judge_held(
     if r.status != TransferStatus::Held {
         return Err(conflict("not_held", "This transfer is not waiting for approval."));
     }
-    let decision = decision_of(&state, &r).await?;
-    two_people(&decision, &user)?;
+    let decision = decision_of(state, &r).await?;
+    two_people(&decision, user)?;
     if approve {
         let agreement = state.catalogue.agreements.get(&r.agreement_id).map(AsRef::as_ref);
         approvable(agreement, decision.agreement_hash.as_deref(), state.clock.today())
@@ -211,12 +228,12 @@ async fn judge_held(
         TransferStatus::Refused
     };
     let mut e = event(
-        &state,
+        state,
         &r,
         EventKind::Approval,
         status,
         &system.id,
-        &user,
+        user,
         UserRole::Director,
     );
     e.decision = Some(if approve {
@@ -236,7 +253,7 @@ async fn judge_held(
         state.delivery.wake();
     }
     tracing::info!(transfer_id = %r.transfer_id, approved = approve, seq = receipt.seq, "held transfer decided by a director");
-    Ok(answer(&r, status, receipt.seq))
+    Ok(self::receipt(&r, status, receipt.seq))
 }
 
 /// A director approves a held transfer, which is then queued for delivery. Never their own.
@@ -287,7 +304,7 @@ pub async fn review(
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
     require(&user, UserRole::Director)?;
-    let r = record(&state, path, &system.id).await?;
+    let r = record(&state, &path.into_inner(), &system.id).await?;
     two_people(&decision_of(&state, &r).await?, &user)?;
     let outcome = code::<ReviewOutcome>(&body, "/outcome")?;
     check_note_ref(body.note_ref.as_ref())?;
@@ -325,7 +342,20 @@ pub async fn subject_informed(
 ) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
-    let r = record(&state, path, &system.id).await?;
+    let receipt = informed(&state, system, &user, &path.into_inner(), &body).await?;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// Someone who may send under the agreement records that the person was told: the steps every
+/// edge shares.
+pub(crate) async fn informed(
+    state: &AppState,
+    system: &crate::app::config::SystemConfig,
+    user: &User,
+    transfer_id: &str,
+    body: &Informed,
+) -> Result<Receipt, ApiError> {
+    let r = record(state, transfer_id, &system.id).await?;
     // Whoever may send under the agreement may record that the person was told.
     let role = state
         .catalogue
@@ -334,20 +364,43 @@ pub async fn subject_informed(
         .and_then(|a| a.acting_role(&user.roles))
         .ok_or(ApiError::role_required(UserRole::Practitioner))?;
     check_note_ref(body.note_ref.as_ref())?;
-    let mut e = event(&state, &r, EventKind::Notification, r.status, &system.id, &user, role);
+    let mut e = event(state, &r, EventKind::Notification, r.status, &system.id, user, role);
     e.detail = body.note_ref.as_deref().map(|r| state.catalogue.reference(r));
     let receipt = state
         .ledger
         .follow_up(e)
         .await?
         .ok_or_else(|| conflict("no_notification_due", "This transfer has no notification outstanding."))?;
-    Ok(answer(&r, r.status, receipt.seq))
+    Ok(self::receipt(&r, r.status, receipt.seq))
 }
 
 /// The calling system's own follow-ups only.
 async fn list(state: &AppState, which: FollowUp, system: &str) -> Result<HttpResponse, ApiError> {
-    let rows = state.ledger.follow_ups(which, Some(system), 1000).await?;
+    let rows = follow_ups_of(state, which, system).await?;
     Ok(HttpResponse::Ok().json(FollowUps { transfers: rows }))
+}
+
+/// A system's follow-ups of one kind (held, reviews overdue, notifications due), soonest first.
+pub(crate) async fn follow_ups_of(
+    state: &AppState,
+    which: FollowUp,
+    system: &str,
+) -> Result<Vec<TransferRecord>, ApiError> {
+    Ok(state.ledger.follow_ups(which, Some(system), 1000).await?)
+}
+
+/// Directors may see the held queue and overdue reviews; 403 naming the role otherwise.
+pub(crate) fn director(user: &User) -> Result<(), ApiError> {
+    require(user, UserRole::Director)
+}
+
+/// Who may see notifications due: those who send.
+pub(crate) fn notifier(user: &User) -> Result<(), ApiError> {
+    if user.has(UserRole::Practitioner) || user.has(UserRole::SafeguardingLead) {
+        Ok(())
+    } else {
+        Err(ApiError::role_required(UserRole::Practitioner))
+    }
 }
 
 /// Held transfers, for directors.
@@ -376,9 +429,6 @@ pub async fn overdue_reviews(req: HttpRequest, state: web::Data<AppState>) -> Re
         (status = 403, description = "Neither practitioner nor safeguarding lead (`role_required`).", body = ErrorBody)))]
 pub async fn notifications_due(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
-    let user = user(&req, &state)?;
-    if !(user.has(UserRole::Practitioner) || user.has(UserRole::SafeguardingLead)) {
-        return Err(ApiError::role_required(UserRole::Practitioner));
-    }
+    notifier(&user(&req, &state)?)?;
     list(&state, FollowUp::NotificationsDue, &system.id).await
 }

@@ -2,12 +2,12 @@
 //! they hold no SQL and make no outbound calls.
 
 mod agreements;
-mod bodies;
+pub(crate) mod bodies;
 mod error;
-mod follow_ups;
+pub(crate) mod follow_ups;
 mod ledger;
 pub mod openapi;
-mod transfers;
+pub(crate) mod transfers;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -36,6 +36,11 @@ impl Systems {
         Self {
             by_identity: systems.iter().map(|s| (s.identity.clone(), s.clone())).collect(),
         }
+    }
+
+    /// A registered system by its id.
+    pub fn by_id(&self, id: &str) -> Option<&SystemConfig> {
+        self.by_identity.values().find(|s| s.id == id)
     }
 
     fn find(&self, identities: &[String]) -> Option<&SystemConfig> {
@@ -200,7 +205,7 @@ fn monitor<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a SystemConfi
     }
 }
 
-fn has_role(system: &SystemConfig, role: SystemRole) -> bool {
+pub(crate) fn has_role(system: &SystemConfig, role: SystemRole) -> bool {
     system.roles.contains(&role)
 }
 
@@ -285,6 +290,18 @@ async fn subject_disclosures(
 ) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
+    let answer = subject_access(&state, system, &user, &body.nhs_number).await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// Every disclosure about the person with this NHS number, asked by a DPO through the DPO's
+/// system; the lookup is recorded without the number. The steps every edge shares.
+pub(crate) async fn subject_access(
+    state: &AppState,
+    system: &SystemConfig,
+    user: &crate::platform::auth::User,
+    nhs_number: &str,
+) -> Result<crate::audit::subject_access::Answer, ApiError> {
     // Only through the DPO's own system, by a user with the DPO role.
     if !has_role(system, SystemRole::Dpo) {
         return Err(ApiError::forbidden());
@@ -292,7 +309,7 @@ async fn subject_disclosures(
     if !user.has(crate::platform::auth::UserRole::Dpo) {
         return Err(ApiError::role_required(crate::platform::auth::UserRole::Dpo));
     }
-    let Ok(nhs) = crate::policy::nhs_number::NhsNumber::parse(&body.nhs_number) else {
+    let Ok(nhs) = crate::policy::nhs_number::NhsNumber::parse(nhs_number) else {
         return Err(ApiError::new(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_nhs_number",
@@ -322,7 +339,7 @@ async fn subject_disclosures(
     )
     .await?;
     tracing::info!(lookup_id = %answer.lookup_id, found = answer.disclosures.len(), "subject access lookup");
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(answer)
 }
 
 /// Operational endpoints, like every other, answer registered systems only.

@@ -9,18 +9,19 @@ use uuid::Uuid;
 
 use super::bodies::{Receipt, TransferCounts, TransferDetail, TransferPage};
 use super::{ApiError, AppState, ErrorBody, auditor, caller, has_role, user};
-use crate::app::config::SystemRole;
+use crate::app::config::{SystemConfig, SystemRole};
 use crate::ledger::record::{self, Actor, Attempt};
 use crate::ledger::{
     Enqueue, Event, HeldQuota, IdempotencyKey, IdempotentOriginal, LedgerError, TransferQuery, TransferStatus,
     ledger_time,
 };
-use crate::platform::auth::UserRole;
+use crate::platform::auth::{User, UserRole};
 use crate::platform::clock::WallClock;
 use crate::policy::decision::{Body, ConsentRecord, Decision, Disposition, Reason, Refusal, Request, sha256_hex};
 use crate::policy::schemas::Violation;
 
-enum ReadBody {
+/// A request body as read within its limits.
+pub(crate) enum ReadBody {
     Complete(web::BytesMut),
     TooLarge,
 }
@@ -90,12 +91,36 @@ fn request_digest(agreement_id: &str, body: &[u8]) -> String {
     sha256_hex(&bytes)
 }
 
-fn accepted(transfer_id: Uuid, status: TransferStatus, ledger_seq: i64) -> HttpResponse {
-    HttpResponse::Accepted().json(Receipt {
-        transfer_id,
-        status,
-        ledger_seq,
-    })
+/// What a submission came to: recorded and queued or held, or answered from an earlier request
+/// with the same idempotency key.
+#[derive(Debug)]
+pub(crate) struct Submitted {
+    pub receipt: Receipt,
+    pub replayed: bool,
+}
+
+fn accepted(transfer_id: Uuid, status: TransferStatus, ledger_seq: i64) -> Submitted {
+    Submitted {
+        receipt: Receipt {
+            transfer_id,
+            status,
+            ledger_seq,
+        },
+        replayed: false,
+    }
+}
+
+impl Submitted {
+    fn into_response(self) -> HttpResponse {
+        let mut response = HttpResponse::Accepted().json(self.receipt);
+        if self.replayed {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+                actix_web::http::header::HeaderValue::from_static("true"),
+            );
+        }
+        response
+    }
 }
 
 /// What to do with a request, once its idempotency key (if any) is looked up.
@@ -126,19 +151,16 @@ async fn replay(
     digest: &str,
     attempt: &Attempt<'_>,
     actor: Actor<'_>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Submitted, ApiError> {
     if original.request_sha256 == digest {
         let status = state
             .ledger
             .transfer(original.transfer_id)
             .await?
             .map_or(TransferStatus::Accepted, |r| r.status);
-        let mut response = accepted(original.transfer_id, status, original.ledger_seq);
-        response.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
-            actix_web::http::header::HeaderValue::from_static("true"),
-        );
-        return Ok(response);
+        let mut submitted = accepted(original.transfer_id, status, original.ledger_seq);
+        submitted.replayed = true;
+        return Ok(submitted);
     }
     let reason = Reason::IdempotencyKeyReused;
     let receipt = state
@@ -185,16 +207,40 @@ pub async fn submit(
     // Nothing is read or recorded before someone is accountable: a system that may send, and a
     // user with a valid token. Refusals before that are counted and logged only.
     let user = user(&req, &state)?;
-    if !has_role(system, SystemRole::Sender) {
-        state.metrics.refused_unrecorded(&system.id, "not_a_sender");
-        tracing::warn!(system = %system.id, "transfer refused: the system may not send (not recorded)");
-        return Err(ApiError::forbidden());
-    }
+    may_send(&state, system)?;
     let agreement_id = path.into_inner();
     let key = idempotency_key(&req)?;
     let deadline = std::time::Duration::from_secs(state.limits.body_read_secs);
     let body = read_body(&req, payload, state.limits.max_body_bytes, deadline).await?;
-    let (body, received_sha256, digest) = match &body {
+    Ok(submit_as(&state, system, &user, &agreement_id, &body, key, started)
+        .await?
+        .into_response())
+}
+
+/// The system may send (its registration gives it the sender role); otherwise 403, counted and
+/// logged, not recorded.
+pub(crate) fn may_send(state: &AppState, system: &SystemConfig) -> Result<(), ApiError> {
+    if has_role(system, SystemRole::Sender) {
+        return Ok(());
+    }
+    state.metrics.refused_unrecorded(&system.id, "not_a_sender");
+    tracing::warn!(system = %system.id, "transfer refused: the system may not send (not recorded)");
+    Err(ApiError::forbidden())
+}
+
+/// A transfer asked for by `user` through `system` (already identified, and allowed to send),
+/// with its body read: the steps every edge shares (the API, the console).
+pub(crate) async fn submit_as(
+    state: &AppState,
+    system: &SystemConfig,
+    user: &User,
+    agreement_id: &str,
+    body: &ReadBody,
+    key: Option<String>,
+    started: std::time::Instant,
+) -> Result<Submitted, ApiError> {
+    let agreement_id = agreement_id.to_owned();
+    let (body, received_sha256, digest) = match body {
         ReadBody::Complete(b) => (
             Body::Complete(b),
             Some(sha256_hex(b)),
@@ -224,8 +270,8 @@ pub async fn submit(
         role,
     };
     let key = key.filter(|_| digest.is_some());
-    if let NextAction::Replay(original) = next_action(&state, &system.id, key.as_deref()).await? {
-        return replay(&state, original, digest.as_deref().unwrap_or_default(), &attempt, actor).await;
+    if let NextAction::Replay(original) = next_action(state, &system.id, key.as_deref()).await? {
+        return replay(state, original, digest.as_deref().unwrap_or_default(), &attempt, actor).await;
     }
     let decision = state.catalogue.decide(&Request {
         transfer_id: attempt.transfer_id,
@@ -255,7 +301,7 @@ pub async fn submit(
                     per_user: state.limits.held_per_user,
                 }),
             };
-            match commit_permit(&state, event, enqueue, bound).await? {
+            match commit_permit(state, event, enqueue, bound).await? {
                 Committed::Recorded { status, seq } => {
                     let outcome = if status == TransferStatus::Held {
                         "held"
@@ -272,9 +318,9 @@ pub async fn submit(
                 // fresh refusal record, so nothing of the permit (follow-ups, subject index)
                 // attaches to a transfer that was never made.
                 Committed::KeyTaken(original) => {
-                    replay(&state, original, digest.as_deref().unwrap_or_default(), &attempt, actor).await
+                    replay(state, original, digest.as_deref().unwrap_or_default(), &attempt, actor).await
                 }
-                Committed::HeldQuotaExceeded => held_quota_exceeded(&state, &attempt, actor, metric_agreement).await,
+                Committed::HeldQuotaExceeded => held_quota_exceeded(state, &attempt, actor, metric_agreement).await,
             }
         }
         Decision::Refuse(refusal) => {
@@ -300,7 +346,7 @@ async fn held_quota_exceeded(
     attempt: &Attempt<'_>,
     actor: Actor<'_>,
     metric_agreement: &str,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Submitted, ApiError> {
     const CODE: &str = "held_quota_exceeded";
     let receipt = state.ledger.append(record::refused(attempt, Some(actor), CODE)).await?;
     state.metrics.transfer(metric_agreement, "refused", CODE, 0.0);
@@ -383,25 +429,25 @@ pub async fn show(
     Ok(HttpResponse::Ok().json(TransferDetail { record, history }))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// accepted, held, refused, retrying, delivered or undeliverable.
     #[param(value_type = Option<TransferStatus>)]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// RFC 3339; decisions at or after.
     #[param(format = DateTime)]
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// RFC 3339; decisions before.
     #[param(format = DateTime)]
-    until: Option<String>,
+    pub(crate) until: Option<String>,
     /// 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// The previous page's `next_cursor`.
     #[param(minimum = 0)]
-    cursor: Option<i64>,
+    pub(crate) cursor: Option<i64>,
 }
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -444,6 +490,33 @@ async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     auditor(&req, &state)?;
+    let (transfers, next_cursor) = page(&state, agreement_id.as_deref(), &params).await?;
+    let wants_csv = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        let mut response = HttpResponse::Ok();
+        response.content_type("text/csv; charset=utf-8");
+        if let Some(c) = next_cursor {
+            response.insert_header(("x-next-cursor", c.to_string()));
+        }
+        return Ok(response.body(crate::audit::report::csv(&transfers)));
+    }
+    Ok(HttpResponse::Ok().json(TransferPage {
+        agreement_id,
+        transfers,
+        next_cursor,
+    }))
+}
+
+/// A page of transfers (for an auditor: the caller checks), with the cursor of the next page.
+pub(crate) async fn page(
+    state: &AppState,
+    agreement_id: Option<&str>,
+    params: &ListParams,
+) -> Result<(Vec<crate::ledger::TransferRecord>, Option<i64>), ApiError> {
     let mut violations = Vec::new();
     let mut bad = |name: &str, message: &str| {
         violations.push(Violation {
@@ -487,7 +560,7 @@ async fn list(
     }
     // One more than asked for tells whether there is a next page.
     let query = TransferQuery {
-        agreement_id: agreement_id.clone(),
+        agreement_id: agreement_id.map(str::to_owned),
         status,
         since,
         until,
@@ -501,24 +574,7 @@ async fn list(
     } else {
         None
     };
-    let wants_csv = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/csv"));
-    if wants_csv {
-        let mut response = HttpResponse::Ok();
-        response.content_type("text/csv; charset=utf-8");
-        if let Some(c) = next_cursor {
-            response.insert_header(("x-next-cursor", c.to_string()));
-        }
-        return Ok(response.body(crate::audit::report::csv(&transfers)));
-    }
-    Ok(HttpResponse::Ok().json(TransferPage {
-        agreement_id,
-        transfers,
-        next_cursor,
-    }))
+    Ok((transfers, next_cursor))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -63,6 +63,9 @@ pub struct Config {
     /// configured listen port (set it when several gateways on one host listen on port 0).
     #[serde(default)]
     pub gateway_id: Option<String>,
+    /// The console for people (a second listener), if configured.
+    #[serde(default)]
+    pub console: Option<crate::console::ConsoleSettings>,
 }
 
 /// Signed checkpoints over the ledger.
@@ -365,9 +368,13 @@ impl Config {
             for p in [&mut i.public_key, &mut i.jwks, &mut i.dev_signing_key]
                 .into_iter()
                 .flatten()
+                .chain(i.oidc.as_mut().map(|o| &mut o.client_secret_file))
             {
                 rebase(p);
             }
+        }
+        if let Some(console) = &mut self.console {
+            console.resolve_paths(base);
         }
         rebase(&mut self.tls.server_cert);
         rebase(&mut self.tls.server_key);
@@ -520,6 +527,7 @@ impl Config {
         if self.limits.max_body_bytes == 0 {
             problems.push("limits.max_body_bytes must be positive".to_owned());
         }
+        problems.extend(self.console.iter().flat_map(|c| c.problems(self)));
         problems
     }
 

@@ -66,6 +66,9 @@ pub fn production_problems(config: &Config) -> Vec<String> {
             ));
         }
     }
+    if let Some(console) = &config.console {
+        problems.extend(console.production_problems(config));
+    }
     if config.tls.crls.is_empty() {
         problems.push("no CRL configured (tls.crls): revoked client certificates would be accepted".into());
     }

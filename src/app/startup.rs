@@ -54,6 +54,8 @@ pub fn checkpoint_log(config: &Config) -> Option<crate::audit::checkpoint_log::C
 pub struct Application {
     addr: SocketAddr,
     server: actix_web::dev::Server,
+    /// The console's listener, server and shared state, when configured.
+    console: Option<(SocketAddr, actix_web::dev::Server, web::Data<crate::console::Console>)>,
     ledger: Arc<dyn Ledger>,
     delivery: Arc<Delivery>,
     checkpointer: Arc<Checkpointer>,
@@ -138,6 +140,18 @@ impl Application {
             ),
             tls: verifier.clone(),
         });
+        let console = match &config.console {
+            Some(settings) => {
+                let c = web::Data::new(crate::console::Console::new(
+                    &config,
+                    settings.clone(),
+                    ledger.sessions(),
+                ));
+                let (addr, server) = crate::console::server(&config, settings, state.clone(), c.clone())?;
+                Some((addr, server, c))
+            }
+            None => None,
+        };
         let connections = api::Connections::new(config.limits.connections_per_identity.max(1));
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
             .on_connect(api::on_connect(connections))
@@ -148,6 +162,7 @@ impl Application {
         Ok(Self {
             addr,
             server,
+            console,
             ledger,
             delivery,
             checkpointer,
@@ -162,6 +177,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Where the console listens, when configured.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().map(|(a, _, _)| *a)
     }
 
     /// This gateway's id, in delivery events, claims, `/readyz` and logs.
@@ -180,7 +200,14 @@ impl Application {
         let reports = tokio::spawn(self.delivery.watch_reports());
         let checkpoints = tokio::spawn(self.checkpointer.run());
         let crls = tokio::spawn(self.verifier.watch(self.crl_reload));
+        let console = self
+            .console
+            .map(|(_, server, c)| (tokio::spawn(server), tokio::spawn(crate::console::expire_sessions(c))));
         let result = self.server.await;
+        if let Some((server, sessions)) = console {
+            server.abort();
+            sessions.abort();
+        }
         worker.abort();
         reports.abort();
         expiry.abort();

@@ -41,6 +41,9 @@ pub(super) async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<Exi
         app.gateway_id(),
         app.addr()
     );
+    if let Some(console) = app.console_addr() {
+        eprintln!("console for people: https://{console}/ (sign in in a browser)");
+    }
     app.run_until_stopped().await.map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }

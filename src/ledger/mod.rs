@@ -27,7 +27,7 @@ pub use self::chain::*;
 pub use self::entry::*;
 pub use self::error::*;
 pub use self::read_model::*;
-pub use self::sql::SqlLedger;
+pub use self::sql::{SessionStore, SqlLedger, StoredSession};
 pub use self::verify::*;
 
 /// A permitted transfer's place in the outbox.
@@ -115,6 +115,8 @@ pub struct OutboxItem {
 /// The ledger's storage. Implementations hold all SQL; chain logic is shared here.
 #[async_trait]
 pub trait Ledger: Send + Sync {
+    /// The console's sessions, kept in a table of the same database (not in the ledger).
+    fn sessions(&self) -> SessionStore;
     /// Appends one event durably; returns only once it is committed.
     async fn append(&self, event: Event) -> Result<Receipt, LedgerError>;
     /// Appends an accepted decision, its outbox entry and (if given) its idempotency key in one

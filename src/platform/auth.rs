@@ -90,6 +90,10 @@ pub struct IssuerConfig {
     /// The registered systems its users may act through; a token used through any other system
     /// is refused (`token_issuer_not_for_system`).
     pub systems: Vec<String>,
+    /// The console's sign-in client at this issuer (OpenID Connect), if people sign in with it.
+    /// Its keys then come from the provider's discovery document.
+    #[serde(default)]
+    pub oidc: Option<crate::console::OidcClientSettings>,
 }
 
 /// Why a token was refused. Codes are stable; none carries token contents.
@@ -235,7 +239,7 @@ impl Authenticator {
                     });
                 }
             }
-            if keys.is_empty() {
+            if keys.is_empty() && i.oidc.is_none() {
                 return Err(problem("has no key (public_key or jwks)".into()));
             }
             issuers.push(Issuer {
@@ -331,13 +335,34 @@ impl Authenticator {
         if exp.saturating_sub(issued.min(now)) > self.max_lifetime + self.leeway {
             return Err(TokenError::LifetimeTooLong);
         }
-        let sub = data
-            .claims
+        self.user_from_claims(issuer, &data.claims)
+    }
+
+    /// Whether users of this issuer may act through this registered system.
+    pub fn issuer_may_use(&self, issuer: &str, system: &str) -> bool {
+        self.issuers
+            .iter()
+            .any(|i| i.issuer == issuer && i.systems.iter().any(|s| s == system))
+    }
+
+    /// The user an identity provider vouched for in a verified ID token (the console's sign-in):
+    /// the subject, and the roles this issuer may grant among those it claimed.
+    pub fn user_from_id_token(&self, issuer: &str, claims: &serde_json::Value) -> Result<User, TokenError> {
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.issuer == issuer)
+            .ok_or(TokenError::WrongIssuer)?;
+        self.user_from_claims(issuer, claims)
+    }
+
+    fn user_from_claims(&self, issuer: &Issuer, claims: &serde_json::Value) -> Result<User, TokenError> {
+        let sub = claims
             .get("sub")
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
             .ok_or(TokenError::MissingClaim)?;
-        let roles = match data.claims.get(&self.roles_claim) {
+        let roles = match claims.get(&self.roles_claim) {
             Some(serde_json::Value::String(r)) => vec![r.clone()],
             Some(serde_json::Value::Array(rs)) => rs.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
             _ => Vec::new(),
@@ -418,6 +443,7 @@ mod tests {
             token_type: None,
             roles: vec![UserRole::Practitioner, UserRole::Director],
             systems: vec!["case-system".into()],
+            oidc: None,
         };
         let s = AuthSettings {
             audience: "isa-gateway".into(),

@@ -314,6 +314,33 @@ pub fn server_config(settings: &TlsSettings, verifier: Arc<ClientVerifier>) -> R
     Ok(config)
 }
 
+/// The console's server side: the same versions and provider, no client certificate (people sign
+/// in with their identity provider instead).
+pub fn console_server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(read_certs(cert)?, read_key(key)?)
+        .map_err(|e| TlsError::Rustls(e.to_string()))
+}
+
+/// The client side for an identity provider (the console's sign-in): Mozilla's roots, or only
+/// the given CA.
+pub fn public_client_config(ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
+    let roots = match ca {
+        Some(ca) => roots(read_certs(ca)?, ca)?,
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The client side for an outbound destination: trusts only that destination's CA and presents
 /// the gateway's client certificate.
 pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, TlsError> {

@@ -81,6 +81,11 @@ impl MessageSchema {
     }
 
     /// SHA-256 (hex) of the schema file, recorded with every decision.
+    /// The schema document as written (the console builds its forms from it).
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
     pub fn hash(&self) -> &str {
         &self.hash
     }

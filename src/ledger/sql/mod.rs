@@ -18,10 +18,12 @@ use uuid::Uuid;
 use super::checkpoint::Checkpoint;
 mod outbox;
 mod rows;
+mod sessions;
 mod sync;
 mod writer;
 
 use self::rows::{TRANSFER_COLUMNS, record_from_row};
+pub use self::sessions::{SessionStore, StoredSession};
 pub use self::sync::Dialect;
 use self::sync::{
     RAW_COLUMNS, catch_up, check_head, corrupt, entry_from_row, parse_hash, raw_after, raw_from_row, timestamp, uuid,
@@ -182,6 +184,12 @@ impl SqlLedger {
 
 #[async_trait]
 impl Ledger for SqlLedger {
+    fn sessions(&self) -> SessionStore {
+        SessionStore {
+            pool: self.pool.clone(),
+        }
+    }
+
     async fn append(&self, event: Event) -> Result<Receipt, LedgerError> {
         self.writer.always(event, Effect::Append).await
     }

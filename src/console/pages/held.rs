@@ -1,0 +1,212 @@
+//! Directors: the held queue, one transfer with its history, approve or refuse with a reason code
+//! and a case-record reference. Through `api::follow_ups::judge`, the API's own steps (the
+//! two-person rule read from the re-hashed decision entry, the agreement still in force).
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use maud::html;
+
+use super::layout::{self, london};
+use super::{Fields, field, respond};
+use crate::api::AppState;
+use crate::api::follow_ups::{Judgement, director, follow_ups_of, judge, record};
+use crate::app::config::SystemRole;
+use crate::console::session::Signed;
+use crate::console::{Console, ConsoleError};
+use crate::ledger::{FollowUp, TransferStatus};
+use crate::platform::auth::UserRole;
+use crate::policy::follow_up::{ApproveReason, Code, RefuseReason};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/held", web::get().to(queue))
+        .route("/transfers/{id}", web::get().to(show))
+        .route("/transfers/{id}/approve", web::post().to(approve))
+        .route("/transfers/{id}/refuse", web::post().to(refuse));
+}
+
+fn waiting(since: jiff::Timestamp) -> String {
+    let mins = crate::platform::clock::WallClock::now().duration_since(since).as_secs() / 60;
+    match mins {
+        m if m < 60 => format!("{m} min"),
+        m if m < 48 * 60 => format!("{} h {} min", m / 60, m % 60),
+        m => format!("{} days", m / (24 * 60)),
+    }
+}
+
+async fn queue(
+    who: Signed,
+    state: web::Data<AppState>,
+    console: web::Data<Console>,
+) -> Result<HttpResponse, ConsoleError> {
+    director(&who.user)?;
+    let mut held = Vec::new();
+    let mut overdue = Vec::new();
+    for id in &console.settings.systems {
+        if state
+            .systems
+            .by_id(id)
+            .is_some_and(|s| crate::api::has_role(s, SystemRole::Sender))
+        {
+            held.extend(follow_ups_of(&state, FollowUp::Held, id).await?);
+            overdue.extend(follow_ups_of(&state, FollowUp::ReviewsOverdue(state.clock.now()), id).await?);
+        }
+    }
+    held.sort_by_key(|r| r.created_at);
+    Ok(respond(layout::page(
+        "Held for approval",
+        &who,
+        html! {
+            p.hint { "Oldest first. You cannot approve a transfer you asked for yourself: a second person must (the two-person rule)." }
+            @if held.is_empty() { p { "Nothing is waiting." } }
+            @else {
+                table {
+                    caption.visually-hidden { "Transfers held for a director" }
+                    thead { tr { th scope="col" { "Asked" } th scope="col" { "Waiting" } th scope="col" { "Agreement" } th scope="col" { "Message" } th scope="col" { "Asked by" } th scope="col" { "" } } }
+                    tbody {
+                        @for r in &held {
+                            tr {
+                                td { (london(r.created_at)) }
+                                td { (waiting(r.created_at)) }
+                                td { (r.agreement_id) }
+                                td { (r.message_type.as_deref().unwrap_or("—")) }
+                                td { (r.user_sub.as_deref().unwrap_or("—")) }
+                                td { a href=(format!("/transfers/{}", r.transfer_id)) { "Open" } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !overdue.is_empty() {
+                h2 { "Urgent transfers awaiting review (overdue)" }
+                ul { @for r in &overdue { li { a href=(format!("/transfers/{}", r.transfer_id)) { (r.agreement_id) ", sent " (london(r.created_at)) } } } }
+            }
+        },
+    )))
+}
+
+/// The transfer, if one of the console's sending systems sent it (as the API's rule), or for an
+/// auditor.
+async fn find(
+    state: &AppState,
+    console: &Console,
+    who: &Signed,
+    id: &str,
+) -> Result<crate::ledger::TransferRecord, ConsoleError> {
+    for system in &console.settings.systems {
+        if let Ok(r) = record(state, id, system).await {
+            return Ok(r);
+        }
+    }
+    if who.has(UserRole::Auditor)
+        && console
+            .system_for(state, &who.user, SystemRole::Auditor, |_| true)
+            .is_ok()
+    {
+        let id = uuid::Uuid::parse_str(id).map_err(|_| ConsoleError::NotFound)?;
+        return state.ledger.transfer(id).await?.ok_or(ConsoleError::NotFound);
+    }
+    Err(ConsoleError::NotFound)
+}
+
+async fn show(
+    who: Signed,
+    state: web::Data<AppState>,
+    console: web::Data<Console>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
+    let r = find(&state, &console, &who, &id).await?;
+    let history = state.ledger.history(r.transfer_id).await?;
+    let can_judge = r.status == TransferStatus::Held && who.has(UserRole::Director);
+    let own = r.user_sub.as_deref() == Some(who.user.sub.as_str());
+    Ok(respond(layout::page(
+        "Transfer",
+        &who,
+        html! {
+            dl.facts {
+                dt { "Status" } dd { span.status { (r.status.as_str()) } }
+                dt { "Agreement" } dd { (r.agreement_id) }
+                dt { "Message" } dd { (r.message_type.as_deref().unwrap_or("—")) }
+                dt { "Asked by" } dd { (r.user_sub.as_deref().unwrap_or("—")) " through " (r.sender_system) }
+                dt { "Asked" } dd { (london(r.created_at)) }
+                @if !r.legal_bases.is_empty() { dt { "Legal bases" } dd { (r.legal_bases.join(", ")) } }
+                @if let Some(code) = &r.reason_code { dt { "Reason" } dd { code { (code) } } }
+                dt { "Transfer id" } dd { code { (r.transfer_id) } }
+            }
+            h2 { "History" }
+            ol.history {
+                @for h in &history {
+                    li { (london(h.at)) ": " (h.kind.as_str()) " → " (h.status.as_str()) @if let Some(c) = &h.reason_code { " (" code { (c) } ")" } }
+                }
+            }
+            @if can_judge {
+                @if own {
+                    div.notice { p { "You asked for this transfer, so you cannot approve or refuse it: another director must (the two-person rule)." } }
+                } @else {
+                    h2 { "Decide" }
+                    div.decide {
+                        form method="post" action=(format!("/transfers/{}/approve", r.transfer_id)) {
+                            input type="hidden" name="csrf" value=(who.csrf);
+                            div.field { label for="approve-reason" { "Reason for approving" }
+                                select id="approve-reason" name="reason" { @for c in ApproveReason::ALL { option value=(c.code()) { (c.code().replace('_', " ")) } } } }
+                            div.field { label for="approve-ref" { "Case-record reference (where your note is)" }
+                                input id="approve-ref" name="note_ref" type="text" autocomplete="off"; }
+                            button type="submit" { "Approve and send" }
+                        }
+                        form method="post" action=(format!("/transfers/{}/refuse", r.transfer_id)) {
+                            input type="hidden" name="csrf" value=(who.csrf);
+                            div.field { label for="refuse-reason" { "Reason for refusing" }
+                                select id="refuse-reason" name="reason" { @for c in RefuseReason::ALL { option value=(c.code()) { (c.code().replace('_', " ")) } } } }
+                            div.field { label for="refuse-ref" { "Case-record reference" }
+                                input id="refuse-ref" name="note_ref" type="text" autocomplete="off"; }
+                            button.warning type="submit" { "Refuse" }
+                        }
+                    }
+                }
+            }
+        },
+    )))
+}
+
+async fn decide(
+    who: Signed,
+    state: web::Data<AppState>,
+    console: web::Data<Console>,
+    id: String,
+    form: Fields,
+    approve: bool,
+) -> Result<HttpResponse, ConsoleError> {
+    who.check_csrf(field(&form, "csrf"))?;
+    let r = find(&state, &console, &who, &id).await?;
+    let system = console.system_for(&state, &who.user, SystemRole::Sender, |s| s.id == r.sender_system)?;
+    let judgement = Judgement {
+        reason: field(&form, "reason").unwrap_or_default().to_owned(),
+        note_ref: field(&form, "note_ref")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+    };
+    judge(&state, system, &who.user, &id, &judgement, approve).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/transfers/{}", r.transfer_id)))
+        .finish())
+}
+
+async fn approve(
+    who: Signed,
+    state: web::Data<AppState>,
+    console: web::Data<Console>,
+    id: web::Path<String>,
+    form: Fields,
+) -> Result<HttpResponse, ConsoleError> {
+    decide(who, state, console, id.into_inner(), form, true).await
+}
+
+async fn refuse(
+    who: Signed,
+    state: web::Data<AppState>,
+    console: web::Data<Console>,
+    id: web::Path<String>,
+    form: Fields,
+) -> Result<HttpResponse, ConsoleError> {
+    decide(who, state, console, id.into_inner(), form, false).await
+}
