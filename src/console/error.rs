@@ -35,7 +35,7 @@ impl std::fmt::Display for ConsoleError {
 impl From<ApiError> for ConsoleError {
     fn from(e: ApiError) -> Self {
         match e.status() {
-            StatusCode::FORBIDDEN if e.body().code == "forbidden" => Self::Forbidden,
+            StatusCode::FORBIDDEN if matches!(e.body().code.as_str(), "forbidden" | "role_required") => Self::Forbidden,
             StatusCode::NOT_FOUND => Self::NotFound,
             _ => Self::Api(e),
         }

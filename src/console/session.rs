@@ -116,8 +116,10 @@ impl FromRequest for Signed {
                 console.sessions.remove(&id_sha256).await?;
                 return Err(ConsoleError::SignIn);
             }
-            // One write a minute at most per session, not one per page.
-            if now.duration_since(stored.seen) > SignedDuration::from_secs(60) {
+            // One write a minute at most per session (sooner with a short idle limit), not one
+            // per page.
+            let every = console.settings.idle_timeout_secs.div_ceil(4).min(60);
+            if now.duration_since(stored.seen) >= SignedDuration::from_secs(i64::try_from(every).unwrap_or(60)) {
                 console.sessions.touch(&id_sha256, now).await?;
             }
             Ok(Signed {

@@ -758,6 +758,13 @@ impl GatewayProcess {
         self.child.id()
     }
 
+    /// The console's address, as the gateway announced it.
+    pub fn console_url(&self) -> String {
+        let log = self.log.lock().unwrap();
+        let rest = log.split("console for people: ").nth(1).expect("the console listens");
+        rest.split('/').take(3).collect::<Vec<_>>().join("/")
+    }
+
     /// SIGKILL: no shutdown, no flushing, nothing graceful.
     pub fn kill(mut self) -> String {
         self.child.kill().unwrap();
@@ -809,7 +816,9 @@ pub fn dev_config_in(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
         .replace("certs/dev/ca.crt", &p.ca_cert.display().to_string())
         .replace("certs/dev/ca.crl", &p.crl.display().to_string())
         .replace("certs/dev/token-issuer.pub.pem", &p.issuer_pub.display().to_string())
-        .replace("certs/dev/token-issuer.key", &p.issuer_key.display().to_string());
+        .replace("certs/dev/token-issuer.key", &p.issuer_key.display().to_string())
+        // Tests run side by side: each console on a port of its own.
+        .replace("listen = \"127.0.0.1:8444\"", "listen = \"127.0.0.1:0\"");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, edit(config)).unwrap();
     path

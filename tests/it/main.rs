@@ -4,6 +4,7 @@
 mod approvals;
 mod backends;
 mod cli;
+mod console;
 mod contract;
 mod crash;
 mod delivery;
