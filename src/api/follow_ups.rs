@@ -207,9 +207,9 @@ pub(crate) async fn judge(
     require(user, UserRole::Director)?;
     let r = record(state, transfer_id, &system.id).await?;
     let reason = if approve {
-        code::<ApproveReason>(&body, "/reason")?.code()
+        code::<ApproveReason>(body, "/reason")?.code()
     } else {
-        code::<RefuseReason>(&body, "/reason")?.code()
+        code::<RefuseReason>(body, "/reason")?.code()
     };
     check_note_ref(body.note_ref.as_ref())?;
     if r.status != TransferStatus::Held {

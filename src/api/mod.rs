@@ -6,6 +6,7 @@ pub(crate) mod bodies;
 mod error;
 pub(crate) mod follow_ups;
 mod ledger;
+pub(crate) mod listings;
 pub mod openapi;
 pub(crate) mod transfers;
 
@@ -218,14 +219,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/agreements", "GET").route(web::get().to(agreements::list)))
         .service(resource("/v1/agreements/{agreement_id}", "GET").route(web::get().to(agreements::show)))
         .service(
-            resource("/v1/agreements/{agreement_id}/transfers/counts", "GET").route(web::get().to(transfers::counts)),
+            resource("/v1/agreements/{agreement_id}/transfers/counts", "GET").route(web::get().to(listings::counts)),
         )
         .service(
             resource("/v1/agreements/{agreement_id}/transfers", "GET, POST")
                 .route(web::post().to(transfers::submit))
-                .route(web::get().to(transfers::list_for_agreement)),
+                .route(web::get().to(listings::list_for_agreement)),
         )
-        .service(resource("/v1/transfers", "GET").route(web::get().to(transfers::list_all)))
+        .service(resource("/v1/transfers", "GET").route(web::get().to(listings::list_all)))
         .service(resource("/v1/transfers/{transfer_id}/approve", "POST").route(web::post().to(follow_ups::approve)))
         .service(resource("/v1/transfers/{transfer_id}/refuse", "POST").route(web::post().to(follow_ups::refuse)))
         .service(resource("/v1/transfers/{transfer_id}/review", "POST").route(web::post().to(follow_ups::review)))

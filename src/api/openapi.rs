@@ -8,7 +8,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use super::{ApiError, AppState, agreements, caller, follow_ups, ledger, transfers};
+use super::{ApiError, AppState, agreements, caller, follow_ups, ledger, listings, transfers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,9 +23,9 @@ use super::{ApiError, AppState, agreements, caller, follow_ups, ledger, transfer
     ),
     paths(
         transfers::submit,
-        transfers::list_for_agreement,
-        transfers::counts,
-        transfers::list_all,
+        listings::list_for_agreement,
+        listings::counts,
+        listings::list_all,
         transfers::show,
         follow_ups::approve,
         follow_ups::refuse,

@@ -73,15 +73,17 @@ fn start_chromedriver() -> (Killed, u16) {
         "the console's browser tests need Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
     );
     let port = free_port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Killed(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (Killed(child), port);
+            return (child, port);
         }
         std::thread::sleep(Duration::from_millis(25));
     }

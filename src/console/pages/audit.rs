@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::layout::{self, london};
 use super::{Fields, field, respond};
 use crate::api::AppState;
-use crate::api::transfers::{ListParams, page};
+use crate::api::listings::{ListParams, page};
 use crate::app::config::SystemRole;
 use crate::console::session::Signed;
 use crate::console::{Console, ConsoleError};

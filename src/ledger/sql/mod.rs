@@ -1,8 +1,7 @@
 //! The ledger on SQL: SQLite (embedded, the default) or PostgreSQL (several gateways may share
 //! one database). One dialect of SQL through sqlx's `Any` driver; where the two differ it says
-//! so in [`Dialect`]. Every write goes through the group-commit writer in [`writer`]; [`sync`] reads entries and
-//! takes in what other gateways appended;
-//! this module holds opening, migrations and the read side.
+//! so in [`Dialect`]. Every write goes through the group-commit writer in [`writer`]; [`sync`]
+//! reads entries and takes in what other gateways appended; this module holds the rest.
 
 use std::path::Path;
 use std::sync::Arc;
