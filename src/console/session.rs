@@ -61,7 +61,7 @@ impl Signed {
         match sent {
             Some(t) if sha256_hex(t.as_bytes()) == sha256_hex(self.csrf.as_bytes()) => Ok(()),
             _ => {
-                tracing::warn!(user = %self.user.sub, "console: a form without this session's CSRF token was refused");
+                tracing::warn!(user = ?self.user.sub, "console: a form without this session's CSRF token was refused");
                 Err(ConsoleError::Csrf)
             }
         }
@@ -86,7 +86,7 @@ pub async fn start(console: &Console, user: &User, name: &str) -> Result<Cookie<
         seen: now,
     };
     console.sessions.put(&sha256_hex(id.as_bytes()), &stored).await?;
-    tracing::info!(issuer = %user.issuer, user = %user.sub, "console: signed in");
+    tracing::info!(issuer = ?user.issuer, user = ?user.sub, "console: signed in");
     Ok(cookie(COOKIE, id))
 }
 

@@ -122,7 +122,7 @@ impl Person<'_> {
 fn normalise(sub: &str) -> String {
     use unicode_normalization::UnicodeNormalization as _;
     sub.nfkc()
-        .filter(|c| !default_ignorable(*c))
+        .filter(|c| !default_ignorable(*c) && !blank(*c))
         .collect::<String>()
         .to_lowercase()
         .trim()
@@ -138,6 +138,12 @@ fn default_ignorable(c: char) -> bool {
         | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
         | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
         | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Spaces of every width, control characters and the braille blank: a name that differs from
+/// another only by them looks the same on a page (console review, F1).
+fn blank(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || c == '\u{2800}'
 }
 
 /// The two-person rule: whoever asked for a disclosure cannot also approve, refuse or review it.
@@ -258,6 +264,14 @@ mod tests {
             two_people(Some(p(idp, "alice")), p(idp, "al\u{00AD}ice")),
             Err(TwoPersonRule)
         );
+        // Nor blanks of other widths, control characters or the braille blank (console review).
+        for other in ["sam\u{2800}", "sam\u{1}", "sa\u{200A}m", "s a m", "sam\u{3000}"] {
+            assert_eq!(
+                two_people(Some(p(idp, "sam")), p(idp, other)),
+                Err(TwoPersonRule),
+                "{other:?}"
+            );
+        }
         // Decomposed and composed accents are one spelling.
         assert_eq!(
             two_people(Some(p(idp, "e\u{301}lodie")), p(idp, "\u{E9}lodie")),

@@ -627,3 +627,54 @@ async fn an_idle_session_ends_and_the_person_signs_in_again() {
         .unwrap();
     assert_eq!(after.status().as_u16(), 303);
 }
+
+#[tokio::test]
+async fn a_transfer_page_is_for_the_asker_directors_and_auditors_and_bad_filters_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = GatewayProcess::start(&dev_config_in(dir.path(), |c| c)).await;
+    let console = gateway.console_url();
+    // Sam asks for a MASH referral through the case system's API; it is held.
+    let api = super::helpers::http_client_as(
+        &super::helpers::pki().sender,
+        &super::helpers::token("sam", &["safeguarding_lead"]),
+    );
+    let body = std::fs::read(repo().join("examples/mash_referral.json")).unwrap();
+    let id = super::helpers::post_accepted(
+        api,
+        gateway.url("/v1/agreements/nvtt-mash-referral/transfers"),
+        body,
+        &[],
+    )
+    .await;
+    let client = plain_client();
+    let page = |cookie: String| {
+        let client = client.clone();
+        let url = format!("{console}/transfers/{id}");
+        async move { client.get(url).header("cookie", cookie).send().await.unwrap() }
+    };
+    // Another practitioner learns nothing, not even that it exists.
+    let pat = dev_sign_in(&client, &console, "pat", "practitioner").await;
+    assert_eq!(page(pat).await.status().as_u16(), 404);
+    // The asker sees it; a director who is the asker (spelt otherwise) is offered no decision.
+    let sam = dev_sign_in(&client, &console, "sam", "safeguarding_lead").await;
+    assert_eq!(page(sam).await.status().as_u16(), 200);
+    let sam_director = dev_sign_in(&client, &console, " Sam\u{2800}", "director").await;
+    let own = page(sam_director).await.text().await.unwrap();
+    assert!(
+        own.contains("two-person rule") && !own.contains("Approve and send"),
+        "{own}"
+    );
+    let dee = dev_sign_in(&client, &console, "dee", "director").await;
+    assert!(page(dee).await.text().await.unwrap().contains("Approve and send"));
+    // An auditor sees it; a date filter that is not a date is refused, not ignored.
+    let ivan = dev_sign_in(&client, &console, "ivan", "auditor").await;
+    assert_eq!(page(ivan.clone()).await.status().as_u16(), 200);
+    let bad = client
+        .get(format!("{console}/audit/transfers?since=garbage"))
+        .header("cookie", &ivan)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(!bad.text().await.unwrap().contains("garbage"));
+}

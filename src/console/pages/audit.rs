@@ -70,13 +70,22 @@ struct Filters {
     format: Option<String>,
 }
 
-/// A date typed in a filter (`2026-12-01`) as the start of that day in London, RFC 3339.
-fn day(d: Option<&str>) -> Option<String> {
-    let d = d.map(str::trim).filter(|d| !d.is_empty())?;
-    let date: jiff::civil::Date = d.parse().ok()?;
-    date.to_zoned(jiff::tz::TimeZone::get("Europe/London").ok()?)
+/// A date typed in a filter (`2026-12-01`) as the start of that day in London, RFC 3339; a date
+/// that does not parse is refused, never silently dropped (the page would look filtered).
+fn day(d: Option<&str>, name: &str) -> Result<Option<String>, ConsoleError> {
+    let Some(d) = d.map(str::trim).filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    d.parse::<jiff::civil::Date>()
         .ok()
-        .map(|z| z.timestamp().to_string())
+        .and_then(|date| date.to_zoned(jiff::tz::TimeZone::get("Europe/London").ok()?).ok())
+        .map(|z| Some(z.timestamp().to_string()))
+        .ok_or_else(|| {
+            ConsoleError::Api(crate::api::ApiError::bad_request(
+                "invalid_query",
+                &format!("The {name} filter must be a date (YYYY-MM-DD)."),
+            ))
+        })
 }
 
 async fn transfers(
@@ -90,8 +99,8 @@ async fn transfers(
     let agreement = q.agreement.as_deref().filter(|a| !a.is_empty());
     let params = ListParams {
         status: q.status.clone().filter(|s| !s.is_empty()),
-        since: day(q.since.as_deref()),
-        until: day(q.until.as_deref()),
+        since: day(q.since.as_deref(), "from")?,
+        until: day(q.until.as_deref(), "before")?,
         limit: Some(100),
         cursor: q.cursor,
     };

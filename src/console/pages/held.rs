@@ -84,28 +84,37 @@ async fn queue(
     )))
 }
 
-/// The transfer, if one of the console's sending systems sent it (as the API's rule), or for an
-/// auditor.
+/// Whether the signed-in person is the one who asked (the two-person rule's comparison: issuer
+/// and subject, case, spacing and invisible characters aside).
+fn asked_by(r: &crate::ledger::TransferRecord, who: &Signed) -> bool {
+    r.user_sub.as_deref().is_some_and(|sub| {
+        crate::policy::follow_up::Person { issuer: None, sub }.is(&crate::policy::follow_up::Person {
+            issuer: None,
+            sub: &who.user.sub,
+        })
+    })
+}
+
+/// The transfer, as the API shows it: sent through one of the console's systems, and seen by the
+/// person who asked, a director, or an auditor; to anyone else it does not exist.
 async fn find(
     state: &AppState,
     console: &Console,
     who: &Signed,
     id: &str,
 ) -> Result<crate::ledger::TransferRecord, ConsoleError> {
-    for system in &console.settings.systems {
-        if let Ok(r) = record(state, id, system).await {
-            return Ok(r);
-        }
-    }
-    if who.has(UserRole::Auditor)
+    let id = uuid::Uuid::parse_str(id).map_err(|_| ConsoleError::NotFound)?;
+    let r = state.ledger.transfer(id).await?.ok_or(ConsoleError::NotFound)?;
+    let auditor = who.has(UserRole::Auditor)
         && console
             .system_for(state, &who.user, SystemRole::Auditor, |_| true)
-            .is_ok()
-    {
-        let id = uuid::Uuid::parse_str(id).map_err(|_| ConsoleError::NotFound)?;
-        return state.ledger.transfer(id).await?.ok_or(ConsoleError::NotFound);
+            .is_ok();
+    let ours = console.settings.systems.contains(&r.sender_system);
+    if auditor || (ours && (who.has(UserRole::Director) || asked_by(&r, who))) {
+        Ok(r)
+    } else {
+        Err(ConsoleError::NotFound)
     }
-    Err(ConsoleError::NotFound)
 }
 
 async fn show(
@@ -117,7 +126,7 @@ async fn show(
     let r = find(&state, &console, &who, &id).await?;
     let history = state.ledger.history(r.transfer_id).await?;
     let can_judge = r.status == TransferStatus::Held && who.has(UserRole::Director);
-    let own = r.user_sub.as_deref() == Some(who.user.sub.as_str());
+    let own = asked_by(&r, &who);
     Ok(respond(layout::page(
         "Transfer",
         &who,
@@ -177,6 +186,8 @@ async fn decide(
 ) -> Result<HttpResponse, ConsoleError> {
     who.check_csrf(field(&form, "csrf"))?;
     let r = find(&state, &console, &who, &id).await?;
+    // The API's own check (the system's organisation sent it) still applies in `judge`.
+    record(&state, &id, &r.sender_system).await?;
     let system = console.system_for(&state, &who.user, SystemRole::Sender, |s| s.id == r.sender_system)?;
     let judgement = Judgement {
         reason: field(&form, "reason").unwrap_or_default().to_owned(),

@@ -47,6 +47,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(send::routes)
         .configure(held::routes)
         .configure(audit::routes)
+        .app_data(web::QueryConfig::default().error_handler(|_, _| {
+            // The deserialiser's text may echo what was typed: say only that it was not understood.
+            ConsoleError::Api(crate::api::ApiError::bad_request(
+                "invalid_query",
+                "The page's query was not understood.",
+            ))
+            .into()
+        }))
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ConsoleError::NotFound) }));
 }
 
@@ -251,7 +259,7 @@ async fn oidc_callback(
 async fn sign_out(who: Signed, console: web::Data<Console>, form: Fields) -> Result<HttpResponse, ConsoleError> {
     who.check_csrf(field(&form, "csrf"))?;
     who.end(&console).await?;
-    tracing::info!(user = %who.user.sub, "console: signed out");
+    tracing::info!(user = ?who.user.sub, "console: signed out");
     let mut response = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/sign-in?ended=1"))
         .finish();
