@@ -155,13 +155,37 @@ impl Browser {
         panic!("the page has no heading");
     }
 
-    async fn source(&self) -> String {
-        self.client.source().await.unwrap()
+    /// The heading once it is `want` (a submitted form's answer may still be on its way), or the
+    /// last heading seen after ten seconds.
+    async fn wait_h1(&self, want: &str) -> String {
+        let mut h = String::new();
+        for _ in 0..200 {
+            h = self.h1().await;
+            if h == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        h
     }
 
+    /// The page's HTML (asked again while a navigation is under way).
+    async fn source(&self) -> String {
+        for _ in 0..100 {
+            if let Ok(html) = self.client.source().await {
+                return html;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the page did not answer");
+    }
+
+    /// Clicks what `css` finds, once the page has it (a navigation may still be under way).
     async fn click(&self, css: &str) {
         self.client
-            .find(Locator::Css(css))
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
             .await
             .unwrap()
             .click()
@@ -229,17 +253,23 @@ async fn set(client: &Client, name: &str, value: &str) {
     assert_eq!(found, json!(true), "the form has a field {name}");
 }
 
-/// The number of items an array's part of the form shows (-1: its items are checkboxes).
+/// The number of items an array's part of the form shows (-1: its items are checkboxes), once
+/// the page answers (asked again while a navigation is under way).
 async fn shown(client: &Client, ptr: &str) -> i64 {
-    client
-        .execute(
-            "const e = document.getElementsByName('#count' + arguments[0])[0]; return e ? Number(e.value) : -1;",
-            vec![json!(ptr)],
-        )
-        .await
-        .unwrap()
-        .as_i64()
-        .unwrap()
+    for _ in 0..200 {
+        let n = client
+            .execute(
+                "if (document.readyState !== 'complete') return null; \
+                 const e = document.getElementsByName('#count' + arguments[0])[0]; return e ? Number(e.value) : -1;",
+                vec![json!(ptr)],
+            )
+            .await;
+        if let Ok(Value::Number(n)) = n {
+            return n.as_i64().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the form did not come back");
 }
 
 /// Fills the referral form from an example envelope: arrays grown with "Add another" first (a
@@ -258,8 +288,19 @@ async fn fill(b: &mut Browser, envelope: &Value) {
             }
             continue;
         }
-        while shown(&b.client, &ptr).await < items.len() as i64 {
+        loop {
+            let now = shown(&b.client, &ptr).await;
+            if now >= items.len() as i64 {
+                break;
+            }
             b.click(&format!("button[name=_add][value='{ptr}']")).await;
+            // The form comes back with one more item: wait for that page, not the old one.
+            for _ in 0..200 {
+                if shown(&b.client, &ptr).await > now {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         for (i, v) in items.iter().enumerate() {
             walk(v, format!("{ptr}/{i}"), &mut Vec::new(), &mut leaves);
@@ -371,8 +412,9 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
     why.select_by_value("increase_risk_of_significant_harm").await.unwrap();
     sam.shot("form-filled").await;
     sam.click("button[name=_send]").await;
+    let decision = sam.wait_h1("Held for a director").await;
     sam.shot("decision").await;
-    assert_eq!(sam.h1().await, "Held for a director", "{}", sam.source().await);
+    assert_eq!(decision, "Held for a director", "{}", sam.source().await);
     let transfer = sam
         .client
         .find(Locator::Css("main code"))
@@ -386,7 +428,10 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
         .await;
     assert!(!sam.source().await.contains("Approve and send"));
     sam.goto(&format!("{}/held", s.console), "held-forbidden").await;
-    assert_eq!(sam.h1().await, "You cannot open this page");
+    assert_eq!(
+        sam.wait_h1("You cannot open this page").await,
+        "You cannot open this page"
+    );
 
     // A director, another person, approves it; it is delivered.
     let mut dee = Browser::open(s.driver, "2-director-approves").await;
@@ -394,6 +439,7 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
     dee.goto(&format!("{}/held", s.console), "queue").await;
     assert!(dee.source().await.contains(&transfer));
     dee.click(&format!("a[href='/transfers/{transfer}']")).await;
+    dee.wait_h1("Transfer").await;
     dee.shot("transfer").await;
     set(&dee.client, "note_ref", "CMS:case/2201").await;
     dee.click("form[action$='/approve'] button").await;
@@ -438,6 +484,20 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
         .await
         .unwrap();
     ivan.click("form.filters button").await;
+    for _ in 0..200 {
+        if ivan
+            .client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("status=delivered")
+            && ivan.source().await.contains(&transfer)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     ivan.shot("filtered").await;
     assert!(ivan.source().await.contains(&transfer));
     let csv_href = ivan
@@ -472,6 +532,7 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
         .await
         .unwrap();
     dora.click("main form button").await;
+    dora.wait_h1("Subject access: disclosures found").await;
     dora.shot("answer").await;
     let answer = dora.source().await;
     assert!(answer.contains("1 disclosure(s)"), "{answer}");
