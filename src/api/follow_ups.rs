@@ -79,7 +79,7 @@ fn require(user: &User, role: UserRole) -> Result<(), ApiError> {
 
 /// The transfer, if the calling system belongs to the organisation that sent it (it is one of the
 /// agreement's sending systems). Others learn nothing, not even that it exists.
-pub(crate) async fn record(state: &AppState, id: &str, system: &str) -> Result<TransferRecord, ApiError> {
+async fn record(state: &AppState, id: &str, system: &str) -> Result<TransferRecord, ApiError> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found())?;
     let r = state.ledger.transfer(id).await?.ok_or_else(ApiError::not_found)?;
     let ours = r.sender_system == system
@@ -348,7 +348,7 @@ pub async fn subject_informed(
 
 /// Someone who may send under the agreement records that the person was told: the steps every
 /// edge shares.
-pub(crate) async fn informed(
+async fn informed(
     state: &AppState,
     system: &crate::app::config::SystemConfig,
     user: &User,
@@ -395,7 +395,7 @@ pub(crate) fn director(user: &User) -> Result<(), ApiError> {
 }
 
 /// Who may see notifications due: those who send.
-pub(crate) fn notifier(user: &User) -> Result<(), ApiError> {
+fn notifier(user: &User) -> Result<(), ApiError> {
     if user.has(UserRole::Practitioner) || user.has(UserRole::SafeguardingLead) {
         Ok(())
     } else {
@@ -409,7 +409,7 @@ pub(crate) fn notifier(user: &User) -> Result<(), ApiError> {
         (status = 403, description = "Not a director (`role_required`).", body = ErrorBody)))]
 pub async fn held(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
-    require(&user(&req, &state)?, UserRole::Director)?;
+    director(&user(&req, &state)?)?;
     list(&state, FollowUp::Held, &system.id).await
 }
 
@@ -419,7 +419,7 @@ pub async fn held(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         (status = 403, description = "Not a director (`role_required`).", body = ErrorBody)))]
 pub async fn overdue_reviews(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
-    require(&user(&req, &state)?, UserRole::Director)?;
+    director(&user(&req, &state)?)?;
     list(&state, FollowUp::ReviewsOverdue(state.clock.now()), &system.id).await
 }
 

@@ -235,19 +235,18 @@ pub(crate) async fn submit_as(
     key: Option<String>,
     started: std::time::Instant,
 ) -> Result<Submitted, ApiError> {
-    let agreement_id = agreement_id.to_owned();
     let (body, received_sha256, digest) = match body {
         ReadBody::Complete(b) => (
             Body::Complete(b),
             Some(sha256_hex(b)),
-            Some(request_digest(&agreement_id, b)),
+            Some(request_digest(agreement_id, b)),
         ),
         ReadBody::TooLarge => (Body::TooLarge, None, None),
     };
     // The one look-up of the agreement in the handler (the core does its own). An id that names
     // no agreement is recorded as `unknown`: never the text typed, nor a digest of it (it may be
     // anything, a spreadsheet formula or an NHS number, whose digest a search reverses).
-    let agreement = state.catalogue.agreements.get(&agreement_id);
+    let agreement = state.catalogue.agreements.get(agreement_id);
     let recorded_id = agreement.map_or("unknown", |a| a.id()).to_owned();
     let attempt = Attempt {
         at: ledger_time(state.clock.now()),
@@ -275,7 +274,7 @@ pub(crate) async fn submit_as(
         system_id: &system.id,
         system_may_send: has_role(system, SystemRole::Sender),
         user_roles: &user.roles,
-        agreement_id: &agreement_id,
+        agreement_id,
         body,
     });
     let event = record::decided(&attempt, Some(actor), &decision);

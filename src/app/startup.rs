@@ -38,6 +38,8 @@ pub enum StartupError {
     Auth(#[from] crate::platform::auth::AuthConfigError),
     #[error("{}", crate::app::production::refusal(.0))]
     Production(Vec<String>),
+    #[error("console: {0}")]
+    Console(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }
@@ -142,11 +144,9 @@ impl Application {
         });
         let console = match &config.console {
             Some(settings) => {
-                let c = web::Data::new(crate::console::Console::new(
-                    &config,
-                    settings.clone(),
-                    ledger.sessions(),
-                ));
+                let c = crate::console::Console::new(&config, settings.clone(), ledger.sessions())
+                    .map_err(StartupError::Console)?;
+                let c = web::Data::new(c);
                 let (addr, server) = crate::console::server(&config, settings, state.clone(), c.clone())?;
                 Some((addr, server, c))
             }

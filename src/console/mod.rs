@@ -36,7 +36,12 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(config: &Config, settings: ConsoleSettings, sessions: crate::ledger::SessionStore) -> Self {
+    /// Fails, saying why, when a sign-in issuer's URLs or client secret are unusable.
+    pub fn new(
+        config: &Config,
+        settings: ConsoleSettings,
+        sessions: crate::ledger::SessionStore,
+    ) -> Result<Self, String> {
         let dev_issuer = (settings.dev_sign_in && config.profile == crate::app::config::Profile::Development)
             .then(|| {
                 config
@@ -47,13 +52,13 @@ impl Console {
                     .cloned()
             })
             .flatten();
-        Self {
-            oidc: oidc::Providers::new(&config.auth.issuers),
+        Ok(Self {
+            oidc: oidc::Providers::new(&config.auth.issuers)?,
             settings,
             sessions,
             dev_issuer,
             audience: config.auth.audience.clone(),
-        }
+        })
     }
 
     /// The registered system the console acts through for `role`: the first of its systems that
@@ -117,9 +122,8 @@ pub async fn expire_sessions(console: web::Data<Console>) {
     loop {
         tick.tick().await;
         let now = crate::platform::clock::WallClock::now();
-        let idle = now - jiff::SignedDuration::from_secs(console.settings.idle_timeout_secs as i64);
-        let old = now - jiff::SignedDuration::from_secs(console.settings.absolute_timeout_secs as i64);
-        if let Err(e) = console.sessions.expire(idle, old).await {
+        let s = &console.settings;
+        if let Err(e) = console.sessions.expire(now - s.idle(), now - s.absolute()).await {
             tracing::warn!(error = %e, "console sessions could not be expired; will try again");
         }
     }

@@ -39,10 +39,12 @@ struct Pending {
 
 struct Provider {
     issuer: String,
+    issuer_url: IssuerUrl,
     label: String,
     client_id: String,
-    secret_file: std::path::PathBuf,
-    redirect: String,
+    /// Read once, at start-up.
+    secret: zeroize::Zeroizing<String>,
+    redirect: RedirectUrl,
     metadata: tokio::sync::OnceCell<CoreProviderMetadata>,
 }
 
@@ -83,43 +85,37 @@ async fn fetch(
 }
 
 impl Providers {
-    pub fn new(issuers: &[IssuerConfig]) -> Self {
-        let providers = issuers
-            .iter()
-            .filter_map(|i| {
-                let o = i.oidc.as_ref()?;
-                Some(Provider {
-                    issuer: i.issuer.clone(),
-                    label: o.label.clone(),
-                    client_id: o.client_id.clone(),
-                    secret_file: o.client_secret_file.clone(),
-                    redirect: o.redirect_url.clone(),
-                    metadata: tokio::sync::OnceCell::new(),
-                })
-            })
-            .collect();
+    /// The providers of the issuers with a sign-in client: their URLs checked and their client
+    /// secrets read now, so that a console that cannot sign anyone in does not start.
+    pub fn new(issuers: &[IssuerConfig]) -> Result<Self, String> {
+        let mut providers = Vec::new();
+        for (i, o) in issuers.iter().filter_map(|i| Some((i, i.oidc.as_ref()?))) {
+            let problem = |what: &str| format!("sign-in issuer {:?}: {what}", i.issuer);
+            providers.push(Provider {
+                issuer: i.issuer.clone(),
+                issuer_url: IssuerUrl::new(i.issuer.clone()).map_err(|_| problem("the issuer is not a URL"))?,
+                label: o.label.clone(),
+                client_id: o.client_id.clone(),
+                secret: crate::platform::tls::read_secret(&o.client_secret_file, "a sign-in client secret")
+                    .map_err(|e| problem(&e.to_string()))?,
+                redirect: RedirectUrl::new(o.redirect_url.clone()).map_err(|_| problem("redirect_url is not a URL"))?,
+                metadata: tokio::sync::OnceCell::new(),
+            });
+        }
+        let tls = crate::platform::tls::public_client_config(None).map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::platform::tls::public_client_config(None).unwrap_or_else(|_| {
-                // Mozilla's roots always build; an empty store would only refuse every provider.
-                rustls::ClientConfig::builder_with_provider(crate::platform::tls::provider())
-                    .with_safe_default_protocol_versions()
-                    .map(|b| {
-                        b.with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth()
-                    })
-                    .unwrap_or_else(|_| unreachable!("the provider supports TLS 1.2 and 1.3"))
-            }))
+            .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| format!("cannot build the sign-in HTTP client: {e}"))?;
+        Ok(Self {
             providers,
             pending: Mutex::default(),
             http,
-        }
+        })
     }
 
     /// The sign-in buttons: index and label.
@@ -147,29 +143,22 @@ impl Providers {
     > {
         let p = self.providers.get(n).ok_or(ConsoleError::NotFound)?;
         let http = |r| fetch(self.http.clone(), r);
-        let metadata = p
-            .metadata
-            .get_or_try_init(|| async {
-                let issuer = IssuerUrl::new(p.issuer.clone()).map_err(|_| ConsoleError::SignInFailed("issuer_url"))?;
-                CoreProviderMetadata::discover_async(issuer, &http).await.map_err(|e| {
+        let metadata =
+            p.metadata
+                .get_or_try_init(|| async {
+                    CoreProviderMetadata::discover_async(p.issuer_url.clone(), &http).await.map_err(|e| {
                     tracing::warn!(issuer = %p.issuer, error = %e, "console: identity provider discovery failed");
                     ConsoleError::SignInFailed("discovery")
                 })
-            })
-            .await?
-            .clone();
-        let secret = crate::platform::fs::read_secret(&p.secret_file).map_err(|e| {
-            tracing::error!(issuer = %p.issuer, error = %e, "console: the sign-in client secret cannot be read");
-            ConsoleError::SignInFailed("client_secret")
-        })?;
-        let secret = secret.trim().to_owned();
-        let redirect = RedirectUrl::new(p.redirect.clone()).map_err(|_| ConsoleError::SignInFailed("redirect_url"))?;
+                })
+                .await?
+                .clone();
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(p.client_id.clone()),
-            Some(ClientSecret::new(secret)),
+            Some(ClientSecret::new(p.secret.trim().to_owned())),
         )
-        .set_redirect_uri(redirect))
+        .set_redirect_uri(p.redirect.clone()))
     }
 
     /// Starts a sign-in at provider `n`: the URL to send the browser to, and the state to bind to

@@ -91,8 +91,7 @@ pub async fn start(console: &Console, user: &User, name: &str) -> Result<Cookie<
 }
 
 fn expired(s: &StoredSession, now: Timestamp, console: &Console) -> bool {
-    let idle = SignedDuration::from_secs(i64::try_from(console.settings.idle_timeout_secs).unwrap_or(i64::MAX));
-    let absolute = SignedDuration::from_secs(i64::try_from(console.settings.absolute_timeout_secs).unwrap_or(i64::MAX));
+    let (idle, absolute) = (console.settings.idle(), console.settings.absolute());
     now.duration_since(s.seen) > idle || now.duration_since(s.created) > absolute
 }
 
@@ -118,8 +117,8 @@ impl FromRequest for Signed {
             }
             // One write a minute at most per session (sooner with a short idle limit), not one
             // per page.
-            let every = console.settings.idle_timeout_secs.div_ceil(4).min(60);
-            if now.duration_since(stored.seen) >= SignedDuration::from_secs(i64::try_from(every).unwrap_or(60)) {
+            let every = (console.settings.idle() / 4).min(SignedDuration::from_secs(60));
+            if now.duration_since(stored.seen) >= every {
                 console.sessions.touch(&id_sha256, now).await?;
             }
             Ok(Signed {

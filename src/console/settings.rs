@@ -52,6 +52,16 @@ pub struct OidcClientSettings {
 }
 
 impl ConsoleSettings {
+    /// How long a session may go unused.
+    pub fn idle(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(i64::try_from(self.idle_timeout_secs).unwrap_or(i64::MAX))
+    }
+
+    /// How long a session may last in all.
+    pub fn absolute(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(i64::try_from(self.absolute_timeout_secs).unwrap_or(i64::MAX))
+    }
+
     pub fn resolve_paths(&mut self, base: &Path) {
         for p in [&mut self.server_cert, &mut self.server_key].into_iter().flatten() {
             if p.is_relative() {

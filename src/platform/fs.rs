@@ -43,16 +43,6 @@ pub fn ensure_private(path: &Path) -> Result<(), String> {
     }
 }
 
-/// A secret kept in a file (a client secret, say): refused when others can read the file; the
-/// text without its trailing newline, zeroised when dropped.
-pub fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
-    ensure_private(path)?;
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?,
-    );
-    Ok(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

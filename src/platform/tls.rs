@@ -66,6 +66,18 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| read_error("a private key", path, &e))
 }
 
+/// A secret kept in a file (a MESH password, a sign-in client secret): refused when others can
+/// read the file; the text without its trailing newline, zeroised when dropped.
+pub fn read_secret(path: &Path, kind: &'static str) -> Result<zeroize::Zeroizing<String>, TlsError> {
+    crate::platform::fs::ensure_private(path).map_err(TlsError::NotPrivate)?;
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| TlsError::Read {
+        kind,
+        path: path.to_path_buf(),
+        reason: e.kind().to_string(),
+    })?);
+    Ok(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
 pub fn read_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let mut crls = Vec::new();
     for path in paths {

@@ -180,17 +180,18 @@ impl Browser {
         panic!("the page did not answer");
     }
 
-    /// Clicks what `css` finds, once the page has it (a navigation may still be under way).
-    async fn click(&self, css: &str) {
+    /// What `css` finds, once the page has it (a navigation may still be under way).
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::Css(css))
             .await
             .unwrap()
-            .click()
-            .await
-            .unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
     }
 
     /// Signs in at the identity provider as `login`, from the console's sign-in page.
@@ -198,26 +199,10 @@ impl Browser {
         self.goto(&format!("{console}/"), "start").await;
         assert_eq!(self.h1().await, "Sign in");
         self.click("a.button").await;
-        self.client
-            .wait()
-            .for_element(Locator::Css("input[name=login]"))
-            .await
-            .unwrap();
+        let login_field = self.find("input[name=login]").await;
         self.shot("identity-provider").await;
-        self.client
-            .find(Locator::Css("input[name=login]"))
-            .await
-            .unwrap()
-            .send_keys(login)
-            .await
-            .unwrap();
-        self.client
-            .find(Locator::Css("input[name=password]"))
-            .await
-            .unwrap()
-            .send_keys("any")
-            .await
-            .unwrap();
+        login_field.send_keys(login).await.unwrap();
+        self.find("input[name=password]").await.send_keys("any").await.unwrap();
         self.click("button[type=submit]").await;
         // The console's "signed in" page moves on to the start page by itself.
         for _ in 0..100 {
@@ -398,31 +383,16 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
     let mut without_consent = example.clone();
     without_consent.as_object_mut().unwrap().remove("consent");
     fill(&mut sam, &without_consent).await;
-    let status = sam
-        .client
-        .find(Locator::Css("select[name='/consent/status']"))
-        .await
-        .unwrap();
+    let status = sam.find("select[name='/consent/status']").await;
     status.select_by_value("not_sought").await.unwrap();
-    let why = sam
-        .client
-        .find(Locator::Css("select[name='/consent/reason_not_sought']"))
-        .await
-        .unwrap();
+    let why = sam.find("select[name='/consent/reason_not_sought']").await;
     why.select_by_value("increase_risk_of_significant_harm").await.unwrap();
     sam.shot("form-filled").await;
     sam.click("button[name=_send]").await;
     let decision = sam.wait_h1("Held for a director").await;
     sam.shot("decision").await;
     assert_eq!(decision, "Held for a director", "{}", sam.source().await);
-    let transfer = sam
-        .client
-        .find(Locator::Css("main code"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let transfer = sam.find("main code").await.text().await.unwrap();
     // The referrer cannot approve their own; the director's queue is not theirs to open.
     sam.goto(&format!("{}/transfers/{transfer}", s.console), "own-transfer")
         .await;
@@ -476,10 +446,8 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
     ivan.goto(&format!("{}/audit", s.console), "register").await;
     ivan.click("a[href='/audit/transfers?agreement=nvtt-mash-referral']")
         .await;
-    ivan.client
-        .find(Locator::Css("select#status"))
+    ivan.find("select#status")
         .await
-        .unwrap()
         .select_by_value("delivered")
         .await
         .unwrap();
@@ -500,15 +468,7 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
     }
     ivan.shot("filtered").await;
     assert!(ivan.source().await.contains(&transfer));
-    let csv_href = ivan
-        .client
-        .find(Locator::Css("a#csv"))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap();
+    let csv_href = ivan.find("a#csv").await.attr("href").await.unwrap().unwrap();
     let csv = raw
         .get(format!("{}{csv_href}", s.console))
         .header("cookie", ivan.session_cookie().await)
@@ -524,13 +484,7 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
     let mut dora = Browser::open(s.driver, "4-dpo").await;
     dora.sign_in(&s.console, "dora").await;
     dora.goto(&format!("{}/dpo", s.console), "lookup").await;
-    dora.client
-        .find(Locator::Css("#nhs"))
-        .await
-        .unwrap()
-        .send_keys(&nhs)
-        .await
-        .unwrap();
+    dora.find("#nhs").await.send_keys(&nhs).await.unwrap();
     dora.click("main form button").await;
     dora.wait_h1("Subject access: disclosures found").await;
     dora.shot("answer").await;

@@ -42,16 +42,18 @@ async fn register(who: Signed, state: web::Data<AppState>) -> Result<HttpRespons
                 thead { tr { th scope="col" { "Agreement" } th scope="col" { "State" } th scope="col" { "Parties" } th scope="col" { "Review by" } th scope="col" { "Expires" } th scope="col" { "Legal bases" } } }
                 tbody {
                     @for a in state.catalogue.agreements.iter() {
-                        @let t = a.terms();
-                        @let review_soon = (t.review_by - today).get_days() <= crate::policy::agreement::WARN_DAYS;
-                        @let expiry_soon = (t.expires - today).get_days() <= crate::policy::agreement::WARN_DAYS;
+                        // What an IG officer reads of it: the same view as `GET /v1/agreements/{id}`.
+                        @let v = a.view(today);
                         tr {
-                            td { a href=(format!("/audit/transfers?agreement={}", a.id())) { (t.title) } br; code { (a.id()) " v" (t.version) } }
-                            td { (format!("{:?}", t.status).to_lowercase()) @if a.in_force(today).is_err() { " (not in force)" } }
-                            td { (t.sender.organisation) " → " (t.recipient.organisation) }
-                            td.warn[review_soon] { (t.review_by) @if review_soon { " — review due" } }
-                            td.warn[expiry_soon] { (t.expires) @if expiry_soon { " — expiring" } }
-                            td { ul.plain { @for b in a.legal_bases() { li { code { (b.code()) } " " (b.title()) } } } }
+                            td { a href=(format!("/audit/transfers?agreement={}", v.id)) { (v.title) } br; code { (v.id) " v" (v.version) } }
+                            td { (v.state.replace('_', " ")) }
+                            td { (v.sender.organisation) " → " (v.recipient.organisation) }
+                            td { (v.review_by) }
+                            td { (v.expires) }
+                            td { ul.plain { @for b in &v.legal_bases { li { code { (b.code) } " " (b.title) } } } }
+                        }
+                        @if !v.warnings.is_empty() {
+                            tr { td.warn colspan="6" { (v.warnings.join("; ")) } }
                         }
                     }
                 }

@@ -9,7 +9,7 @@ use maud::html;
 use super::layout::{self, london};
 use super::{Fields, field, respond};
 use crate::api::AppState;
-use crate::api::follow_ups::{Judgement, director, follow_ups_of, judge, record};
+use crate::api::follow_ups::{Judgement, director, follow_ups_of, judge};
 use crate::app::config::SystemRole;
 use crate::console::session::Signed;
 use crate::console::{Console, ConsoleError};
@@ -186,8 +186,6 @@ async fn decide(
 ) -> Result<HttpResponse, ConsoleError> {
     who.check_csrf(field(&form, "csrf"))?;
     let r = find(&state, &console, &who, &id).await?;
-    // The API's own check (the system's organisation sent it) still applies in `judge`.
-    record(&state, &id, &r.sender_system).await?;
     let system = console.system_for(&state, &who.user, SystemRole::Sender, |s| s.id == r.sender_system)?;
     let judgement = Judgement {
         reason: field(&form, "reason").unwrap_or_default().to_owned(),

@@ -24,8 +24,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/mine", web::get().to(mine));
 }
 
-fn envelope_schema() -> Value {
-    serde_json::from_str(ENVELOPE_SCHEMA).unwrap_or(Value::Null)
+/// The envelope's schema as a document, read once (the forms are built from it).
+fn envelope_schema() -> &'static Value {
+    static ENVELOPE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    ENVELOPE.get_or_init(|| serde_json::from_str(ENVELOPE_SCHEMA).unwrap_or(Value::Null))
 }
 
 async fn list(who: Signed, state: web::Data<AppState>) -> HttpResponse {
@@ -104,7 +106,7 @@ fn form_page(
             form.transfer method="post" action=(format!("/send/{}/{}", a.id(), message_type)) novalidate {
                 input type="hidden" name="csrf" value=(who.csrf);
                 input type="hidden" name="idempotency_key" value=(key);
-                (form::envelope(&envelope_schema(), message, values, errors))
+                (form::envelope(envelope_schema(), message, values, errors))
                 button type="submit" name="_send" value="1" { "Send" }
             }
         },
@@ -142,7 +144,7 @@ async fn submit(
     let envelope = envelope_schema();
     let mut values = Values::new(&form);
     if let Some(ptr) = field(&form, "_add") {
-        let minimum = form::array_minimum(&envelope, message, ptr).ok_or(ConsoleError::NotFound)?;
+        let minimum = form::array_minimum(envelope, message, ptr).ok_or(ConsoleError::NotFound)?;
         values.add_item(ptr, minimum);
         return Ok(form_page(
             &who,
@@ -155,7 +157,7 @@ async fn submit(
         ));
     }
     let system = console.system_for(&state, &who.user, SystemRole::Sender, |s| a.permits_system(&s.id))?;
-    let body = form::to_envelope(&envelope, &message_type, message, &values);
+    let body = form::to_envelope(envelope, &message_type, message, &values);
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let read = if bytes.len() > state.limits.max_body_bytes {
         ReadBody::TooLarge

@@ -22,7 +22,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::{Parcel, Sent, TransportError};
-use crate::platform::tls::TlsError;
+use crate::platform::tls::{TlsError, read_secret};
 
 const ACCEPT_V2: &str = "application/vnd.mesh.v2+json";
 const CLIENT_VERSION: &str = concat!("isa-gateway==", env!("CARGO_PKG_VERSION"));
@@ -93,16 +93,6 @@ impl std::fmt::Debug for MeshTransport {
     }
 }
 
-fn read_secret(path: &Path) -> Result<Zeroizing<String>, TlsError> {
-    crate::platform::fs::ensure_private(path).map_err(TlsError::NotPrivate)?;
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| TlsError::Read {
-        kind: "a MESH secret",
-        path: path.to_path_buf(),
-        reason: e.kind().to_string(),
-    })?);
-    Ok(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()))
-}
-
 fn fail(what: &str) -> impl Fn(reqwest::Error) -> TransportError + '_ {
     move |e| {
         if e.is_timeout() {
@@ -149,13 +139,13 @@ pub struct MeshSettings<'a> {
 impl MeshTransport {
     pub fn new(s: &MeshSettings<'_>) -> Result<Self, TlsError> {
         let client = super::https_client(s.ca, s.client_cert, s.client_key, s.timeout_secs)?;
-        let shared_key = read_secret(s.shared_key_file)?;
+        let shared_key = read_secret(s.shared_key_file, "a MESH secret")?;
         Ok(Self {
             base: s.url.trim_end_matches('/').to_owned(),
             mailbox: s.mailbox.to_owned(),
             to: s.to.to_owned(),
             workflow_id: s.workflow_id.to_owned(),
-            password: read_secret(s.password_file)?,
+            password: read_secret(s.password_file, "a MESH secret")?,
             shared_key: Zeroizing::new(shared_key.as_bytes().to_vec()),
             chunk_size: s.chunk_size,
             compress: s.compress,
