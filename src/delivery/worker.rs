@@ -1,6 +1,12 @@
-//! Delivery that loses nothing: a worker takes due entries from the durable outbox, sends each
+//! Delivery that loses nothing: a worker claims due entries from the durable outbox, sends each
 //! through its destination's transport, and records the outcome in the ledger.
 //!
+//! - Per destination, one statement claims as many due entries as the destination has free
+//!   sending slots, each as a lease held by this gateway (see [`Ledger::claim_due`]); their
+//!   records are read in one query. Outcomes go through the ledger's group-commit writer, so
+//!   under load many deliveries share a transaction. At most one gateway sends an attempt at a
+//!   time; a partner sees a transfer twice only after a crash (or a lost database) between
+//!   sending and recording.
 //! - A transfer's outbox entry is written in the same transaction as its decision, so anything
 //!   the client was told is accepted survives a crash; the worker resumes every pending entry
 //!   after a restart.
@@ -28,11 +34,14 @@ mod reports;
 use crate::delivery::breaker::{Breaker, BreakerState, backoff, random_u64};
 use crate::delivery::guard;
 use crate::delivery::transport::{Parcel, Transports};
-use crate::ledger::{Claim, Event, EventKind, Ledger, OutboxItem, OutboxState, TransferStatus, ledger_time};
+use crate::ledger::{Claim, Entry, Event, EventKind, Ledger, OutboxItem, OutboxState, TransferStatus, ledger_time};
 use crate::platform::clock::{Clock, WallClock};
 use crate::platform::metrics::Metrics;
 use crate::policy::agreement::{Agreement, Agreements};
 use crate::policy::decision::sha256_hex;
+
+/// The most entries one claim takes for one destination (also bounded by its free sending slots).
+const CLAIM_BATCH: usize = 256;
 
 struct Destination {
     policy: DeliveryPolicy,
@@ -171,14 +180,10 @@ impl Delivery {
                 tracing::error!(error = %e, "cannot release this gateway's earlier claims; they retry when their leases end")
             }
         }
+        self.give_up_unconfigured().await;
         loop {
-            match self.ledger.due(WallClock::now(), 256).await {
-                Ok(items) => {
-                    for item in items {
-                        self.start(item);
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot read the outbox; will retry"),
+            for (id, dest) in &self.destinations {
+                self.claim_and_send(id, dest).await;
             }
             tokio::select! {
                 () = self.wake.notified() => {}
@@ -197,6 +202,7 @@ impl Delivery {
         for state in [OutboxState::Held, OutboxState::Dead] {
             done += self.expire_state(state, before(self.limit_for(state))).await;
         }
+        self.give_up_unconfigured().await;
         let quarantined = self.expire_quarantine(self.dead_letter_expiry);
         if quarantined > 0 {
             tracing::warn!(
@@ -273,30 +279,105 @@ impl Delivery {
         }
     }
 
-    fn start(self: &Arc<Self>, item: OutboxItem) {
-        if !self.in_flight().insert(item.transfer_id) {
+    /// Claims as many of `id`'s due entries as it has free sending slots, in one statement, reads
+    /// their records in one query, and starts sending each. An open breaker claims none; a
+    /// half-open one, one probe.
+    async fn claim_and_send(self: &Arc<Self>, id: &str, dest: &Destination) {
+        let probing = match dest.breaker().state(Instant::now()) {
+            BreakerState::Closed => false,
+            BreakerState::Open => return,
+            BreakerState::HalfOpen => true,
+        };
+        let wanted = if probing {
+            1
+        } else {
+            dest.permits.available_permits().min(CLAIM_BATCH)
+        };
+        let mut permits = Vec::with_capacity(wanted);
+        while permits.len() < wanted
+            && let Ok(p) = dest.permits.clone().try_acquire_owned()
+        {
+            permits.push(p);
+        }
+        if permits.is_empty() || !dest.breaker().allow(Instant::now()) {
             return;
         }
-        let permit = match self.destinations.get(&item.destination) {
-            None => None,
-            Some(d) => match d.permits.clone().try_acquire_owned() {
-                Ok(p) if d.breaker().allow(Instant::now()) => Some(Some(p)),
-                _ => {
-                    self.in_flight().remove(&item.transfer_id);
-                    return;
-                }
-            },
+        let claim = Claim {
+            destination: id,
+            limit: u32::try_from(permits.len()).unwrap_or(u32::MAX),
+            now: WallClock::now(),
+            lease: dest.lease,
+            gateway_id: &self.gateway_id,
         };
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let id = item.transfer_id;
-            match permit {
-                Some(permit) => this.attempt(item, permit).await,
-                None => this.give_up(&item, "destination no longer configured".into()).await,
+        let items = match self.ledger.claim_due(&claim).await {
+            Ok(items) => items,
+            Err(e) => {
+                dest.breaker().release_probe();
+                tracing::error!(destination = id, error = %e, "cannot claim from the outbox; will retry");
+                return;
             }
-            this.in_flight().remove(&id);
-            this.wake();
-        });
+        };
+        if items.is_empty() {
+            dest.breaker().release_probe();
+            return;
+        }
+        // Only what was decided leaves: each transfer's record, read in one query and checked
+        // against this gateway's chain, not only as the database says. A failure here leaves the
+        // claims to their leases; those attempts are retried when the leases end.
+        let ids: Vec<Uuid> = items.iter().map(|i| i.transfer_id).collect();
+        let mut histories: HashMap<Uuid, Vec<Entry>> = HashMap::new();
+        let history = match self.ledger.entries_of(&ids).await {
+            Ok(history) => history,
+            Err(e) => {
+                dest.breaker().release_probe();
+                tracing::error!(destination = id, error = %e, claimed = items.len(),
+                    "cannot read the claimed transfers' records; they are retried when their claims end");
+                return;
+            }
+        };
+        let all_held = match self.ledger.holds(&history).await {
+            Ok(held) => held,
+            Err(e) => {
+                dest.breaker().release_probe();
+                tracing::error!(destination = id, error = %e, claimed = items.len(),
+                    "cannot check the claimed transfers' records; they are retried when their claims end");
+                return;
+            }
+        };
+        for entry in history {
+            histories.entry(entry.event.transfer_id).or_default().push(entry);
+        }
+        for (item, permit) in items.into_iter().zip(permits) {
+            let history = histories.remove(&item.transfer_id).unwrap_or_default();
+            if !self.in_flight().insert(item.transfer_id) {
+                // Still being sent by this gateway after its lease ran out: the claim lapses.
+                continue;
+            }
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let id = item.transfer_id;
+                this.attempt(item, history, all_held, permit).await;
+                this.in_flight().remove(&id);
+                this.wake();
+            });
+        }
+    }
+
+    /// Entries whose destination this gateway no longer has become dead letters with the reason
+    /// (an operator may requeue them once the destination is configured again).
+    async fn give_up_unconfigured(&self) {
+        let items = match self.ledger.due(WallClock::now(), 256).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox; will retry");
+                return;
+            }
+        };
+        for item in items {
+            if !self.destinations.contains_key(&item.destination) {
+                self.give_up(&item, "destination no longer configured".into()).await;
+            }
+        }
     }
 
     fn event(&self, item: &OutboxItem, status: TransferStatus, reason: Option<&str>, detail: Option<String>) -> Event {
@@ -323,7 +404,9 @@ impl Delivery {
         &self.gateway_id
     }
 
-    async fn attempt(&self, item: OutboxItem, _permit: Option<OwnedSemaphorePermit>) {
+    /// Sends one claimed entry and records the outcome. `history` is its record as the database
+    /// gave it; `all_held` says the whole batch's records are in this gateway's chain.
+    async fn attempt(&self, item: OutboxItem, history: Vec<Entry>, all_held: bool, _permit: OwnedSemaphorePermit) {
         let Some(dest) = self.destinations.get(&item.destination) else {
             return;
         };
@@ -339,17 +422,15 @@ impl Delivery {
             attempt: item.attempts,
         };
         let id = item.transfer_id;
-        // Only what was decided leaves: the bytes, the destination, the approval, the agreement.
-        let history = match self.ledger.entries_of(&[id]).await {
-            Ok(history) => history,
-            Err(e) => {
-                dest.breaker().release_probe();
-                tracing::error!(transfer_id = %id, error = %e, "cannot read the transfer's record; will retry");
-                return;
-            }
+        // Only what was decided leaves: the bytes, the destination, the approval, the agreement,
+        // each entry as this gateway's chain holds it. When the batch as a whole did not hold,
+        // this transfer's record alone is asked.
+        let held = if all_held {
+            Ok(true)
+        } else {
+            self.ledger.holds(&history).await
         };
-        // Each entry as this gateway's chain holds it, not only as the database says.
-        match self.ledger.holds(&history).await {
+        match held {
             Ok(true) => {}
             Ok(false) => {
                 dest.breaker().release_probe();
@@ -359,7 +440,7 @@ impl Delivery {
             }
             Err(e) => {
                 dest.breaker().release_probe();
-                tracing::error!(transfer_id = %id, error = %e, "cannot check the transfer's record; will retry");
+                tracing::error!(transfer_id = %id, error = %e, "cannot check the transfer's record; retried when its claim ends");
                 return;
             }
         }
@@ -367,26 +448,6 @@ impl Delivery {
             dest.breaker().release_probe();
             self.refuse_to_send(&item, why).await;
             return;
-        }
-        let claim = Claim {
-            transfer_id: id,
-            attempts: item.attempts,
-            now: WallClock::now(),
-            lease: dest.lease,
-            gateway_id: &self.gateway_id,
-        };
-        match self.ledger.claim(&claim).await {
-            Ok(true) => {}
-            Ok(false) => {
-                // Delivered, dead-lettered or retried since it was read: stale, do not send.
-                dest.breaker().release_probe();
-                return;
-            }
-            Err(e) => {
-                dest.breaker().release_probe();
-                tracing::error!(transfer_id = %id, error = %e, "cannot claim an outbox entry; will retry");
-                return;
-            }
         }
         match transport.send(&parcel).await {
             Ok(sent) => {

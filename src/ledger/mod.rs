@@ -69,12 +69,13 @@ impl OutboxState {
     }
 }
 
-/// One gateway's claim on one delivery attempt (see [`Ledger::claim`]).
+/// One gateway's claim on the next attempts of a destination's due entries (see [`Ledger::claim_due`]).
 #[derive(Debug, Clone)]
 pub struct Claim<'a> {
-    pub transfer_id: Uuid,
-    /// The attempts the entry had when it was read: the claim fails if another has counted one.
-    pub attempts: u32,
+    /// The destination whose due entries are claimed.
+    pub destination: &'a str,
+    /// The most entries to claim (the destination's free sending slots).
+    pub limit: u32,
     /// Wall-clock time (gateways sharing a ledger keep their clocks in step, e.g. NTP; the lease's
     /// margin covers ordinary skew).
     pub now: Timestamp,
@@ -126,14 +127,15 @@ pub trait Ledger: Send + Sync {
     async fn idempotent_original(&self, system: &str, key: &str) -> Result<Option<IdempotentOriginal>, LedgerError>;
     /// Pending outbox entries due at `now`, oldest first.
     async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError>;
-    /// Claims an entry for one attempt, as a lease: only if it is still pending, due, and has made
-    /// exactly `attempts` attempts. Counts the attempt before anything is sent, so an attempt
-    /// interrupted by a crash is known as one (MESH then asks tracking before sending again), and
-    /// makes the entry not due until the lease ends, so no other gateway on the same ledger claims
-    /// it while this one may still be sending. The outcome (delivered, retry, dead letter) ends the
-    /// lease; a gateway that dies mid-send leaves it to expire. `false`: the entry was delivered,
-    /// dead-lettered, retried or claimed by another gateway meanwhile; do not send.
-    async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError>;
+    /// Claims, in one statement, up to `claim.limit` of `claim.destination`'s due entries for one
+    /// attempt each, oldest first, as a lease. Counts the attempt before anything is sent, so an
+    /// attempt interrupted by a crash is known as one (MESH then asks tracking before sending
+    /// again), and makes each entry not due until the lease ends, so no other gateway on the same
+    /// ledger claims it while this one may still be sending. The outcome (delivered, retry, dead
+    /// letter) ends the lease; a gateway that dies mid-send leaves it to expire. Returns the
+    /// entries claimed, each with the attempts it had before this one; an entry another gateway
+    /// claimed, delivered or dead-lettered meanwhile is not among them.
+    async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<OutboxItem>, LedgerError>;
     /// Ends, at `now`, the leases `gateway_id` holds on pending entries: it has restarted, so it is
     /// not sending them. Returns how many.
     async fn release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError>;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use isa_gateway::ledger::checkpoint::Checkpoint;
 use isa_gateway::ledger::signing::CheckpointKey;
 use isa_gateway::ledger::{
-    Claim, DecisionKind, Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, TransferQuery,
-    TransferStatus, merkle, verify, verify_chain, verify_transfers,
+    Claim, DecisionKind, Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, OutboxItem,
+    SqlLedger, TransferQuery, TransferStatus, merkle, verify, verify_chain, verify_transfers,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -40,6 +40,7 @@ on_both_backends!(
     an_idempotency_key_binds_once,
     a_write_that_cannot_be_recorded_fails_alone,
     the_outbox_delivers_once,
+    two_gateways_claim_disjoint_batches,
     a_held_transfer_is_released_or_withdrawn_once,
     a_review_is_recorded_once,
     listings_counts_and_disclosures,
@@ -243,29 +244,51 @@ async fn the_outbox_delivers_once(kind: Kind) {
     assert_eq!((due.len(), due[0].attempts), (1, 0));
     assert_eq!(due[0].body, b"{\"document\":1}");
     let lease = std::time::Duration::from_secs(30);
-    let claim = |gateway_id, attempts, now| Claim {
-        transfer_id: d.transfer_id,
-        attempts,
+    let claim = |gateway_id, now| Claim {
+        destination: "y99001-gp-drop",
+        limit: 10,
         now,
         lease,
         gateway_id,
     };
-    assert!(ledger.claim(&claim("gw-a", 0, t0())).await.unwrap());
-    assert!(!ledger.claim(&claim("gw-a", 0, t0())).await.unwrap(), "claimed once");
+    let claimed = |items: Vec<OutboxItem>| items.iter().map(|i| (i.transfer_id, i.attempts)).collect::<Vec<_>>();
+    let other = Claim {
+        destination: "elsewhere",
+        ..claim("gw-a", t0())
+    };
+    assert!(
+        ledger.claim_due(&other).await.unwrap().is_empty(),
+        "only its destination's"
+    );
+    assert_eq!(
+        claimed(ledger.claim_due(&claim("gw-a", t0())).await.unwrap()),
+        [(d.transfer_id, 0)]
+    );
+    assert!(
+        ledger.claim_due(&claim("gw-a", t0())).await.unwrap().is_empty(),
+        "claimed once"
+    );
     // A claim is a lease: another gateway on the same ledger neither finds the entry due nor
     // claims its next attempt while the first may still be sending it.
     assert!(ledger.due(t0(), 10).await.unwrap().is_empty(), "not due while leased");
-    assert!(!ledger.claim(&claim("gw-b", 1, t0())).await.unwrap(), "leased to gw-a");
+    assert!(
+        ledger.claim_due(&claim("gw-b", t0())).await.unwrap().is_empty(),
+        "leased to gw-a"
+    );
     let lease_end = t0() + jiff::SignedDuration::from_secs(30);
     assert!(
-        !ledger
-            .claim(&claim("gw-b", 1, lease_end - jiff::SignedDuration::from_secs(1)))
+        ledger
+            .claim_due(&claim("gw-b", lease_end - jiff::SignedDuration::from_secs(1)))
             .await
             .unwrap()
+            .is_empty()
     );
     // A gateway that died mid-send leaves the lease to expire; then another may try again.
     assert_eq!(ledger.due(lease_end, 10).await.unwrap()[0].attempts, 1);
-    assert!(ledger.claim(&claim("gw-b", 1, lease_end)).await.unwrap());
+    assert_eq!(
+        claimed(ledger.claim_due(&claim("gw-b", lease_end)).await.unwrap()),
+        [(d.transfer_id, 1)]
+    );
     // A restarted gateway ends its own leases, and only its own.
     assert_eq!(ledger.release_leases("gw-a", lease_end).await.unwrap(), 0);
     assert_eq!(ledger.release_leases("gw-b", lease_end).await.unwrap(), 1);
@@ -778,4 +801,48 @@ async fn the_held_quota_holds_under_concurrency(kind: Kind) {
     let (d, e) = held("dan");
     assert!(ledger.accept(d, e, None).await.is_ok(), "another user still may");
     listings_agree(&ledger).await;
+}
+
+/// Two gateways on one database claiming in batches at once: every entry is claimed by exactly
+/// one of them, oldest first within each claim, and a claim takes no more than its limit.
+async fn two_gateways_claim_disjoint_batches(kind: Kind) {
+    let db = Db::new(kind).await;
+    let (a, b) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    for _ in 0..300 {
+        a.accept(decision("a", TransferStatus::Accepted), enqueue(false), None)
+            .await
+            .unwrap();
+    }
+    let lease = std::time::Duration::from_secs(60);
+    let run = |ledger: Arc<SqlLedger>, gateway_id: &'static str| {
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claim = Claim {
+                    destination: "y99001-gp-drop",
+                    limit: 16,
+                    now: t0(),
+                    lease,
+                    gateway_id,
+                };
+                let items = ledger.claim_due(&claim).await.unwrap();
+                assert!(items.len() <= 16);
+                assert!(items.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+                assert!(items.iter().all(|i| i.attempts == 0));
+                if items.is_empty() {
+                    return mine;
+                }
+                mine.extend(items.into_iter().map(|i| i.transfer_id));
+            }
+        })
+    };
+    let (ta, tb) = (run(a.clone(), "gw-a"), run(b.clone(), "gw-b"));
+    let (mine_a, mine_b) = (ta.await.unwrap(), tb.await.unwrap());
+    let all: std::collections::HashSet<_> = mine_a.iter().chain(&mine_b).collect();
+    assert_eq!(
+        (mine_a.len() + mine_b.len(), all.len()),
+        (300, 300),
+        "each claimed once"
+    );
+    assert!(a.due(t0(), 10).await.unwrap().is_empty(), "all leased");
 }

@@ -226,8 +226,8 @@ impl Ledger for SqlLedger {
         self.outbox_due(now, limit).await
     }
 
-    async fn claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
-        self.outbox_claim(claim).await
+    async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<OutboxItem>, LedgerError> {
+        self.outbox_claim_due(claim).await
     }
 
     async fn release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError> {

@@ -6,16 +6,15 @@ use jiff::Timestamp;
 use sqlx::Row;
 
 use super::SqlLedger;
-use super::sync::{timestamp, uuid};
+use super::sync::{Dialect, timestamp, uuid};
 use crate::ledger::{Claim, LedgerError, OutboxItem, OutboxState, micros};
 
 impl SqlLedger {
     pub(super) async fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, attempts, \
-             created_at_us FROM outbox \
-             WHERE state = 'pending' AND next_attempt_at_us <= $1 ORDER BY next_attempt_at_us LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS} FROM outbox \
+                 WHERE state = 'pending' AND next_attempt_at_us <= $1 ORDER BY next_attempt_at_us LIMIT $2"
+        ))
         .bind(micros(now))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -23,21 +22,44 @@ impl SqlLedger {
         rows.iter().map(item_from_row).collect()
     }
 
-    pub(super) async fn outbox_claim(&self, claim: &Claim<'_>) -> Result<bool, LedgerError> {
+    pub(super) async fn outbox_claim_due(&self, claim: &Claim<'_>) -> Result<Vec<OutboxItem>, LedgerError> {
         let lease = i64::try_from(claim.lease.as_micros()).unwrap_or(i64::MAX);
         let now = micros(claim.now);
-        let claimed = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at_us = $1, claimed_by = $2, claimed_at_us = $3 \
-             WHERE transfer_id = $4 AND state = 'pending' AND attempts = $5 AND next_attempt_at_us <= $3",
-        )
-        .bind(now.saturating_add(lease))
-        .bind(claim.gateway_id)
-        .bind(now)
-        .bind(claim.transfer_id.to_string())
-        .bind(i64::from(claim.attempts))
-        .execute(&self.pool)
-        .await?;
-        Ok(claimed.rows_affected() == 1)
+        // The entries are picked once, in a common table expression (PostgreSQL may run a
+        // LIMIT subquery inside UPDATE … IN (…) more than once, and so claim more than asked);
+        // the update checks the conditions again on the row it finally sees, so on PostgreSQL
+        // a row another gateway claimed meanwhile (its lease now in the future) is left out, and
+        // SKIP LOCKED lets each gateway pick rows the other is not taking. SQLite runs the whole
+        // statement under its write lock.
+        let skip_locked = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "WITH picked AS (SELECT transfer_id FROM outbox \
+             WHERE state = 'pending' AND destination = $4 AND next_attempt_at_us <= $3 \
+             ORDER BY next_attempt_at_us LIMIT $5{skip_locked}) \
+             UPDATE outbox SET attempts = attempts + 1, next_attempt_at_us = $1, claimed_by = $2, claimed_at_us = $3 \
+             WHERE state = 'pending' AND destination = $4 AND next_attempt_at_us <= $3 \
+             AND transfer_id IN (SELECT transfer_id FROM picked) \
+             RETURNING {ITEM_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now.saturating_add(lease))
+            .bind(claim.gateway_id)
+            .bind(now)
+            .bind(claim.destination)
+            .bind(i64::from(claim.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut items = rows.iter().map(item_from_row).collect::<Result<Vec<_>, _>>()?;
+        for item in &mut items {
+            // The attempts it had before this claim.
+            item.attempts = item.attempts.saturating_sub(1);
+        }
+        // RETURNING gives no order; attempts go out oldest first.
+        items.sort_by_key(|i| i.created_at);
+        Ok(items)
     }
 
     pub(super) async fn outbox_release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError> {
@@ -68,10 +90,10 @@ impl SqlLedger {
         before: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, attempts, \
-             created_at_us FROM outbox WHERE state = $1 AND created_at_us <= $2 ORDER BY created_at_us LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS} FROM outbox WHERE state = $1 AND created_at_us <= $2 \
+                 ORDER BY created_at_us LIMIT $3"
+        ))
         .bind(state.as_str())
         .bind(micros(before))
         .bind(i64::from(limit))
@@ -80,6 +102,10 @@ impl SqlLedger {
         rows.iter().map(item_from_row).collect()
     }
 }
+
+/// The columns [`item_from_row`] reads.
+const ITEM_COLUMNS: &str =
+    "transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, attempts, created_at_us";
 
 fn item_from_row(r: &sqlx::any::AnyRow) -> Result<OutboxItem, LedgerError> {
     Ok(OutboxItem {
