@@ -406,7 +406,7 @@ impl Delivery {
 
     /// Sends one claimed entry and records the outcome. `history` is its record as the database
     /// gave it; `all_held` says the whole batch's records are in this gateway's chain.
-    async fn attempt(&self, item: OutboxItem, history: Vec<Entry>, all_held: bool, _permit: OwnedSemaphorePermit) {
+    async fn attempt(&self, item: OutboxItem, history: Vec<Entry>, all_held: bool, permit: OwnedSemaphorePermit) {
         let Some(dest) = self.destinations.get(&item.destination) else {
             return;
         };
@@ -449,7 +449,12 @@ impl Delivery {
             self.refuse_to_send(&item, why).await;
             return;
         }
-        match transport.send(&parcel).await {
+        let sent = transport.send(&parcel).await;
+        // The partner is done with this attempt: its sending slot goes to the next entry while
+        // the outcome is recorded (the lease keeps the entry from being claimed meanwhile).
+        drop(permit);
+        self.wake();
+        match sent {
             Ok(sent) => {
                 dest.breaker().success();
                 self.metrics.attempt(&item.destination, "delivered");

@@ -31,19 +31,27 @@ impl SqlLedger {
         // a row another gateway claimed meanwhile (its lease now in the future) is left out, and
         // SKIP LOCKED lets each gateway pick rows the other is not taking. SQLite runs the whole
         // statement under its write lock.
-        let skip_locked = match self.dialect {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
+        // On SQLite the update finds the picked rows by their key: the unary `+` keeps its
+        // planner from walking the due index over the whole backlog instead.
+        let (skip_locked, plus) = match self.dialect {
+            Dialect::Postgres => (" FOR UPDATE SKIP LOCKED", ""),
+            Dialect::Sqlite => ("", "+"),
         };
         let sql = format!(
             "WITH picked AS (SELECT transfer_id FROM outbox \
              WHERE state = 'pending' AND destination = $4 AND next_attempt_at_us <= $3 \
              ORDER BY next_attempt_at_us LIMIT $5{skip_locked}) \
              UPDATE outbox SET attempts = attempts + 1, next_attempt_at_us = $1, claimed_by = $2, claimed_at_us = $3 \
-             WHERE state = 'pending' AND destination = $4 AND next_attempt_at_us <= $3 \
+             WHERE {plus}state = 'pending' AND {plus}destination = $4 AND {plus}next_attempt_at_us <= $3 \
              AND transfer_id IN (SELECT transfer_id FROM picked) \
              RETURNING {ITEM_COLUMNS}"
         );
+        // In-process, a claim waits for the writer's transaction rather than meeting SQLite's
+        // write lock, whose busy handler sleeps for milliseconds at a time.
+        let _writer = match self.dialect {
+            Dialect::Sqlite => Some(self.chain.lock().await),
+            Dialect::Postgres => None,
+        };
         let rows = sqlx::query(&sql)
             .bind(now.saturating_add(lease))
             .bind(claim.gateway_id)
