@@ -449,12 +449,10 @@ impl Delivery {
             self.refuse_to_send(&item, why).await;
             return;
         }
-        let sent = transport.send(&parcel).await;
-        // The partner is done with this attempt: its sending slot goes to the next entry while
-        // the outcome is recorded (the lease keeps the entry from being claimed meanwhile).
-        drop(permit);
-        self.wake();
-        match sent {
+        // The sending slot is held until the outcome is recorded, so a crash leaves at most the
+        // destination's concurrency of attempts sent but not recorded (each sent again later).
+        let _permit = permit;
+        match transport.send(&parcel).await {
             Ok(sent) => {
                 dest.breaker().success();
                 self.metrics.attempt(&item.destination, "delivered");

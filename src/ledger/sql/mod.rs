@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::checkpoint::Checkpoint;
+mod batch;
 mod outbox;
 mod rows;
 mod sessions;

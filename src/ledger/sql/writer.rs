@@ -17,11 +17,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Executor};
+use sqlx::{AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::batch::{Row, delivered_together, insert};
 use super::sync::{Dialect, catch_up, check_head};
 use crate::ledger::{
     Chain, Enqueue, Entry, Event, EventKind, Hash, IdempotencyKey, LedgerError, Receipt, merkle, micros,
@@ -29,8 +28,6 @@ use crate::ledger::{
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 512;
-/// Rows per multi-row INSERT (SQLite allows 32,766 parameters, PostgreSQL 65,535).
-const ROWS_PER_INSERT: usize = 128;
 /// PostgreSQL advisory lock key for appends: "isa-ledg".
 const APPEND_LOCK: i64 = 0x6973_612d_6c65_6467;
 
@@ -67,9 +64,9 @@ pub(super) enum Effect {
 
 type Reply = Result<Option<Receipt>, LedgerError>;
 
-struct Queued {
-    event: Event,
-    op: Effect,
+pub(super) struct Queued {
+    pub(super) event: Event,
+    pub(super) op: Effect,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -170,14 +167,6 @@ fn refuses_the_write(d: &dyn sqlx::error::DatabaseError) -> bool {
     d.kind() != sqlx::error::ErrorKind::Other || d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
 }
 
-/// One entry to insert: its place, its bytes, the event it encodes.
-struct Row<'a> {
-    seq: i64,
-    hash: Hash,
-    bytes: Vec<u8>,
-    event: &'a Event,
-}
-
 /// Writes `batch` in one transaction and commits; then advances the chain. Returns one reply
 /// per request, in order.
 async fn commit(
@@ -212,12 +201,16 @@ async fn commit(
     let (mut seq, mut prev) = (chain.seq, chain.hash);
     let mut rows = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
-    for request in batch {
+    let delivered = delivered_together(&mut tx, dialect, batch).await.map_err(statement)?;
+    for (i, request) in batch.iter().enumerate() {
         let next = seq + 1;
-        match apply(&mut tx, next, &request.event, &request.op)
-            .await
-            .map_err(statement)?
-        {
+        let applied = match delivered.get(&i) {
+            Some(&applied) => Ok(applied),
+            None => apply(&mut tx, next, &request.event, &request.op)
+                .await
+                .map_err(statement)?,
+        };
+        match applied {
             Ok(true) => {
                 let bytes = Entry::canonical_bytes(next, &prev, &request.event);
                 let hash: Hash = Sha256::digest(&bytes).into();
@@ -419,175 +412,5 @@ async fn apply(
                 .await?;
             Ok(changed(marked.rows_affected()))
         }
-    }
-}
-
-/// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…), …` for `rows` rows, then `tail`.
-/// SQLite gets anonymous `?` parameters: it looks a numbered one up by name, one at a time,
-/// which costs time proportional to the square of the parameters in a statement.
-fn multi_row_insert(dialect: Dialect, table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
-    let n = columns.len();
-    let values = (0..rows)
-        .map(|r| {
-            let params = (1..=n)
-                .map(|c| match dialect {
-                    Dialect::Sqlite => "?".to_owned(),
-                    Dialect::Postgres => format!("${}", r * n + c),
-                })
-                .collect::<Vec<_>>();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("INSERT INTO {table} ({}) VALUES {values}{tail}", columns.join(", "))
-}
-
-fn json_list(v: &[String]) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
-}
-
-/// Inserts the entries, then their effect on the transfers they are about: a decision starts
-/// a transfer (and its place in the subject index); deliveries, approvals and follow-ups
-/// change it.
-async fn insert(tx: &mut sqlx::AnyConnection, dialect: Dialect, rows: &[Row<'_>]) -> Result<(), LedgerError> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row_insert(
-            dialect,
-            "ledger_entries",
-            &[
-                "seq",
-                "recorded_at_us",
-                "transfer_id",
-                "kind",
-                "agreement_id",
-                "entry",
-                "hash",
-            ],
-            chunk.len(),
-            "",
-        );
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
-        for row in chunk {
-            q = q
-                .bind(row.seq)
-                .bind(micros(row.event.at))
-                .bind(row.event.transfer_id.to_string())
-                .bind(row.event.kind.as_str())
-                .bind(&row.event.agreement_id)
-                .bind(&row.bytes)
-                .bind(row.hash.to_vec());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    let decisions: Vec<&Row> = rows.iter().filter(|r| r.event.kind == EventKind::Decision).collect();
-    for chunk in decisions.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row_insert(
-            dialect,
-            "transfers",
-            &[
-                "transfer_id",
-                "agreement_id",
-                "message_type",
-                "sender_system",
-                "recipient",
-                "status",
-                "reason_code",
-                "created_at_us",
-                "updated_at_us",
-                "decision_seq",
-                "user_sub",
-                "review_due_at_us",
-                "subject_informed_due",
-                "legal_bases",
-            ],
-            chunk.len(),
-            "",
-        );
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
-        for row in chunk {
-            let e = row.event;
-            let at = micros(e.at);
-            q = q
-                .bind(e.transfer_id.to_string())
-                .bind(&e.agreement_id)
-                .bind(&e.message_type)
-                .bind(&e.sender_system)
-                .bind(&e.recipient)
-                .bind(e.status.as_str())
-                .bind(&e.reason_code)
-                .bind(at)
-                .bind(at)
-                .bind(row.seq)
-                .bind(&e.user_sub)
-                .bind(e.review_due_at().map(micros))
-                .bind(&e.subject_informed_due)
-                .bind(e.permitted().then(|| json_list(&e.legal_bases)));
-        }
-        q.execute(&mut *tx).await?;
-    }
-    let subjects: Vec<(&str, String)> = decisions
-        .iter()
-        .flat_map(|r| {
-            let id = r.event.transfer_id.to_string();
-            r.event.subject_index.iter().map(move |s| (s.as_str(), id.clone()))
-        })
-        .collect();
-    for chunk in subjects.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row_insert(
-            dialect,
-            "subject_disclosures",
-            &["subject_hash", "transfer_id"],
-            chunk.len(),
-            " ON CONFLICT DO NOTHING",
-        );
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
-        for (subject, id) in chunk {
-            q = q.bind(*subject).bind(id);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for row in rows {
-        let e = row.event;
-        let update = match e.kind {
-            EventKind::Decision | EventKind::SubjectAccess | EventKind::Inbound => continue,
-            EventKind::Review => sqlx::query(
-                "UPDATE transfers SET reviewed_at_us = $1 WHERE transfer_id = $2 AND reviewed_at_us IS NULL",
-            )
-            .bind(micros(e.at)),
-            EventKind::Notification => sqlx::query(
-                "UPDATE transfers SET subject_informed_at_us = $1 WHERE transfer_id = $2 \
-                 AND subject_informed_at_us IS NULL",
-            )
-            .bind(micros(e.at)),
-            EventKind::Delivery | EventKind::Approval => sqlx::query(
-                "UPDATE transfers SET status = $3, reason_code = $4, updated_at_us = $1 WHERE transfer_id = $2",
-            )
-            .bind(micros(e.at)),
-        };
-        let update = update.bind(e.transfer_id.to_string());
-        let update = match e.kind {
-            EventKind::Delivery | EventKind::Approval => update.bind(e.status.as_str()).bind(&e.reason_code),
-            _ => update,
-        };
-        update.execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::multi_row_insert;
-    use crate::ledger::sql::sync::Dialect;
-
-    #[test]
-    fn multi_row_insert_numbers_parameters_row_by_row() {
-        assert_eq!(
-            multi_row_insert(Dialect::Postgres, "t", &["a", "b"], 2, " ON CONFLICT DO NOTHING"),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
-        );
-        assert_eq!(
-            multi_row_insert(Dialect::Sqlite, "t", &["a", "b"], 2, ""),
-            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
-        );
     }
 }

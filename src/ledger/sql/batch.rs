@@ -1,0 +1,264 @@
+//! The writer's statements that take many rows at once: the entries of a batch and their
+//! effect on the transfers' listing rows, and deliveries recorded together.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row as _};
+
+use super::sync::Dialect;
+use super::writer::{Effect, Queued};
+use crate::ledger::{Event, EventKind, Hash, LedgerError, micros};
+
+/// Rows per multi-row statement (SQLite allows 32,766 parameters, PostgreSQL 65,535).
+const ROWS_PER_INSERT: usize = 128;
+
+/// One entry to insert: its place, its bytes, the event it encodes.
+pub(super) struct Row<'a> {
+    pub(super) seq: i64,
+    pub(super) hash: Hash,
+    pub(super) bytes: Vec<u8>,
+    pub(super) event: &'a Event,
+}
+
+/// Deliveries in `batch` that no earlier write in it touches, applied in one statement per
+/// chunk: their outbox entries removed if still pending. Returns, by position in the batch,
+/// whether each applied (the others, and deliveries with a partner reference to keep, are
+/// applied one by one in order). Moving them first changes nothing: a write earlier in the
+/// batch is about another transfer, and one later sees the entry gone, as it would in order.
+pub(super) async fn delivered_together(
+    tx: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    batch: &[Queued],
+) -> Result<HashMap<usize, bool>, LedgerError> {
+    let mut touched = HashSet::new();
+    let mut together = Vec::new();
+    for (i, request) in batch.iter().enumerate() {
+        let id = request.event.transfer_id;
+        if matches!(request.op, Effect::Delivered { remote: None }) && !touched.contains(&id) {
+            together.push((i, id.to_string()));
+        }
+        touched.insert(id);
+    }
+    let mut applied = HashMap::with_capacity(together.len());
+    for chunk in together.chunks(ROWS_PER_INSERT) {
+        let params = placeholders(dialect, 0, chunk.len());
+        let sql =
+            format!("DELETE FROM outbox WHERE state = 'pending' AND transfer_id IN ({params}) RETURNING transfer_id");
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for (_, id) in chunk {
+            q = q.bind(id);
+        }
+        let removed: HashSet<String> = q
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        for (i, id) in chunk {
+            applied.insert(*i, removed.contains(id));
+        }
+    }
+    Ok(applied)
+}
+
+/// `n` parameters numbered from `first + 1`, comma-separated (anonymous `?` for SQLite).
+fn placeholders(dialect: Dialect, first: usize, n: usize) -> String {
+    (1..=n)
+        .map(|c| match dialect {
+            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${}", first + c),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…), …` for `rows` rows, then `tail`.
+/// SQLite gets anonymous `?` parameters: it looks a numbered one up by name, one at a time,
+/// which costs time proportional to the square of the parameters in a statement.
+fn multi_row_insert(dialect: Dialect, table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
+    let values = values(dialect, columns.len(), rows);
+    format!("INSERT INTO {table} ({}) VALUES {values}{tail}", columns.join(", "))
+}
+
+/// `($1, …), (…), …`: `rows` rows of `n` parameters.
+fn values(dialect: Dialect, n: usize, rows: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(dialect, r * n, n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// Inserts the entries, then their effect on the transfers they are about: a decision starts
+/// a transfer (and its place in the subject index); deliveries, approvals and follow-ups
+/// change it.
+pub(super) async fn insert(
+    tx: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    rows: &[Row<'_>],
+) -> Result<(), LedgerError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row_insert(
+            dialect,
+            "ledger_entries",
+            &[
+                "seq",
+                "recorded_at_us",
+                "transfer_id",
+                "kind",
+                "agreement_id",
+                "entry",
+                "hash",
+            ],
+            chunk.len(),
+            "",
+        );
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for row in chunk {
+            q = q
+                .bind(row.seq)
+                .bind(micros(row.event.at))
+                .bind(row.event.transfer_id.to_string())
+                .bind(row.event.kind.as_str())
+                .bind(&row.event.agreement_id)
+                .bind(&row.bytes)
+                .bind(row.hash.to_vec());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let decisions: Vec<&Row> = rows.iter().filter(|r| r.event.kind == EventKind::Decision).collect();
+    for chunk in decisions.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row_insert(
+            dialect,
+            "transfers",
+            &[
+                "transfer_id",
+                "agreement_id",
+                "message_type",
+                "sender_system",
+                "recipient",
+                "status",
+                "reason_code",
+                "created_at_us",
+                "updated_at_us",
+                "decision_seq",
+                "user_sub",
+                "review_due_at_us",
+                "subject_informed_due",
+                "legal_bases",
+            ],
+            chunk.len(),
+            "",
+        );
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for row in chunk {
+            let e = row.event;
+            let at = micros(e.at);
+            q = q
+                .bind(e.transfer_id.to_string())
+                .bind(&e.agreement_id)
+                .bind(&e.message_type)
+                .bind(&e.sender_system)
+                .bind(&e.recipient)
+                .bind(e.status.as_str())
+                .bind(&e.reason_code)
+                .bind(at)
+                .bind(at)
+                .bind(row.seq)
+                .bind(&e.user_sub)
+                .bind(e.review_due_at().map(micros))
+                .bind(&e.subject_informed_due)
+                .bind(e.permitted().then(|| json_list(&e.legal_bases)));
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let subjects: Vec<(&str, String)> = decisions
+        .iter()
+        .flat_map(|r| {
+            let id = r.event.transfer_id.to_string();
+            r.event.subject_index.iter().map(move |s| (s.as_str(), id.clone()))
+        })
+        .collect();
+    for chunk in subjects.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row_insert(
+            dialect,
+            "subject_disclosures",
+            &["subject_hash", "transfer_id"],
+            chunk.len(),
+            " ON CONFLICT DO NOTHING",
+        );
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for (subject, id) in chunk {
+            q = q.bind(*subject).bind(id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    // Deliveries and approvals set the transfer's status, together; the last in the batch wins,
+    // as it would one by one.
+    let mut seen = HashSet::new();
+    let mut statuses: Vec<&Event> = rows
+        .iter()
+        .rev()
+        .map(|r| r.event)
+        .filter(|e| matches!(e.kind, EventKind::Delivery | EventKind::Approval) && seen.insert(e.transfer_id))
+        .collect();
+    statuses.reverse();
+    for chunk in statuses.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "UPDATE transfers SET status = v.column2, reason_code = v.column3, updated_at_us = v.column4 \
+             FROM (VALUES {}) AS v WHERE transfers.transfer_id = v.column1",
+            values(dialect, 4, chunk.len())
+        );
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.transfer_id.to_string())
+                .bind(e.status.as_str())
+                .bind(&e.reason_code)
+                .bind(micros(e.at));
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for row in rows {
+        let e = row.event;
+        let update = match e.kind {
+            EventKind::Review => sqlx::query(
+                "UPDATE transfers SET reviewed_at_us = $1 WHERE transfer_id = $2 AND reviewed_at_us IS NULL",
+            ),
+            EventKind::Notification => sqlx::query(
+                "UPDATE transfers SET subject_informed_at_us = $1 WHERE transfer_id = $2 \
+                 AND subject_informed_at_us IS NULL",
+            ),
+            _ => continue,
+        };
+        update
+            .bind(micros(e.at))
+            .bind(e.transfer_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multi_row_insert;
+    use crate::ledger::sql::sync::Dialect;
+
+    #[test]
+    fn multi_row_insert_numbers_parameters_row_by_row() {
+        assert_eq!(
+            multi_row_insert(Dialect::Postgres, "t", &["a", "b"], 2, " ON CONFLICT DO NOTHING"),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            multi_row_insert(Dialect::Sqlite, "t", &["a", "b"], 2, ""),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
+    }
+}
