@@ -9,7 +9,7 @@ use sqlx::{Any, Row as _};
 
 use super::sync::Dialect;
 use super::writer::{Effect, Queued};
-use crate::ledger::{Event, EventKind, Hash, LedgerError, micros};
+use crate::ledger::{Enqueue, Event, EventKind, Hash, LedgerError, micros};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters, PostgreSQL 65,535).
 const ROWS_PER_INSERT: usize = 128;
@@ -61,6 +61,82 @@ pub(super) async fn delivered_together(
         }
     }
     Ok(applied)
+}
+
+/// Acceptances in `batch` with no idempotency key and no held quota to check, and no earlier
+/// write in the batch about the same transfer: their outbox entries inserted together, before
+/// the batch's other writes (which are about other transfers, or come later). Such an
+/// acceptance always applies; a row the database refuses fails the statement, and the batch is
+/// then retried one write at a time. Returns their positions in the batch.
+pub(super) async fn accepted_together(
+    tx: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    batch: &[Queued],
+) -> Result<HashSet<usize>, LedgerError> {
+    let mut touched = HashSet::new();
+    let mut together = Vec::new();
+    for (i, request) in batch.iter().enumerate() {
+        let id = request.event.transfer_id;
+        if let Effect::Accept { enqueue, key: None } = &request.op
+            && (!enqueue.held || enqueue.held_quota.is_none())
+            && !touched.contains(&id)
+        {
+            together.push((i, (&request.event, enqueue)));
+        }
+        touched.insert(id);
+    }
+    let rows: Vec<_> = together.iter().map(|(_, row)| *row).collect();
+    insert_outbox(tx, dialect, &rows).await?;
+    Ok(together.into_iter().map(|(i, _)| i).collect())
+}
+
+/// Inserts accepted transfers' outbox entries: pending, or held for a director.
+pub(super) async fn insert_outbox(
+    tx: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    rows: &[(&Event, &Enqueue)],
+) -> Result<(), LedgerError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row_insert(
+            dialect,
+            "outbox",
+            &[
+                "transfer_id",
+                "destination",
+                "agreement_id",
+                "message_type",
+                "sender_system",
+                "recipient",
+                "body",
+                "state",
+                "attempts",
+                "created_at_us",
+                "next_attempt_at_us",
+                "held_by",
+            ],
+            chunk.len(),
+            "",
+        );
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for (event, enqueue) in chunk {
+            let now = micros(enqueue.now);
+            q = q
+                .bind(event.transfer_id.to_string())
+                .bind(&enqueue.destination)
+                .bind(&event.agreement_id)
+                .bind(event.message_type.as_deref().unwrap_or_default())
+                .bind(&event.sender_system)
+                .bind(&event.recipient)
+                .bind(&enqueue.body)
+                .bind(if enqueue.held { "held" } else { "pending" })
+                .bind(0_i64)
+                .bind(now)
+                .bind(now)
+                .bind(enqueue.held.then(|| event.user_sub.clone()).flatten());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// `n` parameters numbered from `first + 1`, comma-separated (anonymous `?` for SQLite).

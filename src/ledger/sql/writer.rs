@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::batch::{Row, delivered_together, insert};
+use super::batch::{Row, accepted_together, delivered_together, insert, insert_outbox};
 use super::sync::{Dialect, catch_up, check_head};
 use crate::ledger::{
     Chain, Enqueue, Entry, Event, EventKind, Hash, IdempotencyKey, LedgerError, Receipt, merkle, micros,
@@ -202,11 +202,13 @@ async fn commit(
     let mut rows = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let delivered = delivered_together(&mut tx, dialect, batch).await.map_err(statement)?;
+    let accepted = accepted_together(&mut tx, dialect, batch).await.map_err(statement)?;
     for (i, request) in batch.iter().enumerate() {
         let next = seq + 1;
         let applied = match delivered.get(&i) {
             Some(&applied) => Ok(applied),
-            None => apply(&mut tx, next, &request.event, &request.op)
+            None if accepted.contains(&i) => Ok(true),
+            None => apply(&mut tx, dialect, next, &request.event, &request.op)
                 .await
                 .map_err(statement)?,
         };
@@ -242,6 +244,7 @@ async fn commit(
 /// changed in either case.
 async fn apply(
     tx: &mut sqlx::AnyConnection,
+    dialect: Dialect,
     seq: i64,
     event: &Event,
     op: &Effect,
@@ -289,25 +292,7 @@ async fn apply(
                     return Ok(Err(LedgerError::IdempotencyKeyTaken));
                 }
             }
-            let now = micros(enqueue.now);
-            sqlx::query(
-                "INSERT INTO outbox (transfer_id, destination, agreement_id, message_type, sender_system, recipient, \
-                 body, state, attempts, created_at_us, next_attempt_at_us, last_error, held_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, NULL, $11)",
-            )
-            .bind(&id)
-            .bind(&enqueue.destination)
-            .bind(&event.agreement_id)
-            .bind(event.message_type.as_deref().unwrap_or_default())
-            .bind(&event.sender_system)
-            .bind(&event.recipient)
-            .bind(&enqueue.body)
-            .bind(if enqueue.held { "held" } else { "pending" })
-            .bind(now)
-            .bind(now)
-            .bind(enqueue.held.then(|| event.user_sub.clone()).flatten())
-            .execute(&mut *tx)
-            .await?;
+            insert_outbox(tx, dialect, &[(event, enqueue)]).await?;
             Ok(Ok(true))
         }
         Effect::AttemptFailed { attempts, next_attempt } => {

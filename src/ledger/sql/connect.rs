@@ -1,0 +1,92 @@
+//! Opening a ledger: an SQLite file created private to the gateway's user, or a PostgreSQL
+//! database; migrations run before the writer starts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+
+use super::{Dialect, SqlLedger};
+use crate::ledger::LedgerError;
+
+impl SqlLedger {
+    /// `sqlite://PATH` or `postgres://…` (`postgresql://…`).
+    pub async fn open(database_url: &str) -> Result<Self, LedgerError> {
+        if let Some(path) = database_url.strip_prefix("sqlite://") {
+            Self::sqlite(Path::new(path)).await
+        } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Self::postgres(database_url).await
+        } else {
+            Err(LedgerError::UnsupportedUrl)
+        }
+    }
+
+    /// An SQLite ledger in one file, created private to the gateway's user. WAL mode with
+    /// `synchronous = FULL`: a commit is on disk before the append returns.
+    pub async fn sqlite(path: &Path) -> Result<Self, LedgerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = std::path::absolute(path).map_err(sqlx::Error::Io)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(sqlx::Error::Io)?;
+        // The Any driver takes a URL: escape what the URL or SQLite's parser would read as syntax.
+        let text = path.to_str().ok_or(LedgerError::UnsupportedUrl)?;
+        let url = format!(
+            "sqlite://{}",
+            text.replace('%', "%25").replace('?', "%3F").replace('#', "%23")
+        );
+        Self::connect_sqlite(&url, 4).await
+    }
+
+    async fn connect_sqlite(url: &str, connections: u32) -> Result<Self, LedgerError> {
+        sqlx::any::install_default_drivers();
+        // An in-memory database lives as long as its one connection: never recycle it.
+        let (lifetime, idle) = if connections == 1 {
+            (None, None)
+        } else {
+            (Some(Duration::from_secs(30 * 60)), Some(Duration::from_secs(10 * 60)))
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .min_connections(1)
+            .max_lifetime(lifetime)
+            .idle_timeout(idle)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // secure_delete: deleted rows (destroyed outbox bytes: patient data) are
+                    // overwritten with zeros, not left in free pages.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
+                         PRAGMA secure_delete = ON;",
+                    )
+                    .await
+                    .map(|_| ())
+                })
+            })
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self::start(pool, Dialect::Sqlite))
+    }
+
+    /// A PostgreSQL ledger. Migrations run under sqlx's advisory lock, so gateways starting
+    /// together are safe.
+    pub async fn postgres(url: &str) -> Result<Self, LedgerError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self::start(pool, Dialect::Postgres))
+    }
+}
