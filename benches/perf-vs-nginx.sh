@@ -6,6 +6,8 @@
 # Usage: benches/perf-vs-nginx.sh [N] [C]   (from the project checkout, after cargo build --release;
 # BIN=path picks another gateway binary). Prints figures, then a last line:
 # "ratio gateway/nginx delivered/s = R", and the gateway's peak RSS.
+# DEST=dir keeps the development profile's drop-folder destination for the GP (files are
+# counted in its folder, concurrency DIR_CONCURRENCY, default 64; every file and its directory entry flushed before "delivered").
 # Derived from ../shared/tools/perf-vs-nginx.sh; differs only in that the benchmark's calling
 # system may send as fast as it can (the per-system rate limit raised) and in reporting RSS.
 set -u
@@ -59,11 +61,11 @@ http {
 EOF
 nginx -c "$W/ng/nginx.conf" -p "$W/ng" || { echo "nginx failed"; cat "$W/ng/logs/error.log"; exit 1; }
 # gateway: the dev profile, GP destination switched to HTTPS to the receiver
-python3 - "$W/p/gateway.toml" "$RP" "$D" <<'PY'
+python3 - "$W/p/gateway.toml" "$RP" "$D" "${DEST:-https}" <<'PY'
 import sys, re
-f, rp, d = sys.argv[1:]
+f, rp, d, dest = sys.argv[1:]
 s = open(f).read()
-s = s.replace('''id = "y99001-gp-drop"
+if dest == "https": s = s.replace('''id = "y99001-gp-drop"
 transport = "dir"
 path = "var/deliveries/y99001-gp"''', f'''id = "y99001-gp-drop"
 transport = "https"
@@ -73,6 +75,7 @@ client_cert = "{d}/gateway-client.crt"
 client_key = "{d}/gateway-client.key"
 [destinations.delivery]
 concurrency = 64''')
+if dest == "dir": s = s.replace('path = "var/deliveries/y99001-gp"', 'path = "var/deliveries/y99001-gp"\n[destinations.delivery]\nconcurrency = ' + __import__("os").environ.get("DIR_CONCURRENCY", "64"))
 s = s.replace('max_body_bytes = 262144', 'max_body_bytes = 262144\nrequests_per_sec = 1000000\nrequest_burst = 1000000')
 open(f, "w").write(s)
 PY
@@ -82,6 +85,11 @@ TOKEN=$("$BIN" token dev --sub perf --role practitioner)
 BODY=$W/p/examples/gp_update.json
 CERT=(--cacert "$D/ca.crt" --cert "$D/clients/tt-case-system.crt" --key "$D/clients/tt-case-system.key")
 received() { [ -f "$W/ng/logs/received.log" ] && wc -l <"$W/ng/logs/received.log" || echo 0; }
+if [ "${DEST:-https}" = dir ]; then
+  gw_received() { find "$W/p/var/deliveries/y99001-gp" -name '*.json' 2>/dev/null | wc -l; }
+else
+  gw_received() { received; }
+fi
 run_oha() { # url n -> prints req/s and p50/p99 ms
   "$OHA" --no-tui --output-format json -n "$2" -c "$C" -m POST -D "$BODY" -T application/json \
     -H "authorization: Bearer $TOKEN" "${CERT[@]}" "$1" 2>/dev/null |
@@ -100,10 +108,10 @@ read -r n_rps n_p50 n_p99 n_codes <<<"$(run_oha "https://localhost:$NP/inbox" "$
 t1=$(date +%s.%N); r1=$(received)
 n_deliv=$(python3 -c "print(round(($r1-$r0)/($t1-$t0)))")
 # gateway: accepted/s from oha; delivered/s = receiver count over the time to the last delivery
-r0=$(received); t0=$(date +%s.%N)
+r0=$(gw_received); t0=$(date +%s.%N)
 read -r g_rps g_p50 g_p99 g_codes <<<"$(run_oha "https://localhost:$GP/v1/agreements/nvtt-gp-update/transfers" "$N")"
-for _ in $(seq 1 600); do [ $(( $(received) - r0 )) -ge "$N" ] && break; sleep 0.1; done
-t1=$(date +%s.%N); r1=$(received)
+for _ in $(seq 1 3000); do [ $(( $(gw_received) - r0 )) -ge "$N" ] && break; sleep 0.1; done
+t1=$(date +%s.%N); r1=$(gw_received)
 g_deliv=$(python3 -c "print(round(($r1-$r0)/($t1-$t0)))")
 echo "N=$N C=$C"
 echo "nginx mTLS proxy : ${n_rps} req/s, delivered ${n_deliv}/s, p50 ${n_p50} ms, p99 ${n_p99} ms, codes ${n_codes}"

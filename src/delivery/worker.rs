@@ -21,6 +21,7 @@
 //!   that is down; the breaker's state shows at `/readyz` and in metrics.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ struct Destination {
     /// MESH: where data messages sent to the gateway's own mailbox are kept, unread.
     quarantine: Option<std::path::PathBuf>,
     permits: Arc<Semaphore>,
+    /// Entries claimed and not yet finished (waiting for a sending slot, or being sent).
+    outstanding: AtomicUsize,
     breaker: Mutex<Breaker>,
 }
 
@@ -125,6 +128,7 @@ impl Delivery {
                         inbox_poll,
                         quarantine,
                         permits,
+                        outstanding: AtomicUsize::new(0),
                         breaker: Mutex::default(),
                     },
                 )
@@ -288,23 +292,23 @@ impl Delivery {
             BreakerState::Open => return,
             BreakerState::HalfOpen => true,
         };
+        // Claimed ahead: up to twice the destination's concurrency is claimed, so the next
+        // attempts are at hand while the sending slots are busy; sending itself stays bounded by
+        // the slots. A probe goes alone.
+        let outstanding = dest.outstanding.load(Ordering::SeqCst);
         let wanted = if probing {
-            1
+            usize::from(outstanding == 0)
         } else {
-            dest.permits.available_permits().min(CLAIM_BATCH)
+            (2 * dest.policy.concurrency)
+                .saturating_sub(outstanding)
+                .min(CLAIM_BATCH)
         };
-        let mut permits = Vec::with_capacity(wanted);
-        while permits.len() < wanted
-            && let Ok(p) = dest.permits.clone().try_acquire_owned()
-        {
-            permits.push(p);
-        }
-        if permits.is_empty() || !dest.breaker().allow(Instant::now()) {
+        if wanted == 0 || !dest.breaker().allow(Instant::now()) {
             return;
         }
         let claim = Claim {
             destination: id,
-            limit: u32::try_from(permits.len()).unwrap_or(u32::MAX),
+            limit: u32::try_from(wanted).unwrap_or(u32::MAX),
             now: WallClock::now(),
             lease: dest.lease,
             gateway_id: &self.gateway_id,
@@ -347,17 +351,24 @@ impl Delivery {
         for entry in history {
             histories.entry(entry.event.transfer_id).or_default().push(entry);
         }
-        for (item, permit) in items.into_iter().zip(permits) {
+        for item in items {
             let history = histories.remove(&item.transfer_id).unwrap_or_default();
             if !self.in_flight().insert(item.transfer_id) {
                 // Still being sent by this gateway after its lease ran out: the claim lapses.
                 continue;
             }
-            let this = Arc::clone(self);
+            dest.outstanding.fetch_add(1, Ordering::SeqCst);
+            let (this, permits) = (Arc::clone(self), dest.permits.clone());
             tokio::spawn(async move {
                 let id = item.transfer_id;
-                this.attempt(item, history, all_held, permit).await;
+                let destination = item.destination.clone();
+                if let Ok(permit) = permits.acquire_owned().await {
+                    this.attempt(item, history, all_held, permit).await;
+                }
                 this.in_flight().remove(&id);
+                if let Some(d) = this.destinations.get(&destination) {
+                    d.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
                 this.wake();
             });
         }
@@ -410,6 +421,12 @@ impl Delivery {
         let Some(dest) = self.destinations.get(&item.destination) else {
             return;
         };
+        if dest.breaker().state(Instant::now()) == BreakerState::Open {
+            // The partner started failing while this entry waited for a slot.
+            tracing::warn!(transfer_id = %item.transfer_id, destination = %item.destination,
+                "not sent: the destination's circuit opened; retried when its claim ends");
+            return;
+        }
         let Some(transport) = self.transports.get(&item.destination) else {
             self.give_up(&item, "no transport for the destination".into()).await;
             return;

@@ -104,6 +104,7 @@ impl Writer {
 async fn run(mut requests: mpsc::Receiver<Queued>, pool: AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let started = std::time::Instant::now();
         let replies = match commit(&pool, dialect, &chain, &batch).await {
             Ok(replies) => replies,
             Err(Failed::Write(e)) if batch.len() == 1 => vec![Err(e)],
@@ -129,6 +130,11 @@ async fn run(mut requests: mpsc::Receiver<Queued>, pool: AnyPool, dialect: Diale
                     .collect()
             }
         };
+        tracing::debug!(
+            writes = batch.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "ledger batch"
+        );
         for (request, reply) in batch.drain(..).zip(replies) {
             // A caller that went away still has its write recorded.
             let _ = request.reply.send(reply);
