@@ -306,6 +306,7 @@ impl Delivery {
         if wanted == 0 || !dest.breaker().allow(Instant::now()) {
             return;
         }
+        let started = Instant::now();
         let claim = Claim {
             destination: id,
             limit: u32::try_from(wanted).unwrap_or(u32::MAX),
@@ -358,12 +359,13 @@ impl Delivery {
                 continue;
             }
             dest.outstanding.fetch_add(1, Ordering::SeqCst);
+            let claimed = started;
             let (this, permits) = (Arc::clone(self), dest.permits.clone());
             tokio::spawn(async move {
                 let id = item.transfer_id;
                 let destination = item.destination.clone();
                 if let Ok(permit) = permits.acquire_owned().await {
-                    this.attempt(item, history, all_held, permit).await;
+                    this.attempt(item, history, all_held, claimed, permit).await;
                 }
                 this.in_flight().remove(&id);
                 if let Some(d) = this.destinations.get(&destination) {
@@ -416,8 +418,16 @@ impl Delivery {
     }
 
     /// Sends one claimed entry and records the outcome. `history` is its record as the database
-    /// gave it; `all_held` says the whole batch's records are in this gateway's chain.
-    async fn attempt(&self, item: OutboxItem, history: Vec<Entry>, all_held: bool, permit: OwnedSemaphorePermit) {
+    /// gave it; `all_held` says the whole batch's records are in this gateway's chain; `claimed`
+    /// is when its lease began.
+    async fn attempt(
+        &self,
+        item: OutboxItem,
+        history: Vec<Entry>,
+        all_held: bool,
+        claimed: Instant,
+        permit: OwnedSemaphorePermit,
+    ) {
         let Some(dest) = self.destinations.get(&item.destination) else {
             return;
         };
@@ -425,6 +435,13 @@ impl Delivery {
             // The partner started failing while this entry waited for a slot.
             tracing::warn!(transfer_id = %item.transfer_id, destination = %item.destination,
                 "not sent: the destination's circuit opened; retried when its claim ends");
+            return;
+        }
+        if claimed.elapsed() > dest.lease / 2 {
+            // Waited so long for a slot that the send might outlast the lease: another gateway
+            // could then claim the transfer while this one is still sending it.
+            tracing::warn!(transfer_id = %item.transfer_id, destination = %item.destination,
+                "not sent: its claim is half spent waiting for a slot; retried when the claim ends");
             return;
         }
         let Some(transport) = self.transports.get(&item.destination) else {
