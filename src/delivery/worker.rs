@@ -21,7 +21,6 @@
 //!   that is down; the breaker's state shows at `/readyz` and in metrics.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,8 +51,6 @@ struct Destination {
     /// MESH: where data messages sent to the gateway's own mailbox are kept, unread.
     quarantine: Option<std::path::PathBuf>,
     permits: Arc<Semaphore>,
-    /// Entries claimed and not yet finished (waiting for a sending slot, or being sent).
-    outstanding: AtomicUsize,
     breaker: Mutex<Breaker>,
 }
 
@@ -128,7 +125,6 @@ impl Delivery {
                         inbox_poll,
                         quarantine,
                         permits,
-                        outstanding: AtomicUsize::new(0),
                         breaker: Mutex::default(),
                     },
                 )
@@ -292,24 +288,23 @@ impl Delivery {
             BreakerState::Open => return,
             BreakerState::HalfOpen => true,
         };
-        // Claimed ahead: up to twice the destination's concurrency is claimed, so the next
-        // attempts are at hand while the sending slots are busy; sending itself stays bounded by
-        // the slots. A probe goes alone.
-        let outstanding = dest.outstanding.load(Ordering::SeqCst);
         let wanted = if probing {
-            usize::from(outstanding == 0)
+            1
         } else {
-            (2 * dest.policy.concurrency)
-                .saturating_sub(outstanding)
-                .min(CLAIM_BATCH)
+            dest.permits.available_permits().min(CLAIM_BATCH)
         };
-        if wanted == 0 || !dest.breaker().allow(Instant::now()) {
+        let mut permits = Vec::with_capacity(wanted);
+        while permits.len() < wanted
+            && let Ok(p) = dest.permits.clone().try_acquire_owned()
+        {
+            permits.push(p);
+        }
+        if permits.is_empty() || !dest.breaker().allow(Instant::now()) {
             return;
         }
-        let started = Instant::now();
         let claim = Claim {
             destination: id,
-            limit: u32::try_from(wanted).unwrap_or(u32::MAX),
+            limit: u32::try_from(permits.len()).unwrap_or(u32::MAX),
             now: WallClock::now(),
             lease: dest.lease,
             gateway_id: &self.gateway_id,
@@ -352,25 +347,17 @@ impl Delivery {
         for entry in history {
             histories.entry(entry.event.transfer_id).or_default().push(entry);
         }
-        for item in items {
+        for (item, permit) in items.into_iter().zip(permits) {
             let history = histories.remove(&item.transfer_id).unwrap_or_default();
             if !self.in_flight().insert(item.transfer_id) {
                 // Still being sent by this gateway after its lease ran out: the claim lapses.
                 continue;
             }
-            dest.outstanding.fetch_add(1, Ordering::SeqCst);
-            let claimed = started;
-            let (this, permits) = (Arc::clone(self), dest.permits.clone());
+            let this = Arc::clone(self);
             tokio::spawn(async move {
                 let id = item.transfer_id;
-                let destination = item.destination.clone();
-                if let Ok(permit) = permits.acquire_owned().await {
-                    this.attempt(item, history, all_held, claimed, permit).await;
-                }
+                this.attempt(item, history, all_held, permit).await;
                 this.in_flight().remove(&id);
-                if let Some(d) = this.destinations.get(&destination) {
-                    d.outstanding.fetch_sub(1, Ordering::SeqCst);
-                }
                 this.wake();
             });
         }
@@ -379,7 +366,8 @@ impl Delivery {
     /// Entries whose destination this gateway no longer has become dead letters with the reason
     /// (an operator may requeue them once the destination is configured again).
     async fn give_up_unconfigured(&self) {
-        let items = match self.ledger.due(WallClock::now(), 256).await {
+        let configured: Vec<&str> = self.destinations.keys().map(String::as_str).collect();
+        let items = match self.ledger.unrouted(&configured, 256).await {
             Ok(items) => items,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox; will retry");
@@ -387,9 +375,7 @@ impl Delivery {
             }
         };
         for item in items {
-            if !self.destinations.contains_key(&item.destination) {
-                self.give_up(&item, "destination no longer configured".into()).await;
-            }
+            self.give_up(&item, "destination no longer configured".into()).await;
         }
     }
 
@@ -418,32 +404,11 @@ impl Delivery {
     }
 
     /// Sends one claimed entry and records the outcome. `history` is its record as the database
-    /// gave it; `all_held` says the whole batch's records are in this gateway's chain; `claimed`
-    /// is when its lease began.
-    async fn attempt(
-        &self,
-        item: OutboxItem,
-        history: Vec<Entry>,
-        all_held: bool,
-        claimed: Instant,
-        permit: OwnedSemaphorePermit,
-    ) {
+    /// gave it; `all_held` says the whole batch's records are in this gateway's chain.
+    async fn attempt(&self, item: OutboxItem, history: Vec<Entry>, all_held: bool, _permit: OwnedSemaphorePermit) {
         let Some(dest) = self.destinations.get(&item.destination) else {
             return;
         };
-        if dest.breaker().state(Instant::now()) == BreakerState::Open {
-            // The partner started failing while this entry waited for a slot.
-            tracing::warn!(transfer_id = %item.transfer_id, destination = %item.destination,
-                "not sent: the destination's circuit opened; retried when its claim ends");
-            return;
-        }
-        if claimed.elapsed() > dest.lease / 2 {
-            // Waited so long for a slot that the send might outlast the lease: another gateway
-            // could then claim the transfer while this one is still sending it.
-            tracing::warn!(transfer_id = %item.transfer_id, destination = %item.destination,
-                "not sent: its claim is half spent waiting for a slot; retried when the claim ends");
-            return;
-        }
         let Some(transport) = self.transports.get(&item.destination) else {
             self.give_up(&item, "no transport for the destination".into()).await;
             return;
@@ -485,7 +450,6 @@ impl Delivery {
         }
         // The sending slot is held until the outcome is recorded, so a crash leaves at most the
         // destination's concurrency of attempts sent but not recorded (each sent again later).
-        let _permit = permit;
         match transport.send(&parcel).await {
             Ok(sent) => {
                 dest.breaker().success();

@@ -136,6 +136,8 @@ pub trait Ledger: Send + Sync {
     /// entries claimed, each with the attempts it had before this one; an entry another gateway
     /// claimed, delivered or dead-lettered meanwhile is not among them.
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<OutboxItem>, LedgerError>;
+    /// Pending outbox entries for destinations not among `configured`, oldest first.
+    async fn unrouted(&self, configured: &[&str], limit: u32) -> Result<Vec<OutboxItem>, LedgerError>;
     /// Ends, at `now`, the leases `gateway_id` holds on pending entries: it has restarted, so it is
     /// not sending them. Returns how many.
     async fn release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError>;

@@ -260,6 +260,16 @@ async fn the_outbox_delivers_once(kind: Kind) {
         ledger.claim_due(&other).await.unwrap().is_empty(),
         "only its destination's"
     );
+    // Entries for a destination no gateway has any more are found, and only those.
+    assert!(
+        ledger
+            .unrouted(&["y99001-gp-drop", "elsewhere"], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ledger.unrouted(&["elsewhere"], 10).await.unwrap().len(), 1);
+    assert_eq!(ledger.unrouted(&[], 10).await.unwrap().len(), 1);
     assert_eq!(
         claimed(ledger.claim_due(&claim("gw-a", t0())).await.unwrap()),
         [(d.transfer_id, 0)]

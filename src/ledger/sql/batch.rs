@@ -63,7 +63,7 @@ pub(super) async fn delivered_together(
     Ok(applied)
 }
 
-/// Acceptances in `batch` with no idempotency key and no held quota to check, and no earlier
+/// Acceptances in `batch` not held and with no idempotency key, and no earlier
 /// write in the batch about the same transfer: their outbox entries inserted together, before
 /// the batch's other writes (which are about other transfers, or come later). Such an
 /// acceptance always applies; a row the database refuses fails the statement, and the batch is
@@ -78,7 +78,7 @@ pub(super) async fn accepted_together(
     for (i, request) in batch.iter().enumerate() {
         let id = request.event.transfer_id;
         if let Effect::Accept { enqueue, key: None } = &request.op
-            && (!enqueue.held || enqueue.held_quota.is_none())
+            && !enqueue.held
             && !touched.contains(&id)
         {
             together.push((i, (&request.event, enqueue)));

@@ -152,6 +152,10 @@ impl Ledger for SqlLedger {
         self.outbox_claim_due(claim).await
     }
 
+    async fn unrouted(&self, configured: &[&str], limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {
+        self.outbox_unrouted(configured, limit).await
+    }
+
     async fn release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError> {
         self.outbox_release_leases(gateway_id, now).await
     }

@@ -70,6 +70,28 @@ impl SqlLedger {
         Ok(items)
     }
 
+    pub(super) async fn outbox_unrouted(
+        &self,
+        configured: &[&str],
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, LedgerError> {
+        // A gateway has a handful of destinations; their names go in as parameters.
+        let known = if configured.is_empty() {
+            String::new()
+        } else {
+            let params: Vec<String> = (0..configured.len()).map(|i| format!("${}", i + 2)).collect();
+            format!(" AND destination NOT IN ({})", params.join(", "))
+        };
+        let sql =
+            format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE state = 'pending'{known} ORDER BY created_at_us LIMIT $1");
+        let mut q = sqlx::query(&sql).bind(i64::from(limit));
+        for d in configured {
+            q = q.bind(*d);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
     pub(super) async fn outbox_release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError> {
         let released = sqlx::query(
             "UPDATE outbox SET next_attempt_at_us = $1 WHERE claimed_by = $2 AND state = 'pending' \
