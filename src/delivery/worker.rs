@@ -326,21 +326,17 @@ impl Delivery {
         // claims to their leases; those attempts are retried when the leases end.
         let ids: Vec<Uuid> = items.iter().map(|i| i.transfer_id).collect();
         let mut histories: HashMap<Uuid, Vec<Entry>> = HashMap::new();
-        let history = match self.ledger.entries_of(&ids).await {
-            Ok(history) => history,
-            Err(e) => {
-                dest.breaker().release_probe();
-                tracing::error!(destination = id, error = %e, claimed = items.len(),
-                    "cannot read the claimed transfers' records; they are retried when their claims end");
-                return;
-            }
+        let records = async {
+            let history = self.ledger.entries_of(&ids).await?;
+            let held = self.ledger.holds(&history).await?;
+            Ok::<_, crate::ledger::LedgerError>((history, held))
         };
-        let all_held = match self.ledger.holds(&history).await {
-            Ok(held) => held,
+        let (history, all_held) = match records.await {
+            Ok(records) => records,
             Err(e) => {
                 dest.breaker().release_probe();
                 tracing::error!(destination = id, error = %e, claimed = items.len(),
-                    "cannot check the claimed transfers' records; they are retried when their claims end");
+                    "cannot read or check the claimed transfers' records; they are retried when their claims end");
                 return;
             }
         };
