@@ -544,20 +544,22 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap_or_default().to_owned())
 }
 
+/// The CSRF token a page's forms carry.
+fn csrf_in(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page has a form with a CSRF token")
+        .to_owned()
+}
+
 /// Development sign-in as a browser would do it (the sign-in page's cookie and token, then the
 /// form); returns the session cookie.
 async fn dev_sign_in(client: &reqwest::Client, console: &str, name: &str, role: &str) -> String {
     let page = client.get(format!("{console}/sign-in")).send().await.unwrap();
     let login = set_cookie(&page, "__Host-isa-login").expect("the sign-in page binds its form");
     let html = page.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = csrf_in(&html);
     let r = client
         .post(format!("{console}/sign-in/dev"))
         .header("cookie", login)
@@ -617,14 +619,7 @@ async fn an_idle_session_ends_and_the_person_signs_in_again() {
         .text()
         .await
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = csrf_in(&page);
     let out = client
         .post(format!("{console}/sign-out"))
         .header("cookie", &again)

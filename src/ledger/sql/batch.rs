@@ -1,5 +1,5 @@
 //! The writer's statements that take many rows at once: the entries of a batch and their
-//! effect on the transfers' listing rows, and deliveries recorded together.
+//! effect on the transfers' listing rows, and deliveries and acceptances recorded together.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,25 +22,31 @@ pub(super) struct Row<'a> {
     pub(super) event: &'a Event,
 }
 
-/// Deliveries in `batch` that no earlier write in it touches, applied in one statement per
-/// chunk: their outbox entries removed if still pending. Returns, by position in the batch,
-/// whether each applied (the others, and deliveries with a partner reference to keep, are
-/// applied one by one in order). Moving them first changes nothing: a write earlier in the
-/// batch is about another transfer, and one later sees the entry gone, as it would in order.
+/// The writes in `batch` about a transfer no earlier write in it is about, with their positions.
+/// Such a write may be applied before the batch's in-order loop, together with others of its
+/// kind: the writes before it are about other transfers, and those after it see its effect, as
+/// they would in order.
+fn first_about_their_transfer(batch: &[Queued]) -> impl Iterator<Item = (usize, &Queued)> {
+    let mut touched = HashSet::new();
+    batch
+        .iter()
+        .enumerate()
+        .filter(move |(_, request)| touched.insert(request.event.transfer_id))
+}
+
+/// Deliveries (without a partner reference to keep) that are the first write about their
+/// transfer in `batch`, applied in one statement per chunk: their outbox entries removed if
+/// still pending. Returns, by position in the batch, whether each applied; the other writes are
+/// applied one by one in order.
 pub(super) async fn delivered_together(
     tx: &mut sqlx::AnyConnection,
     dialect: Dialect,
     batch: &[Queued],
 ) -> Result<HashMap<usize, bool>, LedgerError> {
-    let mut touched = HashSet::new();
-    let mut together = Vec::new();
-    for (i, request) in batch.iter().enumerate() {
-        let id = request.event.transfer_id;
-        if matches!(request.op, Effect::Delivered { remote: None }) && !touched.contains(&id) {
-            together.push((i, id.to_string()));
-        }
-        touched.insert(id);
-    }
+    let together: Vec<(usize, String)> = first_about_their_transfer(batch)
+        .filter(|(_, request)| matches!(request.op, Effect::Delivered { remote: None }))
+        .map(|(i, request)| (i, request.event.transfer_id.to_string()))
+        .collect();
     let mut applied = HashMap::with_capacity(together.len());
     for chunk in together.chunks(ROWS_PER_INSERT) {
         let params = placeholders(dialect, 0, chunk.len());
@@ -63,9 +69,8 @@ pub(super) async fn delivered_together(
     Ok(applied)
 }
 
-/// Acceptances in `batch` not held and with no idempotency key, and no earlier
-/// write in the batch about the same transfer: their outbox entries inserted together, before
-/// the batch's other writes (which are about other transfers, or come later). Such an
+/// Acceptances that are the first write about their transfer in `batch`, not held and with no
+/// idempotency key: their outbox entries inserted together, before the in-order loop. Such an
 /// acceptance always applies; a row the database refuses fails the statement, and the batch is
 /// then retried one write at a time. Returns their positions in the batch.
 pub(super) async fn accepted_together(
@@ -73,18 +78,12 @@ pub(super) async fn accepted_together(
     dialect: Dialect,
     batch: &[Queued],
 ) -> Result<HashSet<usize>, LedgerError> {
-    let mut touched = HashSet::new();
-    let mut together = Vec::new();
-    for (i, request) in batch.iter().enumerate() {
-        let id = request.event.transfer_id;
-        if let Effect::Accept { enqueue, key: None } = &request.op
-            && !enqueue.held
-            && !touched.contains(&id)
-        {
-            together.push((i, (&request.event, enqueue)));
-        }
-        touched.insert(id);
-    }
+    let together: Vec<(usize, (&Event, &Enqueue))> = first_about_their_transfer(batch)
+        .filter_map(|(i, request)| match &request.op {
+            Effect::Accept { enqueue, key: None } if !enqueue.held => Some((i, (&request.event, enqueue))),
+            _ => None,
+        })
+        .collect();
     let rows: Vec<_> = together.iter().map(|(_, row)| *row).collect();
     insert_outbox(tx, dialect, &rows).await?;
     Ok(together.into_iter().map(|(i, _)| i).collect())
