@@ -166,10 +166,6 @@ fn event(
     e
 }
 
-fn answer(r: &TransferRecord, status: TransferStatus, seq: i64) -> HttpResponse {
-    HttpResponse::Ok().json(receipt(r, status, seq))
-}
-
 fn receipt(r: &TransferRecord, status: TransferStatus, seq: i64) -> Receipt {
     Receipt {
         transfer_id: r.transfer_id,
@@ -303,18 +299,30 @@ pub async fn review(
 ) -> Result<HttpResponse, ApiError> {
     let system = caller(&req, &state)?;
     let user = user(&req, &state)?;
-    require(&user, UserRole::Director)?;
-    let r = record(&state, &path.into_inner(), &system.id).await?;
-    two_people(&decision_of(&state, &r).await?, &user)?;
-    let outcome = code::<ReviewOutcome>(&body, "/outcome")?;
+    let receipt = review_as(&state, system, &user, &path.into_inner(), &body).await?;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// A director reviews an urgent transfer after the event: the steps every edge shares.
+pub(crate) async fn review_as(
+    state: &AppState,
+    system: &crate::app::config::SystemConfig,
+    user: &User,
+    transfer_id: &str,
+    body: &Judgement,
+) -> Result<Receipt, ApiError> {
+    require(user, UserRole::Director)?;
+    let r = record(state, transfer_id, &system.id).await?;
+    two_people(&decision_of(state, &r).await?, user)?;
+    let outcome = code::<ReviewOutcome>(body, "/outcome")?;
     check_note_ref(body.note_ref.as_ref())?;
     let mut e = event(
-        &state,
+        state,
         &r,
         EventKind::Review,
         r.status,
         &system.id,
-        &user,
+        user,
         UserRole::Director,
     );
     e.reason_code = Some(outcome.code().to_owned());
@@ -324,7 +332,7 @@ pub async fn review(
         .follow_up(e)
         .await?
         .ok_or_else(|| conflict("no_review_due", "This transfer has no review outstanding."))?;
-    Ok(answer(&r, r.status, receipt.seq))
+    Ok(self::receipt(&r, r.status, receipt.seq))
 }
 
 /// Someone who may send under the agreement records that the person was told.
@@ -348,7 +356,7 @@ pub async fn subject_informed(
 
 /// Someone who may send under the agreement records that the person was told: the steps every
 /// edge shares.
-async fn informed(
+pub(crate) async fn informed(
     state: &AppState,
     system: &crate::app::config::SystemConfig,
     user: &User,

@@ -37,6 +37,11 @@ impl CheckpointLog {
         &self.origin
     }
 
+    /// The folder the log is kept in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Writes `cp` as a signed note, `<tree size>.checkpoint`, durably (file and folder synced).
     pub fn append(&self, cp: &Checkpoint, key: &CheckpointKey) -> Result<PathBuf, LedgerError> {
         let text = note::sign(&self.origin, cp.tree_size, &cp.root, key);

@@ -56,6 +56,11 @@ impl Checkpointer {
         }
     }
 
+    /// The checkpoint log kept outside the database, if one is configured.
+    pub fn log(&self) -> Option<&CheckpointLog> {
+        self.log.as_ref()
+    }
+
     pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
         self.key.public()
     }

@@ -85,10 +85,19 @@ impl ResponseError for ConsoleError {
                 "The gateway's record is not answering",
                 "Nothing was recorded or sent. Try again in a minute; if it persists, call the operator.".into(),
             ),
-            Self::Api(e) => (
-                "That could not be done",
-                format!("{} ({})", e.body().message, e.body().code),
-            ),
+            Self::Api(e) => {
+                let b = e.body();
+                // Each violation names its field and rule (its message never echoes the value).
+                let why: Vec<_> = b
+                    .violations
+                    .iter()
+                    .map(|v| format!(" {}: {} ({}).", v.pointer.trim_start_matches('/'), v.message, v.rule))
+                    .collect();
+                (
+                    "That could not be done",
+                    format!("{} ({}){}", b.message, b.code, why.concat()),
+                )
+            }
             Self::SignInFailed(code) => (
                 "Sign-in failed",
                 format!("The identity provider's answer could not be accepted ({code}). Try again."),

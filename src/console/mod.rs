@@ -33,6 +33,12 @@ pub struct Console {
     /// The development issuer the development sign-in mints tokens from (development only).
     dev_issuer: Option<crate::platform::auth::IssuerConfig>,
     audience: String,
+    /// Each person's own request rate, keyed by issuer and subject (console review F4: people
+    /// no longer spend the acting system's rate, which belongs to its real API client).
+    people: crate::platform::rate_limit::RateLimits,
+    /// The last "verify now" run from the console, and the lock that lets one run at a time.
+    last_verify: tokio::sync::Mutex<Option<pages::VerifyRun>>,
+    verifying: tokio::sync::Mutex<()>,
 }
 
 impl Console {
@@ -54,6 +60,12 @@ impl Console {
             .flatten();
         Ok(Self {
             oidc: oidc::Providers::new(&config.auth.issuers)?,
+            people: crate::platform::rate_limit::RateLimits::new(
+                settings.requests_per_sec_per_person,
+                settings.request_burst_per_person,
+            ),
+            last_verify: tokio::sync::Mutex::new(None),
+            verifying: tokio::sync::Mutex::new(()),
             settings,
             sessions,
             dev_issuer,
@@ -63,7 +75,7 @@ impl Console {
 
     /// The registered system the console acts through for `role`: the first of its systems that
     /// has the role, that `permits` accepts (an agreement's sending systems, say), and that the
-    /// user's issuer is trusted for. Within that system's request rate.
+    /// user's issuer is trusted for. Within the person's own request rate.
     fn system_for<'a>(
         &self,
         state: &'a AppState,
@@ -78,7 +90,9 @@ impl Console {
             .filter_map(|id| state.systems.by_id(id))
             .find(|s| crate::api::has_role(s, role) && permits(s) && state.auth.issuer_may_use(&user.issuer, &s.id))
             .ok_or(ConsoleError::Forbidden)?;
-        state.rates.check(&system.id).map_err(|_| ConsoleError::Busy)?;
+        self.people
+            .check(&format!("{}\n{}", user.issuer, user.sub))
+            .map_err(|_| ConsoleError::Busy)?;
         Ok(system)
     }
 }
@@ -126,5 +140,6 @@ pub async fn expire_sessions(console: web::Data<Console>) {
         if let Err(e) = console.sessions.expire(now - s.idle(), now - s.absolute()).await {
             tracing::warn!(error = %e, "console sessions could not be expired; will try again");
         }
+        console.people.forget_idle();
     }
 }

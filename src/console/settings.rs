@@ -23,6 +23,12 @@ pub struct ConsoleSettings {
     /// A session ends this long after sign-in, however busy (default 8 hours).
     #[serde(default = "default_absolute")]
     pub absolute_timeout_secs: u64,
+    /// Each signed-in person's request rate (sustained per second, and burst): their own, not
+    /// a share of the rate of the system the console acts through (default 5 and 30).
+    #[serde(default = "default_person_rate")]
+    pub requests_per_sec_per_person: u32,
+    #[serde(default = "default_person_burst")]
+    pub request_burst_per_person: u32,
     /// The console's own certificate and key; default the gateway's server certificate.
     #[serde(default)]
     pub server_cert: Option<PathBuf>,
@@ -36,6 +42,14 @@ fn default_idle() -> u64 {
 
 fn default_absolute() -> u64 {
     8 * 60 * 60
+}
+
+fn default_person_rate() -> u32 {
+    5
+}
+
+fn default_person_burst() -> u32 {
+    30
 }
 
 /// `[auth.issuers.oidc]`: the console's client at that identity provider.
@@ -85,6 +99,10 @@ impl ConsoleSettings {
         }
         if self.server_cert.is_some() != self.server_key.is_some() {
             problems.push("console.server_cert and console.server_key go together".to_owned());
+        }
+        if self.requests_per_sec_per_person == 0 || self.request_burst_per_person == 0 {
+            problems
+                .push("console.requests_per_sec_per_person and request_burst_per_person must be positive".to_owned());
         }
         if self.idle_timeout_secs == 0 || self.idle_timeout_secs > self.absolute_timeout_secs {
             problems.push("console.idle_timeout_secs must be positive and at most absolute_timeout_secs".to_owned());

@@ -222,6 +222,20 @@ pub trait Ledger: Send + Sync {
         since: Option<Timestamp>,
         until: Option<Timestamp>,
     ) -> Result<Counts, LedgerError>;
+    /// Decisions about an agreement's transfers in `[since, until)`, per hour and [`Outcome`].
+    async fn activity(
+        &self,
+        agreement_id: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Activity>, LedgerError>;
+    /// The transfers one person (by subject) asked for through these systems, newest first.
+    async fn transfers_by(
+        &self,
+        user_sub: &str,
+        sender_systems: &[String],
+        limit: u32,
+    ) -> Result<Vec<TransferRecord>, LedgerError>;
     /// Every entry about these transfers, in order.
     async fn entries_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<Entry>, LedgerError>;
     /// The legal bases stored with these transfers' listings (JSON, on permitted ones).

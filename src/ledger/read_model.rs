@@ -52,6 +52,8 @@ pub enum FollowUp {
     Held,
     /// Urgent transfers whose review is overdue at the given time.
     ReviewsOverdue(Timestamp),
+    /// Urgent transfers not yet reviewed, soonest due (most overdue) first.
+    ReviewsOutstanding,
     /// People still to be told, soonest first.
     NotificationsDue,
 }
@@ -78,6 +80,38 @@ pub struct TransferQuery {
     pub limit: u32,
     /// Continue after this decision sequence number (the previous page's `next_cursor`).
     pub after_seq: Option<i64>,
+}
+
+/// How a transfer's decision went, as an auditor charts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// Permitted by the agreement's rules and sent without waiting for anyone.
+    Permitted,
+    /// Went to a director: held at the decision (whatever the director decided later).
+    Held,
+    /// Refused by the agreement's rules.
+    Refused,
+}
+
+impl Outcome {
+    pub const ALL: [Self; 3] = [Self::Permitted, Self::Held, Self::Refused];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Permitted => "permitted",
+            Self::Held => "held",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// Decisions about one agreement's transfers in one hour with one outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    /// The start of the hour (UTC).
+    pub hour: Timestamp,
+    pub outcome: Outcome,
+    pub count: i64,
 }
 
 /// Counts over a period, for auditors.

@@ -30,6 +30,12 @@ impl RateLimits {
             .check_key(&system.to_owned())
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
+
+    /// Forgets keys whose allowance is full again (callers who went quiet), so that a limiter
+    /// keyed by person does not grow without end.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+    }
 }
 
 impl std::fmt::Debug for RateLimits {

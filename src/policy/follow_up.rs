@@ -118,15 +118,20 @@ impl Person<'_> {
 }
 
 /// A subject as a person: compatibility-normalised (NFKC: a fullwidth "ａ" is "a"), invisible
-/// characters removed (a zero-width space does not make another person), lower-cased, trimmed.
+/// characters removed (a zero-width space does not make another person), lower-cased, then
+/// reduced to its UTS #39 confusable skeleton (a Cyrillic "а" is a Latin "a"; "rn" is "m") and
+/// lower-cased again. Two subjects that merely look alike are one person: the rule errs towards
+/// asking another director, never towards letting someone approve their own.
 fn normalise(sub: &str) -> String {
     use unicode_normalization::UnicodeNormalization as _;
-    sub.nfkc()
+    let plain = sub
+        .nfkc()
         .filter(|c| !default_ignorable(*c) && !blank(*c))
         .collect::<String>()
+        .to_lowercase();
+    unicode_security::confusable_detection::skeleton(&plain)
+        .collect::<String>()
         .to_lowercase()
-        .trim()
-        .to_owned()
 }
 
 /// Unicode's Default_Ignorable_Code_Point characters: drawn as nothing, so two subjects that differ
@@ -272,6 +277,22 @@ mod tests {
                 "{other:?}"
             );
         }
+        // Nor letters of another script that look the same (UTS #39 skeletons; console review):
+        // Cyrillic "а" and "е", Greek "ο", "rn" for "m", a digit zero for "o".
+        for (asked, other) in [
+            ("alice", "\u{430}lice"),
+            ("alice", "alic\u{435}"),
+            ("bob", "b\u{3BF}b"),
+            ("emma", "ernma"),
+            ("bob", "b0b"),
+        ] {
+            assert_eq!(
+                two_people(Some(p(idp, asked)), p(idp, other)),
+                Err(TwoPersonRule),
+                "{other:?}"
+            );
+        }
+        assert_eq!(two_people(Some(p(idp, "alice")), p(idp, "alicia")), Ok(()));
         // Decomposed and composed accents are one spelling.
         assert_eq!(
             two_people(Some(p(idp, "e\u{301}lodie")), p(idp, "\u{E9}lodie")),

@@ -50,6 +50,44 @@ impl Treatment {
         *self == Treatment::Keep
     }
 
+    /// What the treatment does to a field, as an agreement document says it.
+    pub fn describe(&self) -> String {
+        let list = |xs: &mut dyn Iterator<Item = String>| xs.collect::<Vec<_>>().join(", ");
+        match self {
+            Self::Keep => "sent as it is".into(),
+            Self::Drop => "accepted from the sender, removed before sending".into(),
+            Self::Token => "replaced by a keyed token (HMAC-SHA256 under this agreement's key)".into(),
+            Self::GeneraliseDate {
+                to: DateLevel::Year, ..
+            } => "reduced to the year".into(),
+            Self::GeneraliseDate {
+                to: DateLevel::YearMonth,
+                ..
+            } => "reduced to the year and month".into(),
+            Self::GeneraliseDate {
+                to: DateLevel::AgeBand,
+                bands,
+                at,
+            } => format!(
+                "replaced by an age band (from {}) at the date in {}",
+                list(&mut bands.iter().map(u16::to_string)),
+                at.as_deref().unwrap_or("the transfer")
+            ),
+            Self::GeneralisePostcode {
+                to: PostcodeLevel::District,
+            } => "reduced to the postcode district (outward code)".into(),
+            Self::GeneralisePostcode {
+                to: PostcodeLevel::Sector,
+            } => "reduced to the postcode sector".into(),
+            Self::Mask { keep_last } => format!("masked, all but the last {keep_last} character(s)"),
+            Self::Redact => format!("replaced by {REDACTED}"),
+            Self::Bucket { bounds } => format!(
+                "replaced by its range (bounds {})",
+                list(&mut bounds.iter().map(f64::to_string))
+            ),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Keep => "keep",

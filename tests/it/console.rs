@@ -509,7 +509,7 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
 
 /// A client as a browser's requests look to the console: HTTPS trusting the test CA, no client
 /// certificate, no redirects followed.
-fn plain_client() -> reqwest::Client {
+pub(crate) fn plain_client() -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(super::helpers::client_tls(None))
         .redirect(reqwest::redirect::Policy::none())
@@ -518,7 +518,7 @@ fn plain_client() -> reqwest::Client {
 }
 
 /// `application/x-www-form-urlencoded`.
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| match b {
@@ -535,7 +535,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The value of `name` in a response's Set-Cookie headers.
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get_all("set-cookie")
         .iter()
@@ -545,7 +545,7 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// The CSRF token a page's forms carry.
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     html.split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
@@ -555,7 +555,7 @@ fn csrf_in(html: &str) -> String {
 
 /// Development sign-in as a browser would do it (the sign-in page's cookie and token, then the
 /// form); returns the session cookie.
-async fn dev_sign_in(client: &reqwest::Client, console: &str, name: &str, role: &str) -> String {
+pub(crate) async fn dev_sign_in(client: &reqwest::Client, console: &str, name: &str, role: &str) -> String {
     let page = client.get(format!("{console}/sign-in")).send().await.unwrap();
     let login = set_cookie(&page, "__Host-isa-login").expect("the sign-in page binds its form");
     let html = page.text().await.unwrap();

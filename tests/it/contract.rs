@@ -8,7 +8,7 @@ use std::sync::Arc;
 use isa_gateway::ledger::checkpoint::Checkpoint;
 use isa_gateway::ledger::signing::CheckpointKey;
 use isa_gateway::ledger::{
-    Claim, DecisionKind, Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, OutboxItem,
+    Claim, DecisionKind, Enqueue, Event, EventKind, FollowUp, IdempotencyKey, Ledger, LedgerError, OutboxItem, Outcome,
     SqlLedger, TransferQuery, TransferStatus, merkle, verify, verify_chain, verify_transfers,
 };
 use jiff::Timestamp;
@@ -50,6 +50,7 @@ on_both_backends!(
     tampering_is_caught,
     edited_listings_and_subject_index_are_caught,
     the_held_quota_holds_under_concurrency,
+    activity_and_a_persons_own_transfers,
 );
 
 fn t0() -> Timestamp {
@@ -446,10 +447,26 @@ async fn a_review_is_recorded_once(kind: Kind) {
             .is_empty()
     );
     assert_eq!(ledger.follow_ups(overdue_at, None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        ledger
+            .follow_ups(FollowUp::ReviewsOutstanding, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "outstanding before it is overdue"
+    );
     let review = follow(&urgent, EventKind::Review, TransferStatus::Accepted);
     let (x, y) = tokio::join!(ledger.follow_up(review.clone()), ledger.follow_up(review.clone()));
     assert_eq!(usize::from(x.unwrap().is_some()) + usize::from(y.unwrap().is_some()), 1);
     assert!(ledger.follow_ups(overdue_at, None, 10).await.unwrap().is_empty());
+    assert!(
+        ledger
+            .follow_ups(FollowUp::ReviewsOutstanding, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let record = ledger.transfer(urgent.transfer_id).await.unwrap().unwrap();
     assert!(record.reviewed_at.is_some());
     assert_eq!(
@@ -855,4 +872,86 @@ async fn two_gateways_claim_disjoint_batches(kind: Kind) {
         "each claimed once"
     );
     assert!(a.due(t0(), 10).await.unwrap().is_empty(), "all leased");
+}
+
+/// The auditor's chart and a person's own list: decisions per hour by outcome (a held transfer
+/// counts as held even after a director decided it), and one person's transfers through given
+/// systems, newest first.
+async fn activity_and_a_persons_own_transfers(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = db.open().await;
+    let at = |mins: i64| t0() + jiff::SignedDuration::from_mins(mins);
+    let mut mine = Vec::new();
+    for (i, status) in [
+        TransferStatus::Accepted,
+        TransferStatus::Accepted,
+        TransferStatus::Refused,
+        TransferStatus::Held,
+        TransferStatus::Held,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = decision("mash", status);
+        // Two in the first hour, three in the next (t0 is 12:00).
+        e.at = at(if i < 2 { 10 * i as i64 } else { 60 + 10 * i as i64 });
+        e.user_sub = Some(if i == 1 { "bob" } else { "alice" }.into());
+        if status == TransferStatus::Refused {
+            ledger.append(e.clone()).await.unwrap();
+        } else {
+            ledger
+                .accept(e.clone(), enqueue(status == TransferStatus::Held), None)
+                .await
+                .unwrap();
+        }
+        if i != 1 {
+            mine.push(e.clone());
+        }
+    }
+    // One held transfer approved, the other still waiting: both went to a director.
+    let mut approve = follow(&mine[2], EventKind::Approval, TransferStatus::Accepted);
+    approve.decision = Some(DecisionKind::Permit);
+    assert!(ledger.release(approve).await.unwrap().is_some());
+    let mut other = decision("mash", TransferStatus::Accepted);
+    other.sender_system = "another-system".into();
+    other.user_sub = Some("alice".into());
+    ledger.accept(other, enqueue(false), None).await.unwrap();
+    ledger.append(decision("gp", TransferStatus::Refused)).await.unwrap();
+
+    let mut got: Vec<_> = ledger
+        .activity("mash", at(0), at(24 * 60))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.hour, a.outcome, a.count))
+        .collect();
+    got.sort();
+    let hour = |h: i64| at(h * 60);
+    assert_eq!(
+        got,
+        vec![
+            // Two of alice's and bob's, and the one through another system.
+            (hour(0), Outcome::Permitted, 3),
+            (hour(1), Outcome::Held, 2),
+            (hour(1), Outcome::Refused, 1),
+        ]
+    );
+    assert!(ledger.activity("mash", at(120), at(180)).await.unwrap().is_empty());
+
+    let systems = vec!["tt-case-system".to_owned(), "unused".to_owned()];
+    let listed: Vec<_> = ledger
+        .transfers_by("alice", &systems, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.transfer_id)
+        .collect();
+    let newest_first: Vec<_> = mine.iter().rev().map(|e| e.transfer_id).collect();
+    assert_eq!(
+        listed, newest_first,
+        "alice's, through these systems only, newest first"
+    );
+    assert_eq!(ledger.transfers_by("alice", &systems, 2).await.unwrap().len(), 2);
+    assert!(ledger.transfers_by("alice", &[], 10).await.unwrap().is_empty());
+    assert!(ledger.transfers_by("carol", &systems, 10).await.unwrap().is_empty());
 }

@@ -5,6 +5,7 @@ mod approvals;
 mod backends;
 mod cli;
 mod console;
+mod console_pages;
 mod contract;
 mod crash;
 mod delivery;

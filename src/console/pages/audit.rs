@@ -45,7 +45,11 @@ async fn register(who: Signed, state: web::Data<AppState>) -> Result<HttpRespons
                         // What an IG officer reads of it: the same view as `GET /v1/agreements/{id}`.
                         @let v = a.view(today);
                         tr {
-                            td { a href=(format!("/audit/transfers?agreement={}", v.id)) { (v.title) } br; code { (v.id) " v" (v.version) } }
+                            td {
+                                a href=(format!("/audit/agreements/{}", v.id)) { (v.title) } br; code { (v.id) " v" (v.version) } br;
+                                a href=(format!("/audit/transfers?agreement={}", v.id)) { "Transfers" } " · "
+                                a href=(format!("/audit/agreements/{}/activity", v.id)) { "Activity" }
+                            }
                             td { (v.state.replace('_', " ")) }
                             td { (v.sender.organisation) " → " (v.recipient.organisation) }
                             td { (v.review_by) }

@@ -9,19 +9,20 @@ use maud::html;
 use super::layout::{self, london};
 use super::{Fields, field, respond};
 use crate::api::AppState;
-use crate::api::follow_ups::{Judgement, director, follow_ups_of, judge};
+use crate::api::follow_ups::{Judgement, director, follow_ups_of, judge, review_as};
 use crate::app::config::SystemRole;
 use crate::console::session::Signed;
 use crate::console::{Console, ConsoleError};
 use crate::ledger::{FollowUp, TransferStatus};
 use crate::platform::auth::UserRole;
-use crate::policy::follow_up::{ApproveReason, Code, RefuseReason};
+use crate::policy::follow_up::{ApproveReason, Code, RefuseReason, ReviewOutcome};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/held", web::get().to(queue))
         .route("/transfers/{id}", web::get().to(show))
         .route("/transfers/{id}/approve", web::post().to(approve))
-        .route("/transfers/{id}/refuse", web::post().to(refuse));
+        .route("/transfers/{id}/refuse", web::post().to(refuse))
+        .route("/transfers/{id}/review", web::post().to(review));
 }
 
 fn waiting(since: jiff::Timestamp) -> String {
@@ -40,7 +41,7 @@ async fn queue(
 ) -> Result<HttpResponse, ConsoleError> {
     director(&who.user)?;
     let mut held = Vec::new();
-    let mut overdue = Vec::new();
+    let mut reviews = Vec::new();
     for id in &console.settings.systems {
         if state
             .systems
@@ -48,10 +49,12 @@ async fn queue(
             .is_some_and(|s| crate::api::has_role(s, SystemRole::Sender))
         {
             held.extend(follow_ups_of(&state, FollowUp::Held, id).await?);
-            overdue.extend(follow_ups_of(&state, FollowUp::ReviewsOverdue(state.clock.now()), id).await?);
+            reviews.extend(follow_ups_of(&state, FollowUp::ReviewsOutstanding, id).await?);
         }
     }
     held.sort_by_key(|r| r.created_at);
+    reviews.sort_by_key(|r| r.review_due);
+    let now = state.clock.now();
     Ok(respond(layout::page(
         "Held for approval",
         &who,
@@ -76,9 +79,25 @@ async fn queue(
                     }
                 }
             }
-            @if !overdue.is_empty() {
-                h2 { "Urgent transfers awaiting review (overdue)" }
-                ul { @for r in &overdue { li { a href=(format!("/transfers/{}", r.transfer_id)) { (r.agreement_id) ", sent " (london(r.created_at)) } } } }
+            h2 { "Urgent transfers awaiting review" }
+            p.hint { "Sent at once because the risk was immediate; a director reviews each one afterwards. Overdue first." }
+            @if reviews.is_empty() { p { "No review is outstanding." } }
+            @else {
+                table {
+                    caption.visually-hidden { "Urgent transfers awaiting a director's review" }
+                    thead { tr { th scope="col" { "Review by" } th scope="col" { "Sent" } th scope="col" { "Agreement" } th scope="col" { "Asked by" } th scope="col" { "" } } }
+                    tbody {
+                        @for r in &reviews {
+                            tr {
+                                td { @if let Some(due) = r.review_due { (london(due)) @if due < now { " " strong.warning { "overdue" } } } }
+                                td { (london(r.created_at)) }
+                                td { (r.agreement_id) }
+                                td { (r.user_sub.as_deref().unwrap_or("—")) }
+                                td { a href=(format!("/transfers/{}", r.transfer_id)) { "Review" } }
+                            }
+                        }
+                    }
+                }
             }
         },
     )))
@@ -126,6 +145,7 @@ async fn show(
     let r = find(&state, &console, &who, &id).await?;
     let history = state.ledger.history(r.transfer_id).await?;
     let can_judge = r.status == TransferStatus::Held && who.has(UserRole::Director);
+    let can_review = r.review_due.is_some() && r.reviewed_at.is_none() && who.has(UserRole::Director);
     let own = asked_by(&r, &who);
     Ok(respond(layout::page(
         "Transfer",
@@ -139,6 +159,8 @@ async fn show(
                 dt { "Asked" } dd { (london(r.created_at)) }
                 @if !r.legal_bases.is_empty() { dt { "Legal bases" } dd { (r.legal_bases.join(", ")) } }
                 @if let Some(code) = &r.reason_code { dt { "Reason" } dd { code { (code) } } }
+                @if let Some(due) = r.review_due { dt { "Director's review" } dd { @if let Some(at) = r.reviewed_at { "Reviewed " (london(at)) } @else { "Due by " (london(due)) } } }
+                @if let Some(due) = &r.subject_informed_due { dt { "Person to be told" } dd { @if let Some(at) = r.subject_informed_at { "Told (recorded " (london(at)) ")" } @else { "By " (due) } } }
                 dt { "Transfer id" } dd { code { (r.transfer_id) } }
             }
             h2 { "History" }
@@ -172,8 +194,50 @@ async fn show(
                     }
                 }
             }
+            @if can_review {
+                h2 { "Review" }
+                @if own {
+                    div.notice { p { "You asked for this transfer, so another director must review it (the two-person rule)." } }
+                } @else {
+                    form method="post" action=(format!("/transfers/{}/review", r.transfer_id)) {
+                        input type="hidden" name="csrf" value=(who.csrf);
+                        div.field { label for="review-outcome" { "Outcome of the review" }
+                            select id="review-outcome" name="reason" { @for c in ReviewOutcome::ALL { option value=(c.code()) { (c.code().replace('_', " ")) } } } }
+                        div.field { label for="review-ref" { "Case-record reference" }
+                            input id="review-ref" name="note_ref" type="text" autocomplete="off"; }
+                        button type="submit" { "Record the review" }
+                    }
+                }
+            }
         },
     )))
+}
+
+async fn review(
+    who: Signed,
+    state: web::Data<AppState>,
+    console: web::Data<Console>,
+    id: web::Path<String>,
+    form: Fields,
+) -> Result<HttpResponse, ConsoleError> {
+    who.check_csrf(field(&form, "csrf"))?;
+    let r = find(&state, &console, &who, &id).await?;
+    let system = console.system_for(&state, &who.user, SystemRole::Sender, |s| s.id == r.sender_system)?;
+    review_as(&state, system, &who.user, &id, &judgement(&form)).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/transfers/{}", r.transfer_id)))
+        .finish())
+}
+
+/// The reason (or outcome) and case-record reference a director's form carries.
+fn judgement(form: &[(String, String)]) -> Judgement {
+    Judgement {
+        reason: field(form, "reason").unwrap_or_default().to_owned(),
+        note_ref: field(form, "note_ref")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+    }
 }
 
 async fn decide(
@@ -187,14 +251,7 @@ async fn decide(
     who.check_csrf(field(&form, "csrf"))?;
     let r = find(&state, &console, &who, &id).await?;
     let system = console.system_for(&state, &who.user, SystemRole::Sender, |s| s.id == r.sender_system)?;
-    let judgement = Judgement {
-        reason: field(&form, "reason").unwrap_or_default().to_owned(),
-        note_ref: field(&form, "note_ref")
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned),
-    };
-    judge(&state, system, &who.user, &id, &judgement, approve).await?;
+    judge(&state, system, &who.user, &id, &judgement(&form), approve).await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/transfers/{}", r.transfer_id)))
         .finish())

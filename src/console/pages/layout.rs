@@ -40,9 +40,10 @@ pub fn page(title: &str, who: &Signed, body: Markup) -> Markup {
                             @if who.has(UserRole::Practitioner) || who.has(UserRole::SafeguardingLead) {
                                 (link("/send", "Send"))
                                 (link("/mine", "My transfers"))
+                                (link("/told", "To be told"))
                             }
                             @if who.has(UserRole::Director) { (link("/held", "Held for approval")) }
-                            @if who.has(UserRole::Auditor) { (link("/audit", "Audit")) }
+                            @if who.has(UserRole::Auditor) { (link("/audit", "Audit")) (link("/audit/ledger", "Ledger")) }
                             @if who.has(UserRole::Dpo) { (link("/dpo", "Subject access")) }
                         }
                     }

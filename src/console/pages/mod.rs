@@ -1,9 +1,14 @@
 //! The console's pages and routes.
 
+mod agreement;
 mod audit;
 mod held;
 pub mod layout;
+mod ledger;
 mod send;
+mod told;
+
+pub use self::ledger::VerifyRun;
 
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
@@ -47,6 +52,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(send::routes)
         .configure(held::routes)
         .configure(audit::routes)
+        .configure(agreement::routes)
+        .configure(ledger::routes)
+        .configure(told::routes)
         .app_data(web::QueryConfig::default().error_handler(|_, _| {
             // The deserialiser's text may echo what was typed: say only that it was not understood.
             ConsoleError::Api(crate::api::ApiError::bad_request(
@@ -87,12 +95,14 @@ async fn home(who: Signed) -> HttpResponse {
                 @if who.has(UserRole::Practitioner) || who.has(UserRole::SafeguardingLead) {
                     (card("/send", "Send a referral or update", "To the MASH, the LADO, a GP: any message an agreement lets you send."))
                     (card("/mine", "My transfers", "What you sent, and what happened to it."))
+                    (card("/told", "People to be told", "Disclosures made on the understanding that the person would be told afterwards."))
                 }
                 @if who.has(UserRole::Director) {
-                    (card("/held", "Held for approval", "Referrals waiting for a director: approve or refuse, with a reason."))
+                    (card("/held", "Held for approval", "Referrals waiting for a director, and urgent ones awaiting review: approve, refuse or review, with a reason."))
                 }
                 @if who.has(UserRole::Auditor) {
-                    (card("/audit", "Audit", "The agreements register, and every transfer under each, with CSV download."))
+                    (card("/audit", "Audit", "The agreements register, each agreement as a document, its activity over time, every transfer with CSV download."))
+                    (card("/audit/ledger", "Ledger", "Entries, the latest signed checkpoint, and verify the record now."))
                 }
                 @if who.has(UserRole::Dpo) {
                     (card("/dpo", "Subject access", "Who the organisation shared one person's data with (UK GDPR Art 15(1)(c))."))

@@ -14,7 +14,7 @@ use crate::app::config::SystemRole;
 use crate::console::form::{self, Errors, Values};
 use crate::console::session::{Signed, random_token};
 use crate::console::{Console, ConsoleError};
-use crate::ledger::{TransferQuery, TransferStatus};
+use crate::ledger::TransferStatus;
 use crate::policy::decision::ENVELOPE_SCHEMA;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -228,36 +228,36 @@ async fn submit(
     }
 }
 
-/// What this person sent lately, newest first.
+/// What this person sent through the console's systems, newest first: found by subject
+/// (index `transfers_by_user`), and kept only where the decision entry names their issuer too
+/// (a subject is unique only within its issuer).
 async fn mine(
     who: Signed,
     state: web::Data<AppState>,
     console: web::Data<Console>,
 ) -> Result<HttpResponse, ConsoleError> {
-    let since = crate::platform::clock::WallClock::now() - jiff::SignedDuration::from_hours(24 * 90);
     let rows = state
         .ledger
-        .list_transfers(&TransferQuery {
-            agreement_id: None,
-            status: None,
-            since: Some(since),
-            until: None,
-            limit: 5000,
-            after_seq: None,
-        })
+        .transfers_by(&who.user.sub, &console.settings.systems, 200)
         .await?;
-    let mut mine: Vec<_> = rows
+    let ids: Vec<_> = rows.iter().map(|r| r.transfer_id).collect();
+    let theirs: std::collections::HashSet<_> = state
+        .ledger
+        .entries_of(&ids)
+        .await?
         .into_iter()
-        .filter(|r| console.settings.systems.contains(&r.sender_system) && r.user_sub.as_deref() == Some(&who.user.sub))
+        .filter(|e| e.event.kind == crate::ledger::EventKind::Decision)
+        .filter(|e| e.event.user_issuer.as_deref().is_none_or(|i| i == who.user.issuer))
+        .map(|e| e.event.transfer_id)
         .collect();
-    mine.reverse();
-    mine.truncate(200);
+    let mine: Vec<_> = rows.into_iter().filter(|r| theirs.contains(&r.transfer_id)).collect();
     Ok(respond(layout::page(
         "My transfers",
         &who,
         html! {
-            @if mine.is_empty() { p { "Nothing sent through the console in the last 90 days." } }
+            @if mine.is_empty() { p { "Nothing sent through the console yet." } }
             @else {
+                p.hint { "Your latest 200, newest first." }
                 table {
                     caption.visually-hidden { "Transfers you asked for, newest first" }
                     thead { tr { th scope="col" { "When" } th scope="col" { "Agreement" } th scope="col" { "Message" } th scope="col" { "Status" } th scope="col" { "Reason" } } }

@@ -17,6 +17,7 @@ use super::checkpoint::Checkpoint;
 mod batch;
 mod connect;
 mod outbox;
+mod reports;
 mod rows;
 mod sessions;
 mod sync;
@@ -275,6 +276,11 @@ impl Ledger for SqlLedger {
                 "review_due_at_us",
                 Some(micros(now)),
             ),
+            FollowUp::ReviewsOutstanding => (
+                "review_due_at_us IS NOT NULL AND reviewed_at_us IS NULL",
+                "review_due_at_us",
+                None,
+            ),
             FollowUp::NotificationsDue => (
                 "subject_informed_due IS NOT NULL AND subject_informed_at_us IS NULL",
                 "subject_informed_due",
@@ -444,6 +450,24 @@ impl Ledger for SqlLedger {
             }
         }
         Ok(counts)
+    }
+
+    async fn activity(
+        &self,
+        agreement_id: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<super::Activity>, LedgerError> {
+        reports::activity(&self.pool, agreement_id, since, until).await
+    }
+
+    async fn transfers_by(
+        &self,
+        user_sub: &str,
+        sender_systems: &[String],
+        limit: u32,
+    ) -> Result<Vec<TransferRecord>, LedgerError> {
+        reports::transfers_by(&self.pool, self.dialect, user_sub, sender_systems, limit).await
     }
 
     async fn entries_for(

@@ -1,0 +1,129 @@
+//! Auditors: the ledger's state (entries, the latest signed checkpoint and its key, the
+//! checkpoint log kept outside the database) and "verify now": the same checks as
+//! `isa-gateway ledger verify` (chain, tree, every checkpoint under the gateway's key, then the
+//! listings and subject index re-derived from the entries), run in the gateway, with the last
+//! result kept for the page.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use maud::html;
+
+use super::layout::{self, london};
+use super::{Fields, field, respond};
+use crate::api::AppState;
+use crate::app::config::SystemRole;
+use crate::console::session::Signed;
+use crate::console::{Console, ConsoleError};
+use crate::ledger::checkpoint::public_key_text;
+use crate::platform::auth::UserRole;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/audit/ledger", web::get().to(show))
+        .route("/audit/ledger/verify", web::post().to(verify_now));
+}
+
+/// The last "verify now" this gateway ran: when, for whom, and what it found.
+#[derive(Debug, Clone)]
+pub struct VerifyRun {
+    at: jiff::Timestamp,
+    by: String,
+    entries: i64,
+    checkpoints: usize,
+    /// `None`: everything verified; otherwise the first problem, as `ledger verify` words it.
+    problem: Option<String>,
+}
+
+fn auditor(who: &Signed) -> Result<(), ConsoleError> {
+    if who.has(UserRole::Auditor) {
+        Ok(())
+    } else {
+        Err(ConsoleError::Forbidden)
+    }
+}
+
+async fn show(
+    who: Signed,
+    state: web::Data<AppState>,
+    console: web::Data<Console>,
+) -> Result<HttpResponse, ConsoleError> {
+    auditor(&who)?;
+    console.system_for(&state, &who.user, SystemRole::Auditor, |_| true)?;
+    let size = state.ledger.tree_size().await;
+    let latest = state.ledger.checkpoints().await?.pop();
+    let last = console.last_verify.lock().await.clone();
+    let running = console.verifying.try_lock().is_err();
+    let log = state.checkpointer.log();
+    Ok(respond(layout::page(
+        "Ledger",
+        &who,
+        html! {
+            dl.facts {
+                dt { "Entries" } dd { (size) }
+                dt { "Latest signed checkpoint" } dd {
+                    @if let Some(cp) = &latest {
+                        "Tree size " (cp.tree_size) ", signed " (london(cp.at)) br;
+                        "Root " code.hash { (hex::encode(cp.root)) }
+                    } @else { "None signed yet" }
+                }
+                dt { "Checkpoint key" } dd { code.hash { (public_key_text(&state.checkpointer.public_key())) } }
+                dt { "Checkpoint log (outside the database)" } dd {
+                    @if let Some(log) = log { code { (log.dir().display()) } " (origin " code { (log.origin()) } ")" }
+                    @else { span.warning { "Not configured: checkpoints are kept only in the database." } }
+                }
+            }
+            h2 { "Verification" }
+            @if let Some(v) = &last {
+                @if let Some(p) = &v.problem {
+                    div.error-summary role="alert" { h3 { "The ledger does not verify" } p { (p) } p { "Checked " (london(v.at)) " for " (v.by) "." } }
+                } @else {
+                    div.panel.ok role="status" { p { "Verified " (london(v.at)) " for " (v.by) ": " (v.entries) " entries, " (v.checkpoints) " checkpoint(s), the checkpoint log, and every listing and subject-index row." } }
+                }
+            } @else { p { "Not verified from the console since the gateway started." } }
+            p.hint { "Verify now re-hashes every entry, rebuilds the Merkle tree, checks every checkpoint's signature and root, checks the ledger still extends the latest checkpoint kept outside the database, and re-derives the listings from the entries. Auditors who do not trust this gateway run " code { "isa-gateway ledger verify --public-key …" } " themselves." }
+            @if running { p { strong { "A verification is running." } } }
+            form method="post" action="/audit/ledger/verify" {
+                input type="hidden" name="csrf" value=(who.csrf);
+                button type="submit" { "Verify now" }
+            }
+        },
+    )))
+}
+
+async fn verify_now(
+    who: Signed,
+    state: web::Data<AppState>,
+    console: web::Data<Console>,
+    form: Fields,
+) -> Result<HttpResponse, ConsoleError> {
+    who.check_csrf(field(&form, "csrf"))?;
+    auditor(&who)?;
+    console.system_for(&state, &who.user, SystemRole::Auditor, |_| true)?;
+    // One at a time: a second click while one runs waits for nothing and shows the page.
+    if let Ok(_running) = console.verifying.try_lock() {
+        let report =
+            crate::ledger::verify(state.ledger.as_ref(), &state.checkpointer.public_key(), &mut |_| {}).await?;
+        let problem = match report.first_break {
+            Some(b) => Some(b.to_string()),
+            None => match state.checkpointer.check_against_log().await {
+                Err(e) => Some(e.to_string()),
+                Ok(()) => crate::ledger::verify_transfers(state.ledger.as_ref()).await?,
+            },
+        };
+        match &problem {
+            None => tracing::info!(user = ?who.user.sub, entries = report.entries, "console: ledger verified"),
+            Some(p) => {
+                tracing::error!(user = ?who.user.sub, problem = %p, "ALERT: console: the ledger does not verify")
+            }
+        }
+        *console.last_verify.lock().await = Some(VerifyRun {
+            at: crate::platform::clock::WallClock::now(),
+            by: who.name.clone(),
+            entries: report.entries,
+            checkpoints: report.checkpoints,
+            problem,
+        });
+    }
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/audit/ledger"))
+        .finish())
+}
