@@ -123,13 +123,86 @@ impl Browser {
         }
     }
 
-    /// Saves what the person sees now.
+    /// Saves what the person sees now, and audits it for accessibility when it is a console page.
     async fn shot(&mut self, name: &str) {
         let dir = repo().join("target/console-screens");
         std::fs::create_dir_all(&dir).unwrap();
         self.shots += 1;
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(dir.join(format!("{}-{:02}-{name}.png", self.journey, self.shots)), png).unwrap();
+        let url = self.client.current_url().await.unwrap();
+        if url.scheme() == "https" {
+            self.accessible(name).await;
+        }
+    }
+
+    /// axe finds what it should here: an image without a text alternative, added to the page
+    /// for the check and removed after (so that a clean audit means something).
+    async fn axe_catches_a_missing_alt(&self) {
+        self.client
+            .execute(
+                "const i = document.createElement('img'); i.id = 'axe-probe'; i.src = '/assets/none.png'; \
+                 document.querySelector('main').appendChild(i); return true;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let caught = std::panic::AssertUnwindSafe(self.accessible("probe"));
+        let result = futures_util::FutureExt::catch_unwind(caught).await;
+        self.client
+            .execute("document.getElementById('axe-probe').remove(); return true;", vec![])
+            .await
+            .unwrap();
+        let message = result
+            .expect_err("axe let an image without alt through")
+            .downcast::<String>()
+            .map(|m| *m)
+            .unwrap_or_default();
+        assert!(message.contains("image-alt"), "{message}");
+    }
+
+    /// Deque's axe-core (pinned in tests/peers/axe) run in the page against the WCAG 2.0, 2.1 and
+    /// 2.2 A and AA rules: no violation allowed. Injected over WebDriver (the page's own policy
+    /// allows no script, and the console ships none).
+    async fn accessible(&self, page: &str) {
+        static AXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let axe = AXE.get_or_init(|| {
+            std::fs::read_to_string(repo().join("tests/peers/axe/node_modules/axe-core/axe.min.js"))
+                .expect("axe-core: run `npm ci` in tests/peers/axe (.ci/run does)")
+        });
+        let mut found = None;
+        for _ in 0..50 {
+            // A page still loading has no document to audit yet: try again.
+            let injected = self
+                .client
+                .execute(&format!("{axe}\n;return typeof axe;"), vec![])
+                .await;
+            if !matches!(injected, Ok(Value::String(ref t)) if t == "object") {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let run = self
+                .client
+                .execute(
+                    "return axe.run(document, {runOnly: {type: 'tag', values: \
+                       ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}}) \
+                     .then(r => r.violations.map(v => v.id + ': ' + v.help + ' at ' + \
+                       v.nodes.map(n => n.target.join(' ')).join(', ')));",
+                    vec![],
+                )
+                .await;
+            if let Ok(Value::Array(v)) = run {
+                found = Some(v);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let violations = found.unwrap_or_else(|| panic!("axe did not run on {page}"));
+        assert!(
+            violations.is_empty(),
+            "accessibility (axe, WCAG 2.2 AA) on {} / {page}: {violations:#?}",
+            self.journey
+        );
     }
 
     async fn goto(&mut self, url: &str, name: &str) {
@@ -377,6 +450,7 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
     // A safeguarding lead sends a MASH referral, consent not sought, with the reason.
     let mut sam = Browser::open(s.driver, "1-lead-sends").await;
     sam.sign_in(&s.console, "sam").await;
+    sam.axe_catches_a_missing_alt().await;
     sam.goto(&format!("{}/send", s.console), "send").await;
     sam.goto(&format!("{}/send/nvtt-mash-referral/mash_referral", s.console), "form")
         .await;
@@ -479,6 +553,36 @@ async fn a_referral_is_sent_held_approved_by_another_person_audited_and_found_by
         .await
         .unwrap();
     assert!(csv.contains(&transfer) && csv.lines().count() == 2, "{csv}");
+    // The agreement as a document, its activity (the held referral on today's bar), the ledger.
+    ivan.goto(
+        &format!("{}/audit/agreements/nvtt-mash-referral", s.console),
+        "agreement",
+    )
+    .await;
+    assert_eq!(
+        ivan.wait_h1("Safeguarding referrals from Northvale Talking Therapies to the Northvale MASH")
+            .await,
+        "Safeguarding referrals from Northvale Talking Therapies to the Northvale MASH"
+    );
+    ivan.click("a[href='/audit/agreements/nvtt-mash-referral/activity']")
+        .await;
+    ivan.wait_h1("Agreement activity").await;
+    ivan.shot("activity").await;
+    let activity = ivan.source().await;
+    assert!(
+        activity.contains("0 sent without waiting, 1 held for a director"),
+        "{activity}"
+    );
+    ivan.goto(&format!("{}/audit/ledger", s.console), "ledger").await;
+    ivan.click("form[action='/audit/ledger/verify'] button").await;
+    for _ in 0..200 {
+        if ivan.source().await.contains("every listing") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ivan.shot("ledger-verified").await;
+    assert!(ivan.source().await.contains("every listing"));
 
     // The DPO looks the person up and sees exactly their disclosure.
     let mut dora = Browser::open(s.driver, "4-dpo").await;

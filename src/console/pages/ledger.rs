@@ -76,7 +76,7 @@ async fn show(
                 @if let Some(p) = &v.problem {
                     div.error-summary role="alert" { h3 { "The ledger does not verify" } p { (p) } p { "Checked " (london(v.at)) " for " (v.by) "." } }
                 } @else {
-                    div.panel.ok role="status" { p { "Verified " (london(v.at)) " for " (v.by) ": " (v.entries) " entries, " (v.checkpoints) " checkpoint(s), the checkpoint log, and every listing and subject-index row." } }
+                    div.panel.ok role="status" { p { "Verified " (london(v.at)) " for " (v.by) ": " (v.entries) " entries, " (v.checkpoints) " checkpoint(s)" @if log.is_some() { ", the checkpoint log" } ", and every listing and subject-index row." } }
                 }
             } @else { p { "Not verified from the console since the gateway started." } }
             p.hint { "Verify now re-hashes every entry, rebuilds the Merkle tree, checks every checkpoint's signature and root, checks the ledger still extends the latest checkpoint kept outside the database, and re-derives the listings from the entries. Auditors who do not trust this gateway run " code { "isa-gateway ledger verify --public-key …" } " themselves." }

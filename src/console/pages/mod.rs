@@ -219,8 +219,8 @@ async fn signed_in(
 }
 
 async fn oidc_start(console: web::Data<Console>, n: web::Path<usize>) -> Result<HttpResponse, ConsoleError> {
-    let (url, state) = console.oidc.start(n.into_inner()).await?;
-    let mut cookie = session::cookie(LOGIN_COOKIE, state);
+    let (url, sealed) = console.oidc.start(n.into_inner()).await?;
+    let mut cookie = session::cookie(LOGIN_COOKIE, sealed);
     cookie.set_same_site(actix_web::cookie::SameSite::Lax);
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, url))
@@ -247,12 +247,13 @@ async fn oidc_callback(
     let (Some(code), Some(returned)) = (&q.code, &q.state) else {
         return Err(ConsoleError::SignInFailed("no_code"));
     };
-    // The provider's answer must come back to the browser that asked.
-    let bound = req.cookie(LOGIN_COOKIE).map(|c| c.value().to_owned());
-    if bound.as_deref() != Some(returned.as_str()) {
-        return Err(ConsoleError::SignInFailed("state"));
-    }
-    let signed = console.oidc.finish(returned, code).await?;
+    // The provider's answer must come back to the browser that asked: its pre-login cookie holds
+    // the sealed sign-in, whose state must be the one returned.
+    let bound = req
+        .cookie(LOGIN_COOKIE)
+        .map(|c| c.value().to_owned())
+        .ok_or(ConsoleError::SignInFailed("state"))?;
+    let signed = console.oidc.finish(&bound, returned, code).await?;
     let user = state
         .auth
         .user_from_id_token(&signed.issuer, &signed.claims)
