@@ -30,6 +30,18 @@ pub struct ListParams {
     /// The previous page's `next_cursor`.
     #[param(minimum = 0)]
     pub(crate) cursor: Option<i64>,
+    /// Only this message type.
+    #[param(max_length = 64)]
+    pub(crate) message_type: Option<String>,
+    /// Only transfers sent by this registered system.
+    #[param(max_length = 128)]
+    pub(crate) sender_system: Option<String>,
+    /// Only transfers asked for by this user (the token's subject).
+    #[param(max_length = 256)]
+    pub(crate) user: Option<String>,
+    /// Only transfers under which this legal basis applied (a code from docs/legal-bases.md).
+    #[param(max_length = 128)]
+    pub(crate) legal_basis: Option<String>,
 }
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -135,6 +147,23 @@ pub(crate) async fn page(
     if params.cursor.is_some_and(|c| c < 0) {
         bad("cursor", "must be an earlier page's next_cursor (0 or more)");
     }
+    for (name, value, max) in [
+        ("message_type", &params.message_type, 64),
+        ("sender_system", &params.sender_system, 128),
+        ("user", &params.user, 256),
+    ] {
+        if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > max) {
+            bad(name, &format!("must be 1 to {max} characters"));
+        }
+    }
+    // A code as the ledger writes it (its canonical spelling), or a 400 naming the parameter.
+    let legal_basis = params.legal_basis.as_deref().and_then(|code| {
+        let parsed = crate::policy::legal::LegalBasis::parse(code).ok().map(|b| b.code());
+        if parsed.is_none() {
+            bad("legal_basis", "must be a legal-basis code (docs/legal-bases.md)");
+        }
+        parsed
+    });
     if !violations.is_empty() {
         return Err(
             ApiError::bad_request("invalid_query", "The query parameters are not valid.").with_violations(violations),
@@ -148,6 +177,10 @@ pub(crate) async fn page(
         until,
         limit: limit + 1,
         after_seq: params.cursor,
+        message_type: params.message_type.clone(),
+        sender_system: params.sender_system.clone(),
+        user_sub: params.user.clone(),
+        legal_basis,
     };
     let mut transfers = state.ledger.list_transfers(&query).await?;
     let next_cursor = if transfers.len() > limit as usize {

@@ -32,6 +32,7 @@ pub(super) async fn transfers_list(
             until,
             limit: 1000,
             after_seq,
+            ..Default::default()
         };
         let page = ledger.list_transfers(&query).await.map_err(|e| e.to_string())?;
         let done = page.len() < 1000;

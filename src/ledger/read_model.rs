@@ -70,7 +70,7 @@ pub struct HistoryItem {
 }
 
 /// A listing filter.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TransferQuery {
     /// `None`: across all agreements.
     pub agreement_id: Option<String>,
@@ -80,6 +80,13 @@ pub struct TransferQuery {
     pub limit: u32,
     /// Continue after this decision sequence number (the previous page's `next_cursor`).
     pub after_seq: Option<i64>,
+    pub message_type: Option<String>,
+    /// The registered system that sent it.
+    pub sender_system: Option<String>,
+    /// The user who asked for it (their subject).
+    pub user_sub: Option<String>,
+    /// A legal-basis code that applied (permitted and held transfers carry their bases).
+    pub legal_basis: Option<String>,
 }
 
 /// How a transfer's decision went, as an auditor charts it.

@@ -137,6 +137,7 @@ pub async fn verify_transfers(ledger: &dyn Ledger) -> Result<Option<String>, Led
         until: None,
         limit: PAGE,
         after_seq: None,
+        ..Default::default()
     };
     let (mut listed, mut subjects) = (0_i64, 0_i64);
     let mut listed_before = -1;

@@ -178,6 +178,24 @@ async fn an_urgent_referral_is_reviewed_its_subject_recorded_as_told_and_the_aud
         "counts by legal basis, with titles: {activity}"
     );
 
+    // Transfers filtered by the legal basis that applied (the child's: Children Act 1989 s.47,
+    // not the Care Act's), by message type, sending system and user.
+    for (query, listed) in [
+        ("legal_basis=statute%2Fchildren-act-1989%2Fs47", true),
+        ("legal_basis=statute%2Fcare-act-2014%2Fs42", false),
+        ("message_type=mash_referral&sender_system=tt-case-system&user=sam", true),
+        ("user=dee", false),
+    ] {
+        let (status, list) = get(
+            &client,
+            page(&format!("/audit/transfers?agreement=nvtt-mash-referral&{query}")),
+            &ivan,
+        )
+        .await;
+        assert_eq!(status, 200, "{query}");
+        assert_eq!(list.contains(&format!("/transfers/{id}")), listed, "{query}: {list}");
+    }
+
     // "Verify now" passes, then catches an entry edited in the database file.
     let (_, ledger) = get(&client, page("/audit/ledger"), &ivan).await;
     assert!(ledger.contains("Not verified from the console"), "{ledger}");

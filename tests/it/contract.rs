@@ -503,6 +503,7 @@ async fn listings_counts_and_disclosures(kind: Kind) {
         let mut e = decision("gp", status);
         e.at = t0() + jiff::SignedDuration::from_secs(i * 60);
         e.subject_index = vec![if i < 3 { "subject-a" } else { "subject-b" }.into()];
+        e.user_sub = Some(format!("user-{}", i % 2));
         if status == TransferStatus::Refused {
             ledger.append(e.clone()).await.unwrap();
         } else {
@@ -520,6 +521,7 @@ async fn listings_counts_and_disclosures(kind: Kind) {
         until: None,
         limit: 3,
         after_seq: None,
+        ..Default::default()
     };
     let mut seen = Vec::new();
     loop {
@@ -539,6 +541,43 @@ async fn listings_counts_and_disclosures(kind: Kind) {
     query.since = Some(t0() + jiff::SignedDuration::from_secs(120));
     query.until = Some(t0() + jiff::SignedDuration::from_secs(300));
     assert_eq!(ledger.list_transfers(&query).await.unwrap().len(), 3);
+    query.since = None;
+    query.until = None;
+
+    // Filters an auditor uses: the legal basis that applied (an exact code in the listing's list,
+    // not a prefix or a LIKE pattern), the message type, the sending system, the user.
+    let filtered = |f: &dyn Fn(&mut TransferQuery)| {
+        let mut q = query.clone();
+        f(&mut q);
+        let ledger = &ledger;
+        async move { ledger.list_transfers(&q).await.unwrap().len() }
+    };
+    assert_eq!(
+        filtered(&|q| q.legal_basis = Some("uk-gdpr/9.2.h".into())).await,
+        5,
+        "permitted only"
+    );
+    assert_eq!(
+        filtered(&|q| q.legal_basis = Some("uk-gdpr/9.2".into())).await,
+        0,
+        "not a prefix"
+    );
+    assert_eq!(
+        filtered(&|q| q.legal_basis = Some("uk-gdpr/9.2._".into())).await,
+        0,
+        "_ is not a wildcard"
+    );
+    assert_eq!(
+        filtered(&|q| q.legal_basis = Some("%".into())).await,
+        0,
+        "% is not a wildcard"
+    );
+    assert_eq!(filtered(&|q| q.message_type = Some("gp_update".into())).await, 7);
+    assert_eq!(filtered(&|q| q.message_type = Some("mash_referral".into())).await, 0);
+    assert_eq!(filtered(&|q| q.sender_system = Some("tt-case-system".into())).await, 7);
+    assert_eq!(filtered(&|q| q.sender_system = Some("other".into())).await, 0);
+    assert_eq!(filtered(&|q| q.user_sub = Some("user-0".into())).await, 4);
+    assert_eq!(filtered(&|q| q.user_sub = Some("nobody".into())).await, 0);
 
     let counts = ledger.counts("gp", None, None).await.unwrap();
     assert_eq!(counts.by_status.get("accepted"), Some(&5));

@@ -493,6 +493,31 @@ async fn every_refusal_is_listed_for_auditors_beside_the_accepted_transfers() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(bad_query["violations"].as_array().unwrap().len(), 2);
+    // By the legal basis that applied (the refused one relied on none), the message type, the user.
+    let count = |q: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .get(&app.auditor, &format!("/v1/agreements/nvtt-gp-update/transfers?{q}"))
+                .await;
+            assert_eq!(status, 200, "{q}: {body}");
+            body["transfers"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("legal_basis=uk-gdpr/9.2.h").await, 1);
+    assert_eq!(count("legal_basis=uk-gdpr/6.1.a").await, 0);
+    assert_eq!(count("message_type=gp_update").await, 2);
+    assert_eq!(count("message_type=mash_referral").await, 0);
+    assert_eq!(count("sender_system=tt-case-system&status=delivered").await, 1);
+    let (status, bad_basis) = app
+        .get(
+            &app.auditor,
+            "/v1/agreements/nvtt-gp-update/transfers?legal_basis=because",
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(bad_basis["violations"][0]["pointer"], "?legal_basis");
+    assert!(!bad_basis.to_string().contains("because"), "the value is not echoed");
 
     // The listing is for auditors; a sender sees its own transfers one at a time.
     let (status, _) = app.get(&app.sender, "/v1/agreements/nvtt-gp-update/transfers").await;

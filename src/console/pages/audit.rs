@@ -72,6 +72,10 @@ struct Filters {
     status: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    message_type: Option<String>,
+    sender_system: Option<String>,
+    user: Option<String>,
+    legal_basis: Option<String>,
     cursor: Option<i64>,
     format: Option<String>,
 }
@@ -103,12 +107,17 @@ async fn transfers(
     auditor(&who)?;
     console.system_for(&state, &who.user, SystemRole::Auditor, |_| true)?;
     let agreement = q.agreement.as_deref().filter(|a| !a.is_empty());
+    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
     let params = ListParams {
-        status: q.status.clone().filter(|s| !s.is_empty()),
+        status: given(&q.status),
         since: day(q.since.as_deref(), "from")?,
         until: day(q.until.as_deref(), "before")?,
         limit: Some(100),
         cursor: q.cursor,
+        message_type: given(&q.message_type),
+        sender_system: given(&q.sender_system),
+        user: given(&q.user),
+        legal_basis: given(&q.legal_basis),
     };
     let (rows, next) = page(&state, agreement, &params).await?;
     if q.format.as_deref() == Some("csv") {
@@ -118,6 +127,32 @@ async fn transfers(
             .body(crate::audit::report::csv(&rows)));
     }
     let selected = |v: &str| q.status.as_deref() == Some(v);
+    // The choices: every message type, legal basis (with its title) and sending system the
+    // agreements in view name.
+    let in_view: Vec<_> = state
+        .catalogue
+        .agreements
+        .iter()
+        .filter(|a| agreement.is_none_or(|id| a.id() == id))
+        .collect();
+    let mut message_types: Vec<String> = in_view.iter().flat_map(|a| a.terms().message_types.clone()).collect();
+    message_types.sort();
+    message_types.dedup();
+    let mut senders: Vec<String> = in_view.iter().flat_map(|a| a.terms().sender.systems.clone()).collect();
+    senders.sort();
+    senders.dedup();
+    let today = state.clock.today();
+    let mut bases: Vec<crate::policy::agreement::LegalBasisView> = in_view
+        .iter()
+        .flat_map(|a| {
+            let v = a.view(today);
+            v.legal_bases
+                .into_iter()
+                .chain(v.conditional_bases.into_iter().flat_map(|c| c.bases))
+        })
+        .collect();
+    bases.sort_by(|a, b| a.code.cmp(&b.code));
+    bases.dedup_by(|a, b| a.code == b.code);
     let query = |cursor: Option<i64>, format: Option<&str>| {
         let mut parts = Vec::new();
         for (k, v) in [
@@ -125,9 +160,13 @@ async fn transfers(
             ("status", &q.status),
             ("since", &q.since),
             ("until", &q.until),
+            ("message_type", &q.message_type),
+            ("sender_system", &q.sender_system),
+            ("user", &q.user),
+            ("legal_basis", &q.legal_basis),
         ] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                parts.push(format!("{k}={}", v.replace(['&', '=', '#', '?', ' '], "")));
+                parts.push(format!("{k}={}", encode(v)));
             }
         }
         if let Some(c) = cursor {
@@ -153,6 +192,22 @@ async fn transfers(
                         option value="" { "Any" }
                         @for s in ["accepted", "held", "refused", "retrying", "delivered", "undeliverable"] { option value=(s) selected[selected(s)] { (s) } }
                     } }
+                div.field { label for="message_type" { "Message type" }
+                    select id="message_type" name="message_type" {
+                        option value="" { "Any" }
+                        @for mt in &message_types { option value=(mt) selected[q.message_type.as_deref() == Some(mt.as_str())] { (mt) } }
+                    } }
+                div.field { label for="legal_basis" { "Legal basis" }
+                    select id="legal_basis" name="legal_basis" {
+                        option value="" { "Any" }
+                        @for b in &bases { option value=(b.code) selected[q.legal_basis.as_deref() == Some(b.code.as_str())] { (b.title) } }
+                    } }
+                div.field { label for="sender_system" { "Sending system" }
+                    select id="sender_system" name="sender_system" {
+                        option value="" { "Any" }
+                        @for s in &senders { option value=(s) selected[q.sender_system.as_deref() == Some(s.as_str())] { (s) } }
+                    } }
+                div.field { label for="user" { "Asked by (user)" } input id="user" name="user" type="text" autocomplete="off" value=[q.user.as_deref()]; }
                 div.field { label for="since" { "From (date)" } input id="since" name="since" type="date" value=[q.since.as_deref()]; }
                 div.field { label for="until" { "Before (date)" } input id="until" name="until" type="date" value=[q.until.as_deref()]; }
                 button type="submit" { "Filter" }
@@ -259,4 +314,15 @@ async fn dpo_lookup(
             p { a href="/dpo" { "Another lookup" } }
         },
     )))
+}
+
+/// A query value as it may sit in a link (RFC 3986 unreserved characters kept, the rest
+/// percent-encoded).
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }

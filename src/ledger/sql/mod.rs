@@ -410,6 +410,8 @@ impl Ledger for SqlLedger {
             "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE ($1 IS NULL OR agreement_id = $1) \
              AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR created_at_us >= $3) \
              AND ($4 IS NULL OR created_at_us < $4) AND ($6 IS NULL OR decision_seq > $6) \
+             AND ($7 IS NULL OR message_type = $7) AND ($8 IS NULL OR sender_system = $8) \
+             AND ($9 IS NULL OR user_sub = $9) AND ($10 IS NULL OR legal_bases LIKE $10 ESCAPE '\\') \
              ORDER BY decision_seq LIMIT $5"
         ))
         .bind(&q.agreement_id)
@@ -418,6 +420,14 @@ impl Ledger for SqlLedger {
         .bind(q.until.map(micros))
         .bind(i64::from(q.limit))
         .bind(q.after_seq)
+        .bind(&q.message_type)
+        .bind(&q.sender_system)
+        .bind(&q.user_sub)
+        // The listing keeps the bases as a JSON array of codes: one of them, quoted, exactly.
+        .bind(q.legal_basis.as_deref().map(|code| {
+            let escaped = code.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%\"{escaped}\"%")
+        }))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record_from_row).collect()
