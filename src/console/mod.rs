@@ -97,6 +97,29 @@ impl Console {
     }
 }
 
+impl Console {
+    /// Every registered system the console may act through for `role` on this person's behalf
+    /// (their issuer trusted for it), for pages that list what those systems' people must do:
+    /// the same scope as the API's lists, which show a system its own. Within the person's rate.
+    fn systems_for<'a>(
+        &self,
+        state: &'a AppState,
+        user: &User,
+        role: SystemRole,
+    ) -> Result<Vec<&'a SystemConfig>, ConsoleError> {
+        self.people
+            .check(&format!("{}\n{}", user.issuer, user.sub))
+            .map_err(|_| ConsoleError::Busy)?;
+        Ok(self
+            .settings
+            .systems
+            .iter()
+            .filter_map(|id| state.systems.by_id(id))
+            .filter(|s| crate::api::has_role(s, role) && state.auth.issuer_may_use(&user.issuer, &s.id))
+            .collect())
+    }
+}
+
 /// Binds the console's listener: HTTPS with the gateway's server certificate (or the console's
 /// own), no client certificate.
 pub fn server(

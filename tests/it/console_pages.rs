@@ -14,6 +14,19 @@ async fn get(client: &reqwest::Client, url: String, session: &str) -> (u16, Stri
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// The ledger page once "verify now" has finished (it runs in the background), with `want`.
+async fn verified(client: &reqwest::Client, url: String, session: &str, want: &str) -> String {
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = get(client, url.clone(), session).await.1;
+        if page.contains(want) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    page
+}
+
 /// POST a console form with the session's CSRF token (read from `page`): status and Location.
 async fn post(
     client: &reqwest::Client,
@@ -166,7 +179,7 @@ async fn an_urgent_referral_is_reviewed_its_subject_recorded_as_told_and_the_aud
     .await;
     assert_eq!(status, 200);
     assert!(
-        activity.contains("1 sent without waiting, 0 held for a director, 0 refused"),
+        activity.contains("1 permitted without waiting, 0 held for a director, 0 refused"),
         "{activity}"
     );
     assert!(
@@ -201,7 +214,7 @@ async fn an_urgent_referral_is_reviewed_its_subject_recorded_as_told_and_the_aud
     assert!(ledger.contains("Not verified from the console"), "{ledger}");
     let (status, location, _) = post(&client, page("/audit/ledger/verify"), &ivan, &ledger, &[]).await;
     assert_eq!((status, location.as_deref()), (303, Some("/audit/ledger")));
-    let (_, ledger) = get(&client, page("/audit/ledger"), &ivan).await;
+    let ledger = verified(&client, page("/audit/ledger"), &ivan, "every listing").await;
     assert!(
         ledger.contains("Verified ") && ledger.contains("every listing"),
         "{ledger}"
@@ -216,7 +229,7 @@ async fn an_urgent_referral_is_reviewed_its_subject_recorded_as_told_and_the_aud
         .unwrap();
     conn.close().await.unwrap();
     post(&client, page("/audit/ledger/verify"), &ivan, &ledger, &[]).await;
-    let (_, ledger) = get(&client, page("/audit/ledger"), &ivan).await;
+    let ledger = verified(&client, page("/audit/ledger"), &ivan, "does not verify").await;
     assert!(ledger.contains("The ledger does not verify"), "{ledger}");
     let log = gateway.kill();
     assert!(log.contains("ALERT: console: the ledger does not verify"));

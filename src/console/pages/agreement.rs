@@ -193,7 +193,8 @@ async fn activity(
                 button type="submit" { "Show" }
             }
             p { "From " (first) " to " (today) " (days in Europe/London): "
-                (total[0]) " sent without waiting, " (total[1]) " held for a director, " (total[2]) " refused by the agreement's rules." }
+                (total[0]) " permitted without waiting, " (total[1]) " held for a director, " (total[2]) " refused by the agreement's rules." }
+            @if q.days.is_some_and(|d| !PERIODS.contains(&d)) { p.warning role="status" { "That period is not offered; showing the last " (days) " days." } }
             (chart(&dates, &per_day))
             details {
                 summary { "The figures as a table" }
@@ -230,7 +231,7 @@ async fn activity(
 
 fn label(o: Outcome) -> &'static str {
     match o {
-        Outcome::Permitted => "Sent without waiting",
+        Outcome::Permitted => "Permitted without waiting",
         Outcome::Held => "Held for a director",
         Outcome::Refused => "Refused",
     }
@@ -266,7 +267,7 @@ fn chart(dates: &[jiff::civil::Date], per_day: &[[i64; 3]]) -> Markup {
     html! {
         figure.chart {
             svg viewBox=(format!("0 0 {W} {H}")) role="img" aria-labelledby="chart-title" {
-                title id="chart-title" { "Decisions per day: sent without waiting, held for a director, refused" }
+                title id="chart-title" { "Decisions per day: permitted without waiting, held for a director, refused" }
                 line x1=(LEFT) y1=(H - BOTTOM) x2=(W) y2=(H - BOTTOM) class="axis" {}
                 text x=(LEFT - 6.0) y=(y(max) + 12.0) text-anchor="end" class="tick" { (max) }
                 text x=(LEFT - 6.0) y=(H - BOTTOM) text-anchor="end" class="tick" { "0" }

@@ -42,15 +42,9 @@ async fn queue(
     director(&who.user)?;
     let mut held = Vec::new();
     let mut reviews = Vec::new();
-    for id in &console.settings.systems {
-        if state
-            .systems
-            .by_id(id)
-            .is_some_and(|s| crate::api::has_role(s, SystemRole::Sender))
-        {
-            held.extend(follow_ups_of(&state, FollowUp::Held, id).await?);
-            reviews.extend(follow_ups_of(&state, FollowUp::ReviewsOutstanding, id).await?);
-        }
+    for s in console.systems_for(&state, &who.user, SystemRole::Sender)? {
+        held.extend(follow_ups_of(&state, FollowUp::Held, &s.id).await?);
+        reviews.extend(follow_ups_of(&state, FollowUp::ReviewsOutstanding, &s.id).await?);
     }
     held.sort_by_key(|r| r.created_at);
     reviews.sort_by_key(|r| r.review_due);
@@ -103,15 +97,34 @@ async fn queue(
     )))
 }
 
-/// Whether the signed-in person is the one who asked (the two-person rule's comparison: issuer
-/// and subject, case, spacing and invisible characters aside).
+/// Whether the signed-in person may be the one who asked, by the two-person rule's comparison
+/// (look-alikes included): for explaining why they cannot decide, never for granting access.
 fn asked_by(r: &crate::ledger::TransferRecord, who: &Signed) -> bool {
+    use crate::policy::follow_up::Person;
     r.user_sub.as_deref().is_some_and(|sub| {
-        crate::policy::follow_up::Person { issuer: None, sub }.is(&crate::policy::follow_up::Person {
+        Person { issuer: None, sub }.looks_like(&Person {
             issuer: None,
             sub: &who.user.sub,
         })
     })
+}
+
+/// Whether the signed-in person is exactly the one who asked: the same subject, and the same
+/// issuer in the decision entry (re-read from the ledger, not the listing's column).
+async fn asked_exactly(
+    state: &AppState,
+    r: &crate::ledger::TransferRecord,
+    who: &Signed,
+) -> Result<bool, ConsoleError> {
+    if r.user_sub.as_deref() != Some(who.user.sub.as_str()) {
+        return Ok(false);
+    }
+    Ok(state.ledger.entries_of(&[r.transfer_id]).await?.iter().any(|e| {
+        e.event.kind == crate::ledger::EventKind::Decision
+            && e.event.transfer_id == r.transfer_id
+            && e.event.user_sub.as_deref() == Some(who.user.sub.as_str())
+            && e.event.user_issuer.as_deref() == Some(who.user.issuer.as_str())
+    }))
 }
 
 /// The transfer, as the API shows it: sent through one of the console's systems, and seen by the
@@ -129,7 +142,7 @@ async fn find(
             .system_for(state, &who.user, SystemRole::Auditor, |_| true)
             .is_ok();
     let ours = console.settings.systems.contains(&r.sender_system);
-    if auditor || (ours && (who.has(UserRole::Director) || asked_by(&r, who))) {
+    if auditor || (ours && (who.has(UserRole::Director) || asked_exactly(state, &r, who).await?)) {
         Ok(r)
     } else {
         Err(ConsoleError::NotFound)

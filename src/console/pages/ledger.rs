@@ -26,6 +26,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Clone)]
 pub struct VerifyRun {
     at: jiff::Timestamp,
+    /// How long it took: the next may start no sooner after it.
+    took: jiff::SignedDuration,
     by: String,
     entries: i64,
     checkpoints: usize,
@@ -61,8 +63,10 @@ async fn show(
                 dt { "Entries" } dd { (size) }
                 dt { "Latest signed checkpoint" } dd {
                     @if let Some(cp) = &latest {
-                        "Tree size " (cp.tree_size) ", signed " (london(cp.at)) br;
-                        "Root " code.hash { (hex::encode(cp.root)) }
+                        "Tree size " (cp.tree_size) ", " (london(cp.at))
+                        @if cp.verify(&state.checkpointer.public_key()) { ", signed with the key below" }
+                        @else { " " strong.warning { "— its signature is not the gateway's: run Verify now" } }
+                        br; "Root " code.hash { (hex::encode(cp.root)) }
                     } @else { "None signed yet" }
                 }
                 dt { "Checkpoint key" } dd { code.hash { (public_key_text(&state.checkpointer.public_key())) } }
@@ -80,7 +84,7 @@ async fn show(
                 }
             } @else { p { "Not verified from the console since the gateway started." } }
             p.hint { "Verify now re-hashes every entry, rebuilds the Merkle tree, checks every checkpoint's signature and root, checks the ledger still extends the latest checkpoint kept outside the database, and re-derives the listings from the entries. Auditors who do not trust this gateway run " code { "isa-gateway ledger verify --public-key …" } " themselves." }
-            @if running { p { strong { "A verification is running." } } }
+            @if running { p role="status" { strong { "A verification is running: reload this page in a moment." } } }
             form method="post" action="/audit/ledger/verify" {
                 input type="hidden" name="csrf" value=(who.csrf);
                 button type="submit" { "Verify now" }
@@ -98,32 +102,58 @@ async fn verify_now(
     who.check_csrf(field(&form, "csrf"))?;
     auditor(&who)?;
     console.system_for(&state, &who.user, SystemRole::Auditor, |_| true)?;
-    // One at a time: a second click while one runs waits for nothing and shows the page.
-    if let Ok(_running) = console.verifying.try_lock() {
-        let report =
-            crate::ledger::verify(state.ledger.as_ref(), &state.checkpointer.public_key(), &mut |_| {}).await?;
-        let problem = match report.first_break {
-            Some(b) => Some(b.to_string()),
-            None => match state.checkpointer.check_against_log().await {
-                Err(e) => Some(e.to_string()),
-                Ok(()) => crate::ledger::verify_transfers(state.ledger.as_ref()).await?,
-            },
-        };
-        match &problem {
-            None => tracing::info!(user = ?who.user.sub, entries = report.entries, "console: ledger verified"),
-            Some(p) => {
-                tracing::error!(user = ?who.user.sub, problem = %p, "ALERT: console: the ledger does not verify")
+    // In the background, so no request waits on a whole-ledger rehash; one at a time; and not
+    // again sooner than the last run took (the gateway spends at most half its time on it).
+    let rested = console
+        .last_verify
+        .lock()
+        .await
+        .as_ref()
+        .is_none_or(|v| jiff::Timestamp::now() >= v.at + v.took);
+    if rested {
+        let by = who.name.clone();
+        let sub = who.user.sub.clone();
+        // On the console's own worker (the verification's progress callback is not `Send`).
+        actix_web::rt::spawn(async move {
+            let Ok(_running) = console.verifying.try_lock() else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            let run = check(&state).await;
+            let problem = match run {
+                Ok((_, ref problem)) => problem.clone(),
+                Err(ref e) => Some(format!("the ledger could not be read: {e}")),
+            };
+            match &problem {
+                None => tracing::info!(user = ?sub, "console: ledger verified"),
+                Some(p) => tracing::error!(user = ?sub, problem = %p, "ALERT: console: the ledger does not verify"),
             }
-        }
-        *console.last_verify.lock().await = Some(VerifyRun {
-            at: crate::platform::clock::WallClock::now(),
-            by: who.name.clone(),
-            entries: report.entries,
-            checkpoints: report.checkpoints,
-            problem,
+            let report = run.ok().map(|(r, _)| r);
+            *console.last_verify.lock().await = Some(VerifyRun {
+                at: crate::platform::clock::WallClock::now(),
+                took: started.elapsed().try_into().unwrap_or(jiff::SignedDuration::ZERO),
+                by,
+                entries: report.as_ref().map_or(0, |r| r.entries),
+                checkpoints: report.as_ref().map_or(0, |r| r.checkpoints),
+                problem,
+            });
         });
     }
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/audit/ledger"))
         .finish())
+}
+
+/// The checks of `ledger verify`: chain, tree and checkpoints; then that the ledger still extends
+/// the latest checkpoint kept outside the database; then the listings and subject index.
+async fn check(state: &AppState) -> Result<(crate::ledger::VerifyReport, Option<String>), crate::ledger::LedgerError> {
+    let report = crate::ledger::verify(state.ledger.as_ref(), &state.checkpointer.public_key(), &mut |_| {}).await?;
+    let problem = match &report.first_break {
+        Some(b) => Some(b.to_string()),
+        None => match state.checkpointer.check_against_log().await {
+            Err(e) => Some(e.to_string()),
+            Ok(()) => crate::ledger::verify_transfers(state.ledger.as_ref()).await?,
+        },
+    };
+    Ok((report, problem))
 }

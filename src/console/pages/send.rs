@@ -247,6 +247,7 @@ async fn mine(
         .await?
         .into_iter()
         .filter(|e| e.event.kind == crate::ledger::EventKind::Decision)
+        .filter(|e| e.event.user_sub.as_deref() == Some(who.user.sub.as_str()))
         .filter(|e| e.event.user_issuer.as_deref().is_none_or(|i| i == who.user.issuer))
         .map(|e| e.event.transfer_id)
         .collect();

@@ -37,14 +37,8 @@ async fn due(
     sender(&who)?;
     let today = state.clock.today();
     let mut rows = Vec::new();
-    for id in &console.settings.systems {
-        if state
-            .systems
-            .by_id(id)
-            .is_some_and(|s| crate::api::has_role(s, SystemRole::Sender))
-        {
-            rows.extend(follow_ups_of(&state, FollowUp::NotificationsDue, id).await?);
-        }
+    for s in console.systems_for(&state, &who.user, SystemRole::Sender)? {
+        rows.extend(follow_ups_of(&state, FollowUp::NotificationsDue, &s.id).await?);
     }
     // Only transfers under agreements this person may send under: whoever may send may record it.
     rows.retain(|r| {
