@@ -14,7 +14,6 @@ use crate::app::config::SystemRole;
 use crate::console::session::Signed;
 use crate::console::{Console, ConsoleError};
 use crate::ledger::Outcome;
-use crate::platform::auth::UserRole;
 use crate::policy::agreement::{Agreement, ConsentModel, LegalBasisView};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -23,9 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn agreement<'a>(state: &'a AppState, who: &Signed, id: &str) -> Result<&'a Agreement, ConsoleError> {
-    if !who.has(UserRole::Auditor) {
-        return Err(ConsoleError::Forbidden);
-    }
+    super::audit::auditor(who)?;
     state
         .catalogue
         .agreements

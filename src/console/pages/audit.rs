@@ -22,7 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/dpo", web::post().to(dpo_lookup));
 }
 
-fn auditor(who: &Signed) -> Result<(), ConsoleError> {
+/// The auditor's pages are for auditors (the 403 page otherwise).
+pub(super) fn auditor(who: &Signed) -> Result<(), ConsoleError> {
     if who.has(UserRole::Auditor) {
         Ok(())
     } else {

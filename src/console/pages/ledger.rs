@@ -8,6 +8,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use maud::html;
 
+use super::audit::auditor;
 use super::layout::{self, london};
 use super::{Fields, field, respond};
 use crate::api::AppState;
@@ -15,7 +16,6 @@ use crate::app::config::SystemRole;
 use crate::console::session::Signed;
 use crate::console::{Console, ConsoleError};
 use crate::ledger::checkpoint::public_key_text;
-use crate::platform::auth::UserRole;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/audit/ledger", web::get().to(show))
@@ -33,14 +33,6 @@ pub struct VerifyRun {
     checkpoints: usize,
     /// `None`: everything verified; otherwise the first problem, as `ledger verify` words it.
     problem: Option<String>,
-}
-
-fn auditor(who: &Signed) -> Result<(), ConsoleError> {
-    if who.has(UserRole::Auditor) {
-        Ok(())
-    } else {
-        Err(ConsoleError::Forbidden)
-    }
 }
 
 async fn show(
