@@ -403,7 +403,7 @@ pub(crate) fn director(user: &User) -> Result<(), ApiError> {
 }
 
 /// Who may see notifications due: those who send.
-fn notifier(user: &User) -> Result<(), ApiError> {
+pub(crate) fn notifier(user: &User) -> Result<(), ApiError> {
     if user.has(UserRole::Practitioner) || user.has(UserRole::SafeguardingLead) {
         Ok(())
     } else {

@@ -126,6 +126,31 @@ pub async fn extends(ledger: &dyn Ledger, kept: &Kept) -> Result<(), LedgerError
     }
 }
 
+/// The ledger extends every checkpoint in `kept`, and the first `from_log` of them (those read
+/// from the checkpoint log) are still stored in the database. `None` when both hold; otherwise
+/// what broke, in words (`ledger verify` and the console's "verify now" say the same).
+pub async fn check_kept(ledger: &dyn Ledger, kept: &[Kept], from_log: usize) -> Result<Option<String>, LedgerError> {
+    let stored: Vec<(u64, Hash)> = ledger
+        .checkpoints()
+        .await?
+        .iter()
+        .map(|c| (c.tree_size, c.root))
+        .collect();
+    for (i, k) in kept.iter().enumerate() {
+        if let Err(e) = extends(ledger, k).await {
+            return Ok(Some(e.to_string()));
+        }
+        if i < from_log && !stored.contains(&(k.tree_size, k.root)) {
+            return Ok(Some(format!(
+                "the checkpoint at tree size {} in the checkpoint log is missing from the database \
+                 (checkpoint rows were removed)",
+                k.tree_size
+            )));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,9 +90,7 @@ impl Console {
             .filter_map(|id| state.systems.by_id(id))
             .find(|s| crate::api::has_role(s, role) && permits(s) && state.auth.issuer_may_use(&user.issuer, &s.id))
             .ok_or(ConsoleError::Forbidden)?;
-        self.people
-            .check(&format!("{}\n{}", user.issuer, user.sub))
-            .map_err(|_| ConsoleError::Busy)?;
+        self.within_rate(user)?;
         Ok(system)
     }
 }
@@ -101,15 +99,19 @@ impl Console {
     /// Every registered system the console may act through for `role` on this person's behalf
     /// (their issuer trusted for it), for pages that list what those systems' people must do:
     /// the same scope as the API's lists, which show a system its own. Within the person's rate.
+    fn within_rate(&self, user: &User) -> Result<(), ConsoleError> {
+        self.people
+            .check(&format!("{}\n{}", user.issuer, user.sub))
+            .map_err(|_| ConsoleError::Busy)
+    }
+
     fn systems_for<'a>(
         &self,
         state: &'a AppState,
         user: &User,
         role: SystemRole,
     ) -> Result<Vec<&'a SystemConfig>, ConsoleError> {
-        self.people
-            .check(&format!("{}\n{}", user.issuer, user.sub))
-            .map_err(|_| ConsoleError::Busy)?;
+        self.within_rate(user)?;
         Ok(self
             .settings
             .systems

@@ -75,7 +75,7 @@ async fn show(
                     div.panel.ok role="status" { p { "Verified " (london(v.at)) " for " (v.by) ": " (v.entries) " entries, " (v.checkpoints) " checkpoint(s)" @if log.is_some() { ", the checkpoint log" } ", and every listing and subject-index row." } }
                 }
             } @else { p { "Not verified from the console since the gateway started." } }
-            p.hint { "Verify now re-hashes every entry, rebuilds the Merkle tree, checks every checkpoint's signature and root, checks the ledger still extends the latest checkpoint kept outside the database, and re-derives the listings from the entries. Auditors who do not trust this gateway run " code { "isa-gateway ledger verify --public-key …" } " themselves." }
+            p.hint { "Verify now re-hashes every entry, rebuilds the Merkle tree, checks every checkpoint's signature and root, re-derives the listings from the entries, and checks the ledger still extends every checkpoint in the checkpoint log, each still stored in the database. Auditors who do not trust this gateway run " code { "isa-gateway ledger verify --public-key …" } " themselves." }
             @if running { p role="status" { strong { "A verification is running: reload this page in a moment." } } }
             form method="post" action="/audit/ledger/verify" {
                 input type="hidden" name="csrf" value=(who.csrf);
@@ -101,7 +101,7 @@ async fn verify_now(
         .lock()
         .await
         .as_ref()
-        .is_none_or(|v| jiff::Timestamp::now() >= v.at + v.took);
+        .is_none_or(|v| crate::platform::clock::WallClock::now() >= v.at + v.took);
     if rested {
         let by = who.name.clone();
         let sub = who.user.sub.clone();
@@ -136,16 +136,24 @@ async fn verify_now(
         .finish())
 }
 
-/// The checks of `ledger verify`: chain, tree and checkpoints; then that the ledger still extends
-/// the latest checkpoint kept outside the database; then the listings and subject index.
+/// The checks of `ledger verify`, in its order: chain, tree and checkpoints; the listings and
+/// subject index; then every checkpoint in the checkpoint log, extended by the ledger and still
+/// stored in the database.
 async fn check(state: &AppState) -> Result<(crate::ledger::VerifyReport, Option<String>), crate::ledger::LedgerError> {
-    let report = crate::ledger::verify(state.ledger.as_ref(), &state.checkpointer.public_key(), &mut |_| {}).await?;
-    let problem = match &report.first_break {
-        Some(b) => Some(b.to_string()),
-        None => match state.checkpointer.check_against_log().await {
-            Err(e) => Some(e.to_string()),
-            Ok(()) => crate::ledger::verify_transfers(state.ledger.as_ref()).await?,
-        },
+    let ledger = state.ledger.as_ref();
+    let public = state.checkpointer.public_key();
+    let report = crate::ledger::verify(ledger, &public, &mut |_| {}).await?;
+    let broken = report.first_break.as_ref().map(ToString::to_string);
+    if broken.is_some() {
+        return Ok((report, broken));
+    }
+    if let Some(problem) = crate::ledger::verify_transfers(ledger).await? {
+        return Ok((report, Some(problem)));
+    }
+    let kept = match state.checkpointer.log() {
+        Some(log) => log.read(&public)?,
+        None => Vec::new(),
     };
+    let problem = crate::audit::checkpoint_log::check_kept(ledger, &kept, kept.len()).await?;
     Ok((report, problem))
 }

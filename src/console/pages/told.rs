@@ -9,24 +9,15 @@ use maud::html;
 use super::layout::{self, london};
 use super::{Fields, field, respond};
 use crate::api::AppState;
-use crate::api::follow_ups::{Informed, follow_ups_of, informed};
+use crate::api::follow_ups::{Informed, follow_ups_of, informed, notifier};
 use crate::app::config::SystemRole;
 use crate::console::session::Signed;
 use crate::console::{Console, ConsoleError};
 use crate::ledger::FollowUp;
-use crate::platform::auth::UserRole;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/told", web::get().to(due))
         .route("/transfers/{id}/told", web::post().to(mark_told));
-}
-
-fn sender(who: &Signed) -> Result<(), ConsoleError> {
-    if who.has(UserRole::Practitioner) || who.has(UserRole::SafeguardingLead) {
-        Ok(())
-    } else {
-        Err(ConsoleError::Forbidden)
-    }
 }
 
 async fn due(
@@ -34,7 +25,7 @@ async fn due(
     state: web::Data<AppState>,
     console: web::Data<Console>,
 ) -> Result<HttpResponse, ConsoleError> {
-    sender(&who)?;
+    notifier(&who.user)?;
     let today = state.clock.today();
     let mut rows = Vec::new();
     for s in console.systems_for(&state, &who.user, SystemRole::Sender)? {
@@ -98,7 +89,7 @@ async fn mark_told(
     form: Fields,
 ) -> Result<HttpResponse, ConsoleError> {
     who.check_csrf(field(&form, "csrf"))?;
-    sender(&who)?;
+    notifier(&who.user)?;
     let id = id.into_inner();
     let r = state
         .ledger

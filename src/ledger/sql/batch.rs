@@ -139,7 +139,7 @@ pub(super) async fn insert_outbox(
 }
 
 /// `n` parameters numbered from `first + 1`, comma-separated (anonymous `?` for SQLite).
-fn placeholders(dialect: Dialect, first: usize, n: usize) -> String {
+pub(super) fn placeholders(dialect: Dialect, first: usize, n: usize) -> String {
     (1..=n)
         .map(|c| match dialect {
             Dialect::Sqlite => "?".to_owned(),

@@ -76,11 +76,7 @@ impl SqlLedger {
 
     /// `n` parameters for an `IN (…)` list (SQLite's anonymous ones: see `write::multi_row_insert`).
     fn placeholders(&self, n: usize) -> String {
-        let one = |i: usize| match self.dialect {
-            Dialect::Sqlite => "?".to_owned(),
-            Dialect::Postgres => format!("${i}"),
-        };
-        (1..=n).map(one).collect::<Vec<_>>().join(", ")
+        batch::placeholders(self.dialect, 0, n)
     }
 
     /// The chain, brought up to date with every committed entry (any process's).

@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 use sqlx::{AnyPool, Row};
 
+use super::batch::placeholders;
 use super::rows::{TRANSFER_COLUMNS, record_from_row};
 use super::sync::{Dialect, corrupt, timestamp};
 use crate::ledger::{Activity, LedgerError, Outcome, TransferRecord, micros};
@@ -60,19 +61,14 @@ pub(super) async fn transfers_by(
     if sender_systems.is_empty() {
         return Ok(Vec::new());
     }
-    // SQLite's parameters are anonymous here, PostgreSQL's numbered: the systems first, then the
-    // subject and the limit.
-    let p = |i: usize| match dialect {
-        Dialect::Sqlite => "?".to_owned(),
-        Dialect::Postgres => format!("${i}"),
-    };
+    // The systems first, then the subject and the limit.
     let n = sender_systems.len();
-    let systems = (1..=n).map(p).collect::<Vec<_>>().join(", ");
     let sql = format!(
-        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE sender_system IN ({systems}) AND user_sub = {} \
+        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE sender_system IN ({}) AND user_sub = {} \
          ORDER BY decision_seq DESC LIMIT {}",
-        p(n + 1),
-        p(n + 2)
+        placeholders(dialect, 0, n),
+        placeholders(dialect, n, 1),
+        placeholders(dialect, n + 1, 1)
     );
     let mut query = sqlx::query(&sql);
     for s in sender_systems {
