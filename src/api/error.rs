@@ -236,7 +236,10 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::UrgentFlagContradictsPayload
         | Reason::OptOutStatusRequired
         | Reason::SmallNumbersNotSuppressed
-        | Reason::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        | Reason::IdempotencyKeyReused
+        | Reason::DisclosureDetailsRequired
+        | Reason::NotAOneOffTemplate
+        | Reason::DestinationNotOffered => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

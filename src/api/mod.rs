@@ -226,6 +226,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(transfers::submit))
                 .route(web::get().to(listings::list_for_agreement)),
         )
+        .service(resource("/v1/disclosures", "POST").route(web::post().to(transfers::disclose)))
         .service(resource("/v1/transfers", "GET").route(web::get().to(listings::list_all)))
         .service(resource("/v1/transfers/{transfer_id}/approve", "POST").route(web::post().to(follow_ups::approve)))
         .service(resource("/v1/transfers/{transfer_id}/refuse", "POST").route(web::post().to(follow_ups::refuse)))

@@ -23,6 +23,7 @@ use super::{ApiError, AppState, agreements, caller, follow_ups, ledger, listings
     ),
     paths(
         transfers::submit,
+        transfers::disclose,
         listings::list_for_agreement,
         listings::counts,
         listings::list_all,

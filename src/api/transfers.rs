@@ -1,4 +1,4 @@
-//! `POST /v1/agreements/{id}/transfers`, `GET /v1/agreements/{id}/transfers`, `GET /v1/transfers/{id}`.
+//! `POST /v1/agreements/{id}/transfers`, `POST /v1/disclosures`, `GET /v1/transfers/{id}`.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -213,6 +213,50 @@ pub async fn submit(
         .into_response())
 }
 
+/// `POST /v1/disclosures`: a one-off disclosure (a court order, a coroner's notice, a police
+/// request, a hospital in an emergency) under a one-off template named in the body. The steps are
+/// a transfer's; the template makes it held for a director, whoever asks.
+#[utoipa::path(post, path = "/v1/disclosures", tag = "transfers",
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "Makes a retried POST safe: 1 to 200 printable ASCII characters.")),
+    request_body(content = crate::policy::decision::Envelope, description = "A transfer envelope with `template` (a one-off template's id) and `disclosure` (the requester and the destination)."),
+    security(("mutual_tls" = [], "bearer" = [])),
+    responses(
+        (status = 202, description = "Recorded and held for a director (`held`).", body = Receipt),
+        (status = 403, description = "Refused and recorded: not a party, role; or, not recorded, a system that may not send.", body = ErrorBody),
+        (status = 404, description = "`template` names no one-off template (recorded with the agreement `unknown`).", body = ErrorBody),
+        (status = 409, description = "The template is not in force, or too many are held (recorded).", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (recorded).", body = ErrorBody),
+        (status = 422, description = "The envelope, the disclosure block or the payload breaks a rule: `violations` name JSON pointers and rules, never values (recorded).", body = ErrorBody),
+        (status = 503, description = "The ledger does not answer: nothing recorded or sent; retry with the same key.", body = ErrorBody)))]
+pub async fn disclose(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        template: Option<String>,
+    }
+    let started = std::time::Instant::now();
+    let system = caller(&req, &state)?;
+    let user = user(&req, &state)?;
+    may_send(&state, system)?;
+    let key = idempotency_key(&req)?;
+    let deadline = std::time::Duration::from_secs(state.limits.body_read_secs);
+    let body = read_body(&req, payload, state.limits.max_body_bytes, deadline).await?;
+    // Only a one-off template is taken from the body; anything else is decided (and recorded)
+    // as naming no agreement.
+    let template = match &body {
+        ReadBody::Complete(b) => serde_json::from_slice::<Named>(b).ok().and_then(|n| n.template),
+        ReadBody::TooLarge => None,
+    }
+    .filter(|t| state.catalogue.agreements.get(t).is_some_and(|a| a.one_off().is_some()))
+    .unwrap_or_default();
+    Ok(submit_as(&state, system, &user, &template, &body, key, started)
+        .await?
+        .into_response())
+}
+
 /// The system may send (its registration gives it the sender role); otherwise 403, counted and
 /// logged, not recorded.
 pub(crate) fn may_send(state: &AppState, system: &SystemConfig) -> Result<(), ApiError> {
@@ -287,7 +331,7 @@ pub(crate) async fn submit_as(
                 request_sha256,
             });
             let enqueue = Enqueue {
-                destination: permit.agreement.terms().recipient.destination.clone(),
+                destination: permit.destination.clone(),
                 body: permit.outbound,
                 now: WallClock::now(),
                 held: permit.disposition == Disposition::Hold,

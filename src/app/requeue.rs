@@ -61,10 +61,14 @@ pub async fn requeue(
     if let Err(not) = agreement.in_force(today) {
         return Err(format!("{} Not requeued.", not.explain()));
     }
-    if config.destination(&agreement.terms().recipient.destination).is_none() {
+    // The destination the decision named (a one-off disclosure's choice), else the agreement's.
+    let destination = decided
+        .destination
+        .as_deref()
+        .unwrap_or(&agreement.terms().recipient.destination);
+    if config.destination(destination).is_none() {
         return Err(format!(
-            "destination {} is no longer configured: not requeued",
-            agreement.terms().recipient.destination
+            "destination {destination} is no longer configured: not requeued"
         ));
     }
     let mut event = Event::new(

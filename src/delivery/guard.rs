@@ -84,7 +84,12 @@ pub fn check(
         .get(&decision.agreement_id)
         .filter(|a| decision.agreement_hash.as_deref() == Some(a.content_hash()))
         .ok_or(NotAsDecided::AgreementChanged)?;
-    if agreement.terms().recipient.destination != item.destination {
+    // The destination the decision named (a one-off disclosure's choice), else the agreement's.
+    let decided = decision
+        .destination
+        .as_deref()
+        .unwrap_or(&agreement.terms().recipient.destination);
+    if decided != item.destination || !agreement.offers_destination(decided) {
         return Err(NotAsDecided::DestinationChanged);
     }
     agreement.in_force(today).map_err(|_| NotAsDecided::AgreementNotInForce)

@@ -171,7 +171,7 @@ impl Delivery {
         let ours = self
             .agreements
             .get(&record.agreement_id)
-            .is_some_and(|a| a.terms().recipient.destination == destination);
+            .is_some_and(|a| a.offers_destination(destination));
         let changeable = matches!(
             record.status,
             TransferStatus::Accepted | TransferStatus::Retrying | TransferStatus::Delivered

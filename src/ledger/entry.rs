@@ -163,6 +163,10 @@ pub struct Event {
     /// The national data opt-out: `applies:not_opted_out` or `not_applicable:<exemption>`.
     /// Version 2.
     pub national_data_opt_out: Option<String>,
+    /// A one-off disclosure's request kind (`court_order`, …). Version 3.
+    pub requester_kind: Option<String>,
+    /// A one-off disclosure's requester reference, as a keyed hash. Version 3.
+    pub requester_ref: Option<String>,
 }
 
 /// What was decided, as the ledger spells it.
@@ -241,6 +245,8 @@ impl Event {
             capacity_ref: None,
             subject_informed_reason: None,
             national_data_opt_out: None,
+            requester_kind: None,
+            requester_ref: None,
         }
     }
 }
@@ -274,9 +280,25 @@ impl Event {
         ]
     }
 
+    /// The fields version 3 adds after version 2's.
+    fn v3_fields(&self) -> [&Option<String>; 2] {
+        [&self.requester_kind, &self.requester_ref]
+    }
+
     /// Whether the event needs version 2 of the encoding: one of its fields is present.
     fn has_v2_fields(&self) -> bool {
         self.v2_fields().iter().any(|f| f.is_some())
+    }
+
+    /// The encoding's version: the lowest that holds every field present.
+    fn version(&self) -> u8 {
+        if self.v3_fields().iter().any(|f| f.is_some()) {
+            3
+        } else if self.has_v2_fields() {
+            2
+        } else {
+            1
+        }
     }
 
     /// A permitted decision (sent, or held for approval): its legal bases are what it relied on.
@@ -313,11 +335,17 @@ impl Entry {
     /// Version 2 (tag `"isa-gateway.ledger.v2"`) is version 1 followed by `destination`, `gateway`,
     /// `user_issuer`, `consent_given_by`, `capacity_ref`, `subject_informed_reason` and
     /// `national_data_opt_out` (optional strings). It is written exactly when one of them is present, so
-    /// every entry written before them keeps its version 1 bytes and hash.
+    /// every entry written before them keeps its version 1 bytes and hash. Version 3 (tag
+    /// `"isa-gateway.ledger.v3"`, one-off disclosures) is version 2 followed by `requester_kind` and
+    /// `requester_ref`, written exactly when one of those is present.
     pub fn canonical_bytes(seq: i64, prev_hash: &Hash, e: &Event) -> Vec<u8> {
         let mut b = Vec::with_capacity(512);
-        let v2 = e.has_v2_fields();
-        b.extend_from_slice(if v2 { TAG_V2 } else { TAG_V1 });
+        let version = e.version();
+        b.extend_from_slice(match version {
+            1 => TAG_V1,
+            2 => TAG_V2,
+            _ => TAG_V3,
+        });
         b.extend_from_slice(prev_hash);
         b.extend_from_slice(&seq.to_be_bytes());
         b.extend_from_slice(&micros(e.at).to_be_bytes());
@@ -362,8 +390,11 @@ impl Entry {
         l(&mut b, &e.subject_index);
         o(&mut b, &e.review_due);
         o(&mut b, &e.subject_informed_due);
-        if v2 {
+        if version >= 2 {
             e.v2_fields().into_iter().for_each(|f| o(&mut b, f));
+        }
+        if version >= 3 {
+            e.v3_fields().into_iter().for_each(|f| o(&mut b, f));
         }
         b
     }
@@ -378,7 +409,7 @@ impl Entry {
     }
 
     /// Reads an entry back from its canonical bytes (what the ledger stores), with the hash
-    /// stored beside them. `None` if the bytes are not a well-formed version 1 or 2 encoding.
+    /// stored beside them. `None` if the bytes are not a well-formed version 1, 2 or 3 encoding.
     pub fn decode(bytes: &[u8], hash: Hash) -> Option<Self> {
         let mut r = Reader::header(bytes)?;
         let (prev_hash, seq, at) = (r.prev_hash, r.seq, r.at_us);
@@ -426,9 +457,11 @@ impl Entry {
             capacity_ref: None,
             subject_informed_reason: None,
             national_data_opt_out: None,
+            requester_kind: None,
+            requester_ref: None,
         };
         let mut event = event;
-        if r.version == 2 {
+        if r.version >= 2 {
             event.destination = o(&mut r)?;
             event.gateway = o(&mut r)?;
             event.user_issuer = o(&mut r)?;
@@ -436,10 +469,14 @@ impl Entry {
             event.capacity_ref = o(&mut r)?;
             event.subject_informed_reason = o(&mut r)?;
             event.national_data_opt_out = o(&mut r)?;
-            // Version 2 without any of its fields is not an encoding this code writes.
-            if !event.has_v2_fields() {
-                return None;
-            }
+        }
+        if r.version == 3 {
+            event.requester_kind = o(&mut r)?;
+            event.requester_ref = o(&mut r)?;
+        }
+        // A version without any of the fields it adds is not an encoding this code writes.
+        if event.version() != r.version {
+            return None;
         }
         r.rest.is_empty().then_some(Self {
             seq,
@@ -452,22 +489,26 @@ impl Entry {
 
 const TAG_V1: &[u8] = b"isa-gateway.ledger.v1";
 const TAG_V2: &[u8] = b"isa-gateway.ledger.v2";
+const TAG_V3: &[u8] = b"isa-gateway.ledger.v3";
 
 /// Reads the canonical encoding without copying: the fixed header, then field by field.
 pub(super) struct Reader<'a> {
     pub(super) prev_hash: Hash,
     pub(super) seq: i64,
     pub(super) at_us: i64,
-    /// 1 or 2.
+    /// 1, 2 or 3.
     pub(super) version: u8,
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     pub(super) fn header(bytes: &'a [u8]) -> Option<Self> {
-        let (version, rest) = match bytes.strip_prefix(TAG_V1) {
-            Some(rest) => (1, rest),
-            None => (2, bytes.strip_prefix(TAG_V2)?),
+        let (version, rest) = if let Some(rest) = bytes.strip_prefix(TAG_V1) {
+            (1, rest)
+        } else if let Some(rest) = bytes.strip_prefix(TAG_V2) {
+            (2, rest)
+        } else {
+            (3, bytes.strip_prefix(TAG_V3)?)
         };
         let (prev_hash, rest) = rest.split_first_chunk::<32>()?;
         let (seq, rest) = rest.split_first_chunk::<8>()?;

@@ -91,6 +91,13 @@ fn permitted(e: &mut Event, permit: &Permit) {
     e.key_ref = permit.key_ref.clone();
     e.subject_index = permit.subject_index.clone();
     e.subject_informed_due = permit.subject_informed_due.clone();
+    if let Some(one_off) = &permit.one_off {
+        // The requester is the recipient; the destination was chosen from the template's.
+        e.recipient = Some(one_off.organisation.clone());
+        e.destination = Some(permit.destination.clone());
+        e.requester_kind = Some(one_off.kind.to_owned());
+        e.requester_ref = Some(one_off.reference.clone());
+    }
     consent(e, &permit.consent);
 }
 
@@ -138,9 +145,15 @@ mod tests {
         let schemas = load_schemas(&repo().join("schemas")).unwrap();
         let ctx = Context {
             systems: HashSet::from(["tt-case-system".to_owned()]),
-            destinations: ["y99001-gp-drop", "nhse-dataset-drop", "mash-drop", "lado-drop"]
-                .map(str::to_owned)
-                .into(),
+            destinations: [
+                "y99001-gp-drop",
+                "nhse-dataset-drop",
+                "mash-drop",
+                "lado-drop",
+                "disclosures-drop",
+            ]
+            .map(str::to_owned)
+            .into(),
             schemas: &schemas,
         };
         let agreements = load_agreement_files(&repo().join("isa-templates"), &ctx).unwrap();

@@ -41,6 +41,8 @@ fn event() -> Event {
         capacity_ref: None,
         subject_informed_reason: None,
         national_data_opt_out: None,
+        requester_kind: None,
+        requester_ref: None,
     }
 }
 

@@ -6,11 +6,15 @@
 //! agreement exists (404) → caller may send under it (403) → agreement in force today (409) →
 //! body within the limit (413) → body is JSON (400) → envelope shape (422) → message type
 //! covered (422) → payload valid against its schema (422) → consent and subject-informed as the
-//! agreement requires (422) → no field outside the agreement's allowed pointers (422) →
+//! agreement requires (422) → national data opt-out (422, 403) → a one-off disclosure's requester
+//! and destination (422) → no field outside the agreement's allowed pointers (422) →
 //! pseudonymisation applies (422) → output valid against the agreement's outbound schema (422).
 
+#[path = "conditions.rs"]
+mod conditions;
 #[path = "reason.rs"]
 mod reason;
+use self::conditions::{opt_out, urgent};
 pub use self::reason::Reason;
 
 use std::collections::BTreeSet;
@@ -104,6 +108,12 @@ pub struct Envelope {
     /// agreement says the opt-out applies.
     #[serde(default)]
     national_data_opt_out: Option<String>,
+    /// One-off disclosures only: the requester and the destination.
+    #[serde(default)]
+    disclosure: Option<crate::disclosure::DisclosureBlock>,
+    /// `POST /v1/disclosures`: the one-off template; elsewhere absent, or the agreement named.
+    #[serde(default)]
+    template: Option<String>,
 }
 
 /// A refusal, with what is known of the attempt for the ledger.
@@ -157,35 +167,21 @@ pub struct Permit {
     /// The national data opt-out as it stood: `applies:not_opted_out`, or
     /// `not_applicable:<exemption>`.
     pub opt_out: String,
+    /// Where the bytes go: the agreement's recipient destination, or the one a one-off
+    /// disclosure chose from its template's.
+    pub destination: String,
+    /// A one-off disclosure: who asked, with the reference as a keyed hash.
+    pub one_off: Option<OneOffRecord>,
 }
 
-/// The national data opt-out for this transfer: refused where it applies and the person opted out
-/// (or the status is not given); otherwise what the ledger records.
-fn opt_out(agreement: &Agreement, status: Option<&str>) -> Result<String, (Reason, Vec<Violation>)> {
-    let terms = agreement.terms();
-    if !terms.national_data_opt_out_applies {
-        let exemption = terms.national_data_opt_out_exemption.map_or("unstated", |e| e.code());
-        return Ok(format!("not_applicable:{exemption}"));
-    }
-    match status {
-        Some("not_opted_out") => Ok("applies:not_opted_out".to_owned()),
-        Some("opted_out") => Err((
-            Reason::NationalDataOptOut,
-            vec![violation(
-                "/national_data_opt_out",
-                "agreement.national_data_opt_out_applies",
-                "the person opted out",
-            )],
-        )),
-        _ => Err((
-            Reason::OptOutStatusRequired,
-            vec![violation(
-                "/national_data_opt_out",
-                "required",
-                "is required by this agreement",
-            )],
-        )),
-    }
+/// What the ledger keeps of a one-off disclosure's requester.
+#[derive(Debug, Clone)]
+pub struct OneOffRecord {
+    /// The request kind's code (`court_order`, …).
+    pub kind: &'static str,
+    pub organisation: String,
+    /// The requester's reference as a keyed hash (never the text).
+    pub reference: String,
 }
 
 /// The legal bases that apply to `payload` under `agreement`: the agreement's own, then each
@@ -225,8 +221,17 @@ struct Outbound<'a> {
     message_type: &'a str,
     sender: OutboundParty<'a>,
     recipient: OutboundParty<'a>,
+    /// A one-off disclosure: the request it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_response_to: Option<InResponseTo<'a>>,
     legal_bases: &'a [String],
     payload: &'a Value,
+}
+
+#[derive(Debug, Serialize)]
+struct InResponseTo<'a> {
+    kind: &'a str,
+    reference: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -252,39 +257,6 @@ pub(crate) fn violation(pointer: &str, rule: &str, message: &str) -> Violation {
         rule: rule.into(),
         message: message.into(),
     }
-}
-
-/// The urgent path releases a transfer before a director has seen it, so the caller's flag alone
-/// never opens it: the agreement must have one, the payload must say the risk is immediate, and
-/// the user must act in a role the agreement names for it.
-fn urgent(agreement: &Agreement, payload: &Value, user_roles: &[UserRole]) -> Result<(), (Reason, Vec<Violation>)> {
-    let approval = &agreement.terms().approval;
-    let flag = || {
-        vec![violation(
-            "/immediate",
-            "agreement.approval",
-            "the urgent path does not apply",
-        )]
-    };
-    let Some(when) = approval.urgent_when.as_ref().filter(|_| approval.urgent_path) else {
-        return Err((Reason::UrgentPathNotAllowed, flag()));
-    };
-    let says = payload
-        .pointer(&when.pointer)
-        .and_then(Value::as_str)
-        .is_some_and(|v| when.values.iter().any(|w| w == v));
-    if !says {
-        let v = violation(
-            &format!("/payload{}", when.pointer),
-            "agreement.approval.urgent_when",
-            "does not say the risk is immediate",
-        );
-        return Err((Reason::UrgentFlagContradictsPayload, vec![v]));
-    }
-    if !approval.urgent_roles.iter().any(|r| user_roles.contains(r)) {
-        return Err((Reason::UrgentRoleNotPermitted, flag()));
-    }
-    Ok(())
 }
 
 impl Catalogue {
@@ -341,6 +313,10 @@ impl Catalogue {
         let Ok(envelope) = serde_json::from_value::<Envelope>(body) else {
             return refuse(refusal, Reason::InvalidEnvelope, vec![]);
         };
+        if envelope.template.as_deref().is_some_and(|t| t != agreement.id()) {
+            let v = violation("/template", "agreement.id", "does not name this agreement");
+            return refuse(refusal, Reason::InvalidEnvelope, vec![v]);
+        }
         let consent = envelope.consent.as_ref();
         let informed = envelope.subject_informed.as_ref();
         // References are kept as keyed hashes: the text could be anything a sender typed.
@@ -386,6 +362,14 @@ impl Catalogue {
         }
         let opt_out = match opt_out(agreement, envelope.national_data_opt_out.as_deref()) {
             Ok(recorded) => recorded,
+            Err((reason, violations)) => return refuse(refusal, reason, violations),
+        };
+        let one_off = match crate::disclosure::check(
+            agreement.one_off(),
+            &agreement.terms().recipient.destination,
+            envelope.disclosure.as_ref(),
+        ) {
+            Ok(o) => o,
             Err((reason, violations)) => return refuse(refusal, reason, violations),
         };
         let outside = crate::fields::disallowed(payload, agreement.allowed_fields());
@@ -499,10 +483,20 @@ impl Catalogue {
                 organisation: &terms.sender.organisation,
                 ods_code: terms.sender.ods_code.as_deref(),
             },
-            recipient: OutboundParty {
-                organisation: &terms.recipient.organisation,
-                ods_code: terms.recipient.ods_code.as_deref(),
+            recipient: match &one_off {
+                Some(o) => OutboundParty {
+                    organisation: &o.organisation,
+                    ods_code: None,
+                },
+                None => OutboundParty {
+                    organisation: &terms.recipient.organisation,
+                    ods_code: terms.recipient.ods_code.as_deref(),
+                },
             },
+            in_response_to: one_off.as_ref().map(|o| InResponseTo {
+                kind: o.kind.code(),
+                reference: &o.reference,
+            }),
             legal_bases: &legal_bases,
             payload: &out,
         };
@@ -514,7 +508,8 @@ impl Catalogue {
         let without_consent = envelope.consent.as_ref().map(|c| c.status) != Some(ConsentStatus::Obtained);
         // `immediate` was checked against the payload and the role above.
         // An overridden objection always waits for a director, even on the urgent path.
-        let disposition = if objection_overridden {
+        // A one-off disclosure always waits for a director (its template has no urgent path).
+        let disposition = if objection_overridden || one_off.is_some() {
             Disposition::Hold
         } else if envelope.immediate {
             Disposition::SendForReview {
@@ -550,6 +545,14 @@ impl Catalogue {
             subject_index: subject_index.into_iter().collect(),
             legal_bases,
             opt_out,
+            destination: one_off
+                .as_ref()
+                .map_or_else(|| terms.recipient.destination.clone(), |o| o.destination.clone()),
+            one_off: one_off.map(|o| OneOffRecord {
+                kind: o.kind.code(),
+                organisation: o.organisation,
+                reference: self.reference(&o.reference),
+            }),
         }))
     }
 }

@@ -8,6 +8,7 @@
 //! | Article 6(1)(ea) recognised legitimate interest, Annex 1 condition | `uk-gdpr/6.1.ea/<condition>` | `uk-gdpr/6.1.ea/safeguarding` |
 //! | UK GDPR Article 9(2) condition | `uk-gdpr/9.2.<letter>` | `uk-gdpr/9.2.h` |
 //! | DPA 2018 Schedule 1 condition (paragraph numbers are unique across Parts 1–3) | `dpa-2018/sch1/<paragraph>` | `dpa-2018/sch1/18` |
+//! | DPA 2018 Schedule 2 exemption (one-off disclosures: crime, required by law) | `dpa-2018/sch2/<paragraph>` | `dpa-2018/sch2/5` |
 //! | Common-law duty of confidentiality | `common-law/<basis>` | `common-law/implied-consent` |
 //! | Statutory gateway | `statute/<act>/<section>` | `statute/children-act-1989/s47` |
 //!
@@ -22,6 +23,9 @@ pub enum LegalBasis {
     Art6(Art6),
     Art9(Art9),
     Schedule1(Schedule1),
+    /// An exemption from the UK GDPR's listed provisions (DPA 2018 Schedule 2), which lets a
+    /// one-off disclosure be made without telling the person or against their expectations.
+    Schedule2(Schedule2),
     CommonLaw(CommonLaw),
     Statute(Gateway),
 }
@@ -70,6 +74,9 @@ pub enum Art9 {
 pub struct Schedule1(u8);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Schedule2(u8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Schedule1Part {
     /// Conditions relating to employment, health and research.
     One,
@@ -87,6 +94,7 @@ pub enum CommonLaw {
     OverridingPublicInterest,
     LegalRequirement,
     Section251,
+    BestInterests,
 }
 
 /// Whether a statutory gateway obliges or permits the disclosure.
@@ -112,6 +120,7 @@ pub enum Gateway {
     FgmAct2003S5B,
     HealthAndSocialCareAct2012S259,
     CourtOrder,
+    CoronersAndJusticeAct2009Sch5,
 }
 
 const ART6: [(Art6, &str, &str); 6] = [
@@ -207,7 +216,15 @@ const SCHEDULE1: [(u8, &str); 35] = [
     ),
 ];
 
-const COMMON_LAW: [(CommonLaw, &str, &str); 5] = [
+const SCHEDULE2: [(u8, &str); 2] = [
+    (2, "Crime and taxation: general"),
+    (
+        5,
+        "Information required to be disclosed by law etc or in connection with legal proceedings",
+    ),
+];
+
+const COMMON_LAW: [(CommonLaw, &str, &str); 6] = [
     (
         CommonLaw::ImpliedConsent,
         "implied-consent",
@@ -229,9 +246,14 @@ const COMMON_LAW: [(CommonLaw, &str, &str); 5] = [
         "s251-approval",
         "Section 251 NHS Act 2006 approval (Confidentiality Advisory Group)",
     ),
+    (
+        CommonLaw::BestInterests,
+        "best-interests",
+        "Best interests of a person who lacks capacity to decide (Mental Capacity Act 2005 s.4)",
+    ),
 ];
 
-const GATEWAYS: [(Gateway, &str, &str, Nature); 13] = [
+const GATEWAYS: [(Gateway, &str, &str, Nature); 14] = [
     (
         Gateway::ChildrenAct1989S47,
         "children-act-1989/s47",
@@ -305,6 +327,12 @@ const GATEWAYS: [(Gateway, &str, &str, Nature); 13] = [
         Nature::Power,
     ),
     (Gateway::CourtOrder, "court-order", "Court order", Nature::Duty),
+    (
+        Gateway::CoronersAndJusticeAct2009Sch5,
+        "coroners-and-justice-act-2009/sch5",
+        "Coroners and Justice Act 2009 Sch 5 para 1: a senior coroner's notice requiring evidence or documents",
+        Nature::Duty,
+    ),
 ];
 
 impl Schedule1 {
@@ -362,6 +390,13 @@ impl LegalBasis {
                 .map(|s| Self::Schedule1(Schedule1(s.0)))
                 .ok_or_else(unknown);
         }
+        if let Some(rest) = code.strip_prefix("dpa-2018/sch2/") {
+            return SCHEDULE2
+                .iter()
+                .find(|s| s.0.to_string() == rest)
+                .map(|s| Self::Schedule2(Schedule2(s.0)))
+                .ok_or_else(unknown);
+        }
         if let Some(rest) = code.strip_prefix("common-law/") {
             return COMMON_LAW
                 .iter()
@@ -385,6 +420,7 @@ impl LegalBasis {
             Self::Art6(a) => format!("uk-gdpr/6.1.{}", lookup(&ART6, a).0),
             Self::Art9(a) => format!("uk-gdpr/9.2.{}", lookup(&ART9, a).0),
             Self::Schedule1(s) => format!("dpa-2018/sch1/{}", s.0),
+            Self::Schedule2(s) => format!("dpa-2018/sch2/{}", s.0),
             Self::CommonLaw(c) => format!("common-law/{}", lookup(&COMMON_LAW, c).0),
             Self::Statute(g) => format!("statute/{}", GATEWAYS.iter().find(|x| x.0 == g).map_or("", |x| x.1)),
         }
@@ -417,6 +453,10 @@ impl LegalBasis {
                 let title = SCHEDULE1.iter().find(|x| x.0 == s.0).map_or("", |x| x.1);
                 format!("DPA 2018 Schedule 1 {part} para {}: {title}", s.0)
             }
+            Self::Schedule2(s) => {
+                let title = SCHEDULE2.iter().find(|x| x.0 == s.0).map_or("", |x| x.1);
+                format!("DPA 2018 Schedule 2 para {}: {title} (exemption)", s.0)
+            }
             Self::CommonLaw(c) => format!("Common law: {}", lookup(&COMMON_LAW, c).1),
             Self::Statute(g) => {
                 let (title, nature) = GATEWAYS
@@ -435,6 +475,7 @@ impl LegalBasis {
             Self::Art6(_) => "UK GDPR Art 6(1)",
             Self::Art9(_) => "UK GDPR Art 9(2)",
             Self::Schedule1(_) => "Data Protection Act 2018 Schedule 1",
+            Self::Schedule2(_) => "Data Protection Act 2018 Schedule 2",
             Self::CommonLaw(_) => "Common-law duty of confidentiality",
             Self::Statute(_) => "legislation.gov.uk",
         }
@@ -446,6 +487,7 @@ impl LegalBasis {
         all.splice(5..5, ANNEX1.iter().map(|a| Self::Art6(Art6::Ea(a.0))));
         all.extend(ART9.iter().map(|a| Self::Art9(a.0)));
         all.extend(SCHEDULE1.iter().map(|s| Self::Schedule1(Schedule1(s.0))));
+        all.extend(SCHEDULE2.iter().map(|s| Self::Schedule2(Schedule2(s.0))));
         all.extend(COMMON_LAW.iter().map(|c| Self::CommonLaw(c.0)));
         all.extend(GATEWAYS.iter().map(|g| Self::Statute(g.0)));
         all
@@ -485,7 +527,7 @@ mod tests {
     #[test]
     fn every_code_round_trips() {
         let all = LegalBasis::all();
-        assert_eq!(all.len(), 6 + 5 + 10 + 35 + 5 + 13);
+        assert_eq!(all.len(), 6 + 5 + 10 + 35 + 2 + 6 + 14);
         for b in all {
             assert_eq!(LegalBasis::parse(&b.code()), Ok(b), "{}", b.code());
         }

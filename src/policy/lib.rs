@@ -11,6 +11,7 @@
 pub mod agreement;
 pub mod consent;
 pub mod decision;
+pub mod disclosure;
 pub mod fields;
 pub mod follow_up;
 pub mod ids;

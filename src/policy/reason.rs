@@ -38,6 +38,12 @@ pub enum Reason {
     SmallNumbersNotSuppressed,
     /// Not decided by the core: the API refuses a reused idempotency key with another body.
     IdempotencyKeyReused,
+    /// A one-off disclosure template, and the request does not name the requester.
+    DisclosureDetailsRequired,
+    /// A `disclosure` block under a standing agreement.
+    NotAOneOffTemplate,
+    /// A one-off disclosure to a destination its template does not offer.
+    DestinationNotOffered,
 }
 
 impl Reason {
@@ -67,6 +73,9 @@ impl Reason {
             Self::NationalDataOptOut => "national_data_opt_out",
             Self::SmallNumbersNotSuppressed => "small_numbers_not_suppressed",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::DisclosureDetailsRequired => "disclosure_details_required",
+            Self::NotAOneOffTemplate => "not_a_one_off_template",
+            Self::DestinationNotOffered => "destination_not_offered",
         }
     }
 
@@ -110,6 +119,13 @@ impl Reason {
             Self::IdempotencyKeyReused => {
                 "This Idempotency-Key was used before with a different request; use a new key."
             }
+            Self::DisclosureDetailsRequired => {
+                "A one-off disclosure must name the requester (organisation and their reference)."
+            }
+            Self::NotAOneOffTemplate => {
+                "Disclosure details belong to one-off disclosures, not to a standing agreement."
+            }
+            Self::DestinationNotOffered => "The template does not offer this destination for one-off disclosures.",
         }
     }
 }

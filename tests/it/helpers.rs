@@ -402,6 +402,11 @@ id = "lado-drop"
 transport = "dir"
 path = "deliveries/lado"
 
+[[destinations]]
+id = "disclosures-drop"
+transport = "dir"
+path = "deliveries/disclosures"
+
 {extra}
 "#,
             schemas = repo().join("schemas").display(),

@@ -10,6 +10,7 @@ mod contract;
 mod crash;
 mod delivery;
 mod deploy;
+mod disclosures;
 mod flows;
 mod helpers;
 mod ledger;

@@ -165,9 +165,15 @@ fn shipped_catalogue() -> Catalogue {
     let schemas = load_schemas(&repo().join("schemas")).unwrap();
     let ctx = Context {
         systems: HashSet::from(["tt-case-system".to_owned()]),
-        destinations: ["y99001-gp-drop", "nhse-dataset-drop", "mash-drop", "lado-drop"]
-            .map(str::to_owned)
-            .into(),
+        destinations: [
+            "y99001-gp-drop",
+            "nhse-dataset-drop",
+            "mash-drop",
+            "lado-drop",
+            "disclosures-drop",
+        ]
+        .map(str::to_owned)
+        .into(),
         schemas: &schemas,
     };
     let agreements = load_agreement_files(&repo().join("isa-templates"), &ctx).unwrap();

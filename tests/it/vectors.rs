@@ -394,6 +394,8 @@ fn full_event() -> Event {
         capacity_ref: None,
         subject_informed_reason: None,
         national_data_opt_out: None,
+        requester_kind: None,
+        requester_ref: None,
     }
 }
 
@@ -515,20 +517,52 @@ fn full_v2_event() -> Event {
     }
 }
 
+/// Version 3: version 2's fields, then a one-off disclosure's request kind and requester reference.
+fn full_v3_event() -> Event {
+    Event {
+        requester_kind: Some("court_order".into()),
+        requester_ref: Some("ref:4f1c".into()),
+        ..full_v2_event()
+    }
+}
+
 #[test]
 fn canonical_entry_bytes_known_answers() {
     let full = full_v2_event();
     // The fixture really has every optional field set and every list filled.
-    let as_json = serde_json::to_value(&full).unwrap();
+    let as_json = serde_json::to_value(full_v3_event()).unwrap();
     for (field, value) in as_json.as_object().unwrap() {
         assert!(
             !value.is_null() && value.as_array().is_none_or(|a| !a.is_empty()),
-            "full_v2_event leaves {field} empty"
+            "full_v3_event leaves {field} empty"
         );
     }
     check_kat("full", FULL_SEQ, &FULL_PREV, &full_event(), FULL_BYTES, FULL_HASH);
     check_kat("full v2", FULL_SEQ, &FULL_PREV, &full, FULL_V2_BYTES, FULL_V2_HASH);
     check_kat("minimal", 1, &GENESIS, &minimal_event(), MINIMAL_BYTES, MINIMAL_HASH);
+}
+
+/// Version 3 is version 2's bytes under its own tag, then the two fields it adds; it decodes to the
+/// same event, and version 2 bytes relabelled as version 3 do not decode.
+#[test]
+fn version_3_is_version_2_then_the_requester() {
+    let v3 = full_v3_event();
+    let v2_bytes = Entry::canonical_bytes(FULL_SEQ, &FULL_PREV, &full_v2_event());
+    assert_eq!(hex::encode(&v2_bytes), FULL_V2_BYTES, "version 2 is unchanged");
+    let mut want = b"isa-gateway.ledger.v3".to_vec();
+    want.extend_from_slice(&v2_bytes[b"isa-gateway.ledger.v2".len()..]);
+    for field in ["court_order", "ref:4f1c"] {
+        want.extend_from_slice(&u32::try_from(field.len()).unwrap().to_be_bytes());
+        want.extend_from_slice(field.as_bytes());
+    }
+    let bytes = Entry::canonical_bytes(FULL_SEQ, &FULL_PREV, &v3);
+    assert_eq!(bytes, want);
+    let hash = Entry::compute_hash(FULL_SEQ, &FULL_PREV, &v3);
+    assert_eq!(Entry::decode(&bytes, hash).map(|e| e.event), Some(v3));
+    let mut relabelled = b"isa-gateway.ledger.v3".to_vec();
+    relabelled.extend_from_slice(&v2_bytes[b"isa-gateway.ledger.v2".len()..]);
+    relabelled.extend_from_slice(&[0xff; 8]);
+    assert!(Entry::decode(&relabelled, hash).is_none());
 }
 
 /// Version 2 bytes that carry neither of its fields are not an encoding the gateway writes.
@@ -550,7 +584,7 @@ fn version_2_without_its_fields_does_not_decode() {
 /// `Reason` has no list of its variants, so this is the list; `listed` below matches every
 /// variant without a wildcard, so a new `Reason` or `NotInForce` does not compile until it is
 /// added here, and then the coverage assertion fails until it has a row.
-const ALL_REASONS: [Reason; 28] = [
+const ALL_REASONS: [Reason; 31] = [
     Reason::UnknownAgreement,
     Reason::NotAParty,
     Reason::RoleNotPermitted,
@@ -574,6 +608,9 @@ const ALL_REASONS: [Reason; 28] = [
     Reason::SubjectInformedRequired,
     Reason::OptOutStatusRequired,
     Reason::NationalDataOptOut,
+    Reason::NotAOneOffTemplate,
+    Reason::DisclosureDetailsRequired,
+    Reason::DestinationNotOffered,
     Reason::FieldNotAllowed,
     Reason::PseudonymisationFailed,
     Reason::SmallNumbersNotSuppressed,
@@ -613,7 +650,10 @@ fn listed(r: Reason) -> bool {
         | Reason::PseudonymisationFailed
         | Reason::SmallNumbersNotSuppressed
         | Reason::OutboundSchemaViolation
-        | Reason::IdempotencyKeyReused => ALL_REASONS.contains(&r),
+        | Reason::IdempotencyKeyReused
+        | Reason::NotAOneOffTemplate
+        | Reason::DisclosureDetailsRequired
+        | Reason::DestinationNotOffered => ALL_REASONS.contains(&r),
     }
 }
 
@@ -753,9 +793,15 @@ fn table_catalogue() -> (Catalogue, tempfile::TempDir) {
     let schemas = load_schemas(&repo().join("schemas")).unwrap();
     let ctx = Context {
         systems: HashSet::from(["tt-case-system".to_owned(), "other-case-system".to_owned()]),
-        destinations: ["y99001-gp-drop", "nhse-dataset-drop", "mash-drop", "lado-drop"]
-            .map(str::to_owned)
-            .into(),
+        destinations: [
+            "y99001-gp-drop",
+            "nhse-dataset-drop",
+            "mash-drop",
+            "lado-drop",
+            "disclosures-drop",
+        ]
+        .map(str::to_owned)
+        .into(),
         schemas: &schemas,
     };
     let agreements = load_agreement_files(dir.path(), &ctx).unwrap_or_else(|p| panic!("{p:#?}"));
@@ -864,6 +910,13 @@ fn opted_out(status: &str) -> Input {
     }))
 }
 
+fn court(edit: impl Fn(&mut Value)) -> Input {
+    let text = std::fs::read_to_string(repo().join("examples/court_order_disclosure.json")).unwrap();
+    let mut e: Value = serde_json::from_str(&text).unwrap();
+    edit(&mut e);
+    Input::Json(e)
+}
+
 fn dataset() -> Input {
     Input::Json(json!({"message_type": "nhs_dataset_return", "payload": fixture("nhs_dataset_return", "valid", "01")}))
 }
@@ -914,6 +967,10 @@ fn refusal_table() -> Vec<Row> {
         // 422, 403: the national data opt-out, where the agreement says it applies.
         row("a dataset return not stating the person's opt-out", "variant-opt-out", dataset(), "opt_out_status_required"),
         row("a dataset return about a person who opted out", "variant-opt-out", opted_out("opted_out"), "national_data_opt_out"),
+        // 422: one-off disclosures name their requester and a destination their template offers.
+        row("a disclosure block under a standing agreement", "nvtt-mash-referral", mash(|e| e["disclosure"] = json!({"requester": {"organisation": "Northvale Family Court", "reference": "NV1"}})), "not_a_one_off_template"),
+        row("a court-order disclosure without its requester", "nvtt-court-order-disclosure", court(|e| { e.as_object_mut().unwrap().remove("disclosure"); }), "disclosure_details_required").by_role(UserRole::Dpo),
+        row("a court-order disclosure to the MASH's folder", "nvtt-court-order-disclosure", court(|e| e["disclosure"]["destination"] = json!("mash-drop")), "destination_not_offered").by_role(UserRole::Dpo),
         // 422: what may leave, and in what form.
         row("a GP update carrying fields the agreement does not allow", "variant-narrow", gp(json!({})), "field_not_allowed"),
         row("a field to tokenise with no key for the agreement", "variant-keyless", dataset(), "pseudonymisation_failed"),
@@ -934,6 +991,7 @@ fn permitted_controls() -> Vec<Row> {
         row("a LADO referral by a safeguarding lead", "nvtt-lado-referral", lado, "permit").by_role(UserRole::SafeguardingLead),
         row("both contributors consented", "variant-all-contributors", contributors(true), "permit"),
         row("a dataset return about a person who has not opted out", "variant-opt-out", opted_out("not_opted_out"), "permit"),
+        row("a court-order disclosure (held for a director)", "nvtt-court-order-disclosure", court(|_| {}), "permit").by_role(UserRole::Dpo),
         row("a funder table, small counts suppressed by the gateway", "variant-funder", funder(), "permit"),
         row("an objection the agreement's overriding basis overrides (held for a director)", "variant-objection-overridden", gp(json!({"consent": {"status": "refused"}})), "permit"),
         row("the GP agreement on its review date", "nvtt-gp-update", gp(json!({})), "permit").on("2027-12-31T23:59:59Z"),

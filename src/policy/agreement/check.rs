@@ -433,6 +433,9 @@ impl Agreement {
                 ),
             );
         }
+        for (key, message) in crate::disclosure::template_problems(&file, &ctx.destinations) {
+            at(key, message);
+        }
 
         if !problems.is_empty() {
             return Err(problems);

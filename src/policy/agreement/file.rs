@@ -74,6 +74,11 @@ pub struct AgreementFile {
     /// For statistical returns (a `cells` table of counts): how small numbers are published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppression: Option<crate::suppression::SuppressionRule>,
+    /// Makes this file a one-off disclosure template (a court order, a coroner's notice, a police
+    /// request, a hospital in an emergency) rather than a standing agreement: each disclosure
+    /// names its requester and is always held for a director.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_off: Option<crate::disclosure::OneOffTerms>,
 }
 
 /// Why the national data opt-out does not apply to a flow (NHS England's operational policy).

@@ -30,6 +30,9 @@ pub mod rules {
     pub const OVERRIDING_BASIS_OVERRIDES: &str = "overriding_basis_is_common_law_or_statute";
     pub const STATISTICS_NEED_SUPPRESSION: &str = "statistical_returns_need_suppression";
     pub const OPT_OUT_EXEMPTION_FITS: &str = "opt_out_exemption_fits_the_agreement";
+    pub const ONE_OFF_NAMES_ITS_BASES: &str = "one_off_names_the_bases_of_its_kind";
+    pub const ONE_OFF_DESTINATIONS_CONFIGURED: &str = "one_off_destinations_configured";
+    pub const ONE_OFF_HELD_AND_TOLD: &str = "one_off_is_held_and_the_person_told";
 }
 
 /// The legal consistency rules, as (rule, explanation) for each breach.

@@ -123,6 +123,18 @@ impl Agreement {
     pub fn permits_system(&self, system_id: &str) -> bool {
         self.file.sender.systems.iter().any(|s| s == system_id)
     }
+    /// Whether this is a one-off disclosure template (not a standing agreement).
+    pub fn one_off(&self) -> Option<&crate::disclosure::OneOffTerms> {
+        self.file.one_off.as_ref()
+    }
+    /// Whether a transfer under this agreement may be delivered to `destination`: the recipient's,
+    /// or for a one-off template one of those it offers.
+    pub fn offers_destination(&self, destination: &str) -> bool {
+        self.file.recipient.destination == destination
+            || self
+                .one_off()
+                .is_some_and(|o| o.destinations.iter().any(|d| d == destination))
+    }
     pub fn covers_message_type(&self, message_type: &str) -> bool {
         self.file.message_types.iter().any(|m| m == message_type)
     }
