@@ -239,7 +239,8 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::IdempotencyKeyReused
         | Reason::DisclosureDetailsRequired
         | Reason::NotAOneOffTemplate
-        | Reason::DestinationNotOffered => StatusCode::UNPROCESSABLE_ENTITY,
+        | Reason::DestinationNotOffered
+        | Reason::RequesterNotListed => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

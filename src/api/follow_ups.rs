@@ -237,6 +237,8 @@ pub(crate) async fn judge(
     } else {
         DecisionKind::Deny
     });
+    // The recipient as the verified decision names it, not the read model's copy.
+    e.recipient = decision.recipient.clone();
     e.reason_code = Some(reason.to_owned());
     e.detail = body.note_ref.as_deref().map(|r| state.catalogue.reference(r));
     let receipt = if approve {

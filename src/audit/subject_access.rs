@@ -23,6 +23,11 @@ pub struct Disclosure {
     pub legal_bases: Vec<LegalBasisView>,
     pub data_classes: Vec<String>,
     pub status: TransferStatus,
+    /// Set where the disclosure relied on a DPA 2018 Schedule 2 exemption (crime, legal
+    /// proceedings): the DPO weighs whether telling the person would prejudice that purpose before
+    /// including it in the reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weigh_before_replying: Option<String>,
 }
 
 /// The answer, and the ledger record of the lookup.
@@ -70,6 +75,17 @@ pub async fn lookup(
                 .collect(),
             data_classes: entry.event.data_classes.clone(),
             status: record.status,
+            weigh_before_replying: entry
+                .event
+                .legal_bases
+                .iter()
+                .find(|b| b.starts_with("dpa-2018/sch2/"))
+                .map(|b| {
+                    format!(
+                        "made under the exemption {b}: before including it in the reply, weigh whether telling the \
+                         person would prejudice the purpose it served (an investigation, legal proceedings)"
+                    )
+                }),
         })
         .collect();
     let lookup_id = Uuid::now_v7();

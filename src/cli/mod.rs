@@ -2,6 +2,7 @@
 //! family beside it. Rules (production checks, requeue) live in `app`, not here.
 
 mod agreements;
+mod disclose;
 mod keys;
 mod ledger;
 mod serve;
@@ -88,6 +89,28 @@ enum Command {
     Transfers {
         #[command(subcommand)]
         command: TransfersCommand,
+    },
+    /// A one-off disclosure (a court order, a coroner's notice, a police request, a hospital in an
+    /// emergency) through a running gateway, as `POST /v1/disclosures`: the request is read from
+    /// standard input (it holds patient data); it is held for a director.
+    Disclose {
+        /// The gateway's API, e.g. https://localhost:8443.
+        #[arg(long, env = "ISA_GATEWAY_URL")]
+        gateway: String,
+        /// The CA that signed the gateway's certificate.
+        #[arg(long, env = "ISA_GATEWAY_CA_FILE")]
+        ca: PathBuf,
+        /// This system's client certificate and key (the key readable by its owner only).
+        #[arg(long, env = "ISA_GATEWAY_CLIENT_CERT_FILE")]
+        cert: PathBuf,
+        #[arg(long, env = "ISA_GATEWAY_CLIENT_KEY_FILE")]
+        key: PathBuf,
+        /// The user's bearer token, in a file readable by its owner only.
+        #[arg(long, env = "ISA_GATEWAY_TOKEN_FILE")]
+        token_file: PathBuf,
+        /// Makes a retry safe: the same key and request give the same transfer.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Bearer tokens for users.
     Token {
@@ -290,6 +313,23 @@ pub fn main() -> ExitCode {
                         by,
                     },
             } => transfers::transfers_requeue(&config.config, transfer_id, &by).await,
+            Command::Disclose {
+                gateway,
+                ca,
+                cert,
+                key,
+                token_file,
+                idempotency_key,
+            } => {
+                let client = disclose::Client {
+                    gateway: &gateway,
+                    ca: &ca,
+                    cert: &cert,
+                    key: &key,
+                    token_file: &token_file,
+                };
+                disclose::disclose(&client, idempotency_key.as_deref()).await
+            }
             Command::LegalBases => {
                 print!("{}", crate::policy::legal::reference_markdown());
                 Ok(ExitCode::SUCCESS)

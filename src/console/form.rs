@@ -91,12 +91,12 @@ fn words(name: &str) -> String {
 
 /// The envelope's form: the message type's payload first, then consent, telling the person,
 /// urgency and opt-out, as the envelope schema describes them.
-pub fn envelope(envelope: &Value, message: &Value, values: &Values, errors: &Errors) -> Markup {
+pub fn envelope(envelope: &Value, message: &Value, one_off: bool, values: &Values, errors: &Errors) -> Markup {
     let props = envelope.get("properties").and_then(Value::as_object);
     html! {
         (node(message, message, "/payload", &words(message.get("title").and_then(Value::as_str).unwrap_or("Message")), true, values, errors))
         @if let Some(props) = props {
-            @for (name, schema) in props.iter().filter(|(n, _)| !matches!(n.as_str(), "message_type" | "payload")) {
+            @for (name, schema) in props.iter().filter(|(n, _)| on_the_form(n, one_off)) {
                 (node(schema, envelope, &format!("/{name}"), &words(name), false, values, errors))
             }
         }
@@ -237,7 +237,17 @@ fn node(
 
 /// The envelope a submitted form stands for. Values are typed by the schema; a value that does
 /// not fit (letters in a number) stays a string, so the schema's own rule reports it.
-pub fn to_envelope(envelope: &Value, message_type: &str, message: &Value, values: &Values) -> Value {
+/// The envelope's own fields a form shows: not the message type and payload (shown first), nor
+/// `template` (the agreement is in the URL); the disclosure block only for a one-off template.
+fn on_the_form(name: &str, one_off: bool) -> bool {
+    match name {
+        "message_type" | "payload" | "template" => false,
+        "disclosure" => one_off,
+        _ => true,
+    }
+}
+
+pub fn to_envelope(envelope: &Value, message_type: &str, message: &Value, one_off: bool, values: &Values) -> Value {
     let mut out = Map::new();
     out.insert("message_type".into(), Value::String(message_type.to_owned()));
     out.insert(
@@ -245,10 +255,7 @@ pub fn to_envelope(envelope: &Value, message_type: &str, message: &Value, values
         build(message, message, "/payload", values).unwrap_or_else(|| Value::Object(Map::new())),
     );
     if let Some(props) = envelope.get("properties").and_then(Value::as_object) {
-        for (name, schema) in props
-            .iter()
-            .filter(|(n, _)| !matches!(n.as_str(), "message_type" | "payload"))
-        {
+        for (name, schema) in props.iter().filter(|(n, _)| on_the_form(n, one_off)) {
             if let Some(v) = build(schema, envelope, &format!("/{name}"), values) {
                 out.insert(name.clone(), v);
             }

@@ -89,7 +89,9 @@ pub fn check(
         .destination
         .as_deref()
         .unwrap_or(&agreement.terms().recipient.destination);
-    if decided != item.destination || !agreement.offers_destination(decided) {
+    // The recipient the delivery entry will name is the decided one (a one-off disclosure's
+    // requester), not an edited outbox row's.
+    if decided != item.destination || !agreement.offers_destination(decided) || item.recipient != decision.recipient {
         return Err(NotAsDecided::DestinationChanged);
     }
     agreement.in_force(today).map_err(|_| NotAsDecided::AgreementNotInForce)

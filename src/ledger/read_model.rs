@@ -201,6 +201,12 @@ pub fn delivered_as_decided(history: &[Entry]) -> Option<&'static str> {
             if decision.decision == Some(super::DecisionKind::Hold) && !approved {
                 return Some("it was held, and delivered without a second person's approval");
             }
+            // A one-off disclosure names its destination at the decision; a delivery elsewhere is
+            // not what was decided. (A standing agreement's destination is its file's, which the
+            // delivery guard checks before every attempt.)
+            if decision.destination.is_some() && ev.destination.is_some() && ev.destination != decision.destination {
+                return Some("it was delivered to another destination than the one decided");
+            }
         }
     }
     None

@@ -202,4 +202,28 @@ fn what_was_delivered_must_be_what_was_decided() {
         delivered_as_decided(&approved_after).is_some(),
         "an approval after delivery does not count"
     );
+
+    // A one-off disclosure names its destination at the decision: delivered there, or it is not
+    // what was decided.
+    let to = |mut e: Event, d: &str| {
+        e.destination = Some(d.into());
+        e
+    };
+    let chosen = decided(DecisionKind::Hold);
+    let there = history(vec![
+        to(chosen.clone(), "disclosures-drop"),
+        approval("dee"),
+        to(delivered("aa"), "disclosures-drop"),
+    ]);
+    assert_eq!(delivered_as_decided(&there), None);
+    let elsewhere = history(vec![
+        to(chosen, "disclosures-drop"),
+        approval("dee"),
+        to(delivered("aa"), "mash-drop"),
+    ]);
+    assert!(
+        delivered_as_decided(&elsewhere)
+            .unwrap()
+            .contains("another destination")
+    );
 }

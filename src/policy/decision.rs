@@ -486,7 +486,7 @@ impl Catalogue {
             recipient: match &one_off {
                 Some(o) => OutboundParty {
                     organisation: &o.organisation,
-                    ods_code: None,
+                    ods_code: o.ods_code.as_deref(),
                 },
                 None => OutboundParty {
                     organisation: &terms.recipient.organisation,

@@ -90,6 +90,23 @@ pub struct OneOffTerms {
     /// The configured destinations a disclosure may be delivered to (the recipient's destination
     /// is the default and must be one of them).
     pub destinations: Vec<String>,
+    /// The organisations that may ask under this template (the courts, the coroner's office, the
+    /// police force, the hospitals). A request names one by id, so what the ledger keeps is the
+    /// organisation written here, never text a sender typed.
+    #[serde(default)]
+    pub requesters: Vec<KnownRequester>,
+}
+
+/// An organisation a one-off template lets ask.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnownRequester {
+    /// Lower-case letters, digits and '-', e.g. `northvale-family-court`.
+    pub id: String,
+    pub organisation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ods_code: Option<String>,
 }
 
 /// The load rules of a one-off template, as (key, message) for each breach.
@@ -102,22 +119,35 @@ pub(crate) fn template_problems(
         return Vec::new();
     };
     let mut out = Vec::new();
-    let missing: Vec<&str> = terms
-        .kind
-        .bases()
-        .iter()
-        .copied()
-        .filter(|b| !file.legal_bases.iter().any(|x| x == b))
-        .collect();
-    if !missing.is_empty() {
+    // Exactly the kind's bases: another basis (or one the payload switches on) would let a
+    // disclosure be recorded as resting on what its kind does not.
+    let mut named: Vec<&str> = file.legal_bases.iter().map(String::as_str).collect();
+    let mut wanted = terms.kind.bases().to_vec();
+    named.sort_unstable();
+    wanted.sort_unstable();
+    if named != wanted || !file.conditional_bases.is_empty() {
         out.push((
             "legal_bases",
             format!(
-                "rule {}: a {} disclosure rests on {}; add {}",
+                "rule {}: a {} disclosure rests on exactly {} (and no conditional_bases)",
                 rules::ONE_OFF_NAMES_ITS_BASES,
                 terms.kind.code(),
-                terms.kind.bases().join(", "),
-                missing.join(", ")
+                terms.kind.bases().join(", ")
+            ),
+        ));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let bad_requester = terms
+        .requesters
+        .iter()
+        .any(|r| !crate::ids::is_slug(&r.id) || !ids.insert(r.id.as_str()) || r.organisation.trim().is_empty());
+    if terms.requesters.is_empty() || bad_requester {
+        out.push((
+            "one_off.requesters",
+            format!(
+                "rule {}: list the organisations that may ask, each with a unique id (lower-case letters, digits \
+                 and '-') and its name",
+                rules::ONE_OFF_NAMES_ITS_REQUESTERS
             ),
         ));
     }
@@ -166,9 +196,8 @@ pub struct DisclosureBlock {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Requester {
-    /// The requesting organisation, e.g. "Northvale Family Court" (letters only: never a
-    /// person's details).
-    pub organisation: String,
+    /// One of the template's requesters, by id.
+    pub id: String,
     /// The requester's own reference (claim number, coroner's or police reference): kept in the
     /// ledger as a keyed hash, sent to the destination as written.
     pub reference: String,
@@ -178,7 +207,9 @@ pub struct Requester {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OneOff {
     pub kind: RequestKind,
+    /// The requester's organisation as the template names it.
     pub organisation: String,
+    pub ods_code: Option<String>,
     /// The reference as written (it leaves with the disclosure; the ledger keeps a keyed hash).
     pub reference: String,
     pub destination: String,
@@ -221,9 +252,20 @@ pub(crate) fn check(
                     )],
                 ));
             }
+            let Some(requester) = terms.requesters.iter().find(|r| r.id == block.requester.id) else {
+                return Err((
+                    Reason::RequesterNotListed,
+                    vec![violation(
+                        "/disclosure/requester/id",
+                        "agreement.one_off.requesters",
+                        "is not a requester this template lists",
+                    )],
+                ));
+            };
             Ok(Some(OneOff {
                 kind: terms.kind,
-                organisation: block.requester.organisation.trim().to_owned(),
+                organisation: requester.organisation.clone(),
+                ods_code: requester.ods_code.clone(),
                 reference: block.requester.reference.clone(),
                 destination: destination.to_owned(),
             }))
@@ -255,10 +297,15 @@ mod tests {
         let terms = OneOffTerms {
             kind: RequestKind::CourtOrder,
             destinations: vec!["legal-drop".into(), "court-mesh".into()],
+            requesters: vec![KnownRequester {
+                id: "northvale-family-court".into(),
+                organisation: "Northvale Family Court".into(),
+                ods_code: None,
+            }],
         };
         let block = |d: Option<&str>| DisclosureBlock {
             requester: Requester {
-                organisation: "Northvale Family Court".into(),
+                id: "northvale-family-court".into(),
                 reference: "NV26F00123".into(),
             },
             destination: d.map(str::to_owned),
@@ -282,6 +329,13 @@ mod tests {
         assert_eq!(ok.destination, "court-mesh");
         let default = check(Some(&terms), "legal-drop", Some(&block(None))).unwrap().unwrap();
         assert_eq!(default.destination, "legal-drop");
+        assert_eq!(default.organisation, "Northvale Family Court");
+        let mut stranger = block(None);
+        stranger.requester.id = "jordan-ashworth".into();
+        assert_eq!(
+            code(check(Some(&terms), "legal-drop", Some(&stranger))),
+            Some("requester_not_listed")
+        );
         assert_eq!(check(None, "x", None).unwrap(), None);
     }
 }

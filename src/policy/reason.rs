@@ -44,6 +44,8 @@ pub enum Reason {
     NotAOneOffTemplate,
     /// A one-off disclosure to a destination its template does not offer.
     DestinationNotOffered,
+    /// A one-off disclosure asked for by an organisation its template does not list.
+    RequesterNotListed,
 }
 
 impl Reason {
@@ -76,6 +78,7 @@ impl Reason {
             Self::DisclosureDetailsRequired => "disclosure_details_required",
             Self::NotAOneOffTemplate => "not_a_one_off_template",
             Self::DestinationNotOffered => "destination_not_offered",
+            Self::RequesterNotListed => "requester_not_listed",
         }
     }
 
@@ -126,6 +129,7 @@ impl Reason {
                 "Disclosure details belong to one-off disclosures, not to a standing agreement."
             }
             Self::DestinationNotOffered => "The template does not offer this destination for one-off disclosures.",
+            Self::RequesterNotListed => "The template does not list this requester; ask the IG officer to add it.",
         }
     }
 }

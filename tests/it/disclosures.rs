@@ -147,11 +147,18 @@ async fn a_disclosure_names_its_requester_and_a_destination_its_template_offers(
             "/disclosure/destination",
         ),
         (
-            "digits in the organisation",
-            Box::new(|b| b["disclosure"]["requester"]["organisation"] = json!("Court 9434765919")),
+            "a requester the template does not list (typed text never reaches the ledger)",
+            Box::new(|b| b["disclosure"]["requester"]["id"] = json!("jordan-ashworth")),
+            422,
+            "requester_not_listed",
+            "/disclosure/requester/id",
+        ),
+        (
+            "a name typed where the requester's id goes",
+            Box::new(|b| b["disclosure"]["requester"]["id"] = json!("Jordan Ashworth 9434765919")),
             422,
             "invalid_envelope",
-            "/disclosure/requester/organisation",
+            "/disclosure/requester/id",
         ),
         (
             "not told",
@@ -227,4 +234,60 @@ async fn a_disclosure_names_its_requester_and_a_destination_its_template_offers(
         .await;
     assert_eq!(status, 200);
     assert_eq!(held["transfers"].as_array().map(Vec::len), Some(0), "{held}");
+}
+
+/// `isa-gateway disclose` against `gateway`, the token file at `mode`, the request on standard input.
+fn run_disclose(gateway: String, token_file: std::path::PathBuf, mode: u32, body: Vec<u8>) -> std::process::Output {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(mode)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+        .args(["disclose", "--gateway", &gateway])
+        .arg("--ca")
+        .arg(&pki().ca_cert)
+        .arg("--cert")
+        .arg(&pki().sender.cert)
+        .arg("--key")
+        .arg(&pki().sender.key)
+        .arg("--token-file")
+        .arg(&token_file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The same from the command line, as a case system's operator would: the request on standard
+/// input, the token in a private file; a token file others can read is refused before anything is
+/// sent.
+#[tokio::test]
+async fn the_disclose_command_makes_a_held_disclosure_through_the_api() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token("daphne", &["dpo"])).unwrap();
+    let body = serde_json::to_vec(&court_order()).unwrap();
+    let (url, file, b) = (app.url(""), token_file.clone(), body.clone());
+    let refused = tokio::task::spawn_blocking(move || run_disclose(url, file, 0o644, b))
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("chmod 600"));
+    assert!(app.entries().await.is_empty(), "nothing was sent");
+
+    let (url, file) = (app.url(""), token_file.clone());
+    let held = tokio::task::spawn_blocking(move || run_disclose(url, file, 0o600, body))
+        .await
+        .unwrap();
+    assert_eq!(held.status.code(), Some(0), "{}", String::from_utf8_lossy(&held.stderr));
+    let receipt: Value = serde_json::from_slice(&held.stdout).unwrap();
+    assert_eq!(receipt["status"], "held");
+    let (status, listed) = app
+        .get(&http_client_as(&pki().sender, &token("dee", &["director"])), "/v1/held")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["transfers"][0]["transfer_id"], receipt["transfer_id"]);
 }

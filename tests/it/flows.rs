@@ -299,6 +299,7 @@ async fn agreements_are_readable_with_legal_bases_titles_and_field_treatments() 
         ids,
         [
             "nvtt-couples-gp-update",
+            "nvtt-court-order-disclosure",
             "nvtt-gp-update",
             "nvtt-lado-referral",
             "nvtt-mash-referral",

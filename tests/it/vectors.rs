@@ -584,7 +584,7 @@ fn version_2_without_its_fields_does_not_decode() {
 /// `Reason` has no list of its variants, so this is the list; `listed` below matches every
 /// variant without a wildcard, so a new `Reason` or `NotInForce` does not compile until it is
 /// added here, and then the coverage assertion fails until it has a row.
-const ALL_REASONS: [Reason; 31] = [
+const ALL_REASONS: [Reason; 32] = [
     Reason::UnknownAgreement,
     Reason::NotAParty,
     Reason::RoleNotPermitted,
@@ -611,6 +611,7 @@ const ALL_REASONS: [Reason; 31] = [
     Reason::NotAOneOffTemplate,
     Reason::DisclosureDetailsRequired,
     Reason::DestinationNotOffered,
+    Reason::RequesterNotListed,
     Reason::FieldNotAllowed,
     Reason::PseudonymisationFailed,
     Reason::SmallNumbersNotSuppressed,
@@ -653,7 +654,8 @@ fn listed(r: Reason) -> bool {
         | Reason::IdempotencyKeyReused
         | Reason::NotAOneOffTemplate
         | Reason::DisclosureDetailsRequired
-        | Reason::DestinationNotOffered => ALL_REASONS.contains(&r),
+        | Reason::DestinationNotOffered
+        | Reason::RequesterNotListed => ALL_REASONS.contains(&r),
     }
 }
 
@@ -968,9 +970,10 @@ fn refusal_table() -> Vec<Row> {
         row("a dataset return not stating the person's opt-out", "variant-opt-out", dataset(), "opt_out_status_required"),
         row("a dataset return about a person who opted out", "variant-opt-out", opted_out("opted_out"), "national_data_opt_out"),
         // 422: one-off disclosures name their requester and a destination their template offers.
-        row("a disclosure block under a standing agreement", "nvtt-mash-referral", mash(|e| e["disclosure"] = json!({"requester": {"organisation": "Northvale Family Court", "reference": "NV1"}})), "not_a_one_off_template"),
+        row("a disclosure block under a standing agreement", "nvtt-mash-referral", mash(|e| e["disclosure"] = json!({"requester": {"id": "northvale-family-court", "reference": "NV1"}})), "not_a_one_off_template"),
         row("a court-order disclosure without its requester", "nvtt-court-order-disclosure", court(|e| { e.as_object_mut().unwrap().remove("disclosure"); }), "disclosure_details_required").by_role(UserRole::Dpo),
         row("a court-order disclosure to the MASH's folder", "nvtt-court-order-disclosure", court(|e| e["disclosure"]["destination"] = json!("mash-drop")), "destination_not_offered").by_role(UserRole::Dpo),
+        row("a court-order disclosure asked for by a court the template does not list", "nvtt-court-order-disclosure", court(|e| e["disclosure"]["requester"]["id"] = json!("southvale-family-court")), "requester_not_listed").by_role(UserRole::Dpo),
         // 422: what may leave, and in what form.
         row("a GP update carrying fields the agreement does not allow", "variant-narrow", gp(json!({})), "field_not_allowed"),
         row("a field to tokenise with no key for the agreement", "variant-keyless", dataset(), "pseudonymisation_failed"),

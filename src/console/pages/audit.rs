@@ -294,6 +294,9 @@ async fn dpo_lookup(
         html! {
             p { "NHS number " strong { (typed) } ": " (answer.disclosures.len()) " disclosure(s). Lookup recorded as ledger entry " (answer.ledger_seq) " (" code { (answer.lookup_id) } ")." }
             p.hint { "The answer to a request under UK GDPR Art 15(1)(c): the recipients to whom the personal data have been disclosed. Print this page for the reply." }
+            @if answer.disclosures.iter().any(|d| d.weigh_before_replying.is_some()) {
+                div.notice { p { "Some disclosures below were made under a DPA 2018 Schedule 2 exemption (marked “weigh first”). Before including them in the reply, weigh whether telling the person would prejudice the purpose they served (an investigation, legal proceedings)." } }
+            }
             @if !answer.disclosures.is_empty() {
                 table {
                     caption.visually-hidden { "Disclosures about this person" }
@@ -306,7 +309,7 @@ async fn dpo_lookup(
                                 td { (d.agreement_id) @if let Some(v) = &d.agreement_version { " v" (v) } }
                                 td { ul.plain { @for b in &d.legal_bases { li { (b.title) " (" (b.source) ")" } } } }
                                 td { (d.data_classes.join(", ")) }
-                                td { (d.status.as_str()) }
+                                td { (d.status.as_str()) @if d.weigh_before_replying.is_some() { " " strong { "weigh first" } } }
                             }
                         }
                     }

@@ -58,7 +58,7 @@ async fn queue(
             @else {
                 table {
                     caption.visually-hidden { "Transfers held for a director" }
-                    thead { tr { th scope="col" { "Asked" } th scope="col" { "Waiting" } th scope="col" { "Agreement" } th scope="col" { "Message" } th scope="col" { "Asked by" } th scope="col" { "" } } }
+                    thead { tr { th scope="col" { "Asked" } th scope="col" { "Waiting" } th scope="col" { "Agreement" } th scope="col" { "Message" } th scope="col" { "To" } th scope="col" { "Asked by" } th scope="col" { "" } } }
                     tbody {
                         @for r in &held {
                             tr {
@@ -66,6 +66,7 @@ async fn queue(
                                 td { (waiting(r.created_at)) }
                                 td { (r.agreement_id) }
                                 td { (r.message_type.as_deref().unwrap_or("—")) }
+                                td { (r.recipient.as_deref().unwrap_or("—")) }
                                 td { (r.user_sub.as_deref().unwrap_or("—")) }
                                 td { a href=(format!("/transfers/{}", r.transfer_id)) { "Open" } }
                             }
@@ -157,6 +158,23 @@ async fn show(
 ) -> Result<HttpResponse, ConsoleError> {
     let r = find(&state, &console, &who, &id).await?;
     let history = state.ledger.history(r.transfer_id).await?;
+    // What the director approves, as the decision recorded it: the recipient (a one-off
+    // disclosure's requester), the kind of request, and where the bytes will go.
+    let decided = state
+        .ledger
+        .entries_of(&[r.transfer_id])
+        .await?
+        .into_iter()
+        .map(|e| e.event)
+        .find(|e| e.kind == crate::ledger::EventKind::Decision && e.transfer_id == r.transfer_id);
+    let request = decided.as_ref().and_then(|d| d.requester_kind.clone());
+    let destination = decided.as_ref().and_then(|d| d.destination.clone()).or_else(|| {
+        state
+            .catalogue
+            .agreements
+            .get(&r.agreement_id)
+            .map(|a| a.terms().recipient.destination.clone())
+    });
     let can_judge = r.status == TransferStatus::Held && who.has(UserRole::Director);
     let can_review = r.review_due.is_some() && r.reviewed_at.is_none() && who.has(UserRole::Director);
     let own = asked_by(&r, &who);
@@ -168,6 +186,9 @@ async fn show(
                 dt { "Status" } dd { span.status { (r.status.as_str()) } }
                 dt { "Agreement" } dd { (r.agreement_id) }
                 dt { "Message" } dd { (r.message_type.as_deref().unwrap_or("—")) }
+                @if let Some(kind) = &request { dt { "One-off request" } dd { (kind.replace('_', " ")) " (the requester's reference is kept as a keyed hash: check it against the request in the case record)" } }
+                dt { "To" } dd { (r.recipient.as_deref().unwrap_or("—")) }
+                @if let Some(d) = &destination { dt { "Delivered to" } dd { code { (d) } } }
                 dt { "Asked by" } dd { (r.user_sub.as_deref().unwrap_or("—")) " through " (r.sender_system) }
                 dt { "Asked" } dd { (london(r.created_at)) }
                 @if !r.legal_bases.is_empty() { dt { "Legal bases" } dd { (r.legal_bases.join(", ")) } }

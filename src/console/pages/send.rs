@@ -106,7 +106,7 @@ fn form_page(
             form.transfer method="post" action=(format!("/send/{}/{}", a.id(), message_type)) novalidate {
                 input type="hidden" name="csrf" value=(who.csrf);
                 input type="hidden" name="idempotency_key" value=(key);
-                (form::envelope(envelope_schema(), message, values, errors))
+                (form::envelope(envelope_schema(), message, a.one_off().is_some(), values, errors))
                 button type="submit" name="_send" value="1" { "Send" }
             }
         },
@@ -157,7 +157,7 @@ async fn submit(
         ));
     }
     let system = console.system_for(&state, &who.user, SystemRole::Sender, |s| a.permits_system(&s.id))?;
-    let body = form::to_envelope(envelope, &message_type, message, &values);
+    let body = form::to_envelope(envelope, &message_type, message, a.one_off().is_some(), &values);
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let read = if bytes.len() > state.limits.max_body_bytes {
         ReadBody::TooLarge

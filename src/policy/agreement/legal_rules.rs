@@ -32,6 +32,7 @@ pub mod rules {
     pub const OPT_OUT_EXEMPTION_FITS: &str = "opt_out_exemption_fits_the_agreement";
     pub const ONE_OFF_NAMES_ITS_BASES: &str = "one_off_names_the_bases_of_its_kind";
     pub const ONE_OFF_DESTINATIONS_CONFIGURED: &str = "one_off_destinations_configured";
+    pub const ONE_OFF_NAMES_ITS_REQUESTERS: &str = "one_off_names_its_requesters";
     pub const ONE_OFF_HELD_AND_TOLD: &str = "one_off_is_held_and_the_person_told";
 }
 

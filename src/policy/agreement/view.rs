@@ -43,6 +43,9 @@ pub struct AgreementView<'a> {
     pub fields: &'a [FieldRule],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbound_schema: Option<&'a str>,
+    /// A one-off disclosure template: the kind of request, its requesters and destinations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_off: Option<&'a crate::disclosure::OneOffTerms>,
     pub content_hash: &'a str,
 }
 
@@ -118,6 +121,7 @@ impl Agreement {
             transparency: &f.transparency,
             retention: &f.retention,
             fields: &f.fields,
+            one_off: f.one_off.as_ref(),
             outbound_schema: f.outbound_schema.as_deref(),
             content_hash: &self.content_hash,
         }
