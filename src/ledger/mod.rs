@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod entry;
 pub mod error;
 pub mod merkle;
