@@ -23,3 +23,4 @@ pub mod console;
 pub mod delivery;
 pub mod ledger;
 pub mod platform;
+pub mod witness;

@@ -7,3 +7,4 @@ pub mod checkpoint_log;
 pub mod checkpointer;
 pub mod report;
 pub mod subject_access;
+pub mod witnesses;
