@@ -24,3 +24,4 @@ mod tls;
 mod tokens;
 mod transfers;
 mod vectors;
+mod witness;
