@@ -418,11 +418,15 @@ impl Config {
             problems.push("gateway_id must be 1 to 64 characters: letters, digits and . _ : -".to_owned());
         }
         if !crate::ledger::cosignature::is_key_name(&self.ledger.origin) {
-            problems.push("ledger.origin must be non-empty, without spaces or '+' (a signed note's key name)".to_owned());
+            problems
+                .push("ledger.origin must be non-empty, without spaces or '+' (a signed note's key name)".to_owned());
         }
         for w in &self.ledger.witnesses {
             if let Err(e) = crate::ledger::cosignature::Witness::parse(w) {
-                problems.push(format!("ledger.witnesses: {:?}: {e}", w.chars().take(80).collect::<String>()));
+                problems.push(format!(
+                    "ledger.witnesses: {:?}: {e}",
+                    w.chars().take(80).collect::<String>()
+                ));
             }
         }
         for i in &self.auth.issuers {

@@ -153,8 +153,8 @@ fn check_witnesses(
     let p = dir.join("checkpoint.note");
     let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
     let origin = text.split('\n').next().unwrap_or_default().to_owned();
-    let (size, root) = note::verify(&text, &origin, key)
-        .map_err(|e| BundleError::Invalid(format!("checkpoint.note: {e}")))?;
+    let (size, root) =
+        note::verify(&text, &origin, key).map_err(|e| BundleError::Invalid(format!("checkpoint.note: {e}")))?;
     if (size, root) != (cp.tree_size, cp.root) {
         return Err(BundleError::Invalid(
             "checkpoint.note is not the checkpoint of checkpoint.json (tree size or root differ)".into(),

@@ -8,8 +8,8 @@ use tokio::sync::Mutex;
 
 use crate::audit::checkpoint_log::{CheckpointLog, extends};
 use crate::ledger::checkpoint::Checkpoint;
-use crate::ledger::signing::CheckpointKey;
 use crate::ledger::cosignature::Witness;
+use crate::ledger::signing::CheckpointKey;
 use crate::ledger::{Ledger, LedgerError, StoredCosignature, note};
 use crate::platform::clock::Clock;
 

@@ -46,7 +46,10 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
             } else {
                 "the bundle's own public_key.txt (the checkpoint key is NOT pinned; the witnesses vouch for the tree)"
             };
-            println!("trusted: {key}{}", witness_words(&report.witnessed, report.origin.as_deref()));
+            println!(
+                "trusted: {key}{}",
+                witness_words(&report.witnessed, report.origin.as_deref())
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }

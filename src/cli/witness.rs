@@ -75,8 +75,12 @@ pub(super) async fn witness(command: WitnessCommand) -> Result<ExitCode, String>
                 Ok(done) => {
                     let since = match done.previous {
                         Some(n) if n == done.tree_size => format!("the tree this witness had cosigned ({n} entries)"),
-                        Some(n) => format!("an extension of the {n} entries cosigned before (consistency proof verified)"),
-                        None => "the first checkpoint this witness has seen of this gateway (trusted on first use)".into(),
+                        Some(n) => {
+                            format!("an extension of the {n} entries cosigned before (consistency proof verified)")
+                        }
+                        None => {
+                            "the first checkpoint this witness has seen of this gateway (trusted on first use)".into()
+                        }
                     };
                     println!(
                         "cosigned: {} at tree size {}, root {}: {since}; kept in {}",

@@ -268,7 +268,11 @@ mod tests {
             assert_eq!(Witness::parse(vkey), Err(why), "{vkey}");
         }
         for line in ["", "\u{2014} w", "\u{2014} w !!!", "- w AAAA", "\u{2014} w AAAA"] {
-            assert_eq!(Cosignature::parse_line(line), Err(CosignatureError::MalformedLine), "{line}");
+            assert_eq!(
+                Cosignature::parse_line(line),
+                Err(CosignatureError::MalformedLine),
+                "{line}"
+            );
         }
     }
 }

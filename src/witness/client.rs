@@ -86,17 +86,15 @@ impl Client {
             .await
             .map_err(|e| failed(format!("{what}: cannot reach the gateway at {}: {e}", self.base)))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| failed(format!("{what}: {e}")))?;
+        let bytes = response.bytes().await.map_err(|e| failed(format!("{what}: {e}")))?;
         if !status.is_success() {
             let why = serde_json::from_slice::<Problem>(&bytes)
                 .map(|p| format!("{}: {}", p.code, p.message))
                 .unwrap_or_default();
             return Err(failed(format!("{what}: the gateway answered {status} {why}")));
         }
-        serde_json::from_slice(&bytes).map_err(|_| failed(format!("{what}: the gateway's answer is not what its API documents")))
+        serde_json::from_slice(&bytes)
+            .map_err(|_| failed(format!("{what}: the gateway's answer is not what its API documents")))
     }
 
     /// The gateway's latest checkpoint, as a signed note.

@@ -67,8 +67,12 @@ impl State {
         }
         let key = crate::app::keystore::new_witness_key(dir).map_err(failed)?;
         let witness = Witness::new(name, key.public()).ok_or_else(|| failed("the new key is unusable"))?;
-        crate::platform::fs::write_file(&dir.join("witness.vkey"), format!("{}\n", witness.vkey()).as_bytes(), false)
-            .map_err(|e| failed(format!("{}: {e}", dir.join("witness.vkey").display())))?;
+        crate::platform::fs::write_file(
+            &dir.join("witness.vkey"),
+            format!("{}\n", witness.vkey()).as_bytes(),
+            false,
+        )
+        .map_err(|e| failed(format!("{}: {e}", dir.join("witness.vkey").display())))?;
         Ok(witness)
     }
 
@@ -142,7 +146,9 @@ impl State {
         time: u64,
     ) -> Result<(Cosigned, Cosignature), WitnessError> {
         let (tree_size, root) = note::verify(note_text, origin, gateway).map_err(|e| {
-            WitnessError::Refused(format!("the gateway's checkpoint does not verify under the pinned key: {e}"))
+            WitnessError::Refused(format!(
+                "the gateway's checkpoint does not verify under the pinned key: {e}"
+            ))
         })?;
         let last = self.last(origin, gateway)?;
         match last {
@@ -201,7 +207,9 @@ pub async fn cosign(
     time: u64,
 ) -> Result<Cosigned, WitnessError> {
     let note_text = client.latest_note().await?;
-    let (cosigned, cosignature) = state.check_and_cosign(client, origin, gateway, &note_text, time).await?;
+    let (cosigned, cosignature) = state
+        .check_and_cosign(client, origin, gateway, &note_text, time)
+        .await?;
     client.submit(cosigned.tree_size, &cosigned.root, &cosignature).await?;
     Ok(cosigned)
 }

@@ -66,7 +66,10 @@ impl WitnessDir {
             .map(|d| d.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default();
         files.sort();
-        files.into_iter().map(|p| (p.clone(), std::fs::read(p).unwrap())).collect()
+        files
+            .into_iter()
+            .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+            .collect()
     }
 
     /// `isa-gateway witness cosign` against the gateway listening on `port`, as the auditor
@@ -163,7 +166,11 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
     // The first run: trusted on first use, cosigned, handed to the gateway, served back.
     let o = w.cosign(port, &gateway_key).await;
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("cosigned: isa-gateway at tree size 6"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cosigned: isa-gateway at tree size 6"),
+        "{}",
+        text(&o)
+    );
     assert!(text(&o).contains("first checkpoint"), "{}", text(&o));
     let note_text = latest(&app, port).await["note"].as_str().unwrap().to_owned();
     let c = cosignature::find(&note_text, &w.witness()).expect("the gateway serves the cosignature");
@@ -184,12 +191,17 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
         text(&o)
     );
     let kept_file = kept[0].0.to_str().unwrap();
-    let o = cli(&app, &["ledger", "verify", "--checkpoint", kept_file, "--witness", vkey]);
+    let o = cli(
+        &app,
+        &["ledger", "verify", "--checkpoint", kept_file, "--witness", vkey],
+    );
     assert!(o.status.success(), "{}", text(&o));
 
     // The ledger grows; the next run proves the extension and cosigns it.
     more_transfers(&app, 2).await;
-    let grown = checkpoint(&app, port).await["checkpoint"]["tree_size"].as_u64().unwrap();
+    let grown = checkpoint(&app, port).await["checkpoint"]["tree_size"]
+        .as_u64()
+        .unwrap();
     assert!(grown > 6);
     let o = w.cosign(port, &gateway_key).await;
     assert!(o.status.success(), "{}", text(&o));
@@ -209,7 +221,14 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
     let out = app.dir.path().join("bundle");
     let o = cli(
         &app,
-        &["ledger", "export", "--agreement", GP_AGREEMENT, "--out", out.to_str().unwrap()],
+        &[
+            "ledger",
+            "export",
+            "--agreement",
+            GP_AGREEMENT,
+            "--out",
+            out.to_str().unwrap(),
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("carries 1 witness cosignature"), "{}", text(&o));
@@ -218,14 +237,26 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains(&format!("witnesses {NAME} (at ")), "{}", text(&o));
     assert!(text(&o).contains("NOT pinned"), "{}", text(&o));
-    let o = run(&["ledger", "verify-bundle", bundle, "--public-key", &gateway_key, "--witness", vkey]);
+    let o = run(&[
+        "ledger",
+        "verify-bundle",
+        bundle,
+        "--public-key",
+        &gateway_key,
+        "--witness",
+        vkey,
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("the pinned checkpoint key"), "{}", text(&o));
     // Another witness did not cosign it.
     let stranger = Witness::new("stranger.example/w", CheckpointKey::from_seed(&[42; 32]).public()).unwrap();
     let o = run(&["ledger", "verify-bundle", bundle, "--witness", &stranger.vkey()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("no cosignature by witness stranger.example/w"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no cosignature by witness stranger.example/w"),
+        "{}",
+        text(&o)
+    );
     // Nor is the cosignature good for another tree: the note's lines moved onto a changed body.
     let note_path = out.join("checkpoint.note");
     let bundled = std::fs::read_to_string(&note_path).unwrap();
@@ -249,7 +280,11 @@ async fn the_witness_key_is_private() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), w.vkey);
     // A second init does not replace the key others pin.
     let o = run(&["witness", "init", "--state", state.to_str().unwrap(), "--name", NAME]);
-    assert!(!o.status.success() && text(&o).contains("already exists"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("already exists"),
+        "{}",
+        text(&o)
+    );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = run(&["witness", "show", "--state", state.to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains("chmod 600"), "{}", text(&o));
@@ -305,7 +340,10 @@ async fn a_witness_refuses_a_fork_and_keeps_its_state() {
     assert!(text(&o).contains("tree size 6"), "{}", text(&o));
     assert_eq!(w.kept(), before, "the witness's state is unchanged");
     let served = latest(&app, forked).await["note"].as_str().unwrap().to_owned();
-    assert!(cosignature::find(&served, &w.witness()).is_none(), "no cosignature on the fork");
+    assert!(
+        cosignature::find(&served, &w.witness()).is_none(),
+        "no cosignature on the fork"
+    );
 
     // The rewritten ledger grows and is signed again: the proof from what the witness cosigned
     // fails, and it refuses again.
@@ -328,7 +366,9 @@ async fn more_transfers_at(app: &TestApp, port: u16, n: usize) {
     for _ in 0..n {
         let r = app
             .sender
-            .post(format!("https://localhost:{port}/v1/agreements/{GP_AGREEMENT}/transfers"))
+            .post(format!(
+                "https://localhost:{port}/v1/agreements/{GP_AGREEMENT}/transfers"
+            ))
             .json(&json!({"message_type": "gp_update", "payload": gp_update()}))
             .send()
             .await
@@ -367,9 +407,21 @@ async fn cosignatures_by_unknown_keys_or_on_checkpoints_never_signed_are_refused
             body(6, &root, &CheckpointKey::from_seed(&[9; 32]), NAME, now),
             "unknown_witness",
         ),
-        ("never signed (root)", body(6, &[0; 32], &key, NAME, now), "unknown_checkpoint"),
-        ("never signed (size)", body(5, &root, &key, NAME, now), "unknown_checkpoint"),
-        ("from the future", body(6, &root, &key, NAME, now + 86_400), "cosignature_from_the_future"),
+        (
+            "never signed (root)",
+            body(6, &[0; 32], &key, NAME, now),
+            "unknown_checkpoint",
+        ),
+        (
+            "never signed (size)",
+            body(5, &root, &key, NAME, now),
+            "unknown_checkpoint",
+        ),
+        (
+            "from the future",
+            body(6, &root, &key, NAME, now + 86_400),
+            "cosignature_from_the_future",
+        ),
         (
             "malformed",
             json!({"tree_size": 6, "root": root_hex, "cosignature": "— not a cosignature"}),
@@ -388,14 +440,21 @@ async fn cosignatures_by_unknown_keys_or_on_checkpoints_never_signed_are_refused
         &json!({"tree_size": 6, "root": root_hex, "cosignature": other.line()}),
     )
     .await;
-    assert_eq!((status, answer["code"].as_str()), (422, Some("invalid_cosignature")), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (422, Some("invalid_cosignature")),
+        "{answer}"
+    );
     let (status, answer) = submit(
         &app,
         &app.auditor,
         &json!({"tree_size": 6, "root": "zz", "cosignature": other.line()}),
     )
     .await;
-    assert_eq!((status, answer["code"].as_str()), (400, Some("invalid_cosignature_request")));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("invalid_cosignature_request"))
+    );
     // Only through an auditor's system.
     let good = body(6, &root, &key, NAME, now);
     let (status, _) = submit(&app, &app.sender, &good).await;
@@ -408,6 +467,9 @@ async fn cosignatures_by_unknown_keys_or_on_checkpoints_never_signed_are_refused
     assert_eq!(status, 200, "{answer}");
     assert!(cosignature::find(answer["note"].as_str().unwrap(), &w.witness()).is_some());
     let (status, _) = submit(&app, &app.auditor, &body(6, &root, &key, NAME, now + 1)).await;
-    assert_eq!(status, 200, "a second cosignature on the same tree is accepted and not kept again");
+    assert_eq!(
+        status, 200,
+        "a second cosignature on the same tree is accepted and not kept again"
+    );
     assert_eq!(app.ledger.cosignatures(0).await.unwrap().len(), 1);
 }
