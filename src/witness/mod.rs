@@ -126,7 +126,11 @@ impl State {
     fn keep(&self, origin: &str, text: &str) -> Result<(), WitnessError> {
         let path = self.checkpoint_path(origin);
         let dir = path.parent().unwrap_or(&self.dir).to_path_buf();
-        let tmp = dir.join(".next.checkpoint.tmp");
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp"));
         let io = |e: std::io::Error| failed(format!("{}: {e}", dir.display()));
         crate::platform::fs::write_file(&tmp, text.as_bytes(), false).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
