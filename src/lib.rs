@@ -12,6 +12,7 @@
 //! - [`app`]: configuration, loading the catalogue and keys, start-up, operator actions.
 //! - [`platform`]: TLS, tokens, PKI, metrics, the clock.
 //! - [`cli`]: the `isa-gateway` command.
+//! - [`witness`]: what a witness organisation runs to cosign a gateway's checkpoints.
 
 pub use isa_policy as policy;
 
@@ -23,3 +24,4 @@ pub mod console;
 pub mod delivery;
 pub mod ledger;
 pub mod platform;
+pub mod witness;

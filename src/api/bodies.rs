@@ -67,8 +67,25 @@ pub struct Agreements<'a> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignedCheckpoint {
     pub checkpoint: CheckpointJson,
-    /// `ed25519:<base64>`.
+    /// `ed25519:<hex>`.
     pub public_key: String,
+    /// The same checkpoint as a C2SP signed note (`tlog-checkpoint`): origin, tree size, base64
+    /// root, the gateway's signature line, then one line per witness cosignature kept for it
+    /// (`tlog-cosignature`).
+    pub note: String,
+}
+
+/// A witness's cosignature on a checkpoint the gateway signed.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CosignatureSubmission {
+    /// The checkpoint's tree size.
+    pub tree_size: u64,
+    /// The checkpoint's root, 64 hex characters.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub root: String,
+    /// The note signature line: `— <witness name> base64(key id || timestamp || Ed25519 signature)`.
+    pub cosignature: String,
 }
 
 /// The audit path proving that an entry is in the tree of a given size (RFC 9162).

@@ -4,15 +4,20 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::bodies::{ConsistencyProof, InclusionProof, SignedCheckpoint};
+use super::bodies::{ConsistencyProof, CosignatureSubmission, InclusionProof, SignedCheckpoint};
 use super::{ApiError, AppState, ErrorBody, auditor};
 use crate::ledger::checkpoint::public_key_text;
 
-fn checkpoint_body(state: &AppState, cp: &crate::ledger::checkpoint::Checkpoint) -> SignedCheckpoint {
-    SignedCheckpoint {
+async fn checkpoint_body(
+    state: &AppState,
+    cp: &crate::ledger::checkpoint::Checkpoint,
+) -> Result<SignedCheckpoint, ApiError> {
+    let cosignatures = state.ledger.cosignatures(cp.tree_size).await?;
+    Ok(SignedCheckpoint {
         checkpoint: cp.to_json(),
         public_key: public_key_text(&state.checkpointer.public_key()),
-    }
+        note: state.checkpointer.note(cp, &cosignatures),
+    })
 }
 
 /// `GET /v1/ledger/checkpoint`: the latest signed checkpoint and the key it is signed with.
@@ -23,7 +28,7 @@ pub async fn latest(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     auditor(&req, &state)?;
     let cps = state.ledger.checkpoints().await?;
     let cp = cps.last().ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(checkpoint_body(&state, cp)))
+    Ok(HttpResponse::Ok().json(checkpoint_body(&state, cp).await?))
 }
 
 /// `POST /v1/ledger/checkpoints`: sign one now, covering every entry so far.
@@ -35,7 +40,58 @@ pub async fn make(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     auditor(&req, &state)?;
     let cp = state.checkpointer.checkpoint_now().await?;
     let cp = cp.ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(checkpoint_body(&state, &cp)))
+    Ok(HttpResponse::Ok().json(checkpoint_body(&state, &cp).await?))
+}
+
+/// `POST /v1/ledger/cosignatures`: a witness's cosignature on a checkpoint this gateway signed.
+/// Kept (append-only) and served from then on as a signature line of the checkpoint's note.
+#[utoipa::path(post, path = "/v1/ledger/cosignatures", tag = "ledger", request_body = CosignatureSubmission,
+    security(("mutual_tls" = [], "bearer" = [])),
+    description = "The witness must be one of `ledger.witnesses` (name and key id), the checkpoint one this \
+        gateway signed (tree size and root), and the signature must verify (C2SP tlog-cosignature, Ed25519 \
+        cosignature/v1). The first cosignature a witness gives on a tree size is the one kept.",
+    responses((status = 200, description = "Kept (or already kept): the checkpoint with every cosignature kept for it.",
+            body = SignedCheckpoint),
+        (status = 400, description = "The root is not 64 hex characters (`invalid_cosignature_request`).", body = ErrorBody),
+        (status = 422, description = "Refused: `malformed_cosignature`, `unknown_witness`, `unknown_checkpoint`, \
+            `invalid_cosignature` or `cosignature_from_the_future`.", body = ErrorBody)))]
+pub async fn cosign(
+    req: HttpRequest,
+    body: web::Json<CosignatureSubmission>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let system = auditor(&req, &state)?;
+    let Some(root) = hex::decode(&body.root).ok().and_then(|r| <[u8; 32]>::try_from(r).ok()) else {
+        return Err(ApiError::bad_request(
+            "invalid_cosignature_request",
+            "root must be the checkpoint's root as 64 hex characters.",
+        ));
+    };
+    let outcome = crate::audit::witnesses::accept(
+        state.ledger.as_ref(),
+        &state.checkpointer,
+        body.tree_size,
+        &root,
+        &body.cosignature,
+        // The witness's timestamp is real time: compared with the real clock, whatever clock
+        // decisions are made under.
+        jiff::Timestamp::now(),
+    )
+    .await?;
+    match outcome {
+        Ok(accepted) => {
+            tracing::info!(system = %system.id, tree_size = body.tree_size, new = accepted.new, "witness cosignature kept");
+            Ok(HttpResponse::Ok().json(checkpoint_body(&state, &accepted.checkpoint).await?))
+        }
+        Err(refusal) => {
+            tracing::warn!(system = %system.id, code = refusal.code(), "witness cosignature refused");
+            Err(ApiError::new(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                refusal.code(),
+                &refusal.to_string(),
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

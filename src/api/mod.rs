@@ -239,6 +239,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/subject-disclosures", "POST").route(web::post().to(subject_disclosures)))
         .service(resource("/v1/ledger/checkpoint", "GET").route(web::get().to(ledger::latest)))
         .service(resource("/v1/ledger/checkpoints", "POST").route(web::post().to(ledger::make)))
+        .service(resource("/v1/ledger/cosignatures", "POST").route(web::post().to(ledger::cosign)))
         .service(resource("/v1/ledger/proof/inclusion", "GET").route(web::get().to(ledger::inclusion)))
         .service(resource("/v1/ledger/proof/consistency", "GET").route(web::get().to(ledger::consistency)))
         .service(resource("/v1/reviews/overdue", "GET").route(web::get().to(follow_ups::overdue_reviews)))

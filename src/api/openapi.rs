@@ -39,6 +39,7 @@ use super::{ApiError, AppState, agreements, caller, follow_ups, ledger, listings
         agreements::show,
         super::subject_disclosures,
         ledger::latest,
+        ledger::cosign,
         ledger::make,
         ledger::inclusion,
         ledger::consistency,

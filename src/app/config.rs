@@ -82,6 +82,10 @@ pub struct LedgerSettings {
     pub checkpoint_log: Option<PathBuf>,
     /// The checkpoints' origin line: this ledger's name for auditors and witnesses.
     pub origin: String,
+    /// Witnesses whose cosignatures the gateway accepts (`POST /v1/ledger/cosignatures`) and
+    /// serves with its checkpoints: each a C2SP verifier key of type cosignature/v1,
+    /// `<name>+<key id>+<base64>`, as `isa-gateway witness init` prints it.
+    pub witnesses: Vec<String>,
 }
 
 impl Default for LedgerSettings {
@@ -91,6 +95,7 @@ impl Default for LedgerSettings {
             checkpoint_every_secs: 300,
             checkpoint_log: None,
             origin: "isa-gateway".to_owned(),
+            witnesses: Vec::new(),
         }
     }
 }
@@ -411,6 +416,18 @@ impl Config {
         let mut problems = Vec::new();
         if self.gateway_id.as_deref().is_some_and(|id| !is_gateway_id(id)) {
             problems.push("gateway_id must be 1 to 64 characters: letters, digits and . _ : -".to_owned());
+        }
+        if !crate::ledger::cosignature::is_key_name(&self.ledger.origin) {
+            problems
+                .push("ledger.origin must be non-empty, without spaces or '+' (a signed note's key name)".to_owned());
+        }
+        for w in &self.ledger.witnesses {
+            if let Err(e) = crate::ledger::cosignature::Witness::parse(w) {
+                problems.push(format!(
+                    "ledger.witnesses: {:?}: {e}",
+                    w.chars().take(80).collect::<String>()
+                ));
+            }
         }
         for i in &self.auth.issuers {
             if i.roles.is_empty() {

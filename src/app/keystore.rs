@@ -35,6 +35,8 @@ pub enum KeyError {
     Write(PathBuf, std::io::ErrorKind),
     #[error("agreement {0} already has a key; use `keys rotate` to add a version")]
     Exists(String),
+    #[error("{0} already exists; it is kept, not replaced (others pin its public half)")]
+    FileExists(PathBuf),
     #[error("agreement {0} has no key yet; use `keys new` first")]
     NoKey(String),
     #[error("no randomness available")]
@@ -237,6 +239,41 @@ impl KeyStore {
         }
         write_key(&self.index_path(), &*random_key()?)
     }
+}
+
+/// Where a witness keeps its signing key by default: `<state>/witness.key`.
+pub fn witness_key_path(state: &Path) -> PathBuf {
+    state.join("witness.key")
+}
+
+/// A witness's Ed25519 signing key (`isa-gateway witness`): `ISA_GATEWAY_WITNESS_KEY` (hex seed),
+/// `ISA_GATEWAY_WITNESS_KEY_FILE`, or `<state>/witness.key` (0600, refused if others can read it).
+pub fn witness_key(state: &Path) -> Result<CheckpointKey, KeyError> {
+    let seed = if let Ok(hex) = std::env::var("ISA_GATEWAY_WITNESS_KEY") {
+        parse_hex("ISA_GATEWAY_WITNESS_KEY", &Zeroizing::new(hex))?
+    } else if let Ok(path) = std::env::var("ISA_GATEWAY_WITNESS_KEY_FILE") {
+        read_file(Path::new(&path))?
+    } else if witness_key_path(state).is_file() {
+        read_file(&witness_key_path(state))?
+    } else {
+        return Err(KeyError::Missing(vec![format!(
+            "{} (run `isa-gateway witness init`)",
+            witness_key_path(state).display()
+        )]));
+    };
+    Ok(CheckpointKey::from_seed(&seed))
+}
+
+/// Makes a witness's signing key at `<state>/witness.key` (0600). Refuses if it exists: the
+/// gateway and auditors pin its public half.
+pub fn new_witness_key(state: &Path) -> Result<CheckpointKey, KeyError> {
+    let path = witness_key_path(state);
+    if path.exists() {
+        return Err(KeyError::FileExists(path));
+    }
+    let seed = random_key()?;
+    write_key(&path, &seed)?;
+    Ok(CheckpointKey::from_seed(&seed))
 }
 
 fn read_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {

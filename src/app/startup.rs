@@ -53,6 +53,21 @@ pub fn checkpoint_log(config: &Config) -> Option<crate::audit::checkpoint_log::C
         .map(|dir| crate::audit::checkpoint_log::CheckpointLog::new(dir, &config.ledger.origin))
 }
 
+/// The checkpoints' origin, their log outside the database, and the witnesses who cosign them.
+pub fn publication(config: &Config) -> crate::audit::checkpointer::Publication {
+    crate::audit::checkpointer::Publication {
+        origin: config.ledger.origin.clone(),
+        log: checkpoint_log(config),
+        // Each was parsed when the configuration was checked; one that does not parse was refused there.
+        witnesses: config
+            .ledger
+            .witnesses
+            .iter()
+            .filter_map(|w| crate::ledger::cosignature::Witness::parse(w).ok())
+            .collect(),
+    }
+}
+
 pub struct Application {
     addr: SocketAddr,
     server: actix_web::dev::Server,
@@ -106,7 +121,7 @@ impl Application {
                 clock.clone(),
                 config.ledger.checkpoint_every_entries.max(1),
                 Duration::from_secs(config.ledger.checkpoint_every_secs.max(1)),
-                checkpoint_log(&config),
+                publication(&config),
             )
             .await?,
         );

@@ -5,6 +5,7 @@
 //! entries.jsonl     the agreement's ledger entries, one per line: {"seq","prev_hash","hash","event":{…}}
 //! proofs.jsonl      for each entry, its audit path in the checkpoint's tree: {"seq","tree_size","path":[hex…]}
 //! checkpoint.json   the signed checkpoint every proof refers to
+//! checkpoint.note   the same checkpoint as a C2SP signed note, with every witness cosignature kept for it
 //! public_key.txt    the checkpoint key, `ed25519:<hex>`; pin it from a channel you trust
 //! ```
 //!
@@ -18,7 +19,8 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::checkpoint::{Checkpoint, CheckpointJson, parse_public_key, public_key_text};
-use crate::ledger::{Entry, Event, Hash, Ledger, LedgerError, merkle};
+use crate::ledger::cosignature::{self, Witness};
+use crate::ledger::{Entry, Event, Hash, Ledger, LedgerError, merkle, note};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BundleEntry {
@@ -71,12 +73,14 @@ fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<(), BundleError
     f.flush().map_err(|e| io(path, e))
 }
 
-/// Writes the bundle for `entries` (already selected) against `checkpoint`, which must cover them.
+/// Writes the bundle for `entries` (already selected) against `checkpoint`, which must cover them;
+/// `note` is that checkpoint as a signed note with its cosignatures.
 pub async fn export(
     ledger: &dyn Ledger,
     entries: &[Entry],
     checkpoint: &Checkpoint,
     public: &VerifyingKey,
+    note: &str,
     out: &Path,
 ) -> Result<(), BundleError> {
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
@@ -100,6 +104,7 @@ pub async fn export(
     write_lines(&out.join("proofs.jsonl"), &proofs)?;
     let cp = serde_json::to_vec_pretty(&checkpoint.to_json()).map_err(|e| io(out, e))?;
     crate::platform::fs::write_file(&out.join("checkpoint.json"), &cp, true).map_err(|e| io(out, e))?;
+    crate::platform::fs::write_file(&out.join("checkpoint.note"), note.as_bytes(), true).map_err(|e| io(out, e))?;
     let key = format!("{}\n", public_key_text(public));
     crate::platform::fs::write_file(&out.join("public_key.txt"), key.as_bytes(), true).map_err(|e| io(out, e))?;
     Ok(())
@@ -110,6 +115,10 @@ pub async fn export(
 pub struct BundleReport {
     pub entries: usize,
     pub tree_size: u64,
+    /// The checkpoint's origin line, when witnesses were checked.
+    pub origin: Option<String>,
+    /// Each witness asked for, by name, and when it cosigned the bundle's checkpoint.
+    pub witnessed: Vec<(String, u64)>,
 }
 
 fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, BundleError> {
@@ -132,9 +141,43 @@ fn hash(text: &str, what: &str, seq: i64) -> Result<Hash, BundleError> {
         .ok_or_else(|| BundleError::Invalid(format!("entry {seq}: {what} is not a 32-byte hex hash")))
 }
 
+/// Each of `witnesses` must have cosigned the bundle's checkpoint: `checkpoint.note` is the same
+/// tree (size and root) as `checkpoint.json`, signed by `key`, with a verifying cosignature line
+/// from every one. Returns the note's origin and each witness's cosignature time.
+fn check_witnesses(
+    dir: &Path,
+    cp: &Checkpoint,
+    key: &VerifyingKey,
+    witnesses: &[Witness],
+) -> Result<(String, Vec<(String, u64)>), BundleError> {
+    let p = dir.join("checkpoint.note");
+    let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
+    let origin = text.split('\n').next().unwrap_or_default().to_owned();
+    let (size, root) =
+        note::verify(&text, &origin, key).map_err(|e| BundleError::Invalid(format!("checkpoint.note: {e}")))?;
+    if (size, root) != (cp.tree_size, cp.root) {
+        return Err(BundleError::Invalid(
+            "checkpoint.note is not the checkpoint of checkpoint.json (tree size or root differ)".into(),
+        ));
+    }
+    let mut witnessed = Vec::with_capacity(witnesses.len());
+    for w in witnesses {
+        let c = cosignature::find(&text, w).ok_or_else(|| {
+            BundleError::Invalid(format!(
+                "no cosignature by witness {} (key id {}) on the bundle's checkpoint verifies",
+                w.name,
+                hex::encode(w.key_id())
+            ))
+        })?;
+        witnessed.push((w.name.clone(), c.time));
+    }
+    Ok((origin, witnessed))
+}
+
 /// Verifies a bundle offline. `pinned` is the checkpoint key the auditor trusts; without it the
-/// bundle's own `public_key.txt` is used (which proves integrity, not origin).
-pub fn verify(dir: &Path, pinned: Option<&VerifyingKey>) -> Result<BundleReport, BundleError> {
+/// bundle's own `public_key.txt` is used (which proves integrity, not origin). Each of
+/// `witnesses` must have cosigned the bundle's checkpoint.
+pub fn verify(dir: &Path, pinned: Option<&VerifyingKey>, witnesses: &[Witness]) -> Result<BundleReport, BundleError> {
     let key = match pinned {
         Some(k) => *k,
         None => {
@@ -154,6 +197,12 @@ pub fn verify(dir: &Path, pinned: Option<&VerifyingKey>) -> Result<BundleReport,
             "the checkpoint's signature does not verify with the checkpoint key".into(),
         ));
     }
+    let (origin, witnessed) = if witnesses.is_empty() {
+        (None, Vec::new())
+    } else {
+        let (origin, witnessed) = check_witnesses(dir, &cp, &key, witnesses)?;
+        (Some(origin), witnessed)
+    };
     let entries: Vec<BundleEntry> = read_lines(&dir.join("entries.jsonl"))?;
     let proofs: Vec<BundleProof> = read_lines(&dir.join("proofs.jsonl"))?;
     if entries.len() != proofs.len() {
@@ -183,5 +232,7 @@ pub fn verify(dir: &Path, pinned: Option<&VerifyingKey>) -> Result<BundleReport,
     Ok(BundleReport {
         entries: entries.len(),
         tree_size: cp.tree_size,
+        origin,
+        witnessed,
     })
 }

@@ -8,15 +8,29 @@ use tokio::sync::Mutex;
 
 use crate::audit::checkpoint_log::{CheckpointLog, extends};
 use crate::ledger::checkpoint::Checkpoint;
+use crate::ledger::cosignature::Witness;
 use crate::ledger::signing::CheckpointKey;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, StoredCosignature, note};
 use crate::platform::clock::Clock;
+
+/// What a checkpoint is called outside the database, where it is also kept, and who cosigns it.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The checkpoints' origin line: this ledger's name for auditors and witnesses.
+    pub origin: String,
+    /// Where every signed checkpoint is also written, outside the database.
+    pub log: Option<CheckpointLog>,
+    /// The witnesses whose cosignatures the gateway accepts and keeps.
+    pub witnesses: Vec<Witness>,
+}
 
 pub struct Checkpointer {
     ledger: Arc<dyn Ledger>,
     key: CheckpointKey,
     /// Where every signed checkpoint is also written, outside the database.
     log: Option<CheckpointLog>,
+    origin: String,
+    witnesses: Vec<Witness>,
     clock: Clock,
     every_entries: u64,
     every: Duration,
@@ -31,13 +45,15 @@ impl Checkpointer {
         clock: Clock,
         every_entries: u64,
         every: Duration,
-        log: Option<CheckpointLog>,
+        publication: Publication,
     ) -> Result<Self, LedgerError> {
         let last = ledger.checkpoints().await?.pop();
         let me = Self {
             ledger,
             key,
-            log,
+            log: publication.log,
+            origin: publication.origin,
+            witnesses: publication.witnesses,
             clock,
             every_entries,
             every,
@@ -63,6 +79,30 @@ impl Checkpointer {
 
     pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
         self.key.public()
+    }
+
+    /// The checkpoints' origin line.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The witnesses whose cosignatures are accepted.
+    pub fn witnesses(&self) -> &[Witness] {
+        &self.witnesses
+    }
+
+    /// `cp` as a C2SP signed note: the gateway's signature, then every kept cosignature on that
+    /// very tree (size and root) as further signature lines.
+    pub fn note(&self, cp: &Checkpoint, cosignatures: &[StoredCosignature]) -> String {
+        let mut text = note::sign(&self.origin, cp.tree_size, &cp.root, &self.key);
+        for c in cosignatures
+            .iter()
+            .filter(|c| c.tree_size == cp.tree_size && c.root == cp.root)
+        {
+            text.push_str(&c.cosignature.line());
+            text.push('\n');
+        }
+        text
     }
 
     /// Signs and stores a checkpoint of the whole ledger now, unless the latest already covers it.

@@ -16,27 +16,39 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
         dir,
         public_key,
         allow_unpinned,
+        witnesses,
     } = &command
     {
-        if public_key.is_none() && !allow_unpinned {
+        let witnesses = parse_witnesses(witnesses)?;
+        if public_key.is_none() && witnesses.is_empty() && !allow_unpinned {
             return Err(
-                "a bundle proves nothing without the key you trust: pass --public-key ed25519:<hex> \
-                 (from a channel other than the bundle), or --allow-unpinned to check its integrity only"
+                "a bundle proves nothing without the key or the witnesses you trust: pass --public-key \
+                 ed25519:<hex> (from a channel other than the bundle) and/or --witness <vkey>, or --allow-unpinned \
+                 to check its integrity only"
                     .into(),
             );
         }
-        let report = crate::audit::bundle::verify(dir, pinned(public_key)?.as_ref())
+        let report = crate::audit::bundle::verify(dir, pinned(public_key)?.as_ref(), &witnesses)
             .map_err(|e| format!("bundle does not verify: {e}"))?;
-        if public_key.is_none() {
+        if public_key.is_none() && witnesses.is_empty() {
             println!(
                 "integrity only: {} entries consistent with the signed tree of {} entries, under the bundle's own \
-                 public_key.txt; who signed it is NOT proved (pin the key with --public-key)",
+                 public_key.txt; who signed it is NOT proved (pin the key with --public-key, or name witnesses)",
                 report.entries, report.tree_size
             );
         } else {
             println!(
                 "ok: {} entries, each in the signed tree of {} entries",
                 report.entries, report.tree_size
+            );
+            let key = if public_key.is_some() {
+                "the pinned checkpoint key"
+            } else {
+                "the bundle's own public_key.txt (the checkpoint key is NOT pinned; the witnesses vouch for the tree)"
+            };
+            println!(
+                "trusted: {key}{}",
+                witness_words(&report.witnessed, report.origin.as_deref())
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -55,8 +67,12 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
     let key = || store.checkpoint_key(false).map(|(k, _)| k).map_err(|e| e.to_string());
     match command {
         LedgerCommand::Verify {
-            public_key, checkpoint, ..
+            public_key,
+            checkpoint,
+            witnesses,
+            ..
         } => {
+            let witnesses = parse_witnesses(&witnesses)?;
             let trusted_key = if public_key.is_some() {
                 "the pinned key"
             } else {
@@ -118,6 +134,33 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                         println!("BROKEN: {problem}");
                         return Ok(ExitCode::FAILURE);
                     }
+                    // The witnesses the auditor named: each must vouch for a tree the ledger extends.
+                    let witnessed = crate::audit::witnesses::witnessed(ledger.as_ref(), origin, &witnesses)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut vouched = Vec::new();
+                    for (w, seen) in witnesses.iter().zip(witnessed) {
+                        use crate::audit::witnesses::Witnessed;
+                        match seen {
+                            Witnessed::Extends { tree_size, time } => vouched.push((w.name.clone(), tree_size, time)),
+                            Witnessed::None => {
+                                println!(
+                                    "BROKEN: no cosignature by witness {} on any checkpoint of {origin} verifies \
+                                     (has the witness run `isa-gateway witness cosign`?)",
+                                    w.name
+                                );
+                                return Ok(ExitCode::FAILURE);
+                            }
+                            Witnessed::Contradicted { tree_size } => {
+                                println!(
+                                    "BROKEN: witness {} cosigned the tree of {tree_size} entries, which the ledger no \
+                                     longer extends: history was rewritten",
+                                    w.name
+                                );
+                                return Ok(ExitCode::FAILURE);
+                            }
+                        }
+                    }
                     println!(
                         "ok: {} entries, chain head {}, {} checkpoint(s) verified; transfer listings and subject \
                          index match the entries",
@@ -130,6 +173,16 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                          checkpoint(s) given, each extended by the ledger",
                         checkpoint.len()
                     );
+                    if vouched.is_empty() {
+                        println!("witnesses: none named (pass --witness <vkey> to require their cosignatures)");
+                    }
+                    for (name, tree_size, time) in vouched {
+                        println!(
+                            "witness {name}: cosigned the tree of {tree_size} entries (at {}), which the ledger \
+                             extends; entries after it rest on the checkpoint key alone",
+                            jiff::Timestamp::from_second(i64::try_from(time).unwrap_or(0)).unwrap_or_default()
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(b) => {
@@ -145,7 +198,7 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                 crate::platform::clock::Clock::System,
                 1,
                 std::time::Duration::from_secs(1),
-                crate::app::startup::checkpoint_log(&config),
+                crate::app::startup::publication(&config),
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -169,7 +222,7 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                 crate::platform::clock::Clock::System,
                 1,
                 std::time::Duration::from_secs(1),
-                crate::app::startup::checkpoint_log(&config),
+                crate::app::startup::publication(&config),
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -182,9 +235,23 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                 .entries_for(&agreement, since, until)
                 .await
                 .map_err(|e| e.to_string())?;
-            crate::audit::bundle::export(ledger.as_ref(), &entries, &cp, &checkpointer.public_key(), &out)
+            // The newest checkpoint every configured witness cosigned, if it covers the entries;
+            // otherwise the one just made (which no witness has seen yet).
+            let covered = entries.last().map_or(0, |e| u64::try_from(e.seq).unwrap_or(0));
+            let cp = crate::audit::witnesses::newest_witnessed(ledger.as_ref(), &checkpointer, covered)
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or(cp);
+            let cosignatures = ledger.cosignatures(cp.tree_size).await.map_err(|e| e.to_string())?;
+            let note = checkpointer.note(&cp, &cosignatures);
+            crate::audit::bundle::export(ledger.as_ref(), &entries, &cp, &checkpointer.public_key(), &note, &out)
                 .await
                 .map_err(|e| e.to_string())?;
+            let carried = cosignatures
+                .iter()
+                .filter(|c| c.tree_size == cp.tree_size && c.root == cp.root)
+                .count();
+            println!("the bundle's checkpoint carries {carried} witness cosignature(s)");
             println!(
                 "wrote {} entries for {agreement} to {} (checkpoint at tree size {}); verify with `isa-gateway ledger verify-bundle {}`",
                 entries.len(),
@@ -196,4 +263,31 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
         }
         LedgerCommand::VerifyBundle { .. } => Ok(ExitCode::FAILURE),
     }
+}
+
+/// The witnesses named on the command line, each a C2SP verifier key.
+fn parse_witnesses(vkeys: &[String]) -> Result<Vec<crate::ledger::cosignature::Witness>, String> {
+    vkeys
+        .iter()
+        .map(|v| crate::ledger::cosignature::Witness::parse(v).map_err(|e| format!("--witness: {e}")))
+        .collect()
+}
+
+/// "; witnesses a (at …), b (at …) cosigned the tree of <origin>", or nothing.
+fn witness_words(witnessed: &[(String, u64)], origin: Option<&str>) -> String {
+    if witnessed.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = witnessed
+        .iter()
+        .map(|(name, time)| {
+            let at = jiff::Timestamp::from_second(i64::try_from(*time).unwrap_or(0)).unwrap_or_default();
+            format!("{name} (at {at})")
+        })
+        .collect();
+    format!(
+        "; witnesses {} cosigned this tree of {}",
+        names.join(", "),
+        origin.unwrap_or("the ledger")
+    )
 }

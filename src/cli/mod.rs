@@ -7,6 +7,7 @@ mod keys;
 mod ledger;
 mod serve;
 mod transfers;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -111,6 +112,11 @@ enum Command {
         /// Makes a retry safe: the same key and request give the same transfer.
         #[arg(long)]
         idempotency_key: Option<String>,
+    },
+    /// Witness a gateway's ledger: cosign its checkpoints (C2SP tlog-cosignature), refusing forks.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
     },
     /// Bearer tokens for users.
     Token {
@@ -231,6 +237,10 @@ enum LedgerCommand {
         /// A checkpoint you kept (a C2SP signed note): the ledger must still extend it.
         #[arg(long)]
         checkpoint: Vec<PathBuf>,
+        /// A witness you trust (its C2SP verifier key, `name+keyid+base64`; repeatable): it must
+        /// have cosigned a checkpoint, and the ledger must still extend the largest it cosigned.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
     },
     /// Sign a checkpoint of the whole ledger now.
     Checkpoint {
@@ -261,7 +271,34 @@ enum LedgerCommand {
         /// Check integrity only, against the bundle's own key: proves nothing about who made it.
         #[arg(long)]
         allow_unpinned: bool,
+        /// A witness you trust (its C2SP verifier key, `name+keyid+base64`; repeatable): it must
+        /// have cosigned the bundle's checkpoint.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum WitnessCommand {
+    /// Make this witness's Ed25519 key (0600) in its state folder and print its verifier key,
+    /// which the gateway's operator adds to `ledger.witnesses` and auditors pass as `--witness`.
+    Init {
+        #[command(flatten)]
+        state: witness::StateArg,
+        /// The witness's name, e.g. `audit.partner.example/witness` (no spaces, no '+').
+        #[arg(long)]
+        name: String,
+    },
+    /// Print this witness's verifier key.
+    Show {
+        #[command(flatten)]
+        state: witness::StateArg,
+    },
+    /// Fetch the gateway's latest checkpoint and the consistency proof from the last one this
+    /// witness cosigned, verify both, and only then cosign it and send the cosignature to the
+    /// gateway. Refuses (exit 1, nothing signed, state kept) a checkpoint that does not extend
+    /// the last one cosigned.
+    Cosign(witness::CosignArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -330,6 +367,7 @@ pub fn main() -> ExitCode {
                 };
                 disclose::disclose(&client, idempotency_key.as_deref()).await
             }
+            Command::Witness { command } => witness::witness(command).await,
             Command::LegalBases => {
                 print!("{}", crate::policy::legal::reference_markdown());
                 Ok(ExitCode::SUCCESS)

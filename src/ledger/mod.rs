@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod entry;
 pub mod error;
 pub mod merkle;
@@ -29,6 +30,14 @@ pub use self::error::*;
 pub use self::read_model::*;
 pub use self::sql::{SessionStore, SqlLedger, StoredSession};
 pub use self::verify::*;
+
+/// A witness's cosignature as the gateway keeps it: on which tree (size and root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCosignature {
+    pub tree_size: u64,
+    pub root: Hash,
+    pub cosignature: cosignature::Cosignature,
+}
 
 /// A permitted transfer's place in the outbox.
 #[derive(Debug, Clone)]
@@ -212,6 +221,12 @@ pub trait Ledger: Send + Sync {
     async fn store_checkpoint(&self, checkpoint: &checkpoint::Checkpoint) -> Result<(), LedgerError>;
     /// Every stored checkpoint, smallest tree first.
     async fn checkpoints(&self) -> Result<Vec<checkpoint::Checkpoint>, LedgerError>;
+    /// Keeps a witness's cosignature on the checkpoint of `tree_size` entries and root `root`
+    /// (checked by the caller). `false` when that witness's cosignature on that tree size was
+    /// already kept (the first is kept; rows are append-only).
+    async fn store_cosignature(&self, cosigned: &StoredCosignature) -> Result<bool, LedgerError>;
+    /// Every kept cosignature on trees of at least `min_tree_size` entries, smallest tree first.
+    async fn cosignatures(&self, min_tree_size: u64) -> Result<Vec<StoredCosignature>, LedgerError>;
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError>;
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryItem>, LedgerError>;
     /// Transfers in decision order, after the cursor.

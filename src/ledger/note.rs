@@ -32,7 +32,9 @@ pub fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-fn body(origin: &str, tree_size: u64, root: &Hash) -> String {
+/// The note's body: origin, tree size and root, each line ending in a newline (what the gateway
+/// signs, and what a witness cosigns).
+pub fn body(origin: &str, tree_size: u64, root: &Hash) -> String {
     format!("{origin}\n{tree_size}\n{}\n", B64.encode(root))
 }
 

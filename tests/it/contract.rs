@@ -662,18 +662,32 @@ async fn ordinary_sql_cannot_change_history(kind: Kind) {
     let key = CheckpointKey::from_seed(&[3; 32]);
     let cp = Checkpoint::sign(1, ledger.root(1).await.unwrap(), Timestamp::now(), &key);
     ledger.store_checkpoint(&cp).await.unwrap();
+    // A witness's cosignature on it: kept once (the first), read back as written.
+    let body = isa_gateway::ledger::note::body("isa-gateway", 1, &cp.root);
+    let witness_key = CheckpointKey::from_seed(&[4; 32]);
+    let cosigned = |time| isa_gateway::ledger::StoredCosignature {
+        tree_size: 1,
+        root: cp.root,
+        cosignature: isa_gateway::ledger::cosignature::Cosignature::sign("w.example/w", &witness_key, &body, time),
+    };
+    assert!(ledger.store_cosignature(&cosigned(1_800_000_000)).await.unwrap());
+    assert!(!ledger.store_cosignature(&cosigned(1_800_000_001)).await.unwrap());
+    assert_eq!(ledger.cosignatures(0).await.unwrap(), vec![cosigned(1_800_000_000)]);
+    assert!(ledger.cosignatures(2).await.unwrap().is_empty());
     let mut conn = db.raw().await;
     for sql in [
         "UPDATE ledger_entries SET agreement_id = 'b' WHERE seq = 1",
         "DELETE FROM ledger_entries WHERE seq = 1",
         "UPDATE checkpoints SET signature = 'ab'",
         "DELETE FROM checkpoints",
+        "UPDATE cosignatures SET signature = 'ab'",
+        "DELETE FROM cosignatures",
     ] {
         let err = conn.execute(sql).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
     if kind == Kind::Postgres {
-        for table in ["ledger_entries", "checkpoints"] {
+        for table in ["ledger_entries", "checkpoints", "cosignatures"] {
             let err = conn.execute(format!("TRUNCATE {table}").as_str()).await.unwrap_err();
             assert!(err.to_string().contains("append-only"), "{table}: {err}");
         }

@@ -14,7 +14,7 @@ async fn app_with_three_transfers() -> TestApp {
 }
 
 /// Three GP updates, each delivered: six entries.
-async fn three_transfers(app: TestApp) -> TestApp {
+pub(crate) async fn three_transfers(app: TestApp) -> TestApp {
     for _ in 0..3 {
         let (status, body, _) = app.post(GP_AGREEMENT, "gp_update", &gp_update()).await;
         assert_eq!(status, 202);
@@ -25,7 +25,7 @@ async fn three_transfers(app: TestApp) -> TestApp {
 
 /// Rewrites `entries` in the database as a consistent chain from `prev`: every hash recomputed,
 /// as an intruder covering their tracks would.
-async fn rechain(conn: &mut sqlx::AnyConnection, entries: &mut [Entry], mut prev: [u8; 32]) {
+pub(crate) async fn rechain(conn: &mut sqlx::AnyConnection, entries: &mut [Entry], mut prev: [u8; 32]) {
     for e in entries {
         e.prev_hash = prev;
         e.hash = Entry::compute_hash(e.seq, &e.prev_hash, &e.event);
@@ -47,7 +47,7 @@ async fn tamper(app: &TestApp, sql: &str) {
     conn.close().await.unwrap();
 }
 
-async fn intruder(app: &TestApp) -> sqlx::AnyConnection {
+pub(crate) async fn intruder(app: &TestApp) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
     let url = format!("sqlite://{}", app.db_path().display());
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
@@ -182,7 +182,7 @@ async fn checkpointed() -> (TestApp, CheckpointJson, String) {
     (app, cp, body["public_key"].as_str().unwrap().to_owned())
 }
 
-fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+pub(crate) fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
         .args(args)
         .arg("--config")
@@ -192,7 +192,7 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn stdout(o: &std::process::Output) -> String {
+pub(crate) fn stdout(o: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),

@@ -25,3 +25,4 @@ mod tls;
 mod tokens;
 mod transfers;
 mod vectors;
+mod witness;

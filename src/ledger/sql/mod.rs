@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::checkpoint::Checkpoint;
 mod batch;
 mod connect;
+mod cosignatures;
 mod outbox;
 mod reports;
 mod rows;
@@ -364,6 +365,14 @@ impl Ledger for SqlLedger {
                 })
             })
             .collect()
+    }
+
+    async fn store_cosignature(&self, cosigned: &super::StoredCosignature) -> Result<bool, LedgerError> {
+        self.insert_cosignature(cosigned).await
+    }
+
+    async fn cosignatures(&self, min_tree_size: u64) -> Result<Vec<super::StoredCosignature>, LedgerError> {
+        self.select_cosignatures(min_tree_size).await
     }
 
     async fn outbox_depth(&self) -> Result<Vec<(String, i64)>, LedgerError> {

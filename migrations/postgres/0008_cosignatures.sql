@@ -1,0 +1,25 @@
+-- Witnesses' cosignatures on signed checkpoints (C2SP tlog-cosignature, Ed25519 cosignature/v1):
+-- each row is one witness's signature over the checkpoint (tree size and root) it saw. Kept with
+-- the root it covers, so a cosignature still says what the witness saw whatever becomes of the
+-- checkpoint rows. Append-only like the checkpoints: a witness's word is not taken back.
+CREATE TABLE cosignatures (
+    tree_size BIGINT NOT NULL,
+    root      TEXT NOT NULL,   -- hex: the checkpoint's root the cosignature covers
+    witness   TEXT NOT NULL,   -- the witness's key name
+    key_id    TEXT NOT NULL,   -- hex, 4 bytes: SHA-256(name || 0x0A || 0x04 || public key)[:4]
+    time_s    BIGINT NOT NULL, -- the witness's timestamp, seconds since the Unix epoch
+    signature TEXT NOT NULL,   -- hex Ed25519 over "cosignature/v1\ntime <t>\n" || note body
+    PRIMARY KEY (tree_size, witness, key_id)
+);
+
+CREATE FUNCTION cosignatures_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'cosignatures are append-only';
+END;
+$$;
+CREATE TRIGGER cosignatures_no_update BEFORE UPDATE ON cosignatures
+FOR EACH ROW EXECUTE FUNCTION cosignatures_append_only();
+CREATE TRIGGER cosignatures_no_delete BEFORE DELETE ON cosignatures
+FOR EACH ROW EXECUTE FUNCTION cosignatures_append_only();
+CREATE TRIGGER cosignatures_no_truncate BEFORE TRUNCATE ON cosignatures
+FOR EACH STATEMENT EXECUTE FUNCTION cosignatures_append_only();
