@@ -9,7 +9,8 @@ CREATE TABLE cosignatures (
     key_id    TEXT NOT NULL,    -- hex, 4 bytes: SHA-256(name || 0x0A || 0x04 || public key)[:4]
     time_s    INTEGER NOT NULL, -- the witness's timestamp, seconds since the Unix epoch
     signature TEXT NOT NULL,    -- hex Ed25519 over "cosignature/v1\ntime <t>\n" || note body
-    PRIMARY KEY (tree_size, witness, key_id)
+    -- Every signature is kept: a row an insider inserted first cannot shadow the witness's own.
+    PRIMARY KEY (tree_size, witness, key_id, signature)
 ) STRICT;
 
 CREATE TRIGGER cosignatures_no_update BEFORE UPDATE ON cosignatures

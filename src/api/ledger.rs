@@ -27,7 +27,29 @@ async fn checkpoint_body(
 pub async fn latest(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auditor(&req, &state)?;
     let cps = state.ledger.checkpoints().await?;
-    let cp = cps.last().ok_or_else(ApiError::not_found)?;
+    // Never re-sign what the database says: the newest row that carries the key's own signature
+    // over a tree this gateway holds (another gateway's newer one waits until this one catches
+    // up), and whose root is the ledger's own at that size.
+    let public = state.checkpointer.public_key();
+    let size = state.ledger.tree_size().await;
+    if cps.last().is_some_and(|cp| !cp.verify(&public)) {
+        tracing::error!("ALERT: the latest stored checkpoint row is not signed by this gateway's key; not served");
+    }
+    let cp = cps
+        .iter()
+        .rev()
+        .find(|cp| cp.verify(&public) && cp.tree_size <= size)
+        .ok_or_else(ApiError::not_found)?;
+    if state.ledger.root(cp.tree_size).await? != cp.root {
+        tracing::error!(
+            tree_size = cp.tree_size,
+            "ALERT: a signed checkpoint's root is not the ledger's own; not served"
+        );
+        return Err(ApiError::ledger_unavailable(&crate::ledger::LedgerError::Corrupt {
+            seq: i64::try_from(cp.tree_size).unwrap_or(i64::MAX),
+            what: "a checkpoint's root is not the ledger's".into(),
+        }));
+    }
     Ok(HttpResponse::Ok().json(checkpoint_body(&state, cp).await?))
 }
 

@@ -86,13 +86,22 @@ pub async fn accept(
     if i64::try_from(cosignature.time).map_or(true, |t| t > now.as_second() + CLOCK_GRACE_SECS) {
         return Ok(Err(Refusal::FromTheFuture));
     }
-    let new = ledger
-        .store_cosignature(&StoredCosignature {
-            tree_size,
-            root: *root,
-            cosignature,
-        })
-        .await?;
+    // One verifying cosignature per witness and tree is enough; a row that does not verify (an
+    // insider's, in the witness's name) does not count, so it cannot stop the real one landing.
+    let body = note::body(checkpointer.origin(), tree_size, root);
+    let already = ledger
+        .cosignatures(tree_size)
+        .await?
+        .iter()
+        .any(|c| c.tree_size == tree_size && c.root == *root && c.cosignature.verifies(witness, &body));
+    let new = !already
+        && ledger
+            .store_cosignature(&StoredCosignature {
+                tree_size,
+                root: *root,
+                cosignature,
+            })
+            .await?;
     Ok(Ok(Accepted { checkpoint, new }))
 }
 
@@ -130,6 +139,9 @@ pub enum Witnessed {
     None,
     /// The witness cosigned a tree the ledger no longer extends: history was rewritten.
     Contradicted { tree_size: u64 },
+    /// A stored row names the witness (its name and key id) but does not verify under its key: a
+    /// forged or damaged cosignature, which could only have been put there to shadow a real one.
+    Forged { tree_size: u64 },
 }
 
 /// For each witness, the largest tree it cosigned (a kept cosignature that verifies under its key
@@ -142,6 +154,15 @@ pub async fn witnessed(
     let cosignatures = ledger.cosignatures(0).await?;
     let mut out = Vec::with_capacity(witnesses.len());
     for w in witnesses {
+        let forged = cosignatures.iter().find(|c| {
+            c.cosignature.name == w.name
+                && c.cosignature.key_id == w.key_id()
+                && !c.cosignature.verifies(w, &note::body(origin, c.tree_size, &c.root))
+        });
+        if let Some(c) = forged {
+            out.push(Witnessed::Forged { tree_size: c.tree_size });
+            continue;
+        }
         let newest = cosignatures
             .iter()
             .rev()

@@ -151,6 +151,14 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                                 );
                                 return Ok(ExitCode::FAILURE);
                             }
+                            Witnessed::Forged { tree_size } => {
+                                println!(
+                                    "BROKEN: a stored cosignature in witness {}'s name on the tree of {tree_size} entries \
+                                     does not verify under its key: it was forged or damaged in the database",
+                                    w.name
+                                );
+                                return Ok(ExitCode::FAILURE);
+                            }
                             Witnessed::Contradicted { tree_size } => {
                                 println!(
                                     "BROKEN: witness {} cosigned the tree of {tree_size} entries, which the ledger no \

@@ -124,9 +124,21 @@ impl Client {
             "root": hex::encode(root),
             "cosignature": cosignature.line(),
         });
-        let _: serde_json::Value = self
+        let answer: serde_json::Value = self
             .send("handing in the cosignature", self.http.post(url).json(&body))
             .await?;
+        // Kept means served back: the gateway's note for this tree must carry our own line (a row
+        // put there first in our name must not shadow it).
+        let line = cosignature.line();
+        let kept = answer
+            .get("note")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|note| note.lines().any(|l| format!("{l}\n") == line || l == line.trim_end()));
+        if !kept {
+            return Err(failed(
+                "the gateway did not serve back our cosignature with the checkpoint",
+            ));
+        }
         Ok(())
     }
 }

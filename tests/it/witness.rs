@@ -473,3 +473,59 @@ async fn cosignatures_by_unknown_keys_or_on_checkpoints_never_signed_are_refused
     );
     assert_eq!(app.ledger.cosignatures(0).await.unwrap().len(), 1);
 }
+
+/// The insider inserts a cosignature row in the witness's name (its key id, a garbage signature)
+/// on the tree it is about to cosign: the witness's own still lands and is served back, and
+/// `ledger verify --witness` names the forged row instead of falling back to an older tree.
+#[tokio::test]
+async fn a_forged_cosignature_row_neither_shadows_the_witness_nor_passes_verify() {
+    let w = witness_init();
+    let app = three_transfers(gateway_with_witness(&w.vkey).await).await;
+    let port = app.addr.port();
+    let signed = checkpoint(&app, port).await;
+    let gateway_key = signed["public_key"].as_str().unwrap().to_owned();
+    let size = signed["checkpoint"]["tree_size"].as_i64().unwrap();
+    let root = signed["checkpoint"]["root"].as_str().unwrap().to_owned();
+    let mut conn = intruder(&app).await;
+    sqlx::query(
+        "INSERT INTO cosignatures (tree_size, root, witness, key_id, time_s, signature) VALUES ($1, $2, $3, $4, 0, $5)",
+    )
+    .bind(size)
+    .bind(&root)
+    .bind(NAME)
+    .bind(hex::encode(w.witness().key_id()))
+    .bind("00".repeat(64))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let o = w.cosign(port, &gateway_key).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let note_text = latest(&app, port).await["note"].as_str().unwrap().to_owned();
+    assert!(cosignature::find(&note_text, &w.witness()).is_some(), "{note_text}");
+
+    let o = cli(&app, &["ledger", "verify", "--witness", w.vkey.as_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("does not verify under its key"), "{}", text(&o));
+
+    // A checkpoint row the insider inserted (a tree that never existed, not signed by the key) is
+    // never re-signed and served: the latest is still the real one.
+    let mut conn = intruder(&app).await;
+    sqlx::query("INSERT INTO checkpoints (tree_size, root, at_us, signature) VALUES (1000000000, $1, 0, $2)")
+        .bind("ab".repeat(32))
+        .bind("00".repeat(64))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let r = app
+        .auditor
+        .get(format!("https://localhost:{port}/v1/ledger/checkpoint"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let served: Value = r.json().await.unwrap();
+    assert_eq!(served["checkpoint"]["tree_size"].as_i64(), Some(size), "{served}");
+}

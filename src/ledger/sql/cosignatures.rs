@@ -15,7 +15,7 @@ impl SqlLedger {
     pub(super) async fn insert_cosignature(&self, c: &StoredCosignature) -> Result<bool, LedgerError> {
         let done = sqlx::query(
             "INSERT INTO cosignatures (tree_size, root, witness, key_id, time_s, signature) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size, witness, key_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size, witness, key_id, signature) DO NOTHING",
         )
         .bind(size(c.tree_size))
         .bind(hex::encode(c.root))
