@@ -662,7 +662,8 @@ async fn ordinary_sql_cannot_change_history(kind: Kind) {
     let key = CheckpointKey::from_seed(&[3; 32]);
     let cp = Checkpoint::sign(1, ledger.root(1).await.unwrap(), Timestamp::now(), &key);
     ledger.store_checkpoint(&cp).await.unwrap();
-    // A witness's cosignature on it: kept once (the first), read back as written.
+    // A witness's cosignature on it: each distinct signature kept once (a row someone put first in
+    // the witness's name cannot shadow another), read back as written.
     let body = isa_gateway::ledger::note::body("isa-gateway", 1, &cp.root);
     let witness_key = CheckpointKey::from_seed(&[4; 32]);
     let cosigned = |time| isa_gateway::ledger::StoredCosignature {
@@ -671,8 +672,12 @@ async fn ordinary_sql_cannot_change_history(kind: Kind) {
         cosignature: isa_gateway::ledger::cosignature::Cosignature::sign("w.example/w", &witness_key, &body, time),
     };
     assert!(ledger.store_cosignature(&cosigned(1_800_000_000)).await.unwrap());
-    assert!(!ledger.store_cosignature(&cosigned(1_800_000_001)).await.unwrap());
-    assert_eq!(ledger.cosignatures(0).await.unwrap(), vec![cosigned(1_800_000_000)]);
+    assert!(!ledger.store_cosignature(&cosigned(1_800_000_000)).await.unwrap());
+    assert!(ledger.store_cosignature(&cosigned(1_800_000_001)).await.unwrap());
+    assert_eq!(
+        ledger.cosignatures(0).await.unwrap(),
+        vec![cosigned(1_800_000_000), cosigned(1_800_000_001)]
+    );
     assert!(ledger.cosignatures(2).await.unwrap().is_empty());
     let mut conn = db.raw().await;
     for sql in [

@@ -31,7 +31,7 @@ impl SqlLedger {
     pub(super) async fn select_cosignatures(&self, min_tree_size: u64) -> Result<Vec<StoredCosignature>, LedgerError> {
         let rows = sqlx::query(
             "SELECT tree_size, root, witness, key_id, time_s, signature FROM cosignatures \
-             WHERE tree_size >= $1 ORDER BY tree_size, witness, key_id",
+             WHERE tree_size >= $1 ORDER BY tree_size, witness, key_id, time_s, signature",
         )
         .bind(size(min_tree_size))
         .fetch_all(&self.pool)
