@@ -199,18 +199,30 @@ pub async fn submit(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let system = caller(&req, &state)?;
-    // Nothing is read or recorded before someone is accountable: a system that may send, and a
-    // user with a valid token. Refusals before that are counted and logged only.
-    let user = user(&req, &state)?;
-    may_send(&state, system)?;
-    let agreement_id = path.into_inner();
-    let key = idempotency_key(&req)?;
+    let (system, user, key, body) = accountable_request(&req, payload, &state).await?;
+    Ok(
+        submit_as(&state, system, &user, &path.into_inner(), &body, key, started)
+            .await?
+            .into_response(),
+    )
+}
+
+/// The steps before a transfer is decided, shared by both ways of asking: who is calling (a
+/// system that may send) and the user (a valid token) — nothing is read or recorded before
+/// someone is accountable; refusals before that are counted and logged only — then the
+/// idempotency key and the body within its limits.
+async fn accountable_request<'s>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &'s AppState,
+) -> Result<(&'s SystemConfig, User, Option<String>, ReadBody), ApiError> {
+    let system = caller(req, state)?;
+    let user = user(req, state)?;
+    may_send(state, system)?;
+    let key = idempotency_key(req)?;
     let deadline = std::time::Duration::from_secs(state.limits.body_read_secs);
-    let body = read_body(&req, payload, state.limits.max_body_bytes, deadline).await?;
-    Ok(submit_as(&state, system, &user, &agreement_id, &body, key, started)
-        .await?
-        .into_response())
+    let body = read_body(req, payload, state.limits.max_body_bytes, deadline).await?;
+    Ok((system, user, key, body))
 }
 
 /// `POST /v1/disclosures`: a one-off disclosure (a court order, a coroner's notice, a police
@@ -238,12 +250,7 @@ pub async fn disclose(
         template: Option<String>,
     }
     let started = std::time::Instant::now();
-    let system = caller(&req, &state)?;
-    let user = user(&req, &state)?;
-    may_send(&state, system)?;
-    let key = idempotency_key(&req)?;
-    let deadline = std::time::Duration::from_secs(state.limits.body_read_secs);
-    let body = read_body(&req, payload, state.limits.max_body_bytes, deadline).await?;
+    let (system, user, key, body) = accountable_request(&req, payload, &state).await?;
     // Only a one-off template is taken from the body; anything else is decided (and recorded)
     // as naming no agreement.
     let template = match &body {

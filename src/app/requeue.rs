@@ -61,11 +61,7 @@ pub async fn requeue(
     if let Err(not) = agreement.in_force(today) {
         return Err(format!("{} Not requeued.", not.explain()));
     }
-    // The destination the decision named (a one-off disclosure's choice), else the agreement's.
-    let destination = decided
-        .destination
-        .as_deref()
-        .unwrap_or(&agreement.terms().recipient.destination);
+    let destination = agreement.destination_of(decided.destination.as_deref());
     if config.destination(destination).is_none() {
         return Err(format!(
             "destination {destination} is no longer configured: not requeued"

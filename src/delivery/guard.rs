@@ -84,11 +84,7 @@ pub fn check(
         .get(&decision.agreement_id)
         .filter(|a| decision.agreement_hash.as_deref() == Some(a.content_hash()))
         .ok_or(NotAsDecided::AgreementChanged)?;
-    // The destination the decision named (a one-off disclosure's choice), else the agreement's.
-    let decided = decision
-        .destination
-        .as_deref()
-        .unwrap_or(&agreement.terms().recipient.destination);
+    let decided = agreement.destination_of(decision.destination.as_deref());
     // The recipient the delivery entry will name is the decided one (a one-off disclosure's
     // requester), not an edited outbox row's.
     if decided != item.destination || !agreement.offers_destination(decided) || item.recipient != decision.recipient {

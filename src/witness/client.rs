@@ -133,7 +133,7 @@ impl Client {
         let kept = answer
             .get("note")
             .and_then(serde_json::Value::as_str)
-            .is_some_and(|note| note.lines().any(|l| format!("{l}\n") == line || l == line.trim_end()));
+            .is_some_and(|note| note.lines().any(|l| l == line));
         if !kept {
             return Err(failed(
                 "the gateway did not serve back our cosignature with the checkpoint",

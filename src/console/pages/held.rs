@@ -168,13 +168,14 @@ async fn show(
         .map(|e| e.event)
         .find(|e| e.kind == crate::ledger::EventKind::Decision && e.transfer_id == r.transfer_id);
     let request = decided.as_ref().and_then(|d| d.requester_kind.clone());
-    let destination = decided.as_ref().and_then(|d| d.destination.clone()).or_else(|| {
-        state
-            .catalogue
-            .agreements
-            .get(&r.agreement_id)
-            .map(|a| a.terms().recipient.destination.clone())
-    });
+    let decided_destination = decided.as_ref().and_then(|d| d.destination.as_deref());
+    let destination = state
+        .catalogue
+        .agreements
+        .get(&r.agreement_id)
+        .map(|a| a.destination_of(decided_destination))
+        .or(decided_destination)
+        .map(str::to_owned);
     let can_judge = r.status == TransferStatus::Held && who.has(UserRole::Director);
     let can_review = r.review_due.is_some() && r.reviewed_at.is_none() && who.has(UserRole::Director);
     let own = asked_by(&r, &who);

@@ -127,6 +127,11 @@ impl Agreement {
     pub fn one_off(&self) -> Option<&crate::disclosure::OneOffTerms> {
         self.file.one_off.as_ref()
     }
+    /// Where a transfer under this agreement goes: the destination its decision named (a one-off
+    /// disclosure's choice), else the recipient's.
+    pub fn destination_of<'a>(&'a self, decided: Option<&'a str>) -> &'a str {
+        decided.unwrap_or(&self.file.recipient.destination)
+    }
     /// Whether a transfer under this agreement may be delivered to `destination`: the recipient's,
     /// or for a one-off template one of those it offers.
     pub fn offers_destination(&self, destination: &str) -> bool {
