@@ -219,6 +219,7 @@ pub fn status_for(reason: Reason) -> StatusCode {
             StatusCode::FORBIDDEN
         }
         Reason::NotInForce(_) => StatusCode::CONFLICT,
+        Reason::SubjectIndexUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Reason::MalformedJson => StatusCode::BAD_REQUEST,
         Reason::InvalidEnvelope

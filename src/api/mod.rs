@@ -56,6 +56,8 @@ pub struct AppState {
     pub ledger: std::sync::Arc<dyn Ledger>,
     pub delivery: std::sync::Arc<Delivery>,
     pub clock: Clock,
+    /// Where the subject-index keys are (subject access reads them at the time of asking).
+    pub keys: crate::app::keystore::KeyStore,
     pub limits: Limits,
     pub metrics: std::sync::Arc<crate::platform::metrics::Metrics>,
     pub auth: crate::platform::auth::Authenticator,
@@ -324,14 +326,9 @@ pub(crate) async fn subject_access(
             message: "value is not a \"nhs-number\"".into(),
         }]));
     };
-    let index = state
-        .catalogue
-        .keys
-        .index()
-        .ok_or_else(|| ApiError::internal(&"no index key loaded"))?;
     let answer = crate::audit::subject_access::lookup(
         state.ledger.as_ref(),
-        index,
+        &state.keys,
         &nhs,
         crate::audit::subject_access::Asker {
             system: &system.id,
@@ -340,7 +337,11 @@ pub(crate) async fn subject_access(
         },
         state.clock.now(),
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        crate::audit::subject_access::LookupError::Ledger(e) => ApiError::from(e),
+        crate::audit::subject_access::LookupError::Keys(e) => ApiError::internal(&e),
+    })?;
     tracing::info!(lookup_id = %answer.lookup_id, found = answer.disclosures.len(), "subject access lookup");
     Ok(answer)
 }

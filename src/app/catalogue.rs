@@ -102,11 +102,29 @@ pub fn load_agreements(config: &Config) -> Result<(Agreements, MessageSchemas), 
     }
 }
 
-/// Loads the keys the agreements need; development makes missing ones and says so.
-pub fn load_keys(config: &Config, agreements: &Agreements) -> Result<KeyRing, KeyError> {
+/// The scopes that need a subject-index key: each agreement that indexes an NHS number, and the
+/// subject access lookups themselves.
+pub fn subject_scopes(agreements: &Agreements) -> Vec<&str> {
+    let mut scopes: Vec<&str> = agreements
+        .iter()
+        .filter(|a| !a.subject_index().is_empty())
+        .map(|a| a.id())
+        .collect();
+    scopes.push(crate::policy::keys::SUBJECT_ACCESS_SCOPE);
+    scopes
+}
+
+/// Loads the keys the agreements need; development makes missing ones and says so. A new
+/// subject-index seed starts the year before `now` (the decisions' clock), so a clock a little
+/// behind still finds its year's key.
+pub fn load_keys(config: &Config, agreements: &Agreements, now: jiff::Timestamp) -> Result<KeyRing, KeyError> {
     let needing: Vec<&str> = agreements.iter().filter(|a| a.needs_key()).map(|a| a.id()).collect();
     let dev = config.profile == Profile::Development;
-    let (ring, created) = KeyStore::new(&config.keys_dir).load(&needing, dev)?;
+    let store = KeyStore::new(&config.keys_dir);
+    let (ring, mut created) = store.load(&needing, dev)?;
+    let scopes = subject_scopes(agreements);
+    let year = crate::policy::agreement::utc_date(now).year() - 1;
+    created.extend(store.load_subject_keys(ring.subject(), &scopes, year, dev)?);
     for k in created {
         tracing::warn!(key = %k, dir = %config.keys_dir.display(), "created a development key");
     }

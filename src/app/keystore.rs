@@ -7,11 +7,18 @@
 //!
 //! ```text
 //! <keys_dir>/agreements/<agreement-id>/v<N>.key    64 hex characters
-//! <keys_dir>/index/v1.key
+//! <keys_dir>/index/v1.key                          references (typed ids) and older entries
+//! <keys_dir>/index/subject/<scope>.key              the subject index: "<first year> <hex>"
+//!                                                   (or ISA_GATEWAY_SUBJECT_KEYS_DIR/<scope>.key)
 //! ISA_GATEWAY_KEY_<AGREEMENT_ID>_V<N>=<hex>         (agreement id upper-cased, '-' as '_')
 //! ISA_GATEWAY_KEY_<AGREEMENT_ID>_V<N>_FILE=<path>
 //! ISA_GATEWAY_INDEX_KEY=<hex>  or  ISA_GATEWAY_INDEX_KEY_FILE=<path>
 //! ```
+//!
+//! Subject-index keys are per agreement (scope) and year, derived forward from one seed per scope
+//! (`policy::keys::SubjectKeys`). Retention (`crate::app::retention`) destroys a year's key by
+//! replacing the seed with the next year's, so seeds live in files the gateway can rewrite, not
+//! in the environment. Gateways sharing a database share these files, as they share the others.
 //!
 //! No type here prints key material: `Debug` shows ids and versions only, and errors never
 //! carry file contents.
@@ -21,7 +28,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::ledger::signing::CheckpointKey;
-use crate::policy::keys::{AgreementKey, IndexKey, KeyRing};
+use crate::policy::keys::{AgreementKey, IndexKey, KeyRing, SubjectKeys, subject_key_material};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -238,6 +245,168 @@ impl KeyStore {
             return Err(KeyError::Exists("index".into()));
         }
         write_key(&self.index_path(), &*random_key()?)
+    }
+}
+
+/// One scope's subject-index seed as kept on disk: the key of its earliest live year.
+pub struct SubjectSeedFile {
+    pub scope: String,
+    pub first_year: i16,
+    pub material: Zeroizing<[u8; 32]>,
+}
+
+impl KeyStore {
+    /// `ISA_GATEWAY_SUBJECT_KEYS_DIR`, or `<keys_dir>/index/subject`.
+    fn subject_dir(&self) -> PathBuf {
+        std::env::var_os("ISA_GATEWAY_SUBJECT_KEYS_DIR")
+            .map_or_else(|| self.dir.join("index").join("subject"), PathBuf::from)
+    }
+
+    fn subject_path(&self, scope: &str) -> Result<PathBuf, KeyError> {
+        // Scopes are agreement ids (checked at load: lower-case letters, digits, '-').
+        if scope.is_empty()
+            || !scope
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(KeyError::Malformed(format!("subject-index scope {scope:?}")));
+        }
+        Ok(self.subject_dir().join(format!("{scope}.key")))
+    }
+
+    /// Every subject-index seed on disk, read now, in scope order.
+    pub fn subject_seeds(&self) -> Result<Vec<SubjectSeedFile>, KeyError> {
+        let mut scopes: Vec<String> = std::fs::read_dir(self.subject_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| Some(e.file_name().to_str()?.strip_suffix(".key")?.to_owned()))
+            .collect();
+        scopes.sort();
+        scopes.into_iter().map(|scope| self.read_subject_seed(&scope)).collect()
+    }
+
+    fn read_subject_seed(&self, scope: &str) -> Result<SubjectSeedFile, KeyError> {
+        let path = self.subject_path(scope)?;
+        let name = path.display().to_string();
+        crate::platform::fs::ensure_private(&path).map_err(KeyError::NotPrivate)?;
+        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| KeyError::Read(name.clone(), e.kind()))?);
+        let (year, hex) = text
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| KeyError::Malformed(name.clone()))?;
+        Ok(SubjectSeedFile {
+            scope: scope.to_owned(),
+            first_year: year.parse().map_err(|_| KeyError::Malformed(name.clone()))?,
+            material: parse_hex(&name, hex)?,
+        })
+    }
+
+    fn write_subject_seed(&self, scope: &str, first_year: i16, material: &[u8; 32]) -> Result<(), KeyError> {
+        let path = self.subject_path(scope)?;
+        // Written over the old seed in place (one short write, synced), so the old year's key is
+        // overwritten rather than left in a freed block; the folder entry is synced when new.
+        let text = Zeroizing::new(format!("{first_year:04} {}\n", hex::encode(material)));
+        let fail = |e: std::io::Error| KeyError::Write(path.clone(), e.kind());
+        if path.exists() {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).map_err(fail)?;
+            f.write_all(text.as_bytes()).map_err(fail)?;
+            f.set_len(text.len() as u64).map_err(fail)?;
+            f.sync_all().map_err(fail)?;
+        } else {
+            crate::platform::fs::write_file(&path, text.as_bytes(), true).map_err(fail)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the subject-index seed of each of `scopes` into `keys`. A missing one is made (its
+    /// first year `year`) with `create_missing`, and its name returned; otherwise it is an error
+    /// naming it. Seeds of scopes no longer configured are loaded too (their entries stay
+    /// findable until retention destroys them).
+    pub fn load_subject_keys(
+        &self,
+        keys: &SubjectKeys,
+        scopes: &[&str],
+        year: i16,
+        create_missing: bool,
+    ) -> Result<Vec<String>, KeyError> {
+        let mut created = Vec::new();
+        let mut missing = Vec::new();
+        for scope in scopes {
+            if !self.subject_path(scope)?.exists() {
+                if create_missing {
+                    self.write_subject_seed(scope, year, &*random_key()?)?;
+                    created.push(format!("index/subject/{scope}"));
+                } else {
+                    missing.push(format!("index/subject/{scope} (run `isa-gateway keys new --subject`)"));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(KeyError::Missing(missing));
+        }
+        for seed in self.subject_seeds()? {
+            keys.set(&seed.scope, seed.first_year, &seed.material);
+        }
+        Ok(created)
+    }
+
+    /// Makes the seeds of `scopes` that are missing, starting at `year`; returns their names.
+    pub fn new_subject_keys(&self, scopes: &[&str], year: i16) -> Result<Vec<String>, KeyError> {
+        self.load_subject_keys(&SubjectKeys::default(), scopes, year, true)
+    }
+
+    /// Destroys `scope`'s keys for every year before `to_year`: the seed is replaced, in place,
+    /// by `to_year`'s key. `false` if those years were already destroyed (or the scope has none).
+    /// Copies elsewhere (backups of the keys folder) go by their own retention.
+    pub fn destroy_subject_keys_before(&self, scope: &str, to_year: i16) -> Result<bool, KeyError> {
+        if !self.subject_path(scope)?.exists() {
+            return Ok(false);
+        }
+        let seed = self.read_subject_seed(scope)?;
+        if seed.first_year >= to_year {
+            return Ok(false);
+        }
+        let material = subject_key_material(seed.first_year, &seed.material, to_year)
+            .ok_or_else(|| KeyError::Malformed(format!("subject-index scope {scope}: year {to_year}")))?;
+        self.write_subject_seed(scope, to_year, &material)?;
+        Ok(true)
+    }
+
+    /// The person's keyed hashes under every live subject-index key, read from disk now (a key
+    /// destroyed by `isa-gateway retention run` stops answering at once, whatever a running
+    /// gateway holds), for each year up to `through_year`; and under the gateway-wide index key,
+    /// which indexed entries made before keys per year.
+    pub fn subject_hashes(
+        &self,
+        nhs_number: &crate::policy::nhs_number::NhsNumber,
+        through_year: i16,
+    ) -> Result<Vec<String>, KeyError> {
+        let mut hashes = Vec::new();
+        for seed in self.subject_seeds()? {
+            for year in seed.first_year..=through_year {
+                if let Some(m) = subject_key_material(seed.first_year, &seed.material, year) {
+                    hashes.push(IndexKey::from_bytes(&m).index(nhs_number));
+                }
+            }
+        }
+        let legacy = if let Ok(hex) = std::env::var("ISA_GATEWAY_INDEX_KEY") {
+            Some(parse_hex("ISA_GATEWAY_INDEX_KEY", &Zeroizing::new(hex))?)
+        } else if let Ok(path) = std::env::var("ISA_GATEWAY_INDEX_KEY_FILE") {
+            Some(read_file(Path::new(&path))?)
+        } else if self.index_path().is_file() {
+            Some(read_file(&self.index_path())?)
+        } else {
+            None
+        };
+        if let Some(k) = legacy {
+            hashes.push(IndexKey::from_bytes(&k).index(nhs_number));
+        }
+        Ok(hashes)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The application: configuration and every check on it ([`config`], [`production`]), the
 //! catalogue of agreements and schemas read from disk ([`catalogue`]), keys from files and the
-//! environment ([`keystore`]), start-up ([`startup`]) and operator actions ([`requeue`]).
+//! environment ([`keystore`]), start-up ([`startup`]), operator actions ([`requeue`]) and the subject index's retention
+//! ([`retention`]).
 
 pub mod catalogue;
 pub mod config;
@@ -9,4 +10,5 @@ pub mod keystore;
 pub mod limits;
 pub mod production;
 pub mod requeue;
+pub mod retention;
 pub mod startup;

@@ -78,6 +78,8 @@ pub struct Application {
     checkpointer: Arc<Checkpointer>,
     verifier: Arc<tls::ClientVerifier>,
     crl_reload: Duration,
+    /// The handlers' state, for the daily retention run.
+    retention: web::Data<AppState>,
 }
 
 impl Application {
@@ -96,7 +98,7 @@ impl Application {
             }
         }
         let (agreements, schemas) = load_agreements(&config).map_err(StartupError::Catalogue)?;
-        let keys = load_keys(&config, &agreements)?;
+        let keys = load_keys(&config, &agreements, clock.now())?;
         let catalogue = Catalogue::new(agreements, schemas, keys).map_err(StartupError::Envelope)?;
         let transports = Transports::build(&config.destinations).map_err(|(id, e)| StartupError::Destination(id, e))?;
         let verifier = tls::ClientVerifier::new(&config.tls)?;
@@ -147,6 +149,7 @@ impl Application {
             delivery: delivery.clone(),
             ledger: ledger.clone(),
             clock,
+            keys: KeyStore::new(&config.keys_dir),
             limits: config.limits.clone(),
             metrics,
             auth,
@@ -168,6 +171,7 @@ impl Application {
             None => None,
         };
         let connections = api::Connections::new(config.limits.connections_per_identity.max(1));
+        let retention = state.clone();
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
             .on_connect(api::on_connect(connections))
             .workers(2)
@@ -183,6 +187,7 @@ impl Application {
             checkpointer,
             verifier,
             crl_reload,
+            retention,
         })
     }
 
@@ -215,6 +220,7 @@ impl Application {
         let reports = tokio::spawn(self.delivery.watch_reports());
         let checkpoints = tokio::spawn(self.checkpointer.run());
         let crls = tokio::spawn(self.verifier.watch(self.crl_reload));
+        let retention = tokio::spawn(retention_daily(self.retention));
         let console = self
             .console
             .map(|(_, server, c)| (tokio::spawn(server), tokio::spawn(crate::console::expire_sessions(c))));
@@ -228,6 +234,28 @@ impl Application {
         expiry.abort();
         checkpoints.abort();
         crls.abort();
+        retention.abort();
         result
+    }
+}
+
+/// Destroys the subject-index keys whose retention has passed, at start-up and then daily. A
+/// failure is logged and retried the next day (nothing is destroyed unrecorded).
+async fn retention_daily(state: web::Data<AppState>) {
+    loop {
+        let now = state.clock.now();
+        if let Err(e) = crate::app::retention::run(
+            state.ledger.as_ref(),
+            &state.keys,
+            &state.catalogue.agreements,
+            Some(state.catalogue.keys.subject()),
+            now,
+            now,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "retention: cannot destroy the subject-index keys due; will retry tomorrow");
+        }
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
     }
 }

@@ -1,14 +1,17 @@
 //! Subject access: "who did you share my data with" (UK GDPR Art 15(1)(c)), answered from the
-//! blind subject index without the ledger ever holding the NHS number. The lookup itself is
-//! recorded in the ledger: who asked and when, not about whom.
+//! blind subject index without the ledger ever holding the NHS number. The person's keyed hash is
+//! asked under every live subject-index key, read from disk at the time of asking: a year whose
+//! key retention destroyed is no longer found. The lookup itself is recorded in the ledger: who
+//! asked and when, not about whom.
 
 use jiff::Timestamp;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::app::keystore::{KeyError, KeyStore};
 use crate::ledger::{Event, EventKind, Ledger, LedgerError, Receipt, TransferStatus, ledger_time};
 use crate::policy::agreement::LegalBasisView;
-use crate::policy::keys::IndexKey;
+use crate::policy::keys::SUBJECT_ACCESS_SCOPE;
 use crate::policy::nhs_number::NhsNumber;
 
 /// One disclosure about the person.
@@ -47,17 +50,29 @@ pub struct Asker<'a> {
     pub issuer: Option<&'a str>,
 }
 
+/// Why a lookup could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("subject-index keys: {0}")]
+    Keys(#[from] KeyError),
+}
+
 /// Looks the person up and records that `asker` (acting as DPO) did so. The record carries the
-/// person's blind index (never the number), so the lookup is part of their own record.
+/// person's blind index under the lookups' own key for the year (never the number), so the
+/// lookup is part of their own record.
 pub async fn lookup(
     ledger: &dyn Ledger,
-    index: &IndexKey,
+    keys: &KeyStore,
     nhs_number: &NhsNumber,
     asker: Asker<'_>,
     now: Timestamp,
-) -> Result<Answer, LedgerError> {
-    let subject = index.index(nhs_number);
-    let found = ledger.disclosures(&subject).await?;
+) -> Result<Answer, LookupError> {
+    let year = crate::policy::agreement::utc_date(now).year();
+    // Through next year: a gateway whose clock runs a little ahead may have indexed there.
+    let hashes = keys.subject_hashes(nhs_number, year.saturating_add(1))?;
+    let found = ledger.disclosures(&hashes).await?;
     let disclosures: Vec<Disclosure> = found
         .into_iter()
         .map(|(record, entry)| Disclosure {
@@ -100,7 +115,13 @@ pub async fn lookup(
     event.user_sub = Some(asker.user.to_owned());
     event.user_issuer = asker.issuer.map(str::to_owned);
     event.user_role = Some("dpo".into());
-    event.subject_index = vec![subject];
+    event.subject_index = keys
+        .subject_seeds()?
+        .iter()
+        .filter(|s| s.scope == SUBJECT_ACCESS_SCOPE)
+        .filter_map(|s| crate::policy::keys::subject_key_material(s.first_year, &s.material, year))
+        .map(|m| crate::policy::keys::IndexKey::from_bytes(&m).index(nhs_number))
+        .collect();
     event.detail = Some(format!("{} disclosure(s) found", disclosures.len()));
     let Receipt { seq, .. } = ledger.append(event).await?;
     Ok(Answer {

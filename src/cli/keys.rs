@@ -1,4 +1,4 @@
-//! `keys new | rotate` and `token dev`.
+//! `keys new | rotate`, `retention` and `token dev`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -26,6 +26,22 @@ pub(super) fn keys(command: KeysCommand) -> Result<ExitCode, String> {
             store.new_index_key().map_err(|e| e.to_string())?;
             println!("made the index key in {} (mode 0600)", config.keys_dir.display());
         }
+        KeysCommand::New { subject: true, .. } => {
+            let (agreements, _) = crate::app::catalogue::load_agreements(&config).map_err(|problems| {
+                format!(
+                    "the agreements do not load ({} problem(s)); run `isa-gateway check`",
+                    problems.len()
+                )
+            })?;
+            let scopes = crate::app::catalogue::subject_scopes(&agreements);
+            let year = crate::policy::agreement::utc_date(jiff::Timestamp::now()).year() - 1;
+            let made = store.new_subject_keys(&scopes, year).map_err(|e| e.to_string())?;
+            println!(
+                "{} subject-index seed(s) made, {} already there (mode 0600, first year {year})",
+                made.len(),
+                scopes.len() - made.len()
+            );
+        }
         KeysCommand::New {
             agreement: Some(id), ..
         } => {
@@ -35,7 +51,7 @@ pub(super) fn keys(command: KeysCommand) -> Result<ExitCode, String> {
                 config.keys_dir.display()
             );
         }
-        KeysCommand::New { .. } => return Err("name --agreement ID or --index".into()),
+        KeysCommand::New { .. } => return Err("name --agreement ID, --index, --checkpoint or --subject".into()),
         KeysCommand::Rotate { agreement, .. } => {
             let v = store.rotate(agreement).map_err(|e| e.to_string())?;
             println!(
@@ -74,5 +90,52 @@ pub(super) fn token_dev(path: &Path, sub: &str, roles: &[String], ttl_secs: u64)
         "{}",
         crate::platform::auth::mint_dev_token(issuer, &config.auth.audience, sub, &roles, ttl_secs)?
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn retention(path: &Path, as_of: Option<jiff::Timestamp>, destroy: bool) -> Result<ExitCode, String> {
+    let config = load(path, &Overrides::default())?;
+    let (agreements, _) = crate::app::catalogue::load_agreements(&config).map_err(|problems| {
+        format!(
+            "the agreements do not load ({} problem(s)); run `isa-gateway check`",
+            problems.len()
+        )
+    })?;
+    let store = crate::app::keystore::KeyStore::new(&config.keys_dir);
+    let now = jiff::Timestamp::now();
+    let as_of = as_of.unwrap_or(now);
+    let plan = crate::app::retention::plan(&store, &agreements, as_of).map_err(|e| e.to_string())?;
+    if plan.is_empty() {
+        println!("no subject-index keys in {}", config.keys_dir.display());
+    }
+    for p in &plan {
+        let when = match (p.retention_years, p.next_destruction()) {
+            (Some(r), Some(y)) => format!("retention {r} years; {} goes on {y}-01-01", p.first_live),
+            _ => "retention unknown (no agreement with this id is loaded): kept".to_owned(),
+        };
+        let due = p.due().map_or_else(String::new, |(a, b)| {
+            format!("; DUE as of {}: {a}–{b}", crate::policy::agreement::utc_date(as_of))
+        });
+        println!("{}: live from {}; {when}{due}", p.scope, p.first_live);
+    }
+    if !destroy {
+        if plan.iter().any(|p| p.due().is_some()) {
+            println!("(nothing destroyed: run with --destroy)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ledger = crate::ledger::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let done = crate::app::retention::run(ledger.as_ref(), &store, &agreements, None, as_of, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    for d in &done {
+        println!(
+            "destroyed: {} {}–{} (ledger entry {})",
+            d.scope, d.years.0, d.years.1, d.ledger_seq
+        );
+    }
+    println!("{} scope(s) destroyed", done.len());
     Ok(ExitCode::SUCCESS)
 }

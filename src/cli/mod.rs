@@ -113,6 +113,20 @@ enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Retention of the subject index: list each scope's live years and when the earliest goes,
+    /// and destroy the keys whose agreement's retention period has passed (recorded in the
+    /// ledger). The running gateway also does this daily.
+    Retention {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Judge what is due as of this time (RFC 3339) rather than now, e.g. to see what a date
+        /// will bring. Destructions are recorded at the real time.
+        #[arg(long)]
+        as_of: Option<jiff::Timestamp>,
+        /// Destroy what is due (without it, only list).
+        #[arg(long)]
+        destroy: bool,
+    },
     /// Witness a gateway's ledger: cosign its checkpoints (C2SP tlog-cosignature), refusing forks.
     Witness {
         #[command(subcommand)]
@@ -190,17 +204,22 @@ enum Format {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Make the first key for an agreement (or the gateway-wide index key with --index).
+    /// Make the first key for an agreement (or the gateway-wide index key with --index, the
+    /// subject-index seeds with --subject).
     New {
         #[command(flatten)]
         config: ConfigArg,
-        #[arg(long, required_unless_present_any = ["index", "checkpoint"])]
+        #[arg(long, required_unless_present_any = ["index", "checkpoint", "subject"])]
         agreement: Option<String>,
         #[arg(long, conflicts_with = "agreement")]
         index: bool,
         /// The ledger's checkpoint signing key (Ed25519).
         #[arg(long, conflicts_with_all = ["agreement", "index"])]
         checkpoint: bool,
+        /// The subject-index seed of every agreement that indexes an NHS number (and of subject
+        /// access lookups) that has none yet, starting last year.
+        #[arg(long, conflicts_with_all = ["agreement", "index", "checkpoint"])]
+        subject: bool,
     },
     /// Add a new version of an agreement's key; new transfers use it, old versions stay.
     Rotate {
@@ -368,6 +387,7 @@ pub fn main() -> ExitCode {
                 disclose::disclose(&client, idempotency_key.as_deref()).await
             }
             Command::Witness { command } => witness::witness(command).await,
+            Command::Retention { config, as_of, destroy } => keys::retention(&config.config, as_of, destroy).await,
             Command::LegalBases => {
                 print!("{}", crate::policy::legal::reference_markdown());
                 Ok(ExitCode::SUCCESS)

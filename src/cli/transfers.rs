@@ -56,10 +56,7 @@ pub(super) async fn subject_disclosures(path: &Path, by: &str) -> Result<ExitCod
     std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
     let nhs = crate::policy::nhs_number::NhsNumber::parse(line.trim())
         .map_err(|_| "standard input must hold an NHS number: ten digits with a valid check digit".to_owned())?;
-    let (ring, _) = crate::app::keystore::KeyStore::new(&config.keys_dir)
-        .load(&[], false)
-        .map_err(|e| e.to_string())?;
-    let index = ring.index().ok_or("no index key")?;
+    let keys = crate::app::keystore::KeyStore::new(&config.keys_dir);
     let ledger = crate::ledger::open(&config.database_url)
         .await
         .map_err(|e| e.to_string())?;
@@ -68,7 +65,7 @@ pub(super) async fn subject_disclosures(path: &Path, by: &str) -> Result<ExitCod
         user: by,
         issuer: None,
     };
-    let answer = crate::audit::subject_access::lookup(ledger.as_ref(), index, &nhs, asker, jiff::Timestamp::now())
+    let answer = crate::audit::subject_access::lookup(ledger.as_ref(), &keys, &nhs, asker, jiff::Timestamp::now())
         .await
         .map_err(|e| e.to_string())?;
     println!("{}", serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?);

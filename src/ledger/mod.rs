@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod entry;
 pub mod error;
+mod kinds;
 pub mod merkle;
 pub mod note;
 pub mod read_model;
@@ -27,6 +28,7 @@ use uuid::Uuid;
 pub use self::chain::*;
 pub use self::entry::*;
 pub use self::error::*;
+pub use self::kinds::*;
 pub use self::read_model::*;
 pub use self::sql::{SessionStore, SqlLedger, StoredSession};
 pub use self::verify::*;
@@ -195,10 +197,10 @@ pub trait Ledger: Send + Sync {
     async fn withdraw(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
     /// Records a review or a notification; `None` if there was none outstanding.
     async fn follow_up(&self, event: Event) -> Result<Option<Receipt>, LedgerError>;
+    /// Every transfer (not refused) whose subject index holds one of `subject_hashes` (the
+    /// person's keyed hash under each live key), oldest first, with its decision entry.
+    async fn disclosures(&self, subject_hashes: &[String]) -> Result<Vec<(TransferRecord, Entry)>, LedgerError>;
     /// Follow-ups on transfers sent by `sender_system` (`None`: every system; metrics only).
-    /// Every transfer (not refused) whose subject index holds `subject_hash`, oldest first, with
-    /// its decision entry.
-    async fn disclosures(&self, subject_hash: &str) -> Result<Vec<(TransferRecord, Entry)>, LedgerError>;
     async fn follow_ups(
         &self,
         which: FollowUp,

@@ -173,7 +173,7 @@ pub fn project(history: &[Entry]) -> Option<TransferRecord> {
                 r.reason_code = e.reason_code.clone();
                 r.updated_at = e.at;
             }
-            EventKind::SubjectAccess | EventKind::Inbound => {}
+            EventKind::SubjectAccess | EventKind::Inbound | EventKind::Retention => {}
         }
     }
     Some(r)

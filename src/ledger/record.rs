@@ -160,6 +160,9 @@ mod tests {
         let mut keys = KeyRing::default();
         keys.insert(AgreementKey::from_bytes("nvtt-nhse-dataset", 1, &[7; 32]));
         keys.set_index(IndexKey::from_bytes(&[9; 32]));
+        for a in agreements.iter().filter(|a| !a.subject_index().is_empty()) {
+            keys.subject().set(a.id(), 2020, &[9; 32]);
+        }
         Catalogue::new(agreements, load_schemas(&repo().join("schemas")).unwrap(), keys).unwrap()
     }
 

@@ -440,20 +440,27 @@ impl Catalogue {
             .filter(|f| f.op != Op::Drop && !pseudonymise::expand(payload, &f.pattern).is_empty())
             .map(|f| f.class.as_str())
             .collect();
-        let subject_index: BTreeSet<String> = match self.keys.index() {
-            Some(index) => agreement
-                .subject_index()
-                .iter()
-                .flat_map(|p| pseudonymise::expand(payload, p))
-                .filter_map(|p| {
-                    payload
-                        .pointer(&p)
-                        .and_then(Value::as_str)
-                        .and_then(|s| NhsNumber::parse(s).ok())
-                })
-                .map(|n| index.index(&n))
-                .collect(),
-            None => BTreeSet::new(),
+        // The person's NHS numbers, indexed under this agreement's key for the year of the
+        // decision (destroyed once the retention period has passed: crypto-shredding).
+        let numbers: Vec<NhsNumber> = agreement
+            .subject_index()
+            .iter()
+            .flat_map(|p| pseudonymise::expand(payload, p))
+            .filter_map(|p| {
+                payload
+                    .pointer(&p)
+                    .and_then(Value::as_str)
+                    .and_then(|s| NhsNumber::parse(s).ok())
+            })
+            .collect();
+        let subject_index: BTreeSet<String> = if numbers.is_empty() {
+            BTreeSet::new()
+        } else {
+            let year = crate::agreement::utc_date(req.now).year();
+            let Some(index) = self.keys.subject().get(agreement.id(), year) else {
+                return refuse(refusal, Reason::SubjectIndexUnavailable, Vec::new());
+            };
+            numbers.iter().map(|n| index.index(n)).collect()
         };
         let used_token = applied.iter().any(|a| a.op == Op::Token.name());
         let terms = agreement.terms();

@@ -4,15 +4,20 @@
 //!
 //! Each agreement that tokenises has its own 256-bit keys, versioned: new transfers use the
 //! highest version; older versions stay loaded so earlier tokens can be re-derived for checks.
-//! A separate gateway-wide index key makes the blind subject index.
+//! A gateway-wide index key makes the keyed hashes of typed references. The blind subject index
+//! is made with keys per agreement and calendar year (UTC, [`SubjectKeys`]): when an agreement's
+//! retention period for a year has passed, destroying that year's key makes its entries
+//! unlinkable to a person (crypto-shredding) while the ledger's hashes stay intact.
 //!
 //! No type here prints key material: `Debug` shows ids and versions only.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use crate::nhs_number::NhsNumber;
 
@@ -21,6 +26,7 @@ type HmacSha256 = Hmac<Sha256>;
 const TOKEN_DOMAIN: &[u8] = b"isa-gateway.token.v1\0";
 const INDEX_DOMAIN: &[u8] = b"isa-gateway.subject-index.v1\0";
 const REFERENCE_DOMAIN: &[u8] = b"isa-gateway.reference.v1\0";
+const SUBJECT_RATCHET_DOMAIN: &[u8] = b"isa-gateway.subject-key.next.v1\0";
 
 fn keyed(material: &[u8; 32]) -> HmacSha256 {
     // HMAC accepts keys of any length; 32 bytes cannot fail.
@@ -110,11 +116,90 @@ impl IndexKey {
     }
 }
 
+/// Subject-index keys by scope and calendar year (UTC). A scope is an agreement id, or
+/// [`SUBJECT_ACCESS_SCOPE`] for the lookups themselves. Each scope keeps one seed: the key of its
+/// earliest live year. A later year's key is derived forward from it ([`next_subject_key`]), never
+/// backward, so replacing the seed with the next year's key destroys that year's key for good
+/// while every later one stays derivable (a one-way ratchet). Several gateways that start from
+/// the same seed derive the same keys, and no key needs making at the turn of a year.
+///
+/// Shared between clones of the ring, so retention in a running gateway takes effect at once.
+#[derive(Default, Clone)]
+pub struct SubjectKeys(Arc<RwLock<BTreeMap<String, SubjectSeed>>>);
+
+struct SubjectSeed {
+    first_year: i16,
+    material: Zeroizing<[u8; 32]>,
+}
+
+/// The scope under which subject access lookups are indexed (they belong to no agreement).
+pub const SUBJECT_ACCESS_SCOPE: &str = "subject-access";
+
+/// The most years a key is derived forward from its seed.
+const MAX_SUBJECT_YEARS: i16 = 200;
+
+/// The next year's subject-index key material from this year's: HMAC-SHA256 under this year's
+/// key over a domain tag. One-way: this year's cannot be recovered from the next.
+pub fn next_subject_key(material: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let mut mac = keyed(material);
+    mac.update(SUBJECT_RATCHET_DOMAIN);
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+/// `year`'s key material from a seed that is `first_year`'s; `None` for a year before the seed
+/// (destroyed, or never made) or too far after it.
+pub fn subject_key_material(first_year: i16, seed: &[u8; 32], year: i16) -> Option<Zeroizing<[u8; 32]>> {
+    if year < first_year || year - first_year > MAX_SUBJECT_YEARS {
+        return None;
+    }
+    let mut k = Zeroizing::new(*seed);
+    for _ in first_year..year {
+        k = next_subject_key(&k);
+    }
+    Some(k)
+}
+
+impl fmt::Debug for SubjectKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SubjectKeys").field(&self.scopes()).finish()
+    }
+}
+
+impl SubjectKeys {
+    /// `scope`'s key for `year`; `None` if the scope has no seed or that year's key is destroyed.
+    pub fn get(&self, scope: &str, year: i16) -> Option<IndexKey> {
+        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let seed = map.get(scope)?;
+        subject_key_material(seed.first_year, &seed.material, year).map(|m| IndexKey::from_bytes(&m))
+    }
+
+    /// Sets `scope`'s seed: the key of `first_year`, its earliest live year.
+    pub fn set(&self, scope: &str, first_year: i16, material: &[u8; 32]) {
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        map.insert(
+            scope.to_owned(),
+            SubjectSeed {
+                first_year,
+                material: Zeroizing::new(*material),
+            },
+        );
+    }
+
+    /// Each scope with its earliest live year.
+    pub fn scopes(&self) -> Vec<(String, i16)> {
+        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        map.iter().map(|(s, seed)| (s.clone(), seed.first_year)).collect()
+    }
+}
+
 /// Every loaded key.
 #[derive(Debug, Default, Clone)]
 pub struct KeyRing {
     agreements: BTreeMap<String, Vec<AgreementKey>>,
     index: Option<IndexKey>,
+    subject: SubjectKeys,
 }
 
 impl KeyRing {
@@ -140,6 +225,11 @@ impl KeyRing {
     pub fn set_index(&mut self, key: IndexKey) {
         self.index = Some(key);
     }
+
+    /// The subject-index keys per agreement and year.
+    pub fn subject(&self) -> &SubjectKeys {
+        &self.subject
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +253,23 @@ mod tests {
         assert_eq!(a1.token("9990000018"), a1_again.token("9990000018"));
         assert_ne!(a1.token("9990000018"), b1.token("9990000018"));
         assert!(a1.token("9990000018").starts_with("pt-v1-"));
+    }
+
+    #[test]
+    fn subject_keys_ratchet_forward_only() {
+        let keys = SubjectKeys::default();
+        keys.set("gp", 2026, &[7; 32]);
+        let n = NhsNumber::parse("9434765919").unwrap();
+        let k2026 = keys.get("gp", 2026).unwrap().index(&n);
+        let k2027 = keys.get("gp", 2027).unwrap().index(&n);
+        assert_ne!(k2026, k2027, "each year its own key");
+        assert!(keys.get("gp", 2025).is_none() && keys.get("other", 2026).is_none());
+        // Retention: the seed becomes 2027's key; 2026's is gone, 2027's is unchanged.
+        keys.set("gp", 2027, &next_subject_key(&[7; 32]));
+        assert!(keys.get("gp", 2026).is_none());
+        assert_eq!(keys.get("gp", 2027).unwrap().index(&n), k2027);
+        assert_eq!(keys.scopes(), [("gp".to_owned(), 2027)]);
+        assert!(!format!("{keys:?}").contains("0707"));
     }
 
     #[test]

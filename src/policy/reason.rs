@@ -46,6 +46,9 @@ pub enum Reason {
     DestinationNotOffered,
     /// A one-off disclosure asked for by an organisation its template does not list.
     RequesterNotListed,
+    /// The gateway holds no subject-index key for this agreement and year, so the transfer could
+    /// not be found by subject access: it does not leave (a gateway fault, not the sender's).
+    SubjectIndexUnavailable,
 }
 
 impl Reason {
@@ -79,6 +82,7 @@ impl Reason {
             Self::NotAOneOffTemplate => "not_a_one_off_template",
             Self::DestinationNotOffered => "destination_not_offered",
             Self::RequesterNotListed => "requester_not_listed",
+            Self::SubjectIndexUnavailable => "subject_index_unavailable",
         }
     }
 
@@ -130,6 +134,9 @@ impl Reason {
             }
             Self::DestinationNotOffered => "The template does not offer this destination for one-off disclosures.",
             Self::RequesterNotListed => "The template does not list this requester; ask the IG officer to add it.",
+            Self::SubjectIndexUnavailable => {
+                "The gateway cannot index this transfer for subject access just now; nothing left. Try again later."
+            }
         }
     }
 }

@@ -594,14 +594,14 @@ async fn listings_counts_and_disclosures(kind: Kind) {
     assert_eq!(early.by_status.values().sum::<i64>(), 1);
 
     // Subject access: the person's permitted transfers, with their decision entries.
-    let found = ledger.disclosures("subject-a").await.unwrap();
+    let found = ledger.disclosures(&["subject-a".to_owned()]).await.unwrap();
     assert_eq!(found.len(), 2, "the refused one did not disclose anything");
     for (record, entry) in &found {
         assert_eq!(entry.seq, record.ledger_seq);
         assert_eq!(entry.event.transfer_id, record.transfer_id);
         assert_eq!(entry.event.subject_index, ["subject-a"]);
     }
-    assert!(ledger.disclosures("nobody").await.unwrap().is_empty());
+    assert!(ledger.disclosures(&["nobody".to_owned()]).await.unwrap().is_empty());
     let exported = ledger.entries_for("gp", None, None).await.unwrap();
     assert_eq!(exported.len(), 7);
     assert!(exported.iter().all(|e| e.event.agreement_id == "gp"));

@@ -397,19 +397,22 @@ async fn a_dpo_finds_every_disclosure_about_one_person() {
     assert_eq!(lookup.event.user_role.as_deref(), Some("dpo"));
     let recorded = serde_json::to_string(&lookup.event).unwrap();
     assert!(!recorded.contains(&nhs));
-    // The lookup is part of the person's own record: their blind index, never the number.
-    let disclosed_under = app
+    // The lookup is part of the person's own record: their blind index under the lookups' own
+    // key for the year (never the number), the same for every lookup about them that year.
+    assert_eq!(lookup.event.subject_index.len(), 1);
+    assert_eq!(lookup.event.subject_index[0].len(), 64);
+    let again = subject_access(&app, &dpo, &nhs).await;
+    assert_eq!(again.status().as_u16(), 200);
+    let lookups: Vec<Vec<String>> = app
         .entries()
         .await
         .into_iter()
-        .find(|e| e.event.agreement_id == "nvtt-nhse-dataset")
-        .unwrap();
-    assert_eq!(lookup.event.subject_index.len(), 1);
-    assert!(
-        disclosed_under
-            .event
-            .subject_index
-            .contains(&lookup.event.subject_index[0])
+        .filter(|e| e.event.kind == isa_gateway::ledger::EventKind::SubjectAccess)
+        .map(|e| e.event.subject_index)
+        .collect();
+    assert_eq!(
+        lookups,
+        [lookup.event.subject_index.clone(), lookup.event.subject_index.clone()]
     );
 
     // Subject access only through the DPO's system: a DPO token through a case system is refused.

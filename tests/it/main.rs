@@ -19,6 +19,7 @@ mod messages;
 mod openapi;
 mod postgres;
 mod pseudonymisation;
+mod retention;
 mod suppression;
 mod tidy;
 mod tls;

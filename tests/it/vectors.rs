@@ -584,7 +584,7 @@ fn version_2_without_its_fields_does_not_decode() {
 /// `Reason` has no list of its variants, so this is the list; `listed` below matches every
 /// variant without a wildcard, so a new `Reason` or `NotInForce` does not compile until it is
 /// added here, and then the coverage assertion fails until it has a row.
-const ALL_REASONS: [Reason; 32] = [
+const ALL_REASONS: [Reason; 33] = [
     Reason::UnknownAgreement,
     Reason::NotAParty,
     Reason::RoleNotPermitted,
@@ -616,6 +616,7 @@ const ALL_REASONS: [Reason; 32] = [
     Reason::PseudonymisationFailed,
     Reason::SmallNumbersNotSuppressed,
     Reason::OutboundSchemaViolation,
+    Reason::SubjectIndexUnavailable,
     Reason::IdempotencyKeyReused,
 ];
 
@@ -651,6 +652,7 @@ fn listed(r: Reason) -> bool {
         | Reason::PseudonymisationFailed
         | Reason::SmallNumbersNotSuppressed
         | Reason::OutboundSchemaViolation
+        | Reason::SubjectIndexUnavailable
         | Reason::IdempotencyKeyReused
         | Reason::NotAOneOffTemplate
         | Reason::DisclosureDetailsRequired
@@ -724,6 +726,13 @@ fn variants() -> Vec<(&'static str, &'static str, String)> {
             }),
         ),
         (
+            "variant-no-subject-key",
+            "the GP agreement with no subject-index key for the year",
+            variant(&gp, "nvtt-gp-update", "variant-no-subject-key", &|t| {
+                t.replace("title = \"", "title = \"(no subject key) ")
+            }),
+        ),
+        (
             "variant-objection-urgent",
             "the GP agreement with an overriding basis and an urgent path",
             variant(&gp, "nvtt-gp-update", "variant-objection-urgent", &|t| {
@@ -782,7 +791,8 @@ fn variants() -> Vec<(&'static str, &'static str, String)> {
 }
 
 /// The shipped agreements and schemas (as tests/it/pseudonymisation.rs `shipped_catalogue`), plus
-/// [`variants`]. Every agreement that tokenises has its key except `variant-keyless`.
+/// [`variants`]. Every agreement that tokenises has its key except `variant-keyless`; every one
+/// that indexes an NHS number has its subject-index keys except `variant-no-subject-key`.
 fn table_catalogue() -> (Catalogue, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(repo().join("isa-templates")).unwrap() {
@@ -812,6 +822,12 @@ fn table_catalogue() -> (Catalogue, tempfile::TempDir) {
     keys.insert(AgreementKey::from_bytes("variant-postcode-kept", 1, &[7; 32]));
     keys.insert(AgreementKey::from_bytes("variant-opt-out", 1, &[8; 32]));
     keys.set_index(IndexKey::from_bytes(&[9; 32]));
+    for a in agreements
+        .iter()
+        .filter(|a| !a.subject_index().is_empty() && a.id() != "variant-no-subject-key")
+    {
+        keys.subject().set(a.id(), 2020, &[9; 32]);
+    }
     let schemas = load_schemas(&repo().join("schemas")).unwrap();
     (Catalogue::new(agreements, schemas, keys).unwrap(), dir)
 }
@@ -979,6 +995,8 @@ fn refusal_table() -> Vec<Row> {
         row("a field to tokenise with no key for the agreement", "variant-keyless", dataset(), "pseudonymisation_failed"),
         row("a funder table with a small count, under a rule that refuses rather than suppresses", "variant-funder-strict", funder(), "small_numbers_not_suppressed"),
         row("a full postcode where the recipient accepts only the district", "variant-postcode-kept", dataset(), "outbound_schema_violation"),
+        // 503: the gateway's fault; nothing leaves unfindable by subject access.
+        row("a GP update when the gateway holds no subject-index key for the year", "variant-no-subject-key", gp(json!({})), "subject_index_unavailable"),
     ]
 }
 

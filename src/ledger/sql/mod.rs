@@ -236,20 +236,30 @@ impl Ledger for SqlLedger {
         self.writer.submit(event, Effect::FollowUp).await
     }
 
-    async fn disclosures(&self, subject_hash: &str) -> Result<Vec<(TransferRecord, Entry)>, LedgerError> {
+    async fn disclosures(&self, subject_hashes: &[String]) -> Result<Vec<(TransferRecord, Entry)>, LedgerError> {
+        if subject_hashes.is_empty() {
+            return Ok(Vec::new());
+        }
         let columns = TRANSFER_COLUMNS
             .split(", ")
             .map(|c| format!("t.{}", c.trim()))
             .collect::<Vec<_>>()
             .join(", ");
-        let rows = sqlx::query(&format!(
-            "SELECT {columns}, e.entry, e.hash FROM subject_disclosures s \
+        // One keyed hash per live subject-index key (a few per agreement); bound, never spliced.
+        let params = (1..=subject_hashes.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT DISTINCT {columns}, e.entry, e.hash FROM subject_disclosures s \
              JOIN transfers t ON t.transfer_id = s.transfer_id JOIN ledger_entries e ON e.seq = t.decision_seq \
-             WHERE s.subject_hash = $1 AND t.status <> 'refused' ORDER BY t.decision_seq"
-        ))
-        .bind(subject_hash)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE s.subject_hash IN ({params}) AND t.status <> 'refused' ORDER BY t.decision_seq"
+        );
+        let mut q = sqlx::query(&sql);
+        for h in subject_hashes {
+            q = q.bind(h);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let record = record_from_row(row)?;

@@ -1,0 +1,154 @@
+//! Retention of the subject index (issue 14, item 6): once an agreement's retention period for a
+//! year has passed, that year's subject-index key is destroyed (crypto-shredding). Subject
+//! access then no longer finds those disclosures, the ledger still verifies, and the destruction
+//! is itself in the ledger. Through the real API, the real CLI and the real key files.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, fixture, gp_update, http_client_as, pki, token};
+use crate::ledger::{cli, stdout};
+use isa_gateway::ledger::EventKind;
+
+async fn found(app: &TestApp, nhs: &str) -> Vec<String> {
+    let dpo = http_client_as(&pki().auditor, &token("daphne", &["dpo"]));
+    let r = dpo
+        .post(app.url("/v1/subject-disclosures"))
+        .json(&json!({"nhs_number": nhs}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: Value = r.json().await.unwrap();
+    answer["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["agreement_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// Multi-threaded: the CLI runs as another process while this one's gateway keeps delivering, and
+// a blocked test thread must not hold the gateway's open transaction (and SQLite's write lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_its_retention_period_a_years_disclosures_can_no_longer_be_linked_to_the_person() {
+    // The test clock: 2026-06-01. A GP update (kept 8 years) and a LADO referral (kept 10 years)
+    // about the same child.
+    let app = TestApp::spawn().await;
+    let lado = fixture("lado_referral", "valid", "01");
+    let nhs = lado["child"]["nhs_number"].as_str().unwrap().to_owned();
+    let mut gp = gp_update();
+    gp["nhs_number"] = json!(nhs);
+    let (s1, b1, _) = app.post("nvtt-gp-update", "gp_update", &gp).await;
+    let lead = http_client_as(&pki().sender, &token("sam", &["safeguarding_lead"]));
+    let body = serde_json::to_vec(&json!({"message_type": "lado_referral", "payload": lado})).unwrap();
+    let (s2, b2, _) = app.post_raw(&lead, "nvtt-lado-referral", body).await;
+    assert_eq!((s1, s2), (202, 202), "{b1} {b2}");
+    assert_eq!(found(&app, &nhs).await, ["nvtt-gp-update", "nvtt-lado-referral"]);
+
+    // Listing only: what is due as of a date, and nothing destroyed without --destroy.
+    let listed = cli(&app, &["retention", "--as-of", "2035-01-01T00:00:00Z"]);
+    assert!(listed.status.success(), "{}", stdout(&listed));
+    let text = stdout(&listed);
+    assert!(
+        text.contains("nvtt-gp-update: live from 2025; retention 8 years; 2025 goes on 2034-01-01; DUE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nvtt-lado-referral: live from 2025; retention 10 years; 2025 goes on 2036-01-01\n"),
+        "{text}"
+    );
+    assert!(text.contains("(nothing destroyed: run with --destroy)"), "{text}");
+    assert_eq!(found(&app, &nhs).await.len(), 2);
+
+    // A day short of the GP update's period: nothing of 2026 is due.
+    let early = cli(&app, &["retention", "--as-of", "2034-12-31T23:59:59Z", "--destroy"]);
+    assert!(early.status.success(), "{}", stdout(&early));
+    assert!(!stdout(&early).contains("–2026"), "{}", stdout(&early));
+
+    // From 1 January 2035 the GP agreement's 2026 key goes; the LADO referral's stays.
+    let run = cli(&app, &["retention", "--as-of", "2035-01-01T00:00:00Z", "--destroy"]);
+    assert!(run.status.success(), "{}", stdout(&run));
+    assert!(
+        stdout(&run).contains("destroyed: nvtt-gp-update 2026–2026"),
+        "{}",
+        stdout(&run)
+    );
+    assert_eq!(found(&app, &nhs).await, ["nvtt-lado-referral"]);
+    let seed = std::fs::read_to_string(app.dir.path().join("keys/index/subject/nvtt-gp-update.key")).unwrap();
+    assert!(seed.starts_with("2027 "), "the seed is now 2027's key");
+
+    // Run again: nothing more is due, nothing more recorded.
+    let again = cli(&app, &["retention", "--as-of", "2035-01-01T00:00:00Z", "--destroy"]);
+    assert!(stdout(&again).contains("0 scope(s) destroyed"), "{}", stdout(&again));
+
+    // The destruction is in the ledger, with the agreement's version and no personal data; the
+    // ledger (chain, tree, listings and subject index) still verifies.
+    let entries = app.entries().await;
+    let events: Vec<_> = entries
+        .iter()
+        .map(|e| &e.event)
+        .filter(|e| e.kind == EventKind::Retention)
+        .collect();
+    assert!(events.iter().any(|e| {
+        e.agreement_id == "nvtt-gp-update"
+            && e.reason_code.as_deref() == Some("subject_index_keys_destroyed")
+            && e.agreement_hash.is_some()
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("2026") && d.contains("retention 8 years"))
+    }));
+    assert!(!serde_json::to_string(&events).unwrap().contains(&nhs));
+    let verify = cli(&app, &["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+
+    // Two years on, the LADO referral's period has passed too: the person is no longer findable.
+    let later = cli(&app, &["retention", "--as-of", "2037-01-01T00:00:00Z", "--destroy"]);
+    assert!(
+        stdout(&later).contains("destroyed: nvtt-lado-referral 2025–2026"),
+        "{}",
+        stdout(&later)
+    );
+    assert!(found(&app, &nhs).await.is_empty());
+    let verify = cli(&app, &["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}
+
+/// The running gateway applies retention itself at start-up (and daily after): a gateway whose
+/// clock is past the GP agreement's period destroys the old year's key before serving.
+#[tokio::test]
+async fn the_gateway_destroys_what_is_due_at_start_up() {
+    let app = TestApp::spawn().await;
+    let mut gp = gp_update();
+    gp["nhs_number"] = json!("9434765919");
+    let (status, _, _) = app.post("nvtt-gp-update", "gp_update", &gp).await;
+    assert_eq!(status, 202);
+    let keys = app.dir.path().join("keys");
+    // Another gateway on the same database and keys, its clock in 2036.
+    let later = TestApp::spawn_with(crate::helpers::Spawn {
+        clock: isa_gateway::platform::clock::Clock::Fixed(crate::helpers::at("2036-02-01T00:00:00Z")),
+        database_url: format!("sqlite://{}", app.db_path().display()),
+        keys_dir: Some(keys.clone()),
+        ..crate::helpers::Spawn::default()
+    })
+    .await;
+    let mut destroyed = false;
+    for _ in 0..100 {
+        if later
+            .entries()
+            .await
+            .iter()
+            .any(|e| e.event.kind == EventKind::Retention && e.event.agreement_id == "nvtt-gp-update")
+        {
+            destroyed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        destroyed,
+        "the retention run at start-up recorded the GP agreement's destruction"
+    );
+    let seed = std::fs::read_to_string(keys.join("index/subject/nvtt-gp-update.key")).unwrap();
+    assert!(seed.starts_with("2028 "), "{}", &seed[..5]);
+    assert!(found(&app, "9434765919").await.is_empty());
+}
