@@ -11,7 +11,9 @@
 #   /run/credentials/isa-gateway.service    read-only: the secrets (server.key, destination keys and
 #                                           passwords, and keys/ as `isa-gateway keys new` writes it),
 #                                           readable by uid 65532; the configuration names them here
-#   /var/lib/isa-gateway                    read-write volume: the SQLite ledger and drop folders
+#   /var/lib/isa-gateway                    read-write volume: the SQLite ledger, drop folders and
+#                                           subject-index/ (the subject-index seeds, which retention
+#                                           rewrites: `docker run … keys new --subject` makes them)
 # Migrations are built into the binary; with PostgreSQL nothing more is needed on disk.
 
 FROM rust:1.95-bookworm AS build
@@ -36,6 +38,9 @@ ENV ISA_GATEWAY_CONFIG=/etc/isa-gateway/gateway.toml
 # Keys come from the mounted secrets, laid out as `isa-gateway keys new` writes them (under systemd
 # they come as credentials instead; see docs/deploy/isa-gateway.service).
 ENV ISA_GATEWAY__KEYS_DIR=/run/credentials/isa-gateway.service/keys
+# The subject-index seeds: the gateway rewrites them when retention destroys a year, so they live
+# on the read-write volume, not with the read-only secrets.
+ENV ISA_GATEWAY_SUBJECT_INDEX_DIR=/var/lib/isa-gateway/subject-index
 
 USER nonroot
 EXPOSE 8443

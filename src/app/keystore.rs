@@ -9,7 +9,7 @@
 //! <keys_dir>/agreements/<agreement-id>/v<N>.key    64 hex characters
 //! <keys_dir>/index/v1.key                          references (typed ids) and older entries
 //! <keys_dir>/index/subject/<scope>.key              the subject index: "<first year> <hex>"
-//!                                                   (or ISA_GATEWAY_SUBJECT_KEYS_DIR/<scope>.key)
+//!                                                   (or ISA_GATEWAY_SUBJECT_INDEX_DIR/<scope>.key)
 //! ISA_GATEWAY_KEY_<AGREEMENT_ID>_V<N>=<hex>         (agreement id upper-cased, '-' as '_')
 //! ISA_GATEWAY_KEY_<AGREEMENT_ID>_V<N>_FILE=<path>
 //! ISA_GATEWAY_INDEX_KEY=<hex>  or  ISA_GATEWAY_INDEX_KEY_FILE=<path>
@@ -256,9 +256,9 @@ pub struct SubjectSeedFile {
 }
 
 impl KeyStore {
-    /// `ISA_GATEWAY_SUBJECT_KEYS_DIR`, or `<keys_dir>/index/subject`.
+    /// `ISA_GATEWAY_SUBJECT_INDEX_DIR`, or `<keys_dir>/index/subject`.
     fn subject_dir(&self) -> PathBuf {
-        std::env::var_os("ISA_GATEWAY_SUBJECT_KEYS_DIR")
+        std::env::var_os("ISA_GATEWAY_SUBJECT_INDEX_DIR")
             .map_or_else(|| self.dir.join("index").join("subject"), PathBuf::from)
     }
 

@@ -410,6 +410,7 @@ fn every_variable_the_unit_sets_is_one_the_gateway_reads() {
         "\"ISA_GATEWAY__\"",
         "\"ISA_GATEWAY_INDEX_KEY_FILE\"",
         "\"ISA_GATEWAY_CHECKPOINT_KEY_FILE\"",
+        "\"ISA_GATEWAY_SUBJECT_INDEX_DIR\"",
         "\"ISA_GATEWAY_KEY_{}_V\"",
         "\"{name}_FILE\"",
     ] {
@@ -460,7 +461,12 @@ fn every_variable_the_unit_sets_is_one_the_gateway_reads() {
             agreement_keys.insert(agreement.0.clone());
         } else {
             assert!(
-                ["ISA_GATEWAY_INDEX_KEY_FILE", "ISA_GATEWAY_CHECKPOINT_KEY_FILE"].contains(&variable.as_str()),
+                [
+                    "ISA_GATEWAY_INDEX_KEY_FILE",
+                    "ISA_GATEWAY_CHECKPOINT_KEY_FILE",
+                    "ISA_GATEWAY_SUBJECT_INDEX_DIR"
+                ]
+                .contains(&variable.as_str()),
                 "{UNIT}: Environment={variable}={value}: the gateway does not read {variable}"
             );
         }
