@@ -291,3 +291,59 @@ async fn the_disclose_command_makes_a_held_disclosure_through_the_api() {
     assert_eq!(status, 200);
     assert_eq!(listed["transfers"][0]["transfer_id"], receipt["transfer_id"]);
 }
+
+/// Every shipped one-off template, from its example in `examples/`: held for a director whoever
+/// asks, recorded with the kind of request and exactly the bases the kind fixes, and delivered to
+/// the requester the template names once another person approves. The hospital template alone
+/// lets a clinical summary leave.
+#[tokio::test]
+async fn each_kind_of_one_off_disclosure_is_held_recorded_with_its_bases_and_delivered_once_approved() {
+    let app = TestApp::spawn().await;
+    let director = http_client_as(&pki().sender, &token("dee", &["director"]));
+    #[rustfmt::skip]
+    let table = [
+        ("court_order_disclosure.json", "dpo", "court_order", "Northvale Family Court",
+         &["uk-gdpr/6.1.c", "uk-gdpr/9.2.f", "dpa-2018/sch2/5", "common-law/legal-requirement", "statute/court-order"][..], false),
+        ("coroner_disclosure.json", "dpo", "coroners_notice", "HM Senior Coroner for Northvale",
+         &["uk-gdpr/6.1.c", "uk-gdpr/9.2.f", "dpa-2018/sch2/5", "common-law/legal-requirement", "statute/coroners-and-justice-act-2009/sch5"][..], false),
+        ("police_disclosure.json", "safeguarding_lead", "police_crime", "Northvale Police",
+         &["uk-gdpr/6.1.e", "uk-gdpr/9.2.g", "dpa-2018/sch1/10", "dpa-2018/sch2/2", "common-law/overriding-public-interest"][..], false),
+        ("hospital_disclosure.json", "practitioner", "vital_interests", "Northvale General Hospital NHS Foundation Trust",
+         &["uk-gdpr/6.1.d", "uk-gdpr/9.2.c", "common-law/best-interests"][..], true),
+    ];
+    for (example, role, kind, organisation, bases, summary_leaves) in table {
+        let body: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo().join("examples").join(example)).unwrap()).unwrap();
+        let asker = http_client_as(&pki().sender, &token("ash", &[role]));
+        let (status, sent) = disclose(&app, &asker, &body).await;
+        assert_eq!((status, sent["status"].as_str()), (202, Some("held")), "{example}: {sent}");
+        let id = sent["transfer_id"].as_str().unwrap().to_owned();
+        let entries = app.entries().await;
+        let decision = entries
+            .iter()
+            .map(|e| &e.event)
+            .find(|e| e.kind == EventKind::Decision && e.transfer_id.to_string() == id)
+            .unwrap();
+        assert_eq!(decision.requester_kind.as_deref(), Some(kind), "{example}");
+        assert_eq!(decision.recipient.as_deref(), Some(organisation), "{example}");
+        assert_eq!(decision.legal_bases, bases, "{example}");
+
+        let approve = format!("/v1/transfers/{id}/approve");
+        let reason = json!({"reason": "legal_duty", "note_ref": "CMS:request/1"});
+        let (status, answer) = post(&app, &director, &approve, reason).await;
+        assert_eq!(status, 200, "{example}: {answer}");
+        assert_eq!(app.settled(&id).await["status"], "delivered", "{example}");
+        let file = delivered_files(&app)
+            .into_iter()
+            .find(|f| f.to_string_lossy().contains(&id))
+            .unwrap_or_else(|| panic!("{example}: no file for {id}"));
+        let out: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        assert_eq!(out["recipient"]["organisation"], organisation, "{example}");
+        assert_eq!(out["in_response_to"]["kind"], kind, "{example}");
+        assert_eq!(
+            out["payload"].get("clinical_summary").is_some(),
+            summary_leaves,
+            "{example}: a clinical summary leaves only where the template lists it"
+        );
+    }
+}

@@ -298,12 +298,15 @@ async fn agreements_are_readable_with_legal_bases_titles_and_field_treatments() 
     assert_eq!(
         ids,
         [
+            "nvtt-coroner-disclosure",
             "nvtt-couples-gp-update",
             "nvtt-court-order-disclosure",
             "nvtt-gp-update",
+            "nvtt-hospital-disclosure",
             "nvtt-lado-referral",
             "nvtt-mash-referral",
-            "nvtt-nhse-dataset"
+            "nvtt-nhse-dataset",
+            "nvtt-police-disclosure"
         ]
     );
 

@@ -388,7 +388,12 @@ impl Agreement {
                     file.consent.model,
                     ConsentModel::Explicit | ConsentModel::AllContributors
                 ),
-                E::DirectCare => has(&|b| matches!(b, B::Art9(Art9::H))),
+                // Individual care: a health or care purpose, or a person being treated in an
+                // emergency who cannot consent (vital interests).
+                E::DirectCare => has(&|b| matches!(b, B::Art9(Art9::H | Art9::C))),
+                E::OverridingPublicInterest => {
+                    has(&|b| matches!(b, B::CommonLaw(CommonLaw::OverridingPublicInterest)))
+                }
                 E::Safeguarding => has(&|b| matches!(b, B::Schedule1(s) if s.paragraph() == 18)),
                 E::LegalRequirement => has(&|b| matches!(b, B::CommonLaw(CommonLaw::LegalRequirement) | B::Statute(_))),
                 E::Anonymised => {
@@ -403,9 +408,9 @@ impl Agreement {
                     "national_data_opt_out_exemption",
                     format!(
                         "rule {}: {} does not fit this agreement (consent needs an explicit or all-contributors \
-                         model; direct_care an Art 9(2)(h) condition; safeguarding Sch 1 para 18; \
+                         model; direct_care an Art 9(2)(h) or (c) condition; safeguarding Sch 1 para 18; \
                          legal_requirement a legal requirement or statutory gateway; anonymised no identifying \
-                         field and no subject index)",
+                         field and no subject index; overriding_public_interest that common-law basis)",
                         rules::OPT_OUT_EXEMPTION_FITS,
                         exemption.code()
                     ),

@@ -96,6 +96,9 @@ pub enum OptOutExemption {
     Consent,
     /// The data is anonymised in line with the ICO code: not confidential patient information.
     Anonymised,
+    /// An overriding public interest (e.g. preventing or detecting a serious crime), decided case
+    /// by case.
+    OverridingPublicInterest,
 }
 
 impl OptOutExemption {
@@ -106,6 +109,7 @@ impl OptOutExemption {
             Self::LegalRequirement => "legal_requirement",
             Self::Consent => "consent",
             Self::Anonymised => "anonymised",
+            Self::OverridingPublicInterest => "overriding_public_interest",
         }
     }
 }
