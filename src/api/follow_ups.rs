@@ -240,7 +240,10 @@ pub(crate) async fn judge(
     // The recipient as the verified decision names it, not the read model's copy.
     e.recipient = decision.recipient.clone();
     e.reason_code = Some(reason.to_owned());
-    e.detail = body.note_ref.as_deref().map(|r| state.catalogue.reference(r));
+    e.detail = body
+        .note_ref
+        .as_deref()
+        .map(|n| state.catalogue.reference_in(&r.agreement_id, r.created_at, n));
     let receipt = if approve {
         state.ledger.release(e).await
     } else {
@@ -328,7 +331,10 @@ pub(crate) async fn review_as(
         UserRole::Director,
     );
     e.reason_code = Some(outcome.code().to_owned());
-    e.detail = body.note_ref.as_deref().map(|r| state.catalogue.reference(r));
+    e.detail = body
+        .note_ref
+        .as_deref()
+        .map(|n| state.catalogue.reference_in(&r.agreement_id, r.created_at, n));
     let receipt = state
         .ledger
         .follow_up(e)
@@ -375,7 +381,10 @@ pub(crate) async fn informed(
         .ok_or(ApiError::role_required(UserRole::Practitioner))?;
     check_note_ref(body.note_ref.as_ref())?;
     let mut e = event(state, &r, EventKind::Notification, r.status, &system.id, user, role);
-    e.detail = body.note_ref.as_deref().map(|r| state.catalogue.reference(r));
+    e.detail = body
+        .note_ref
+        .as_deref()
+        .map(|n| state.catalogue.reference_in(&r.agreement_id, r.created_at, n));
     let receipt = state
         .ledger
         .follow_up(e)

@@ -115,15 +115,15 @@ pub fn subject_scopes(agreements: &Agreements) -> Vec<&str> {
 }
 
 /// Loads the keys the agreements need; development makes missing ones and says so. A new
-/// subject-index seed starts the year before `now` (the decisions' clock), so a clock a little
-/// behind still finds its year's key.
+/// subject-index seed starts in the year of `now` (the decisions' clock): it never claims to
+/// index a year before it existed.
 pub fn load_keys(config: &Config, agreements: &Agreements, now: jiff::Timestamp) -> Result<KeyRing, KeyError> {
     let needing: Vec<&str> = agreements.iter().filter(|a| a.needs_key()).map(|a| a.id()).collect();
     let dev = config.profile == Profile::Development;
     let store = KeyStore::new(&config.keys_dir);
     let (ring, mut created) = store.load(&needing, dev)?;
     let scopes = subject_scopes(agreements);
-    let year = crate::policy::agreement::utc_date(now).year() - 1;
+    let year = crate::policy::agreement::utc_date(now).year();
     created.extend(store.load_subject_keys(ring.subject(), &scopes, year, dev)?);
     for k in created {
         tracing::warn!(key = %k, dir = %config.keys_dir.display(), "created a development key");

@@ -14,7 +14,8 @@
 //! period is not known) and reported.
 //!
 //! Each destruction is recorded in the ledger (`retention`, with the agreement's version and
-//! content hash and the years destroyed) before the key is overwritten: a crash between the two
+//! content hash and the years destroyed) before the key is overwritten, under the seeds' folder
+//! lock and only once the seed is known to be there, due and writable: a crash between the two
 //! leaves the key live and the next run records and destroys it again.
 //!
 //! Held transfers and dead letters lose their bytes by the delivery worker's own limits
@@ -106,6 +107,13 @@ pub async fn run(
     now: Timestamp,
 ) -> Result<Vec<Destroyed>, RetentionError> {
     let mut done = Vec::new();
+    // A running gateway first takes in what another process destroyed (one way: `set` never
+    // brings an older seed back), so its memory holds no key the disk no longer has.
+    if let Some(live) = live {
+        for seed in store.subject_seeds()? {
+            live.set(&seed.scope, seed.first_year, &seed.material);
+        }
+    }
     for p in plan(store, agreements, as_of)? {
         let (Some((from, to)), Some(years)) = (p.due(), p.retention_years) else {
             continue;
@@ -128,13 +136,15 @@ pub async fn run(
              entries can no longer be linked to a person",
             utc_date(as_of)
         ));
-        let receipt = ledger.append(event).await?;
-        store.destroy_subject_keys_before(&p.scope, to + 1)?;
-        if let Some(live) = live {
-            for seed in store.subject_seeds()?.iter().filter(|s| s.scope == p.scope) {
-                live.set(&seed.scope, seed.first_year, &seed.material);
-            }
-        }
+        let recorded = store
+            .destroy_subject_keys_before(&p.scope, to + 1, async {
+                ledger.append(event).await.map_err(RetentionError::from)
+            })
+            .await?;
+        // Another process destroyed them first (and recorded it): nothing more to say.
+        let Some(receipt) = recorded else {
+            continue;
+        };
         tracing::warn!(scope = %p.scope, from, to, seq = receipt.seq, "retention: subject-index keys destroyed");
         done.push(Destroyed {
             scope: p.scope,

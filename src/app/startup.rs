@@ -78,7 +78,7 @@ pub struct Application {
     checkpointer: Arc<Checkpointer>,
     verifier: Arc<tls::ClientVerifier>,
     crl_reload: Duration,
-    /// The handlers' state, for the daily retention run.
+    /// The handlers' state, for the hourly retention run.
     retention: web::Data<AppState>,
 }
 
@@ -220,7 +220,7 @@ impl Application {
         let reports = tokio::spawn(self.delivery.watch_reports());
         let checkpoints = tokio::spawn(self.checkpointer.run());
         let crls = tokio::spawn(self.verifier.watch(self.crl_reload));
-        let retention = tokio::spawn(retention_daily(self.retention));
+        let retention = tokio::spawn(retention_hourly(self.retention));
         let console = self
             .console
             .map(|(_, server, c)| (tokio::spawn(server), tokio::spawn(crate::console::expire_sessions(c))));
@@ -239,9 +239,10 @@ impl Application {
     }
 }
 
-/// Destroys the subject-index keys whose retention has passed, at start-up and then daily. A
-/// failure is logged and retried the next day (nothing is destroyed unrecorded).
-async fn retention_daily(state: web::Data<AppState>) {
+/// Destroys the subject-index keys whose retention has passed, at start-up and then hourly, and
+/// takes in what another process (the CLI, another gateway) destroyed. A failure is logged and
+/// retried the next hour (nothing is destroyed unrecorded).
+async fn retention_hourly(state: web::Data<AppState>) {
     loop {
         let now = state.clock.now();
         if let Err(e) = crate::app::retention::run(
@@ -254,8 +255,8 @@ async fn retention_daily(state: web::Data<AppState>) {
         )
         .await
         {
-            tracing::error!(error = %e, "retention: cannot destroy the subject-index keys due; will retry tomorrow");
+            tracing::error!(error = %e, "retention: cannot destroy the subject-index keys due; will retry in an hour");
         }
-        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 }

@@ -72,6 +72,11 @@ pub async fn lookup(
     let year = crate::policy::agreement::utc_date(now).year();
     // Through next year: a gateway whose clock runs a little ahead may have indexed there.
     let hashes = keys.subject_hashes(nhs_number, year.saturating_add(1))?;
+    if !keys.subject_seeds()?.iter().any(|s| s.scope == SUBJECT_ACCESS_SCOPE) {
+        return Err(LookupError::Keys(KeyError::Missing(vec![format!(
+            "index/subject/{SUBJECT_ACCESS_SCOPE} (run `isa-gateway keys new --subject`)"
+        )])));
+    }
     let found = ledger.disclosures(&hashes).await?;
     let disclosures: Vec<Disclosure> = found
         .into_iter()

@@ -34,7 +34,7 @@ pub(super) fn keys(command: KeysCommand) -> Result<ExitCode, String> {
                 )
             })?;
             let scopes = crate::app::catalogue::subject_scopes(&agreements);
-            let year = crate::policy::agreement::utc_date(jiff::Timestamp::now()).year() - 1;
+            let year = crate::policy::agreement::utc_date(jiff::Timestamp::now()).year();
             let made = store.new_subject_keys(&scopes, year).map_err(|e| e.to_string())?;
             println!(
                 "{} subject-index seed(s) made, {} already there (mode 0600, first year {year})",
@@ -103,6 +103,11 @@ pub(super) async fn retention(path: &Path, as_of: Option<jiff::Timestamp>, destr
     })?;
     let store = crate::app::keystore::KeyStore::new(&config.keys_dir);
     let now = jiff::Timestamp::now();
+    // Destroying as of a date still to come would destroy keys still in use: a moved clock is
+    // for seeing what a date will bring, and for the development profile's tests.
+    if destroy && as_of.is_some_and(|t| t > now) && config.profile != Profile::Development {
+        return Err("--destroy with an --as-of in the future is for the development profile only".into());
+    }
     let as_of = as_of.unwrap_or(now);
     let plan = crate::app::retention::plan(&store, &agreements, as_of).map_err(|e| e.to_string())?;
     if plan.is_empty() {

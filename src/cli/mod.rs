@@ -115,12 +115,13 @@ enum Command {
     },
     /// Retention of the subject index: list each scope's live years and when the earliest goes,
     /// and destroy the keys whose agreement's retention period has passed (recorded in the
-    /// ledger). The running gateway also does this daily.
+    /// ledger). The running gateway also does this hourly.
     Retention {
         #[command(flatten)]
         config: ConfigArg,
         /// Judge what is due as of this time (RFC 3339) rather than now, e.g. to see what a date
-        /// will bring. Destructions are recorded at the real time.
+        /// will bring. Destructions are recorded at the real time; with --destroy, a time still
+        /// to come is refused outside the development profile.
         #[arg(long)]
         as_of: Option<jiff::Timestamp>,
         /// Destroy what is due (without it, only list).
@@ -217,7 +218,7 @@ enum KeysCommand {
         #[arg(long, conflicts_with_all = ["agreement", "index"])]
         checkpoint: bool,
         /// The subject-index seed of every agreement that indexes an NHS number (and of subject
-        /// access lookups) that has none yet, starting last year.
+        /// access lookups) that has none yet, starting this year.
         #[arg(long, conflicts_with_all = ["agreement", "index", "checkpoint"])]
         subject: bool,
     },

@@ -55,6 +55,19 @@ impl Catalogue {
             .index()
             .map_or_else(|| "ref:unkeyed".to_owned(), |k| k.reference(text))
     }
+
+    /// The same for a reference recorded about a transfer under `scope` (its agreement) decided
+    /// at `decided`: keyed under that agreement's subject-index key for the year, so retention
+    /// destroys it with the person's index (a reference such as a case-record id would otherwise
+    /// link a destroyed year's entries to a live one). An agreement that indexes no one falls back
+    /// to the gateway-wide key.
+    pub fn reference_in(&self, scope: &str, decided: Timestamp, text: &str) -> String {
+        let year = crate::agreement::utc_date(decided).year();
+        match self.keys.subject().get(scope, year) {
+            Some(k) => k.reference(text),
+            None => self.reference(text),
+        }
+    }
 }
 
 impl std::fmt::Debug for Catalogue {
@@ -320,7 +333,7 @@ impl Catalogue {
         let consent = envelope.consent.as_ref();
         let informed = envelope.subject_informed.as_ref();
         // References are kept as keyed hashes: the text could be anything a sender typed.
-        let reference = |r: &Option<String>| r.as_deref().map(|r| self.reference(r));
+        let reference = |r: &Option<String>| r.as_deref().map(|r| self.reference_in(agreement.id(), req.now, r));
         refusal.consent = ConsentRecord {
             status: consent.map(|c| c.status.code().to_owned()),
             reason: consent.and_then(|c| c.reason_not_sought.clone()),
@@ -558,7 +571,7 @@ impl Catalogue {
             one_off: one_off.map(|o| OneOffRecord {
                 kind: o.kind.code(),
                 organisation: o.organisation,
-                reference: self.reference(&o.reference),
+                reference: self.reference_in(agreement.id(), req.now, &o.reference),
             }),
         }))
     }

@@ -151,7 +151,7 @@ pub fn next_subject_key(material: &[u8; 32]) -> Zeroizing<[u8; 32]> {
 /// `year`'s key material from a seed that is `first_year`'s; `None` for a year before the seed
 /// (destroyed, or never made) or too far after it.
 pub fn subject_key_material(first_year: i16, seed: &[u8; 32], year: i16) -> Option<Zeroizing<[u8; 32]>> {
-    if year < first_year || year - first_year > MAX_SUBJECT_YEARS {
+    if year < first_year || i32::from(year) - i32::from(first_year) > i32::from(MAX_SUBJECT_YEARS) {
         return None;
     }
     let mut k = Zeroizing::new(*seed);
@@ -175,9 +175,13 @@ impl SubjectKeys {
         subject_key_material(seed.first_year, &seed.material, year).map(|m| IndexKey::from_bytes(&m))
     }
 
-    /// Sets `scope`'s seed: the key of `first_year`, its earliest live year.
+    /// Sets `scope`'s seed: the key of `first_year`, its earliest live year. One way only: a seed
+    /// older than the one held is ignored (a destroyed year never comes back into memory).
     pub fn set(&self, scope: &str, first_year: i16, material: &[u8; 32]) {
         let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if map.get(scope).is_some_and(|held| held.first_year > first_year) {
+            return;
+        }
         map.insert(
             scope.to_owned(),
             SubjectSeed {
@@ -269,6 +273,10 @@ mod tests {
         assert!(keys.get("gp", 2026).is_none());
         assert_eq!(keys.get("gp", 2027).unwrap().index(&n), k2027);
         assert_eq!(keys.scopes(), [("gp".to_owned(), 2027)]);
+        // One way: the old seed set again (a stale copy) does not bring 2026 back.
+        keys.set("gp", 2026, &[7; 32]);
+        assert!(keys.get("gp", 2026).is_none());
+        assert!(keys.get("gp", i16::MAX).is_none() && keys.get("gp", i16::MIN).is_none());
         assert!(!format!("{keys:?}").contains("0707"));
     }
 

@@ -316,7 +316,11 @@ async fn each_kind_of_one_off_disclosure_is_held_recorded_with_its_bases_and_del
             serde_json::from_str(&std::fs::read_to_string(repo().join("examples").join(example)).unwrap()).unwrap();
         let asker = http_client_as(&pki().sender, &token("ash", &[role]));
         let (status, sent) = disclose(&app, &asker, &body).await;
-        assert_eq!((status, sent["status"].as_str()), (202, Some("held")), "{example}: {sent}");
+        assert_eq!(
+            (status, sent["status"].as_str()),
+            (202, Some("held")),
+            "{example}: {sent}"
+        );
         let id = sent["transfer_id"].as_str().unwrap().to_owned();
         let entries = app.entries().await;
         let decision = entries

@@ -50,11 +50,11 @@ async fn after_its_retention_period_a_years_disclosures_can_no_longer_be_linked_
     assert!(listed.status.success(), "{}", stdout(&listed));
     let text = stdout(&listed);
     assert!(
-        text.contains("nvtt-gp-update: live from 2025; retention 8 years; 2025 goes on 2034-01-01; DUE"),
+        text.contains("nvtt-gp-update: live from 2026; retention 8 years; 2026 goes on 2035-01-01; DUE"),
         "{text}"
     );
     assert!(
-        text.contains("nvtt-lado-referral: live from 2025; retention 10 years; 2025 goes on 2036-01-01\n"),
+        text.contains("nvtt-lado-referral: live from 2026; retention 10 years; 2026 goes on 2037-01-01\n"),
         "{text}"
     );
     assert!(text.contains("(nothing destroyed: run with --destroy)"), "{text}");
@@ -101,10 +101,32 @@ async fn after_its_retention_period_a_years_disclosures_can_no_longer_be_linked_
     let verify = cli(&app, &["ledger", "verify"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
 
+    // Subject access that cannot find the seeds says so; it never answers "nothing found" (here a
+    // shell without the gateway's ISA_GATEWAY_SUBJECT_INDEX_DIR, looking in an empty folder).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+        .args(["subject-disclosures", "--by", "daphne", "--config"])
+        .arg(&app.config_path)
+        .env("RUST_LOG", "error")
+        .env("ISA_GATEWAY_SUBJECT_INDEX_DIR", elsewhere.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        writeln!(child.stdin.take().unwrap(), "{nhs}").unwrap();
+    }
+    let lost = child.wait_with_output().unwrap();
+    assert!(!lost.status.success(), "{}", stdout(&lost));
+    assert!(stdout(&lost).contains("subject-index seeds"), "{}", stdout(&lost));
+    assert!(!stdout(&lost).contains(&nhs));
+
     // Two years on, the LADO referral's period has passed too: the person is no longer findable.
     let later = cli(&app, &["retention", "--as-of", "2037-01-01T00:00:00Z", "--destroy"]);
     assert!(
-        stdout(&later).contains("destroyed: nvtt-lado-referral 2025–2026"),
+        stdout(&later).contains("destroyed: nvtt-lado-referral 2026–2026"),
         "{}",
         stdout(&later)
     );
@@ -113,7 +135,7 @@ async fn after_its_retention_period_a_years_disclosures_can_no_longer_be_linked_
     assert!(verify.status.success(), "{}", stdout(&verify));
 }
 
-/// The running gateway applies retention itself at start-up (and daily after): a gateway whose
+/// The running gateway applies retention itself at start-up (and hourly after): a gateway whose
 /// clock is past the GP agreement's period destroys the old year's key before serving.
 #[tokio::test]
 async fn the_gateway_destroys_what_is_due_at_start_up() {
@@ -131,24 +153,24 @@ async fn the_gateway_destroys_what_is_due_at_start_up() {
         ..crate::helpers::Spawn::default()
     })
     .await;
-    let mut destroyed = false;
-    for _ in 0..100 {
-        if later
-            .entries()
-            .await
-            .iter()
-            .any(|e| e.event.kind == EventKind::Retention && e.event.agreement_id == "nvtt-gp-update")
-        {
-            destroyed = true;
+    // The seed is rewritten after the ledger records the destruction: wait for the file.
+    let seed_file = keys.join("index/subject/nvtt-gp-update.key");
+    let mut seed = String::new();
+    for _ in 0..200 {
+        seed = std::fs::read_to_string(&seed_file).unwrap();
+        if seed.starts_with("2028 ") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert!(seed.starts_with("2028 "), "{}", &seed[..5]);
     assert!(
-        destroyed,
+        later
+            .entries()
+            .await
+            .iter()
+            .any(|e| e.event.kind == EventKind::Retention && e.event.agreement_id == "nvtt-gp-update"),
         "the retention run at start-up recorded the GP agreement's destruction"
     );
-    let seed = std::fs::read_to_string(keys.join("index/subject/nvtt-gp-update.key")).unwrap();
-    assert!(seed.starts_with("2028 "), "{}", &seed[..5]);
     assert!(found(&app, "9434765919").await.is_empty());
 }

@@ -246,12 +246,11 @@ impl Ledger for SqlLedger {
             .collect::<Vec<_>>()
             .join(", ");
         // One keyed hash per live subject-index key (a few per agreement); bound, never spliced.
-        let params = (1..=subject_hashes.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // One keyed hash per live subject-index key (a few per agreement and year); bound, never
+        // spliced. Each transfer is indexed under one key, so no row comes twice.
+        let params = self.placeholders(subject_hashes.len());
         let sql = format!(
-            "SELECT DISTINCT {columns}, e.entry, e.hash FROM subject_disclosures s \
+            "SELECT {columns}, e.entry, e.hash FROM subject_disclosures s \
              JOIN transfers t ON t.transfer_id = s.transfer_id JOIN ledger_entries e ON e.seq = t.decision_seq \
              WHERE s.subject_hash IN ({params}) AND t.status <> 'refused' ORDER BY t.decision_seq"
         );

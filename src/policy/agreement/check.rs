@@ -391,9 +391,7 @@ impl Agreement {
                 // Individual care: a health or care purpose, or a person being treated in an
                 // emergency who cannot consent (vital interests).
                 E::DirectCare => has(&|b| matches!(b, B::Art9(Art9::H | Art9::C))),
-                E::OverridingPublicInterest => {
-                    has(&|b| matches!(b, B::CommonLaw(CommonLaw::OverridingPublicInterest)))
-                }
+                E::OverridingPublicInterest => has(&|b| matches!(b, B::CommonLaw(CommonLaw::OverridingPublicInterest))),
                 E::Safeguarding => has(&|b| matches!(b, B::Schedule1(s) if s.paragraph() == 18)),
                 E::LegalRequirement => has(&|b| matches!(b, B::CommonLaw(CommonLaw::LegalRequirement) | B::Statute(_))),
                 E::Anonymised => {
