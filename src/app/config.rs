@@ -421,12 +421,21 @@ impl Config {
             problems
                 .push("ledger.origin must be non-empty, without spaces or '+' (a signed note's key name)".to_owned());
         }
+        let mut witness_keys: Vec<crate::ledger::cosignature::Witness> = Vec::new();
         for w in &self.ledger.witnesses {
-            if let Err(e) = crate::ledger::cosignature::Witness::parse(w) {
-                problems.push(format!(
+            match crate::ledger::cosignature::Witness::parse(w) {
+                // One key under two names would count one witness twice.
+                Ok(w) if witness_keys.iter().any(|o| o.public == w.public || o.name == w.name) => {
+                    problems.push(format!(
+                        "ledger.witnesses: {:?} repeats a witness's key or name: each witness once",
+                        w.name
+                    ))
+                }
+                Ok(w) => witness_keys.push(w),
+                Err(e) => problems.push(format!(
                     "ledger.witnesses: {:?}: {e}",
                     w.chars().take(80).collect::<String>()
-                ));
+                )),
             }
         }
         for i in &self.auth.issuers {

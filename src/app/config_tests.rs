@@ -129,3 +129,22 @@ fn missing_file_is_named() {
     let err = Config::load_with_env(Path::new("/nonexistent/g.toml"), &Overrides::default(), no_env()).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/g.toml"));
 }
+
+#[test]
+fn a_witness_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::ledger::signing::CheckpointKey::from_seed(&[5; 32]).public();
+    let a = crate::ledger::cosignature::Witness::new("a.example/w", key)
+        .unwrap()
+        .vkey();
+    let b = crate::ledger::cosignature::Witness::new("b.example/w", key)
+        .unwrap()
+        .vkey();
+    let text = format!("{MINIMAL}\n[ledger]\nwitnesses = [{a:?}, {b:?}]\n");
+    let err = Config::load_with_env(&write(dir.path(), &text), &Overrides::default(), no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"b.example/w\" repeats a witness's key or name"), "{err}");
+    let text = format!("{MINIMAL}\n[ledger]\nwitnesses = [{a:?}]\n");
+    assert!(Config::load_with_env(&write(dir.path(), &text), &Overrides::default(), no_env()).is_ok());
+}

@@ -17,9 +17,17 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
         public_key,
         allow_unpinned,
         witnesses,
+        origin,
     } = &command
     {
         let witnesses = parse_witnesses(witnesses)?;
+        if public_key.is_none() && !witnesses.is_empty() && origin.is_none() {
+            return Err(
+                "with --witness and no --public-key, name the ledger's origin (--origin, the first line of its \
+                 checkpoints): a witness vouches for the tree of the origin it cosigned, and the bundle could name any"
+                    .into(),
+            );
+        }
         if public_key.is_none() && witnesses.is_empty() && !allow_unpinned {
             return Err(
                 "a bundle proves nothing without the key or the witnesses you trust: pass --public-key \
@@ -30,6 +38,17 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
         }
         let report = crate::audit::bundle::verify(dir, pinned(public_key)?.as_ref(), &witnesses)
             .map_err(|e| format!("bundle does not verify: {e}"))?;
+        if let Some(expected) = origin
+            && report.origin.as_deref() != Some(expected.as_str())
+        {
+            return Err(format!(
+                "bundle does not verify: its checkpoint is of the origin {:?}, not {expected:?}",
+                report
+                    .origin
+                    .as_deref()
+                    .unwrap_or("(not read: name witnesses to check the origin)")
+            ));
+        }
         if public_key.is_none() && witnesses.is_empty() {
             println!(
                 "integrity only: {} entries consistent with the signed tree of {} entries, under the bundle's own \

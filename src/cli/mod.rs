@@ -295,6 +295,11 @@ enum LedgerCommand {
         /// have cosigned the bundle's checkpoint.
         #[arg(long = "witness")]
         witnesses: Vec<String>,
+        /// The ledger's origin (its checkpoints' first line) you expect; required with --witness
+        /// and no --public-key, since then the bundle's own key vouches for nothing and a
+        /// witness's cosignature is only worth the origin it names.
+        #[arg(long)]
+        origin: Option<String>,
     },
 }
 

@@ -16,6 +16,8 @@ use crate::helpers::{GP_AGREEMENT, Spawn, TestApp, gp_update, pki, token};
 use crate::ledger::{cli, intruder, rechain, stdout, three_transfers};
 
 const NAME: &str = "audit.partner.example/witness";
+/// The ledger's origin (the default, `ledger.origin`).
+const ORIGIN: &str = "isa-gateway";
 
 /// A witness's folder, made by `isa-gateway witness init`, and its verifier key.
 struct WitnessDir {
@@ -233,7 +235,22 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("carries 1 witness cosignature"), "{}", text(&o));
     let bundle = out.to_str().unwrap();
+    // Unpinned, the auditor names the origin the witness must have cosigned.
     let o = run(&["ledger", "verify-bundle", bundle, "--witness", vkey]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("name the ledger's origin (--origin"), "{}", text(&o));
+    let o = run(&[
+        "ledger",
+        "verify-bundle",
+        bundle,
+        "--witness",
+        vkey,
+        "--origin",
+        "another-ledger",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not \"another-ledger\""), "{}", text(&o));
+    let o = run(&["ledger", "verify-bundle", bundle, "--witness", vkey, "--origin", ORIGIN]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains(&format!("witnesses {NAME} (at ")), "{}", text(&o));
     assert!(text(&o).contains("NOT pinned"), "{}", text(&o));
@@ -250,7 +267,15 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
     assert!(text(&o).contains("the pinned checkpoint key"), "{}", text(&o));
     // Another witness did not cosign it.
     let stranger = Witness::new("stranger.example/w", CheckpointKey::from_seed(&[42; 32]).public()).unwrap();
-    let o = run(&["ledger", "verify-bundle", bundle, "--witness", &stranger.vkey()]);
+    let o = run(&[
+        "ledger",
+        "verify-bundle",
+        bundle,
+        "--witness",
+        &stranger.vkey(),
+        "--origin",
+        ORIGIN,
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("no cosignature by witness stranger.example/w"),
@@ -265,7 +290,7 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
     let bumped = (lines[1].parse::<u64>().unwrap() + 1).to_string();
     lines[1] = &bumped;
     std::fs::write(&note_path, format!("{}\n\n{sigs}", lines.join("\n"))).unwrap();
-    let o = run(&["ledger", "verify-bundle", bundle, "--witness", vkey]);
+    let o = run(&["ledger", "verify-bundle", bundle, "--witness", vkey, "--origin", ORIGIN]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
 
