@@ -160,12 +160,8 @@ impl KeyStore {
                 ring.insert(AgreementKey::from_bytes(id, v, &material));
             }
         }
-        let index = if let Ok(hex) = std::env::var("ISA_GATEWAY_INDEX_KEY") {
-            Some(parse_hex("ISA_GATEWAY_INDEX_KEY", &Zeroizing::new(hex))?)
-        } else if let Ok(path) = std::env::var("ISA_GATEWAY_INDEX_KEY_FILE") {
-            Some(read_file(Path::new(&path))?)
-        } else if self.index_path().is_file() {
-            Some(read_file(&self.index_path())?)
+        let index = if let Some(k) = self.index_material()? {
+            Some(k)
         } else if create_missing {
             let k = random_key()?;
             write_key(&self.index_path(), &k)?;
@@ -182,6 +178,20 @@ impl KeyStore {
             Ok((ring, created))
         } else {
             Err(KeyError::Missing(missing))
+        }
+    }
+
+    /// The gateway-wide index key's material: `ISA_GATEWAY_INDEX_KEY`, `…_FILE`, or
+    /// `<keys_dir>/index/v1.key`; `None` if none is given.
+    fn index_material(&self) -> Result<Option<Zeroizing<[u8; 32]>>, KeyError> {
+        if let Ok(hex) = std::env::var("ISA_GATEWAY_INDEX_KEY") {
+            parse_hex("ISA_GATEWAY_INDEX_KEY", &Zeroizing::new(hex)).map(Some)
+        } else if let Ok(path) = std::env::var("ISA_GATEWAY_INDEX_KEY_FILE") {
+            read_file(Path::new(&path)).map(Some)
+        } else if self.index_path().is_file() {
+            read_file(&self.index_path()).map(Some)
+        } else {
+            Ok(None)
         }
     }
 

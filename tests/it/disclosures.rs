@@ -23,6 +23,16 @@ async fn post(app: &TestApp, client: &reqwest::Client, path: &str, body: Value) 
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// The decision entry of transfer `id`.
+fn decision_of(entries: &[isa_gateway::ledger::Entry], id: &str) -> isa_gateway::ledger::Event {
+    entries
+        .iter()
+        .map(|e| &e.event)
+        .find(|e| e.kind == EventKind::Decision && e.transfer_id.to_string() == id)
+        .unwrap()
+        .clone()
+}
+
 fn delivered_files(app: &TestApp) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(app.dir.path().join("deliveries/disclosures"))
         .map(|d| d.map(|e| e.unwrap().path()).collect())
@@ -72,11 +82,7 @@ async fn a_court_order_disclosure_is_held_approved_by_another_person_delivered_a
 
     // The ledger keeps the requester's kind, organisation and a keyed hash of the reference.
     let entries = app.entries().await;
-    let decision = entries
-        .iter()
-        .map(|e| &e.event)
-        .find(|e| e.kind == EventKind::Decision && e.transfer_id.to_string() == id)
-        .unwrap();
+    let decision = decision_of(&entries, &id);
     assert_eq!(decision.decision, Some(DecisionKind::Hold));
     assert_eq!(decision.requester_kind.as_deref(), Some("court_order"));
     assert_eq!(decision.recipient.as_deref(), Some("Northvale Family Court"));
@@ -322,12 +328,7 @@ async fn each_kind_of_one_off_disclosure_is_held_recorded_with_its_bases_and_del
             "{example}: {sent}"
         );
         let id = sent["transfer_id"].as_str().unwrap().to_owned();
-        let entries = app.entries().await;
-        let decision = entries
-            .iter()
-            .map(|e| &e.event)
-            .find(|e| e.kind == EventKind::Decision && e.transfer_id.to_string() == id)
-            .unwrap();
+        let decision = decision_of(&app.entries().await, &id);
         assert_eq!(decision.requester_kind.as_deref(), Some(kind), "{example}");
         assert_eq!(decision.recipient.as_deref(), Some(organisation), "{example}");
         assert_eq!(decision.legal_bases, bases, "{example}");

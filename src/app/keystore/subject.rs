@@ -2,11 +2,11 @@
 //! `ISA_GATEWAY_SUBJECT_INDEX_DIR` or `<keys_dir>/index/subject`, under one folder lock. Made by
 //! `keys new --subject` (or a development start), rewritten in place by retention.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
-use super::{KeyError, KeyStore, parse_hex, random_key, read_file};
+use super::{KeyError, KeyStore, parse_hex, random_key};
 use crate::policy::keys::{IndexKey, SubjectKeys, subject_key_material};
 
 /// One scope's subject-index seed as kept on disk: the key of its earliest live year.
@@ -261,16 +261,7 @@ impl KeyStore {
                 }
             }
         }
-        let legacy = if let Ok(hex) = std::env::var("ISA_GATEWAY_INDEX_KEY") {
-            Some(parse_hex("ISA_GATEWAY_INDEX_KEY", &Zeroizing::new(hex))?)
-        } else if let Ok(path) = std::env::var("ISA_GATEWAY_INDEX_KEY_FILE") {
-            Some(read_file(Path::new(&path))?)
-        } else if self.index_path().is_file() {
-            Some(read_file(&self.index_path())?)
-        } else {
-            None
-        };
-        if let Some(k) = legacy {
+        if let Some(k) = self.index_material()? {
             hashes.push(IndexKey::from_bytes(&k).index(nhs_number));
         }
         Ok(hashes)
