@@ -74,8 +74,15 @@ async fn after_its_retention_period_a_years_disclosures_can_no_longer_be_linked_
         stdout(&run)
     );
     assert_eq!(found(&app, &nhs).await, ["nvtt-lado-referral"]);
-    let seed = std::fs::read_to_string(app.dir.path().join("keys/index/subject/nvtt-gp-update.key")).unwrap();
+    let seed_path = app.dir.path().join("keys/index/subject/nvtt-gp-update.key");
+    let seed = std::fs::read_to_string(&seed_path).unwrap();
     assert!(seed.starts_with("2027 "), "the seed is now 2027's key");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&seed_path), 0o600);
+        assert_eq!(mode(seed_path.parent().unwrap()), 0o700);
+    }
 
     // Run again: nothing more is due, nothing more recorded.
     let again = cli(&app, &["retention", "--as-of", "2035-01-01T00:00:00Z", "--destroy"]);

@@ -46,7 +46,10 @@ impl KeyStore {
         let lock = dir.join(".lock");
         let fail = |e: std::io::Error| KeyError::Write(lock.clone(), e.kind());
         if exclusive && !dir.exists() {
-            std::fs::create_dir_all(&dir).map_err(fail)?;
+            // Only the gateway's user may list the seeds (0700), as the files are 0600.
+            std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+                .create(&dir)
+                .map_err(fail)?;
             if let Some(parent) = dir.parent() {
                 std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(fail)?;
             }
