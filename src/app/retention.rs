@@ -24,7 +24,7 @@
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use crate::app::keystore::{KeyError, KeyStore};
+use crate::app::keystore::{KeyError, KeyStore, SubjectSeedFile};
 use crate::ledger::{Event, EventKind, Ledger, LedgerError, TransferStatus, ledger_time};
 use crate::policy::agreement::{Agreements, utc_date};
 use crate::policy::keys::{SUBJECT_ACCESS_SCOPE, SubjectKeys};
@@ -64,13 +64,12 @@ pub enum RetentionError {
     Ledger(#[from] LedgerError),
 }
 
-/// The retention plan as of `as_of` for every subject-index seed on disk.
-pub fn plan(store: &KeyStore, agreements: &Agreements, as_of: Timestamp) -> Result<Vec<ScopePlan>, KeyError> {
+/// The retention plan as of `as_of` for each of `seeds` (`KeyStore::subject_seeds`).
+pub fn plan(seeds: &[SubjectSeedFile], agreements: &Agreements, as_of: Timestamp) -> Vec<ScopePlan> {
     let year = utc_date(as_of).year();
     let longest = agreements.iter().map(|a| a.terms().retention.years).max();
-    Ok(store
-        .subject_seeds()?
-        .into_iter()
+    seeds
+        .iter()
         .map(|seed| {
             let retention_years = if seed.scope == SUBJECT_ACCESS_SCOPE {
                 longest
@@ -79,13 +78,13 @@ pub fn plan(store: &KeyStore, agreements: &Agreements, as_of: Timestamp) -> Resu
             };
             let keep_from = retention_years.map(|r| i16::try_from(i32::from(year) - i32::from(r)).unwrap_or(i16::MIN));
             ScopePlan {
-                scope: seed.scope,
+                scope: seed.scope.clone(),
                 first_live: seed.first_year,
                 retention_years,
                 keep_from,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// One destruction done.
@@ -109,12 +108,13 @@ pub async fn run(
     let mut done = Vec::new();
     // A running gateway first takes in what another process destroyed (one way: `set` never
     // brings an older seed back), so its memory holds no key the disk no longer has.
+    let seeds = store.subject_seeds()?;
     if let Some(live) = live {
-        for seed in store.subject_seeds()? {
+        for seed in &seeds {
             live.set(&seed.scope, seed.first_year, &seed.material);
         }
     }
-    for p in plan(store, agreements, as_of)? {
+    for p in plan(&seeds, agreements, as_of) {
         let (Some((from, to)), Some(years)) = (p.due(), p.retention_years) else {
             continue;
         };

@@ -71,12 +71,16 @@ pub async fn lookup(
 ) -> Result<Answer, LookupError> {
     let year = crate::policy::agreement::utc_date(now).year();
     // Through next year: a gateway whose clock runs a little ahead may have indexed there.
-    let hashes = keys.subject_hashes(nhs_number, year.saturating_add(1))?;
-    if !keys.subject_seeds()?.iter().any(|s| s.scope == SUBJECT_ACCESS_SCOPE) {
+    // The seeds are read once, now; the lookups' own scope must be among them.
+    let seeds = keys.subject_seeds()?;
+    let Some(own) = seeds.iter().find(|s| s.scope == SUBJECT_ACCESS_SCOPE) else {
         return Err(LookupError::Keys(KeyError::Missing(vec![format!(
             "index/subject/{SUBJECT_ACCESS_SCOPE} (run `isa-gateway keys new --subject`)"
         )])));
-    }
+    };
+    let own_index: Vec<String> = own.key(year).map(|k| k.index(nhs_number)).into_iter().collect();
+    // Through next year: a gateway whose clock runs a little ahead may have indexed there.
+    let hashes = keys.subject_hashes(&seeds, nhs_number, year.saturating_add(1))?;
     let found = ledger.disclosures(&hashes).await?;
     let disclosures: Vec<Disclosure> = found
         .into_iter()
@@ -120,13 +124,7 @@ pub async fn lookup(
     event.user_sub = Some(asker.user.to_owned());
     event.user_issuer = asker.issuer.map(str::to_owned);
     event.user_role = Some("dpo".into());
-    event.subject_index = keys
-        .subject_seeds()?
-        .iter()
-        .filter(|s| s.scope == SUBJECT_ACCESS_SCOPE)
-        .filter_map(|s| crate::policy::keys::subject_key_material(s.first_year, &s.material, year))
-        .map(|m| crate::policy::keys::IndexKey::from_bytes(&m).index(nhs_number))
-        .collect();
+    event.subject_index = own_index;
     event.detail = Some(format!("{} disclosure(s) found", disclosures.len()));
     let Receipt { seq, .. } = ledger.append(event).await?;
     Ok(Answer {

@@ -3,19 +3,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Format, load};
-use crate::app::catalogue::load_agreements;
+use super::{Format, load, load_agreements};
 use crate::app::config::Overrides;
 
 pub(super) fn agreements(path: &Path, format: Format) -> Result<ExitCode, String> {
     let config = load(path, &Overrides::default())?;
-    let (agreements, _) = load_agreements(&config).map_err(|p| {
-        format!(
-            "{} problem(s); run `isa-gateway check`:\n{}",
-            p.len(),
-            p.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
-        )
-    })?;
+    let agreements = load_agreements(&config)?;
     let today = crate::platform::clock::Clock::System.today();
     let views: Vec<_> = agreements.iter().map(|a| a.view(today)).collect();
     match format {

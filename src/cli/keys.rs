@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{KeysCommand, load};
+use super::{KeysCommand, load, load_agreements};
 use crate::app::config::{Overrides, Profile};
 
 pub(super) fn keys(command: KeysCommand) -> Result<ExitCode, String> {
@@ -27,12 +27,7 @@ pub(super) fn keys(command: KeysCommand) -> Result<ExitCode, String> {
             println!("made the index key in {} (mode 0600)", config.keys_dir.display());
         }
         KeysCommand::New { subject: true, .. } => {
-            let (agreements, _) = crate::app::catalogue::load_agreements(&config).map_err(|problems| {
-                format!(
-                    "the agreements do not load ({} problem(s)); run `isa-gateway check`",
-                    problems.len()
-                )
-            })?;
+            let agreements = load_agreements(&config)?;
             let scopes = crate::app::catalogue::subject_scopes(&agreements);
             let year = crate::policy::agreement::utc_date(jiff::Timestamp::now()).year();
             let made = store.new_subject_keys(&scopes, year).map_err(|e| e.to_string())?;
@@ -95,12 +90,7 @@ pub(super) fn token_dev(path: &Path, sub: &str, roles: &[String], ttl_secs: u64)
 
 pub(super) async fn retention(path: &Path, as_of: Option<jiff::Timestamp>, destroy: bool) -> Result<ExitCode, String> {
     let config = load(path, &Overrides::default())?;
-    let (agreements, _) = crate::app::catalogue::load_agreements(&config).map_err(|problems| {
-        format!(
-            "the agreements do not load ({} problem(s)); run `isa-gateway check`",
-            problems.len()
-        )
-    })?;
+    let agreements = load_agreements(&config)?;
     let store = crate::app::keystore::KeyStore::new(&config.keys_dir);
     let now = jiff::Timestamp::now();
     // Destroying as of a date still to come would destroy keys still in use: a moved clock is
@@ -109,7 +99,8 @@ pub(super) async fn retention(path: &Path, as_of: Option<jiff::Timestamp>, destr
         return Err("--destroy with an --as-of in the future is for the development profile only".into());
     }
     let as_of = as_of.unwrap_or(now);
-    let plan = crate::app::retention::plan(&store, &agreements, as_of).map_err(|e| e.to_string())?;
+    let seeds = store.subject_seeds().map_err(|e| e.to_string())?;
+    let plan = crate::app::retention::plan(&seeds, &agreements, as_of);
     if plan.is_empty() {
         println!("no subject-index keys in {}", config.keys_dir.display());
     }

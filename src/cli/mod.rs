@@ -425,3 +425,15 @@ fn init_tracing() {
 fn load(path: &Path, overrides: &Overrides) -> Result<Config, String> {
     Config::load(path, overrides).map_err(|e| e.to_string())
 }
+
+/// The configured agreements, or every problem that stops them loading.
+fn load_agreements(config: &Config) -> Result<crate::policy::agreement::Agreements, String> {
+    let (agreements, _) = crate::app::catalogue::load_agreements(config).map_err(|p| {
+        format!(
+            "{} problem(s); run `isa-gateway check`:\n{}",
+            p.len(),
+            p.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    Ok(agreements)
+}

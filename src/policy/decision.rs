@@ -63,10 +63,13 @@ impl Catalogue {
     /// to the gateway-wide key.
     pub fn reference_in(&self, scope: &str, decided: Timestamp, text: &str) -> String {
         let year = crate::agreement::utc_date(decided).year();
-        match self.keys.subject().get(scope, year) {
-            Some(k) => k.reference(text),
-            None => self.reference(text),
-        }
+        self.reference_under(self.keys.subject().get(scope, year).as_ref(), text)
+    }
+
+    /// A typed reference under `key` (an agreement's subject-index key for a year), else under
+    /// the gateway-wide key.
+    fn reference_under(&self, key: Option<&crate::keys::IndexKey>, text: &str) -> String {
+        key.map_or_else(|| self.reference(text), |k| k.reference(text))
     }
 }
 
@@ -332,8 +335,14 @@ impl Catalogue {
         }
         let consent = envelope.consent.as_ref();
         let informed = envelope.subject_informed.as_ref();
+        // This agreement's subject-index key for the year of the decision: it indexes the person
+        // and keys the references, so retention destroys both together.
+        let subject_key = self
+            .keys
+            .subject()
+            .get(agreement.id(), crate::agreement::utc_date(req.now).year());
         // References are kept as keyed hashes: the text could be anything a sender typed.
-        let reference = |r: &Option<String>| r.as_deref().map(|r| self.reference_in(agreement.id(), req.now, r));
+        let reference = |r: &Option<String>| r.as_deref().map(|r| self.reference_under(subject_key.as_ref(), r));
         refusal.consent = ConsentRecord {
             status: consent.map(|c| c.status.code().to_owned()),
             reason: consent.and_then(|c| c.reason_not_sought.clone()),
@@ -469,8 +478,7 @@ impl Catalogue {
         let subject_index: BTreeSet<String> = if numbers.is_empty() {
             BTreeSet::new()
         } else {
-            let year = crate::agreement::utc_date(req.now).year();
-            let Some(index) = self.keys.subject().get(agreement.id(), year) else {
+            let Some(index) = subject_key.as_ref() else {
                 return refuse(refusal, Reason::SubjectIndexUnavailable, Vec::new());
             };
             numbers.iter().map(|n| index.index(n)).collect()
@@ -571,7 +579,7 @@ impl Catalogue {
             one_off: one_off.map(|o| OneOffRecord {
                 kind: o.kind.code(),
                 organisation: o.organisation,
-                reference: self.reference_in(agreement.id(), req.now, &o.reference),
+                reference: self.reference_under(subject_key.as_ref(), &o.reference),
             }),
         }))
     }

@@ -16,8 +16,20 @@ pub struct SubjectSeedFile {
     pub material: Zeroizing<[u8; 32]>,
 }
 
+impl SubjectSeedFile {
+    /// This scope's key for `year`; `None` before the seed's first year (destroyed) or too far on.
+    pub fn key(&self, year: i16) -> Option<IndexKey> {
+        subject_key_material(self.first_year, &self.material, year).map(|m| IndexKey::from_bytes(&m))
+    }
+}
+
 /// The years a seed may name.
 const SEED_YEARS: std::ops::RangeInclusive<i16> = 1970..=9999;
+
+/// A seed file's text: `<first year> <64 hex>` and a newline, always 70 bytes.
+fn seed_text(first_year: i16, material: &[u8; 32]) -> Zeroizing<String> {
+    Zeroizing::new(format!("{first_year:04} {}\n", &*Zeroizing::new(hex::encode(material))))
+}
 
 impl KeyStore {
     /// `ISA_GATEWAY_SUBJECT_INDEX_DIR`, or `<keys_dir>/index/subject`.
@@ -126,7 +138,7 @@ impl KeyStore {
     fn rewrite_subject_seed(&self, scope: &str, first_year: i16, material: &[u8; 32]) -> Result<(), KeyError> {
         use std::io::Write;
         let path = self.subject_path(scope)?;
-        let text = Zeroizing::new(format!("{first_year:04} {}\n", &*Zeroizing::new(hex::encode(material))));
+        let text = seed_text(first_year, material);
         let fail = |e: std::io::Error| KeyError::Write(path.clone(), e.kind());
         let mut f = std::fs::OpenOptions::new().write(true).open(&path).map_err(fail)?;
         f.write_all(text.as_bytes()).map_err(fail)?;
@@ -151,11 +163,7 @@ impl KeyStore {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(fail(e)),
         };
-        let material = random_key()?;
-        let text = Zeroizing::new(format!(
-            "{first_year:04} {}\n",
-            &*Zeroizing::new(hex::encode(*material))
-        ));
+        let text = seed_text(first_year, &*random_key()?);
         f.write_all(text.as_bytes()).map_err(fail)?;
         f.sync_all().map_err(fail)?;
         std::fs::File::open(self.subject_dir())
@@ -164,11 +172,11 @@ impl KeyStore {
         Ok(true)
     }
 
-    /// Loads the subject-index seed of each of `scopes` into `keys`. A missing one is made (its
-    /// first year `year`) with `create_missing`, and its name returned; otherwise it is an error
-    /// naming it. Seeds of scopes no longer configured are loaded too (their entries stay
-    /// findable until retention destroys them). Loading is one way: a seed older than the one
-    /// `keys` holds is ignored.
+    /// Loads every subject-index seed on disk into `keys` (seeds of scopes no longer configured
+    /// too: their entries stay findable until retention destroys them), after checking each of
+    /// `scopes` has one: a missing one is made (its first year `year`) with `create_missing`, and
+    /// its name returned; otherwise it is an error naming it. Loading is one way: a seed older
+    /// than the one `keys` holds is ignored.
     pub fn load_subject_keys(
         &self,
         keys: &SubjectKeys,
@@ -176,30 +184,20 @@ impl KeyStore {
         year: i16,
         create_missing: bool,
     ) -> Result<Vec<String>, KeyError> {
-        let mut created = Vec::new();
-        let mut missing = Vec::new();
-        {
-            let _lock = if create_missing {
-                Some(self.lock_subject_dir(true)?)
-            } else {
-                None
-            };
+        let created = if create_missing {
+            self.new_subject_keys(scopes, year)?
+        } else {
+            let mut missing = Vec::new();
             for scope in scopes {
-                if self.subject_path(scope)?.exists() {
-                    continue;
-                }
-                if create_missing {
-                    if self.create_subject_seed(scope, year)? {
-                        created.push(format!("index/subject/{scope}"));
-                    }
-                } else {
+                if !self.subject_path(scope)?.exists() {
                     missing.push(format!("index/subject/{scope} (run `isa-gateway keys new --subject`)"));
                 }
             }
-        }
-        if !missing.is_empty() {
-            return Err(KeyError::Missing(missing));
-        }
+            if !missing.is_empty() {
+                return Err(KeyError::Missing(missing));
+            }
+            Vec::new()
+        };
         for seed in self.subject_seeds()? {
             keys.set(&seed.scope, seed.first_year, &seed.material);
         }
@@ -208,7 +206,14 @@ impl KeyStore {
 
     /// Makes the seeds of `scopes` that are missing, starting at `year`; returns their names.
     pub fn new_subject_keys(&self, scopes: &[&str], year: i16) -> Result<Vec<String>, KeyError> {
-        self.load_subject_keys(&SubjectKeys::default(), scopes, year, true)
+        let _lock = self.lock_subject_dir(true)?;
+        let mut created = Vec::new();
+        for scope in scopes {
+            if self.create_subject_seed(scope, year)? {
+                created.push(format!("index/subject/{scope}"));
+            }
+        }
+        Ok(created)
     }
 
     /// Destroys `scope`'s keys for every year before `to_year`, under the folder's exclusive
@@ -247,23 +252,21 @@ impl KeyStore {
         Ok(Some(recorded))
     }
 
-    /// The person's keyed hashes under every live subject-index key, read from disk now (a key
-    /// destroyed by `isa-gateway retention` stops answering at once, whatever a running gateway
-    /// holds), for each year up to `through_year`; and under the gateway-wide index key, which
-    /// indexed entries made before keys per year.
+    /// The person's keyed hashes under every live key of `seeds` (read from disk at the time of
+    /// asking: a key destroyed by `isa-gateway retention` stops answering at once, whatever a
+    /// running gateway holds), for each year up to `through_year`; and under the gateway-wide
+    /// index key, which indexed entries made before keys per year.
     pub fn subject_hashes(
         &self,
+        seeds: &[SubjectSeedFile],
         nhs_number: &crate::policy::nhs_number::NhsNumber,
         through_year: i16,
     ) -> Result<Vec<String>, KeyError> {
-        let mut hashes = Vec::new();
-        for seed in self.subject_seeds()? {
-            for year in seed.first_year..=through_year {
-                if let Some(m) = subject_key_material(seed.first_year, &seed.material, year) {
-                    hashes.push(IndexKey::from_bytes(&m).index(nhs_number));
-                }
-            }
-        }
+        let mut hashes: Vec<String> = seeds
+            .iter()
+            .flat_map(|seed| (seed.first_year..=through_year).filter_map(|year| seed.key(year)))
+            .map(|key| key.index(nhs_number))
+            .collect();
         if let Some(k) = self.index_material()? {
             hashes.push(IndexKey::from_bytes(&k).index(nhs_number));
         }
