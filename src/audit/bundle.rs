@@ -6,11 +6,13 @@
 //! proofs.jsonl      for each entry, its audit path in the checkpoint's tree: {"seq","tree_size","path":[hex…]}
 //! checkpoint.json   the signed checkpoint every proof refers to
 //! checkpoint.note   the same checkpoint as a C2SP signed note, with every witness cosignature kept for it
+//! agreement.json    the proof that the entries are all of the agreement's in their range (see [`super::completeness`])
 //! public_key.txt    the checkpoint key, `ed25519:<hex>`; pin it from a channel you trust
 //! ```
 //!
 //! Verification recomputes each entry's hash from its contents (so any changed byte shows),
-//! its Merkle leaf, and its inclusion in the signed tree.
+//! its Merkle leaf, its inclusion in the signed tree, and the agreement's signed head from the
+//! entries (so a left-out entry shows).
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -18,6 +20,7 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
+use super::completeness::{AgreementProof, Complete};
 use crate::ledger::checkpoint::{Checkpoint, CheckpointJson, parse_public_key, public_key_text};
 use crate::ledger::cosignature::{self, Witness};
 use crate::ledger::{Entry, Event, Hash, Ledger, LedgerError, merkle, note};
@@ -73,11 +76,13 @@ fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<(), BundleError
     f.flush().map_err(|e| io(path, e))
 }
 
-/// Writes the bundle for `entries` (already selected) against `checkpoint`, which must cover them;
-/// `note` is that checkpoint as a signed note with its cosignatures.
+/// Writes the bundle for `entries` and their `proof` of completeness (from
+/// [`super::completeness::prove`]) against `checkpoint`, which must cover them; `note` is that
+/// checkpoint as a signed note with its cosignatures.
 pub async fn export(
     ledger: &dyn Ledger,
     entries: &[Entry],
+    proof: &AgreementProof,
     checkpoint: &Checkpoint,
     public: &VerifyingKey,
     note: &str,
@@ -105,6 +110,8 @@ pub async fn export(
     let cp = serde_json::to_vec_pretty(&checkpoint.to_json()).map_err(|e| io(out, e))?;
     crate::platform::fs::write_file(&out.join("checkpoint.json"), &cp, true).map_err(|e| io(out, e))?;
     crate::platform::fs::write_file(&out.join("checkpoint.note"), note.as_bytes(), true).map_err(|e| io(out, e))?;
+    let agreement = serde_json::to_vec_pretty(proof).map_err(|e| io(out, e))?;
+    crate::platform::fs::write_file(&out.join("agreement.json"), &agreement, true).map_err(|e| io(out, e))?;
     let key = format!("{}\n", public_key_text(public));
     crate::platform::fs::write_file(&out.join("public_key.txt"), key.as_bytes(), true).map_err(|e| io(out, e))?;
     Ok(())
@@ -119,6 +126,8 @@ pub struct BundleReport {
     pub origin: Option<String>,
     /// Each witness asked for, by name, and when it cosigned the bundle's checkpoint.
     pub witnessed: Vec<(String, u64)>,
+    /// What the bundle proves it holds all of.
+    pub complete: Complete,
 }
 
 fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, BundleError> {
@@ -153,11 +162,11 @@ fn check_witnesses(
     let p = dir.join("checkpoint.note");
     let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
     let origin = text.split('\n').next().unwrap_or_default().to_owned();
-    let (size, root) =
-        note::verify(&text, &origin, key).map_err(|e| BundleError::Invalid(format!("checkpoint.note: {e}")))?;
-    if (size, root) != (cp.tree_size, cp.root) {
+    let tree = note::verify(&text, &origin, key).map_err(|e| BundleError::Invalid(format!("checkpoint.note: {e}")))?;
+    if tree != cp.tree() {
         return Err(BundleError::Invalid(
-            "checkpoint.note is not the checkpoint of checkpoint.json (tree size or root differ)".into(),
+            "checkpoint.note is not the checkpoint of checkpoint.json (tree size, root or agreement heads differ)"
+                .into(),
         ));
     }
     let mut witnessed = Vec::with_capacity(witnesses.len());
@@ -229,10 +238,21 @@ pub fn verify(dir: &Path, pinned: Option<&VerifyingKey>, witnesses: &[Witness]) 
         merkle::verify_inclusion(&leaf, index, cp.tree_size, &path, &cp.root)
             .map_err(|_| fail("it is not in the signed tree (inclusion proof fails)"))?;
     }
+    let lines = cp.agreements.as_deref().ok_or_else(|| {
+        BundleError::Invalid(
+            "the bundle's checkpoint predates per-agreement heads: it cannot prove it holds every entry; export it again"
+                .into(),
+        )
+    })?;
+    let p = dir.join("agreement.json");
+    let proof: AgreementProof = serde_json::from_slice(&std::fs::read(&p).map_err(|e| io(&p, e))?)
+        .map_err(|_| BundleError::Invalid("agreement.json is not a completeness proof".into()))?;
+    let complete = super::completeness::check(&proof, &entries, lines)?;
     Ok(BundleReport {
         entries: entries.len(),
         tree_size: cp.tree_size,
         origin,
         witnessed,
+        complete,
     })
 }

@@ -44,7 +44,7 @@ impl CheckpointLog {
 
     /// Writes `cp` as a signed note, `<tree size>.checkpoint`, durably (file and folder synced).
     pub fn append(&self, cp: &Checkpoint, key: &CheckpointKey) -> Result<PathBuf, LedgerError> {
-        let text = note::sign(&self.origin, cp.tree_size, &cp.root, key);
+        let text = note::sign(&self.origin, &cp.tree(), key);
         let path = self.dir.join(format!("{:020}.checkpoint", cp.tree_size));
         let tmp = self.dir.join(format!(".{:020}.checkpoint.tmp", cp.tree_size));
         let io = |e: std::io::Error| LedgerError::Unrecorded(format!("checkpoint log {}: {e}", self.dir.display()));
@@ -105,9 +105,12 @@ impl CheckpointLog {
 pub fn read_note(path: &Path, origin: &str, public: &VerifyingKey) -> Result<Kept, LedgerError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| LedgerError::Unrecorded(format!("checkpoint {}: {e}", path.display())))?;
-    let (tree_size, root) = note::verify(&text, origin, public)
+    let tree = note::verify(&text, origin, public)
         .map_err(|e| LedgerError::Unrecorded(format!("checkpoint {}: {e}", path.display())))?;
-    Ok(Kept { tree_size, root })
+    Ok(Kept {
+        tree_size: tree.tree_size,
+        root: tree.root,
+    })
 }
 
 /// The ledger as stored must extend `kept`: at least that many entries, and the same root at
@@ -162,7 +165,7 @@ mod tests {
         let key = CheckpointKey::from_seed(&[4; 32]);
         assert_eq!(log.latest(&key.public()).unwrap(), None);
         for size in [2, 10, 9] {
-            let cp = Checkpoint::sign(size, [size as u8; 32], jiff::Timestamp::now(), &key);
+            let cp = Checkpoint::sign(size, [size as u8; 32], vec![[1; 32]], jiff::Timestamp::now(), &key);
             log.append(&cp, &key).unwrap();
         }
         let latest = log.latest(&key.public()).unwrap().unwrap();

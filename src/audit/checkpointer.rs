@@ -47,7 +47,7 @@ impl Checkpointer {
         every: Duration,
         publication: Publication,
     ) -> Result<Self, LedgerError> {
-        let last = ledger.checkpoints().await?.pop();
+        let last = trusted_last(ledger.as_ref(), &key.public()).await?;
         let me = Self {
             ledger,
             key,
@@ -94,27 +94,37 @@ impl Checkpointer {
     /// `cp` as a C2SP signed note: the gateway's signature, then every kept cosignature on that
     /// very tree (size and root) as further signature lines.
     pub fn note(&self, cp: &Checkpoint, cosignatures: &[StoredCosignature]) -> String {
-        let mut text = note::sign(&self.origin, cp.tree_size, &cp.root, &self.key);
-        for c in cosignatures
-            .iter()
-            .filter(|c| c.tree_size == cp.tree_size && c.root == cp.root)
-        {
+        let tree = cp.tree();
+        let mut text = note::sign(&self.origin, &tree, &self.key);
+        for c in cosignatures.iter().filter(|c| c.tree() == tree) {
             text.push_str(&c.cosignature.line());
             text.push('\n');
         }
         text
     }
 
-    /// Signs and stores a checkpoint of the whole ledger now, unless the latest already covers it.
+    /// Signs and stores a checkpoint of the whole ledger now, unless the latest already covers it
+    /// (and signs the agreements' heads: one made before them is signed again, at the next size).
     pub async fn checkpoint_now(&self) -> Result<Option<Checkpoint>, LedgerError> {
         let mut last = self.last.lock().await;
         let size = self.ledger.tree_size().await;
-        if size == 0 || last.0.as_ref().is_some_and(|c| c.tree_size >= size) {
+        if size == 0
+            || last
+                .0
+                .as_ref()
+                .is_some_and(|c| c.tree_size >= size && c.agreements.is_some())
+        {
             return Ok(last.0.clone());
         }
         // Never sign a tree that does not extend what was signed before, as kept outside.
         self.check_against_log().await?;
-        let cp = Checkpoint::sign(size, self.ledger.root(size).await?, self.clock.now(), &self.key);
+        let (size, root, lines) = self.ledger.commitment().await?;
+        if last.0.as_ref().is_some_and(|c| c.tree_size >= size) {
+            // A checkpoint made before the agreements' heads, at the size the ledger still has:
+            // checkpoints are one per size, so the heads are signed with the next entry.
+            return Ok(last.0.clone());
+        }
+        let cp = Checkpoint::sign(size, root, lines, self.clock.now(), &self.key);
         self.ledger.store_checkpoint(&cp).await?;
         if let Some(log) = &self.log {
             log.append(&cp, &self.key)?;
@@ -139,4 +149,36 @@ impl Checkpointer {
             }
         }
     }
+}
+
+/// The newest stored checkpoint this gateway's key signed, once checked against the ledger as
+/// stored: its root at its size, and (when it is of the whole ledger) its agreement heads. A row
+/// another key signed is passed over (the API alerts on it). A checkpoint the key signed that the
+/// ledger does not match is an error: history was rewritten, or a checkpoint was made with the
+/// key outside this gateway; nothing is signed over it.
+pub async fn trusted_last(
+    ledger: &dyn Ledger,
+    public: &ed25519_dalek::VerifyingKey,
+) -> Result<Option<Checkpoint>, LedgerError> {
+    let Some(cp) = ledger.checkpoints().await?.into_iter().rev().find(|c| c.verify(public)) else {
+        return Ok(None);
+    };
+    let broken = |what: &str| {
+        Err(LedgerError::Unrecorded(format!(
+            "the latest checkpoint signed with this gateway's key (tree size {}) {what}: history may have been \
+             rewritten, or the key used elsewhere; nothing will be signed over it",
+            cp.tree_size
+        )))
+    };
+    let size = ledger.tree_size().await;
+    if cp.tree_size > size || ledger.root(cp.tree_size).await? != cp.root {
+        return broken("is not of the ledger as stored");
+    }
+    if let Some(signed) = &cp.agreements {
+        let (now, _, lines) = ledger.commitment().await?;
+        if now == cp.tree_size && &lines != signed {
+            return broken("signs per-agreement heads the entries do not have");
+        }
+    }
+    Ok(Some(cp))
 }

@@ -80,7 +80,10 @@ pub async fn accept(
     else {
         return Ok(Err(Refusal::UnknownCheckpoint));
     };
-    if !cosignature.verifies(witness, &note::body(checkpointer.origin(), tree_size, root)) {
+    // The note the witness saw carries the checkpoint's agreements digest: its cosignature covers it.
+    let tree = checkpoint.tree();
+    let body = note::body(checkpointer.origin(), &tree);
+    if !cosignature.verifies(witness, &body) {
         return Ok(Err(Refusal::BadSignature));
     }
     if i64::try_from(cosignature.time).map_or(true, |t| t > now.as_second() + CLOCK_GRACE_SECS) {
@@ -88,17 +91,17 @@ pub async fn accept(
     }
     // One verifying cosignature per witness and tree is enough; a row that does not verify (an
     // insider's, in the witness's name) does not count, so it cannot stop the real one landing.
-    let body = note::body(checkpointer.origin(), tree_size, root);
     let already = ledger
         .cosignatures(tree_size)
         .await?
         .iter()
-        .any(|c| c.tree_size == tree_size && c.root == *root && c.cosignature.verifies(witness, &body));
+        .any(|c| c.tree() == tree && c.cosignature.verifies(witness, &body));
     let new = !already
         && ledger
             .store_cosignature(&StoredCosignature {
                 tree_size,
                 root: *root,
+                agreements: tree.agreements,
                 cosignature,
             })
             .await?;
@@ -119,13 +122,15 @@ pub async fn newest_witnessed(
     let cosignatures = ledger.cosignatures(min_tree_size).await?;
     let public = checkpointer.public_key();
     let mut checkpoints = ledger.checkpoints().await?;
-    checkpoints.retain(|c| c.tree_size >= min_tree_size && c.verify(&public));
+    // Only checkpoints that sign the agreements' heads: a bundle proves itself complete against them.
+    checkpoints.retain(|c| c.tree_size >= min_tree_size && c.agreements.is_some() && c.verify(&public));
     Ok(checkpoints.into_iter().rev().find(|cp| {
-        let body = note::body(checkpointer.origin(), cp.tree_size, &cp.root);
+        let tree = cp.tree();
+        let body = note::body(checkpointer.origin(), &tree);
         witnesses.iter().all(|w| {
             cosignatures
                 .iter()
-                .any(|c| c.tree_size == cp.tree_size && c.root == cp.root && c.cosignature.verifies(w, &body))
+                .any(|c| c.tree() == tree && c.cosignature.verifies(w, &body))
         })
     }))
 }
@@ -157,7 +162,7 @@ pub async fn witnessed(
         let forged = cosignatures.iter().find(|c| {
             c.cosignature.name == w.name
                 && c.cosignature.key_id == w.key_id()
-                && !c.cosignature.verifies(w, &note::body(origin, c.tree_size, &c.root))
+                && !c.cosignature.verifies(w, &note::body(origin, &c.tree()))
         });
         if let Some(c) = forged {
             out.push(Witnessed::Forged { tree_size: c.tree_size });
@@ -166,7 +171,7 @@ pub async fn witnessed(
         let newest = cosignatures
             .iter()
             .rev()
-            .find(|c| c.cosignature.verifies(w, &note::body(origin, c.tree_size, &c.root)));
+            .find(|c| c.cosignature.verifies(w, &note::body(origin, &c.tree())));
         out.push(match newest {
             None => Witnessed::None,
             Some(c) if c.tree_size <= ledger.tree_size().await && ledger.root(c.tree_size).await? == c.root => {

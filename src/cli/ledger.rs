@@ -60,6 +60,7 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                 "ok: {} entries, each in the signed tree of {} entries",
                 report.entries, report.tree_size
             );
+            println!("{}", complete_words(&report.complete));
             let key = if public_key.is_some() {
                 "the pinned checkpoint key"
             } else {
@@ -258,26 +259,38 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("the ledger is empty")?;
-            let entries = ledger
+            let in_tree = |e: &crate::ledger::Entry| u64::try_from(e.seq).is_ok_and(|s| s <= cp.tree_size);
+            let covered = ledger
                 .entries_for(&agreement, since, until)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .iter()
+                .rev()
+                .find(|e| in_tree(e))
+                .map_or(0, |e| u64::try_from(e.seq).unwrap_or(0));
             // The newest checkpoint every configured witness cosigned, if it covers the entries;
             // otherwise the one just made (which no witness has seen yet).
-            let covered = entries.last().map_or(0, |e| u64::try_from(e.seq).unwrap_or(0));
             let cp = crate::audit::witnesses::newest_witnessed(ledger.as_ref(), &checkpointer, covered)
                 .await
                 .map_err(|e| e.to_string())?
                 .unwrap_or(cp);
-            let cosignatures = ledger.cosignatures(cp.tree_size).await.map_err(|e| e.to_string())?;
-            let note = checkpointer.note(&cp, &cosignatures);
-            crate::audit::bundle::export(ledger.as_ref(), &entries, &cp, &checkpointer.public_key(), &note, &out)
+            let (entries, proof) = crate::audit::completeness::prove(ledger.as_ref(), &agreement, since, until, &cp)
                 .await
                 .map_err(|e| e.to_string())?;
-            let carried = cosignatures
-                .iter()
-                .filter(|c| c.tree_size == cp.tree_size && c.root == cp.root)
-                .count();
+            let cosignatures = ledger.cosignatures(cp.tree_size).await.map_err(|e| e.to_string())?;
+            let note = checkpointer.note(&cp, &cosignatures);
+            crate::audit::bundle::export(
+                ledger.as_ref(),
+                &entries,
+                &proof,
+                &cp,
+                &checkpointer.public_key(),
+                &note,
+                &out,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let carried = cosignatures.iter().filter(|c| c.tree() == cp.tree()).count();
             println!("the bundle's checkpoint carries {carried} witness cosignature(s)");
             println!(
                 "wrote {} entries for {agreement} to {} (checkpoint at tree size {}); verify with `isa-gateway ledger verify-bundle {}`",
@@ -290,6 +303,15 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
         }
         LedgerCommand::VerifyBundle { .. } => Ok(ExitCode::FAILURE),
     }
+}
+
+/// What a bundle proves it holds all of, in words.
+fn complete_words(c: &crate::audit::completeness::Complete) -> String {
+    format!(
+        "complete: every entry of {} from seq {} to seq {} (the signed tree holds {} of its entries before them and {} after, \
+         up to the checkpoint, each outside the period asked for at the boundary)",
+        c.agreement, c.first_seq, c.last_seq, c.before, c.after
+    )
 }
 
 /// The witnesses named on the command line, each a C2SP verifier key.

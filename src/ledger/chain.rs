@@ -5,15 +5,17 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use super::entry::Reader;
+use super::heads::Heads;
 use super::{Hash, LedgerError, RawEntry, merkle};
 
-/// The chain as verified so far: the head and every Merkle leaf (32 bytes an entry). The
-/// gateway keeps one to append to; `verify` builds one from the first entry.
+/// The chain as verified so far: the head, every Merkle leaf (32 bytes an entry) and each
+/// agreement's head. The gateway keeps one to append to; `verify` builds one from the first entry.
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
     pub seq: i64,
     pub hash: Hash,
     pub leaves: Vec<Hash>,
+    pub heads: Heads,
 }
 
 impl Chain {
@@ -51,7 +53,7 @@ impl Chain {
         if indexed != Some(true) {
             return Err("its index columns (transfer, kind, agreement or time) were edited".into());
         }
-        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes));
+        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes), &raw.agreement_id);
         Ok(())
     }
 
@@ -64,7 +66,7 @@ impl Chain {
         if raw.seq != self.seq + 1 || !linked {
             return Err(LedgerError::OutOfSequence(raw.seq));
         }
-        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes));
+        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes), &raw.agreement_id);
         Ok(())
     }
 
@@ -79,10 +81,11 @@ impl Chain {
         Some(all)
     }
 
-    pub(crate) fn append(&mut self, seq: i64, hash: Hash, leaf: Hash) {
+    pub(crate) fn append(&mut self, seq: i64, hash: Hash, leaf: Hash, agreement: &str) {
         self.seq = seq;
         self.hash = hash;
         self.leaves.push(leaf);
+        self.heads.record(agreement, &hash);
     }
 }
 

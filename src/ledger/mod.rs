@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod entry;
 pub mod error;
+pub mod heads;
 mod kinds;
 pub mod merkle;
 pub mod note;
@@ -33,12 +34,25 @@ pub use self::read_model::*;
 pub use self::sql::{SessionStore, SqlLedger, StoredSession};
 pub use self::verify::*;
 
-/// A witness's cosignature as the gateway keeps it: on which tree (size and root).
+/// A witness's cosignature as the gateway keeps it: on which tree (size, root, and the
+/// agreements' digest its note carried).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCosignature {
     pub tree_size: u64,
     pub root: Hash,
+    pub agreements: Option<Hash>,
     pub cosignature: cosignature::Cosignature,
+}
+
+impl StoredCosignature {
+    /// The tree (as its note states it) the witness cosigned.
+    pub fn tree(&self) -> note::Tree {
+        note::Tree {
+            tree_size: self.tree_size,
+            root: self.root,
+            agreements: self.agreements,
+        }
+    }
 }
 
 /// A permitted transfer's place in the outbox.
@@ -216,6 +230,9 @@ pub trait Ledger: Send + Sync {
     async fn tree_size(&self) -> u64;
     /// The Merkle root of the first `size` entries.
     async fn root(&self, size: u64) -> Result<Hash, LedgerError>;
+    /// The tree as it stands, taken together: its size, its root, and every agreement's head
+    /// line ([`heads`]): what a checkpoint signs.
+    async fn commitment(&self) -> Result<(u64, Hash, Vec<Hash>), LedgerError>;
     /// The audit path for entry `seq` in the tree of `size` entries.
     async fn inclusion_proof(&self, seq: i64, size: u64) -> Result<Vec<Hash>, LedgerError>;
     /// The proof that the tree of `old` entries is a prefix of the tree of `new`.
@@ -223,6 +240,10 @@ pub trait Ledger: Send + Sync {
     async fn store_checkpoint(&self, checkpoint: &checkpoint::Checkpoint) -> Result<(), LedgerError>;
     /// Every stored checkpoint, smallest tree first.
     async fn checkpoints(&self) -> Result<Vec<checkpoint::Checkpoint>, LedgerError>;
+    /// The (sequence number, hash) of every entry of an agreement up to `upto`, in order, as stored.
+    async fn agreement_hashes(&self, agreement_id: &str, upto: u64) -> Result<Vec<(i64, Hash)>, LedgerError>;
+    /// An agreement's entries with sequence numbers in `from..=to`, in order.
+    async fn agreement_entries(&self, agreement_id: &str, from: i64, to: i64) -> Result<Vec<Entry>, LedgerError>;
     /// Keeps a witness's cosignature on the checkpoint of `tree_size` entries and root `root`
     /// (checked by the caller). `false` when that witness's cosignature on that tree size was
     /// already kept (the first is kept; rows are append-only).

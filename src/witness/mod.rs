@@ -109,7 +109,7 @@ impl State {
     }
 
     /// The last checkpoint cosigned for `origin`, verified under the gateway's key.
-    pub fn last(&self, origin: &str, gateway: &VerifyingKey) -> Result<Option<(u64, Hash)>, WitnessError> {
+    pub fn last(&self, origin: &str, gateway: &VerifyingKey) -> Result<Option<note::Tree>, WitnessError> {
         let path = self.checkpoint_path(origin);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -149,40 +149,50 @@ impl State {
         note_text: &str,
         time: u64,
     ) -> Result<(Cosigned, Cosignature), WitnessError> {
-        let (tree_size, root) = note::verify(note_text, origin, gateway).map_err(|e| {
+        let tree = note::verify(note_text, origin, gateway).map_err(|e| {
             WitnessError::Refused(format!(
                 "the gateway's checkpoint does not verify under the pinned key: {e}"
             ))
         })?;
+        let (tree_size, root) = (tree.tree_size, tree.root);
         let last = self.last(origin, gateway)?;
         match last {
             None => {}
-            Some((n, _)) if tree_size < n => {
+            Some(l) if tree_size < l.tree_size => {
                 return Err(WitnessError::Refused(format!(
-                    "rollback: the gateway's latest checkpoint has {tree_size} entries, fewer than the {n} this \
-                     witness already cosigned"
+                    "rollback: the gateway's latest checkpoint has {tree_size} entries, fewer than the {} this \
+                     witness already cosigned",
+                    l.tree_size
                 )));
             }
-            Some((n, r)) if tree_size == n && root != r => {
+            Some(l) if tree_size == l.tree_size && root != l.root => {
                 return Err(WitnessError::Refused(format!(
-                    "fork: the gateway shows a different root at tree size {n} than the one this witness cosigned \
-                     (root {} now, {} then): history was rewritten",
+                    "fork: the gateway shows a different root at tree size {tree_size} than the one this witness \
+                     cosigned (root {} now, {} then): history was rewritten",
                     hex::encode(root),
-                    hex::encode(r)
+                    hex::encode(l.root)
                 )));
             }
-            Some((n, _)) if tree_size == n => {}
-            Some((n, r)) => {
-                let proof = client.consistency(n, tree_size).await?;
-                merkle::verify_consistency(n, tree_size, &r, &root, &proof).map_err(|_| {
+            Some(l) if tree_size == l.tree_size && tree.agreements != l.agreements => {
+                return Err(WitnessError::Refused(format!(
+                    "equivocation: the gateway's checkpoint of {tree_size} entries now states other per-agreement \
+                     heads than the one this witness cosigned: what audit bundles prove complete was changed"
+                )));
+            }
+            Some(l) if tree_size == l.tree_size => {}
+            Some(l) => {
+                let proof = client.consistency(l.tree_size, tree_size).await?;
+                merkle::verify_consistency(l.tree_size, tree_size, &l.root, &root, &proof).map_err(|_| {
                     WitnessError::Refused(format!(
-                        "fork: the checkpoint of {tree_size} entries does not extend the one of {n} entries this \
-                         witness cosigned (the consistency proof fails): history was rewritten"
+                        "fork: the checkpoint of {tree_size} entries does not extend the one of {} entries this \
+                         witness cosigned (the consistency proof fails): history was rewritten",
+                        l.tree_size
                     ))
                 })?;
             }
         }
-        let body = note::body(origin, tree_size, &root);
+        // The whole body the gateway signed, its extension line included.
+        let body = note::body(origin, &tree);
         let cosignature = Cosignature::sign(&self.witness.name, &self.key, &body, time);
         // Kept before it is given out: a witness never signs what it would not remember.
         let mut kept = note_text.trim_end_matches('\n').to_owned();
@@ -194,7 +204,7 @@ impl State {
             Cosigned {
                 tree_size,
                 root,
-                previous: last.map(|(n, _)| n),
+                previous: last.map(|l| l.tree_size),
             },
             cosignature,
         ))

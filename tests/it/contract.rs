@@ -166,7 +166,9 @@ async fn two_gateways_sharing_a_database_keep_one_chain(kind: Kind) {
     assert_eq!(b.tree_size().await, 240);
     assert_eq!(a.root(240).await.unwrap(), b.root(240).await.unwrap());
     let key = CheckpointKey::from_seed(&[7; 32]);
-    let cp = Checkpoint::sign(240, b.root(240).await.unwrap(), t0(), &key);
+    let (size, root, lines) = b.commitment().await.unwrap();
+    assert_eq!((size, root), (240, a.root(240).await.unwrap()));
+    let cp = Checkpoint::sign(240, root, lines, t0(), &key);
     a.store_checkpoint(&cp).await.unwrap();
     let full = verify(a.as_ref(), &key.public(), &mut |_| {}).await.unwrap();
     assert_eq!((full.entries, full.checkpoints, full.first_break), (240, 1, None));
@@ -638,7 +640,8 @@ async fn proofs_verify_against_a_signed_checkpoint(kind: Kind) {
     let root7 = ledger.root(7).await.unwrap();
     let root13 = ledger.root(13).await.unwrap();
     for size in [7, 13] {
-        let cp = Checkpoint::sign(size, ledger.root(size).await.unwrap(), t0(), &key);
+        let lines = lines_at(&ledger, size).await;
+        let cp = Checkpoint::sign(size, ledger.root(size).await.unwrap(), lines, t0(), &key);
         ledger.store_checkpoint(&cp).await.unwrap();
     }
     let entries = ledger.entries_after(0, 100).await.unwrap();
@@ -652,6 +655,20 @@ async fn proofs_verify_against_a_signed_checkpoint(kind: Kind) {
     assert!(matches!(ledger.root(14).await, Err(LedgerError::BeyondTree(14))));
     let report = verify(&ledger, &key.public(), &mut |_| {}).await.unwrap();
     assert_eq!((report.entries, report.checkpoints, report.first_break), (13, 2, None));
+    // A checkpoint signed with the right key and root but another tree's agreement heads (an
+    // entry left out of them): verify names it, since a bundle could be proved complete without it.
+    let wrong = Checkpoint::sign(
+        10,
+        ledger.root(10).await.unwrap(),
+        lines_at(&ledger, 9).await,
+        t0(),
+        &key,
+    );
+    ledger.store_checkpoint(&wrong).await.unwrap();
+    let report = verify(&ledger, &key.public(), &mut |_| {}).await.unwrap();
+    let broken = report.first_break.expect("the wrong heads are found");
+    assert_eq!(broken.seq, 10);
+    assert!(broken.problem.contains("per-agreement heads"), "{}", broken.problem);
 }
 
 async fn ordinary_sql_cannot_change_history(kind: Kind) {
@@ -660,15 +677,22 @@ async fn ordinary_sql_cannot_change_history(kind: Kind) {
     let ledger = db.open().await;
     ledger.append(decision("a", TransferStatus::Refused)).await.unwrap();
     let key = CheckpointKey::from_seed(&[3; 32]);
-    let cp = Checkpoint::sign(1, ledger.root(1).await.unwrap(), Timestamp::now(), &key);
+    let (_, root, lines) = ledger.commitment().await.unwrap();
+    let cp = Checkpoint::sign(1, root, lines, Timestamp::now(), &key);
     ledger.store_checkpoint(&cp).await.unwrap();
+    assert_eq!(
+        ledger.checkpoints().await.unwrap(),
+        vec![cp.clone()],
+        "read back as signed, heads and all"
+    );
     // A witness's cosignature on it: each distinct signature kept once (a row someone put first in
     // the witness's name cannot shadow another), read back as written.
-    let body = isa_gateway::ledger::note::body("isa-gateway", 1, &cp.root);
+    let body = isa_gateway::ledger::note::body("isa-gateway", &cp.tree());
     let witness_key = CheckpointKey::from_seed(&[4; 32]);
     let cosigned = |time| isa_gateway::ledger::StoredCosignature {
         tree_size: 1,
         root: cp.root,
+        agreements: cp.agreements_digest(),
         cosignature: isa_gateway::ledger::cosignature::Cosignature::sign("w.example/w", &witness_key, &body, time),
     };
     assert!(ledger.store_cosignature(&cosigned(1_800_000_000)).await.unwrap());
@@ -711,7 +735,8 @@ async fn verify_after(kind: Kind, sql: Option<&str>) -> isa_gateway::ledger::Cha
             e.at = t0() + jiff::SignedDuration::from_secs(i);
             ledger.append(e).await.unwrap();
         }
-        let cp = Checkpoint::sign(6, ledger.root(6).await.unwrap(), t0(), &key);
+        let (_, root, lines) = ledger.commitment().await.unwrap();
+        let cp = Checkpoint::sign(6, root, lines, t0(), &key);
         ledger.store_checkpoint(&cp).await.unwrap();
     }
     match sql {
@@ -1012,4 +1037,14 @@ async fn activity_and_a_persons_own_transfers(kind: Kind) {
     assert_eq!(ledger.transfers_by("alice", &systems, 2).await.unwrap().len(), 2);
     assert!(ledger.transfers_by("alice", &[], 10).await.unwrap().is_empty());
     assert!(ledger.transfers_by("carol", &systems, 10).await.unwrap().is_empty());
+}
+
+/// Every agreement's head line at `size`, worked out from the entries (what a checkpoint of that
+/// size signs).
+async fn lines_at(ledger: &dyn Ledger, size: u64) -> Vec<[u8; 32]> {
+    let mut heads = isa_gateway::ledger::heads::Heads::default();
+    for e in ledger.entries_after(0, size as u32).await.unwrap() {
+        heads.record(&e.event.agreement_id, &e.hash);
+    }
+    heads.lines()
 }

@@ -167,7 +167,7 @@ async fn the_cli_catches_an_edited_listing() {
 // ---- Signed checkpoints over the Merkle tree (issue 5) ----
 
 /// Three transfers (six entries) and a checkpoint over all of them, made through the API.
-async fn checkpointed() -> (TestApp, CheckpointJson, String) {
+pub(crate) async fn checkpointed() -> (TestApp, CheckpointJson, String) {
     let app = app_with_three_transfers().await;
     let r = app
         .auditor
@@ -286,8 +286,13 @@ async fn rewritten_history_with_a_consistent_chain_is_caught_by_the_signed_check
         .map(|e| Entry::leaf(e.seq, &e.prev_hash, &e.event))
         .collect();
     let intruder = isa_gateway::ledger::signing::CheckpointKey::from_seed(&[0x66; 32]);
-    let forged =
-        isa_gateway::ledger::checkpoint::Checkpoint::sign(6, merkle::root(&leaves), jiff::Timestamp::now(), &intruder);
+    let forged = isa_gateway::ledger::checkpoint::Checkpoint::sign(
+        6,
+        merkle::root(&leaves),
+        Vec::new(),
+        jiff::Timestamp::now(),
+        &intruder,
+    );
     sqlx::query("UPDATE checkpoints SET root = $1, signature = $2, at_us = $3 WHERE tree_size = 6")
         .bind(hex::encode(forged.root))
         .bind(hex::encode(forged.signature))

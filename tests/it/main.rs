@@ -3,6 +3,7 @@
 
 mod approvals;
 mod backends;
+mod bundles;
 mod cli;
 mod console;
 mod console_pages;

@@ -302,6 +302,7 @@ fn the_identity_key_forgery_is_refused() {
             tree_size: 1_000_000,
             root: [0x42; 32],
             at: Timestamp::from_second(1_800_000_000).unwrap(),
+            agreements: None,
             signature: sig,
         };
         assert!(!cp.verify(&weak), "a checkpoint with a weak key object still fails");

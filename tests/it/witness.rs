@@ -178,7 +178,7 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
     let c = cosignature::find(&note_text, &w.witness()).expect("the gateway serves the cosignature");
     assert!(note_text.contains(&c.line()));
     let public = isa_gateway::ledger::checkpoint::parse_public_key(&gateway_key).unwrap();
-    assert_eq!(note::verify(&note_text, "isa-gateway", &public).unwrap().0, 6);
+    assert_eq!(note::verify(&note_text, "isa-gateway", &public).unwrap().tree_size, 6);
     // The witness's kept checkpoint is itself a kept checkpoint an auditor can use.
     let kept = w.kept();
     assert_eq!(kept.len(), 1);
@@ -386,6 +386,73 @@ async fn a_witness_refuses_a_fork_and_keeps_its_state() {
     assert!(text(&o).contains("no longer extends"), "{}", text(&o));
 }
 
+#[tokio::test]
+async fn a_witness_refuses_other_agreement_heads_at_a_size_it_cosigned() {
+    let w = witness_init();
+    let app = three_transfers(gateway_with_witness(&w.vkey).await).await;
+    let port = app.addr.port();
+    let gateway_key = checkpoint(&app, port).await["public_key"].as_str().unwrap().to_owned();
+    let o = w.cosign(port, &gateway_key).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let before = w.kept();
+
+    // The insider, with the database and the gateway's key: the checkpoint at the size the
+    // witness cosigned replaced by one with the same root but other agreement heads (as if the
+    // fifth entry were not the GP agreement's), so that a bundle without it would prove complete.
+    let seed: [u8; 32] = hex::decode(
+        std::fs::read_to_string(app.dir.path().join("keys/signing/checkpoint-v1.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap()
+    .try_into()
+    .expect("a 32-byte seed");
+    let key = CheckpointKey::from_seed(&seed);
+    let entries: Vec<Entry> = app.ledger.entries_after(0, 100).await.unwrap();
+    let mut heads = isa_gateway::ledger::heads::Heads::default();
+    for e in entries.iter().filter(|e| e.seq != 5) {
+        heads.record(&e.event.agreement_id, &e.hash);
+    }
+    let root = app.ledger.root(6).await.unwrap();
+    let lying = isa_gateway::ledger::checkpoint::Checkpoint::sign(6, root, heads.lines(), jiff::Timestamp::now(), &key);
+    let mut conn = intruder(&app).await;
+    conn.execute("DELETE FROM checkpoints").await.unwrap();
+    conn.close().await.unwrap();
+    app.ledger.store_checkpoint(&lying).await.unwrap();
+
+    // The gateway will not start on it: the checkpoint its key signed is not of these entries.
+    let config = isa_gateway::app::config::Config::load(&app.config_path, &Default::default()).unwrap();
+    match isa_gateway::app::startup::Application::build(config).await {
+        Ok(_) => panic!("the gateway started on a checkpoint whose heads are not the ledger's"),
+        Err(e) => assert!(e.to_string().contains("per-agreement heads"), "{e}"),
+    }
+    // The database's own check finds it.
+    let o = cli(&app, &["ledger", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("per-agreement heads"), "{}", text(&o));
+
+    // And a witness shown its note (by a gateway the insider built to serve it) refuses to cosign
+    // other heads at a size it cosigned, and keeps its state.
+    let p = pki();
+    let client = isa_gateway::witness::Client::new(&isa_gateway::witness::ClientSettings {
+        base_url: format!("https://localhost:{port}"),
+        ca: p.ca_cert.clone(),
+        cert: p.auditor.cert.clone(),
+        key: p.auditor.key.clone(),
+        token_file: w.token_file.clone(),
+    })
+    .unwrap();
+    let state = isa_gateway::witness::State::open(&w.state()).unwrap();
+    let lying_note = note::sign("isa-gateway", &lying.tree(), &key);
+    let now = jiff::Timestamp::now().as_second() as u64;
+    let refused = state
+        .check_and_cosign(&client, "isa-gateway", &key.public(), &lying_note, now)
+        .await
+        .expect_err("other heads at a cosigned size are refused");
+    assert!(refused.to_string().contains("equivocation"), "{refused}");
+    assert_eq!(w.kept(), before, "the witness's state is unchanged");
+}
+
 /// Transfers sent to the gateway on `port` (each recorded before it is answered).
 async fn more_transfers_at(app: &TestApp, port: u16, n: usize) {
     for _ in 0..n {
@@ -419,9 +486,15 @@ async fn cosignatures_by_unknown_keys_or_on_checkpoints_never_signed_are_refused
     let signed = checkpoint(&app, app.addr.port()).await;
     let root_hex = signed["checkpoint"]["root"].as_str().unwrap().to_owned();
     let root: [u8; 32] = hex::decode(&root_hex).unwrap().try_into().unwrap();
+    let agreements = Some(signed_heads(&signed["checkpoint"]));
     let now = jiff::Timestamp::now().as_second() as u64;
     let body = |size: u64, root: &[u8; 32], key: &CheckpointKey, name: &str, time: u64| {
-        let c = Cosignature::sign(name, key, &note::body("isa-gateway", size, root), time);
+        let tree = note::Tree {
+            tree_size: size,
+            root: *root,
+            agreements,
+        };
+        let c = Cosignature::sign(name, key, &note::body("isa-gateway", &tree), time);
         json!({"tree_size": size, "root": hex::encode(root), "cosignature": c.line()})
     };
     let key = w.key();
@@ -458,7 +531,12 @@ async fn cosignatures_by_unknown_keys_or_on_checkpoints_never_signed_are_refused
         assert_eq!((status, answer["code"].as_str()), (422, Some(code)), "{what}: {answer}");
     }
     // A valid cosignature over another origin's note: it does not verify here.
-    let other = Cosignature::sign(NAME, &key, &note::body("elsewhere", 6, &root), now);
+    let tree = note::Tree {
+        tree_size: 6,
+        root,
+        agreements,
+    };
+    let other = Cosignature::sign(NAME, &key, &note::body("elsewhere", &tree), now);
     let (status, answer) = submit(
         &app,
         &app.auditor,
@@ -553,4 +631,15 @@ async fn a_forged_cosignature_row_neither_shadows_the_witness_nor_passes_verify(
     assert_eq!(r.status().as_u16(), 200);
     let served: Value = r.json().await.unwrap();
     assert_eq!(served["checkpoint"]["tree_size"].as_i64(), Some(size), "{served}");
+}
+
+/// The digest of the agreements' head lines a checkpoint (as the API shows it) signs.
+fn signed_heads(checkpoint: &Value) -> [u8; 32] {
+    let lines: Vec<[u8; 32]> = checkpoint["agreements"]
+        .as_array()
+        .expect("a checkpoint signs the agreements' heads")
+        .iter()
+        .map(|l| hex::decode(l.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    isa_gateway::ledger::heads::digest(&lines)
 }

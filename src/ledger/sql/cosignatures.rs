@@ -14,8 +14,8 @@ fn size(n: u64) -> i64 {
 impl SqlLedger {
     pub(super) async fn insert_cosignature(&self, c: &StoredCosignature) -> Result<bool, LedgerError> {
         let done = sqlx::query(
-            "INSERT INTO cosignatures (tree_size, root, witness, key_id, time_s, signature) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size, witness, key_id, signature) DO NOTHING",
+            "INSERT INTO cosignatures (tree_size, root, witness, key_id, time_s, signature, agreements) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tree_size, witness, key_id, signature) DO NOTHING",
         )
         .bind(size(c.tree_size))
         .bind(hex::encode(c.root))
@@ -23,6 +23,7 @@ impl SqlLedger {
         .bind(hex::encode(c.cosignature.key_id))
         .bind(size(c.cosignature.time))
         .bind(hex::encode(c.cosignature.signature))
+        .bind(c.agreements.map(hex::encode))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -30,7 +31,7 @@ impl SqlLedger {
 
     pub(super) async fn select_cosignatures(&self, min_tree_size: u64) -> Result<Vec<StoredCosignature>, LedgerError> {
         let rows = sqlx::query(
-            "SELECT tree_size, root, witness, key_id, time_s, signature FROM cosignatures \
+            "SELECT tree_size, root, witness, key_id, time_s, signature, agreements FROM cosignatures \
              WHERE tree_size >= $1 ORDER BY tree_size, witness, key_id, time_s, signature",
         )
         .bind(size(min_tree_size))
@@ -46,6 +47,10 @@ impl SqlLedger {
                 Ok(StoredCosignature {
                     tree_size: u64::try_from(n).map_err(|_| corrupt(n, "cosignature tree size"))?,
                     root: parse_hash(n, &r.try_get::<String, _>("root")?)?,
+                    agreements: r
+                        .try_get::<Option<String>, _>("agreements")?
+                        .map(|d| parse_hash(n, &d))
+                        .transpose()?,
                     cosignature: Cosignature {
                         name: r.try_get("witness")?,
                         key_id: bytes("key_id")?

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::checkpoint::Checkpoint;
 mod batch;
+mod checkpoints;
 mod connect;
 mod cosignatures;
 mod outbox;
@@ -27,9 +28,7 @@ mod writer;
 use self::rows::{TRANSFER_COLUMNS, record_from_row};
 pub use self::sessions::{SessionStore, StoredSession};
 pub use self::sync::Dialect;
-use self::sync::{
-    RAW_COLUMNS, catch_up, check_head, corrupt, entry_from_row, parse_hash, raw_after, raw_from_row, timestamp, uuid,
-};
+use self::sync::{RAW_COLUMNS, catch_up, check_head, corrupt, entry_from_row, raw_after, raw_from_row, uuid};
 use self::writer::{Effect, Writer};
 use super::{
     Chain, Claim, Counts, Enqueue, Entry, Event, FollowUp, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal,
@@ -326,6 +325,14 @@ impl Ledger for SqlLedger {
         off_the_runtime(move || Ok(merkle::root(&leaves))).await
     }
 
+    async fn commitment(&self) -> Result<(u64, Hash, Vec<Hash>), LedgerError> {
+        let (leaves, lines) = {
+            let chain = self.chain().await?;
+            (chain.leaves.clone(), chain.heads.lines())
+        };
+        off_the_runtime(move || Ok((leaves.len() as u64, merkle::root(&leaves), lines))).await
+    }
+
     async fn inclusion_proof(&self, seq: i64, size: u64) -> Result<Vec<Hash>, LedgerError> {
         let index = u64::try_from(seq - 1).map_err(|_| LedgerError::BeyondTree(0))?;
         let leaves = self.leaves_upto(size).await?;
@@ -342,38 +349,19 @@ impl Ledger for SqlLedger {
     }
 
     async fn store_checkpoint(&self, cp: &Checkpoint) -> Result<(), LedgerError> {
-        sqlx::query(
-            "INSERT INTO checkpoints (tree_size, root, at_us, signature) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tree_size) DO NOTHING",
-        )
-        .bind(i64::try_from(cp.tree_size).unwrap_or(i64::MAX))
-        .bind(hex::encode(cp.root))
-        .bind(micros(cp.at))
-        .bind(hex::encode(cp.signature))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.insert_checkpoint(cp).await
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, LedgerError> {
-        let rows = sqlx::query("SELECT tree_size, root, at_us, signature FROM checkpoints ORDER BY tree_size")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let size: i64 = r.try_get("tree_size")?;
-                let signature: [u8; 64] = hex::decode(r.try_get::<String, _>("signature")?)
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| corrupt(size, "checkpoint signature"))?;
-                Ok(Checkpoint {
-                    tree_size: u64::try_from(size).map_err(|_| corrupt(size, "checkpoint size"))?,
-                    root: parse_hash(size, &r.try_get::<String, _>("root")?)?,
-                    at: timestamp(size, r.try_get("at_us")?)?,
-                    signature,
-                })
-            })
-            .collect()
+        self.select_checkpoints().await
+    }
+
+    async fn agreement_hashes(&self, agreement_id: &str, upto: u64) -> Result<Vec<(i64, Hash)>, LedgerError> {
+        self.select_agreement_hashes(agreement_id, upto).await
+    }
+
+    async fn agreement_entries(&self, agreement_id: &str, from: i64, to: i64) -> Result<Vec<Entry>, LedgerError> {
+        self.select_agreement_entries(agreement_id, from, to).await
     }
 
     async fn store_cosignature(&self, cosigned: &super::StoredCosignature) -> Result<bool, LedgerError> {

@@ -172,6 +172,16 @@ pub(super) fn parse_hash(seq: i64, text: &str) -> Result<Hash, LedgerError> {
         .ok_or_else(|| corrupt(seq, "hash is not 32 bytes of hex"))
 }
 
+/// A checkpoint's agreement lines as stored: 64 hex digits each, one after another.
+pub(super) fn parse_lines(size: i64, text: &str) -> Result<Vec<Hash>, LedgerError> {
+    if !text.len().is_multiple_of(64) || !text.is_ascii() {
+        return Err(corrupt(size, "checkpoint agreement lines"));
+    }
+    (0..text.len() / 64)
+        .map(|i| parse_hash(size, &text[i * 64..(i + 1) * 64]))
+        .collect()
+}
+
 pub(super) fn corrupt(seq: i64, what: &str) -> LedgerError {
     LedgerError::Corrupt { seq, what: what.into() }
 }

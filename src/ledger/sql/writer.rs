@@ -240,7 +240,12 @@ async fn commit(
         .await
         .map_err(|e| Failed::Batch(format!("the commit was not confirmed: {e}")))?;
     for row in &rows {
-        chain.append(row.seq, row.hash, merkle::leaf_hash(&row.bytes));
+        chain.append(
+            row.seq,
+            row.hash,
+            merkle::leaf_hash(&row.bytes),
+            &row.event.agreement_id,
+        );
     }
     Ok(replies)
 }
