@@ -87,7 +87,7 @@ pub(super) async fn witness(command: WitnessCommand) -> Result<ExitCode, String>
                         args.origin,
                         done.tree_size,
                         hex::encode(done.root),
-                        state.checkpoint_path(&args.origin).display()
+                        state.checkpoint_path(&args.origin, &gateway).display()
                     );
                     Ok(ExitCode::SUCCESS)
                 }

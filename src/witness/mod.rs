@@ -9,9 +9,13 @@
 //! ```text
 //! witness.key                   the witness's Ed25519 seed, 64 hex (0600); or ISA_GATEWAY_WITNESS_KEY(_FILE)
 //! witness.vkey                  its verifier key, <name>+<key id>+<base64>, to give to gateways and auditors
-//! checkpoints/<id>.checkpoint   per gateway (origin), the last checkpoint cosigned, as a signed note
-//!                               carrying this witness's cosignature (usable as `ledger verify --checkpoint`)
+//! checkpoints/<id>.checkpoint   per gateway (origin and checkpoint key), the last checkpoint cosigned, as a
+//!                               signed note carrying this witness's cosignature (usable as `ledger verify --checkpoint`)
+//! .lock                         held (exclusively) by a run from reading what was cosigned to keeping the new one
 //! ```
+//!
+//! Two runs at once (a timer and a hand-run) would both read the same last checkpoint: the second
+//! finds the lock held and stops, doing nothing.
 
 mod client;
 
@@ -100,31 +104,72 @@ impl State {
         &self.witness
     }
 
-    /// Where the last checkpoint cosigned for `origin` is kept.
-    pub fn checkpoint_path(&self, origin: &str) -> PathBuf {
+    /// Where the last checkpoint cosigned for the gateway (`origin`, signing with `gateway`) is
+    /// kept: one file per origin and key, so two gateways that share an origin line never share a
+    /// state.
+    pub fn checkpoint_path(&self, origin: &str, gateway: &VerifyingKey) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(origin.as_bytes());
+        h.update(b"\n");
+        h.update(gateway.as_bytes());
+        let id = h.finalize();
+        self.dir
+            .join("checkpoints")
+            .join(format!("{}.checkpoint", hex::encode(&id[..8])))
+    }
+
+    /// Where earlier versions kept it, by origin alone: read (under the gateway's key) when the
+    /// state has nothing under the new name, so an upgrade does not start over on trust.
+    fn legacy_checkpoint_path(&self, origin: &str) -> PathBuf {
         let id = Sha256::digest(origin.as_bytes());
         self.dir
             .join("checkpoints")
             .join(format!("{}.checkpoint", hex::encode(&id[..8])))
     }
 
-    /// The last checkpoint cosigned for `origin`, verified under the gateway's key.
+    /// The last checkpoint cosigned for `origin` under `gateway`, verified under that key.
     pub fn last(&self, origin: &str, gateway: &VerifyingKey) -> Result<Option<note::Tree>, WitnessError> {
-        let path = self.checkpoint_path(origin);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(failed(format!("{}: {e}", path.display()))),
+        let path = self.checkpoint_path(origin, gateway);
+        let read = |path: &Path| match std::fs::read_to_string(path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(failed(format!("{}: {e}", path.display()))),
         };
-        note::verify(&text, origin, gateway)
-            .map(Some)
-            .map_err(|e| failed(format!("{}: {e}", path.display())))
+        if let Some(text) = read(&path)? {
+            return note::verify(&text, origin, gateway)
+                .map(Some)
+                .map_err(|e| failed(format!("{}: {e}", path.display())));
+        }
+        let legacy = self.legacy_checkpoint_path(origin);
+        // A note there under another key is another gateway's that shares the origin line.
+        Ok(read(&legacy)?.and_then(|text| note::verify(&text, origin, gateway).ok()))
     }
 
-    /// Replaces the kept checkpoint for `origin` atomically: written beside it, synced, renamed
-    /// over it, the folder synced. A crash leaves the old state or the new, never half of one.
-    fn keep(&self, origin: &str, text: &str) -> Result<(), WitnessError> {
-        let path = self.checkpoint_path(origin);
+    /// The state folder's lock, held exclusively until dropped; fails at once if another run holds it.
+    fn lock(&self) -> Result<std::fs::File, WitnessError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(failed(
+                "another `witness cosign` run holds this state folder's lock; nothing done (run it again when that one ends)",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(failed(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Replaces the kept checkpoint for `origin` under `gateway` atomically: written beside it,
+    /// synced, renamed over it, the folder synced. A crash leaves the old state or the new, never
+    /// half of one.
+    fn keep(&self, origin: &str, gateway: &VerifyingKey, text: &str) -> Result<(), WitnessError> {
+        let path = self.checkpoint_path(origin, gateway);
         let dir = path.parent().unwrap_or(&self.dir).to_path_buf();
         let name = path
             .file_name()
@@ -155,6 +200,7 @@ impl State {
             ))
         })?;
         let (tree_size, root) = (tree.tree_size, tree.root);
+        let _lock = self.lock()?;
         let last = self.last(origin, gateway)?;
         match last {
             None => {}
@@ -199,7 +245,7 @@ impl State {
         kept.push('\n');
         kept.push_str(&cosignature.line());
         kept.push('\n');
-        self.keep(origin, &kept)?;
+        self.keep(origin, gateway, &kept)?;
         Ok((
             Cosigned {
                 tree_size,
@@ -226,4 +272,33 @@ pub async fn cosign(
         .await?;
     client.submit(cosigned.tree_size, &cosigned.root, &cosignature).await?;
     Ok(cosigned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_is_per_origin_and_key_and_an_upgrade_keeps_what_was_cosigned() {
+        let dir = tempfile::tempdir().unwrap();
+        State::init(dir.path(), "w.example/w").unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let (a, b) = (CheckpointKey::from_seed(&[1; 32]), CheckpointKey::from_seed(&[2; 32]));
+        assert_ne!(
+            state.checkpoint_path("isa-gateway", &a.public()),
+            state.checkpoint_path("isa-gateway", &b.public()),
+            "two gateways sharing an origin line keep apart"
+        );
+        // What an earlier version kept, by origin alone, is read under the gateway's key only.
+        let tree = note::Tree {
+            tree_size: 7,
+            root: [7; 32],
+            agreements: None,
+        };
+        let legacy = state.legacy_checkpoint_path("isa-gateway");
+        std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+        std::fs::write(&legacy, note::sign("isa-gateway", &tree, &a)).unwrap();
+        assert_eq!(state.last("isa-gateway", &a.public()).unwrap(), Some(tree));
+        assert_eq!(state.last("isa-gateway", &b.public()).unwrap(), None);
+    }
 }

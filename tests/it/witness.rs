@@ -453,6 +453,36 @@ async fn a_witness_refuses_other_agreement_heads_at_a_size_it_cosigned() {
     assert_eq!(w.kept(), before, "the witness's state is unchanged");
 }
 
+#[tokio::test]
+async fn two_witness_runs_at_once_do_not_both_cosign() {
+    let w = witness_init();
+    let app = three_transfers(gateway_with_witness(&w.vkey).await).await;
+    let port = app.addr.port();
+    let gateway_key = checkpoint(&app, port).await["public_key"].as_str().unwrap().to_owned();
+    // Another run holds the state folder's lock (as `witness cosign` does from reading what it
+    // cosigned to keeping the new one): this one stops, doing nothing.
+    let lock = std::fs::File::open(w.state().join("witness.vkey"))
+        .map(|_| ())
+        .and_then(|()| {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(w.state().join(".lock"))?;
+            f.lock()?;
+            Ok(f)
+        });
+    let lock = lock.unwrap();
+    let o = w.cosign(port, &gateway_key).await;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("holds this state folder's lock"), "{}", text(&o));
+    assert!(w.kept().is_empty(), "nothing kept");
+    drop(lock);
+    let o = w.cosign(port, &gateway_key).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(w.kept().len(), 1);
+}
+
 /// Transfers sent to the gateway on `port` (each recorded before it is answered).
 async fn more_transfers_at(app: &TestApp, port: u16, n: usize) {
     for _ in 0..n {
