@@ -68,6 +68,41 @@ async fn main() {
     let rate = appends_per_second(sqlite.clone(), appends, concurrency).await;
     println!("durable appends, SQLite (WAL, synchronous=FULL), {concurrency} concurrent: {rate:.0}/s ({appends})");
 
+    // The same with checkpoints signed as the gateway signs them (each second, or every 10,000
+    // entries) and each also written to a checkpoint log outside the database (file and folder
+    // synced), checked against the log's latest before signing.
+    let logged = Arc::new(SqlLedger::sqlite(&dir.path().join("logged.db")).await.expect("ledger"));
+    let log_dir = dir.path().join("checkpoint-log");
+    std::fs::create_dir_all(&log_dir).expect("log folder");
+    let checkpointer = Arc::new(
+        isa_gateway::audit::checkpointer::Checkpointer::new(
+            logged.clone(),
+            CheckpointKey::from_seed(&[4; 32]),
+            isa_gateway::platform::clock::Clock::System,
+            10_000,
+            std::time::Duration::from_secs(1),
+            isa_gateway::audit::checkpointer::Publication {
+                origin: "isa-gateway".into(),
+                log: Some(isa_gateway::audit::checkpoint_log::CheckpointLog::new(
+                    &log_dir,
+                    "isa-gateway",
+                )),
+                witnesses: Vec::new(),
+            },
+        )
+        .await
+        .expect("checkpointer"),
+    );
+    let running = tokio::spawn(checkpointer.clone().run());
+    let rate = appends_per_second(logged.clone(), appends, concurrency).await;
+    running.abort();
+    let kept = std::fs::read_dir(&log_dir).expect("log").count();
+    println!(
+        "durable appends, SQLite, checkpoints signed and written to the checkpoint log meanwhile, {concurrency} concurrent: \
+         {rate:.0}/s ({appends}; {kept} checkpoints in the log)"
+    );
+    drop(logged);
+
     let server = std::env::var("ISA_GATEWAY_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("isa_gateway_bench_{}", std::process::id());
     let admin = || async {
@@ -111,7 +146,7 @@ async fn main() {
         let Some(last) = page.last() else { break };
         after = last.seq;
         for raw in &page {
-            heads.record(&raw.agreement_id, &raw.hash);
+            heads.record(&raw.agreement_id, raw.at_us, &raw.hash);
             if wanted.contains(&(raw.seq as u64)) {
                 lines_at.insert(raw.seq as u64, heads.lines());
             }

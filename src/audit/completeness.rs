@@ -1,18 +1,20 @@
-//! An audit bundle's proof that it is complete: that no entry of its agreement in the range it
-//! covers was left out (see [`crate::ledger::heads`] for the per-agreement heads a checkpoint
-//! signs).
+//! An audit bundle's proof that it is complete: that it holds every entry of its agreement
+//! recorded in the period asked for (see [`crate::ledger::heads`] for the per-agreement heads a
+//! checkpoint signs).
 //!
-//! `agreement.json` holds the agreement's head before the bundle's first entry (count and link),
-//! the agreement's entry just before and just after the range in full (each recorded outside the
-//! period asked for: that is why the range starts and ends where it does), and the hashes of the
-//! agreement's later entries up to the checkpoint. Folding the link before, the boundary entries,
-//! the bundle's entries and those hashes, in order, must arrive at a head line the checkpoint
-//! signed. The bundle's entries are every entry of the agreement between the boundaries (by
-//! sequence number), so an entry left out, reordered or added breaks the fold.
+//! `agreement.json` names the agreement and the period `[since, until)`, and lists each of the
+//! agreement's other entries up to the checkpoint by sequence number, time and hash. The auditor
+//! merges them with the bundle's entries in ledger order, checks that every bundle entry was
+//! recorded within the period and every other one outside it, and folds (time, hash) of each:
+//! only every entry, in order, with its true time, arrives at a head line the checkpoint signed.
+//! So an entry of the period cannot be left out (it would have to be listed, and its time is
+//! fixed by the head), and entries' times need not follow their order.
 //!
 //! Why a signed per-agreement head rather than every leaf hash of the range: a leaf hash does not
 //! say which agreement its entry is under, so an exporter could call a left-out entry "another
 //! agreement's"; the head names the agreement, and other agreements appear only as line hashes.
+//! What the auditor of one agreement learns beyond the period: how many of its entries there are
+//! and when each was recorded, never what they say.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -20,13 +22,14 @@ use serde::{Deserialize, Serialize};
 use super::bundle::{BundleEntry, BundleError};
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::heads::Head;
-use crate::ledger::{Entry, Hash, Ledger};
+use crate::ledger::{Entry, Hash, Ledger, ledger_time};
 
-/// An agreement's head as a bundle shows it.
+/// One of the agreement's entries the bundle does not hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HeadJson {
-    pub count: u64,
-    pub link: String,
+pub struct Other {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub hash: String,
 }
 
 /// `agreement.json`.
@@ -36,44 +39,33 @@ pub struct AgreementProof {
     /// The period asked for, `[since, until)`; `None` is open.
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
-    /// The agreement's head before `boundary_before` (or before the first entry, if none).
-    pub before: HeadJson,
-    /// The agreement's entry just before the bundle's first, recorded outside the period.
-    pub boundary_before: Option<BundleEntry>,
-    /// The agreement's entry just after the bundle's last, recorded outside the period.
-    pub boundary_after: Option<BundleEntry>,
-    /// The hashes of the agreement's entries after `boundary_after`, up to the checkpoint.
-    pub after: Vec<String>,
+    /// Every other entry of the agreement up to the checkpoint, in ledger order.
+    pub others: Vec<Other>,
 }
 
 /// What a complete bundle proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Complete {
     pub agreement: String,
-    /// The bundle's entries are every entry of the agreement from `first_seq` to `last_seq`.
-    pub first_seq: i64,
-    pub last_seq: i64,
-    /// How many entries of the agreement the signed tree holds before and after them.
-    pub before: u64,
-    pub after: u64,
-}
-
-fn bundle_entry(e: &Entry) -> BundleEntry {
-    BundleEntry {
-        seq: e.seq,
-        prev_hash: hex::encode(e.prev_hash),
-        hash: hex::encode(e.hash),
-        event: e.event.clone(),
-    }
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// The bundle's entries: every entry of the agreement recorded in the period.
+    pub entries: usize,
+    /// The agreement's entries in the signed tree recorded outside the period.
+    pub others: usize,
 }
 
 fn invalid(why: impl Into<String>) -> BundleError {
     BundleError::Invalid(why.into())
 }
 
+fn within(at: Timestamp, since: Option<Timestamp>, until: Option<Timestamp>) -> bool {
+    since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u)
+}
+
 /// The entries of `agreement` a bundle against `cp` holds for `[since, until)`, and the proof
 /// that they are all of them. Fails, exporting nothing, if the agreement's entries as stored do
-/// not reach the head `cp` signed (changed, added or removed since).
+/// not reach the head `cp` signed (changed, added, removed or moved since).
 pub async fn prove(
     ledger: &dyn Ledger,
     agreement: &str,
@@ -87,45 +79,44 @@ pub async fn prove(
              the next checkpoint (after the next entry) will carry them",
         )
     })?;
-    let hashes = ledger.agreement_hashes(agreement, cp.tree_size).await?;
-    let fold = |hs: &[(i64, Hash)]| {
-        let mut head = Head::default();
-        hs.iter().for_each(|(_, h)| head.extend(h));
-        head
-    };
-    if !lines.contains(&fold(&hashes).line(agreement)) {
+    // The ledger's resolution, as the entries' times are stored.
+    let (since, until) = (since.map(ledger_time), until.map(ledger_time));
+    let rows = ledger.agreement_hashes(agreement, cp.tree_size).await?;
+    let mut head = Head::default();
+    rows.iter().for_each(|(_, at, h)| head.extend(*at, h));
+    if !lines.contains(&head.line(agreement)) {
         return Err(invalid(format!(
             "the entries of {agreement} as stored do not reach the head the checkpoint at tree size {} signed: \
-             entries were changed, added or removed since; nothing exported",
+             entries were changed, added, removed or moved since; nothing exported",
             cp.tree_size
         )));
     }
-    let in_tree = |e: &Entry| u64::try_from(e.seq).is_ok_and(|s| s <= cp.tree_size);
-    let selected: Vec<i64> = ledger
-        .entries_for(agreement, since, until)
-        .await?
-        .iter()
-        .filter(|e| in_tree(e))
-        .map(|e| e.seq)
-        .collect();
-    let (Some(first), Some(last)) = (selected.first(), selected.last()) else {
+    let time = |seq: i64, at: i64| {
+        Timestamp::from_microsecond(at).map_err(|_| invalid(format!("entry {seq}: its time is out of range")))
+    };
+    let mut wanted = Vec::new();
+    let mut others = Vec::new();
+    for (seq, at, hash) in &rows {
+        let at = time(*seq, *at)?;
+        if within(at, since, until) {
+            wanted.push((*seq, *hash));
+        } else {
+            others.push(Other {
+                seq: *seq,
+                at,
+                hash: hex::encode(hash),
+            });
+        }
+    }
+    let (Some(first), Some(last)) = (wanted.first(), wanted.last()) else {
         return Err(invalid(format!(
             "{agreement} has no entries in that period up to the checkpoint: nothing to export"
         )));
     };
-    let place = |seq: i64| {
-        hashes
-            .iter()
-            .position(|(s, _)| *s == seq)
-            .ok_or_else(|| invalid(format!("entry {seq} is not among the agreement's entries as stored")))
-    };
-    let (lo, hi) = (place(*first)?, place(*last)?);
-    let from = if lo > 0 { hashes[lo - 1].0 } else { *first };
-    let to = hashes.get(hi + 1).map_or(*last, |(s, _)| *s);
-    let mut entries = ledger.agreement_entries(agreement, from, to).await?;
-    let expected: Vec<(i64, Hash)> = hashes[lo.saturating_sub(1)..(hi + 2).min(hashes.len())].to_vec();
+    let mut entries = ledger.agreement_entries(agreement, first.0, last.0).await?;
+    entries.retain(|e| wanted.binary_search_by_key(&e.seq, |w| w.0).is_ok());
     let read: Vec<(i64, Hash)> = entries.iter().map(|e| (e.seq, e.hash)).collect();
-    if read != expected
+    if read != wanted
         || entries
             .iter()
             .any(|e| Entry::compute_hash(e.seq, &e.prev_hash, &e.event) != e.hash)
@@ -134,25 +125,11 @@ pub async fn prove(
             "the entries of {agreement} changed while the bundle was read, or do not match their hashes; nothing exported"
         )));
     }
-    let boundary_after = (hi + 1 < hashes.len()).then(|| entries.pop()).flatten();
-    let boundary_before = (lo > 0).then(|| entries.remove(0));
-    let before = fold(&hashes[..lo.saturating_sub(1)]);
     let proof = AgreementProof {
         agreement: agreement.to_owned(),
         since,
         until,
-        before: HeadJson {
-            count: before.count,
-            link: hex::encode(before.link),
-        },
-        boundary_before: boundary_before.as_ref().map(bundle_entry),
-        boundary_after: boundary_after.as_ref().map(bundle_entry),
-        after: hashes
-            .get(hi + 2..)
-            .unwrap_or_default()
-            .iter()
-            .map(|(_, h)| hex::encode(h))
-            .collect(),
+        others,
     };
     Ok((entries, proof))
 }
@@ -161,45 +138,15 @@ fn hash(text: &str, what: &str) -> Result<Hash, BundleError> {
     hex::decode(text)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| invalid(format!("agreement.json: {what} is not a 32-byte hex hash")))
+        .ok_or_else(|| invalid(format!("{what} is not a 32-byte hex hash")))
 }
 
-/// A boundary entry: genuine (its hash is its contents'), of the agreement, and recorded outside
-/// the period (otherwise it belonged in the bundle).
-fn boundary(e: &BundleEntry, p: &AgreementProof, which: &str) -> Result<Hash, BundleError> {
-    let fail = |why: &str| invalid(format!("agreement.json: the entry {which} the range ({}) {why}", e.seq));
-    let prev = hash(&e.prev_hash, "a boundary's prev_hash")?;
-    let h = hash(&e.hash, "a boundary's hash")?;
-    if Entry::compute_hash(e.seq, &prev, &e.event) != h {
-        return Err(fail("does not match its hash (changed)"));
-    }
-    if e.event.agreement_id != p.agreement {
-        return Err(fail("is under another agreement"));
-    }
-    let inside = p.since.is_none_or(|s| e.event.at >= s) && p.until.is_none_or(|u| e.event.at < u);
-    if inside {
-        return Err(fail("was recorded within the period, so the bundle leaves it out"));
-    }
-    Ok(h)
-}
-
-/// Checks `proof` for the bundle's `entries` (each already checked against its hash) against the
-/// checkpoint's agreement `lines`.
+/// Checks `proof` for the bundle's `entries` (each already checked against its hash and the
+/// signed tree) against the checkpoint's agreement `lines`.
 pub fn check(proof: &AgreementProof, entries: &[BundleEntry], lines: &[Hash]) -> Result<Complete, BundleError> {
     let a = &proof.agreement;
-    let mut head = Head {
-        count: proof.before.count,
-        link: hash(&proof.before.link, "before.link")?,
-    };
-    let mut seqs = Vec::with_capacity(entries.len() + 2);
-    if let Some(e) = &proof.boundary_before {
-        head.extend(&boundary(e, proof, "before")?);
-        seqs.push(e.seq);
-    } else if head.count > 0 {
-        return Err(invalid(
-            "agreement.json: earlier entries of the agreement are hidden without the boundary entry that shows where the range starts",
-        ));
-    }
+    // Both lists in ledger order, merged: (seq, time, hash, whether the bundle holds it).
+    let mut all = Vec::with_capacity(entries.len() + proof.others.len());
     for e in entries {
         if &e.event.agreement_id != a {
             return Err(invalid(format!(
@@ -207,37 +154,45 @@ pub fn check(proof: &AgreementProof, entries: &[BundleEntry], lines: &[Hash]) ->
                 e.seq
             )));
         }
-        head.extend(&hash(&e.hash, "an entry's hash")?);
-        seqs.push(e.seq);
+        if !within(e.event.at, proof.since, proof.until) {
+            return Err(invalid(format!(
+                "entry {}: it was recorded outside the bundle's period",
+                e.seq
+            )));
+        }
+        all.push((e.seq, e.event.at, hash(&e.hash, "an entry's hash")?, true));
     }
-    if let Some(e) = &proof.boundary_after {
-        head.extend(&boundary(e, proof, "after")?);
-        seqs.push(e.seq);
-    } else if !proof.after.is_empty() {
-        return Err(invalid(
-            "agreement.json: later entries of the agreement are hidden without the boundary entry that shows where the range ends",
-        ));
+    for o in &proof.others {
+        if within(o.at, proof.since, proof.until) {
+            return Err(invalid(format!(
+                "the bundle is not complete: entry {} of {a} was recorded within the period and is not in it",
+                o.seq
+            )));
+        }
+        all.push((o.seq, o.at, hash(&o.hash, "agreement.json: an entry's hash")?, false));
     }
-    if seqs.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(invalid("the bundle's entries are not in ledger order"));
+    all.sort_by_key(|x| x.0);
+    if all.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(invalid("agreement.json lists an entry the bundle also holds"));
     }
-    for h in &proof.after {
-        head.extend(&hash(h, "a later entry's hash")?);
+    let mut head = Head::default();
+    for (_, at, h, _) in &all {
+        head.extend(at.as_microsecond(), h);
     }
     if !lines.contains(&head.line(a)) {
         return Err(invalid(format!(
-            "the bundle is not complete: its entries of {a}, with the hashes before and after them, do not reach \
-             a head the checkpoint signed (an entry was left out, added or reordered)"
+            "the bundle is not complete: its entries of {a}, with the others agreement.json lists, do not reach \
+             a head the checkpoint signed (an entry was left out, added, reordered, or shown with another time)"
         )));
     }
-    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+    if entries.is_empty() {
         return Err(invalid("the bundle holds no entries"));
-    };
+    }
     Ok(Complete {
         agreement: a.clone(),
-        first_seq: first.seq,
-        last_seq: last.seq,
-        before: proof.before.count + u64::from(proof.boundary_before.is_some()),
-        after: proof.after.len() as u64 + u64::from(proof.boundary_after.is_some()),
+        since: proof.since,
+        until: proof.until,
+        entries: entries.len(),
+        others: proof.others.len(),
     })
 }

@@ -18,6 +18,9 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
         allow_unpinned,
         witnesses,
         origin,
+        agreement,
+        since,
+        until,
     } = &command
     {
         let witnesses = parse_witnesses(witnesses)?;
@@ -47,6 +50,28 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
                     .origin
                     .as_deref()
                     .unwrap_or("(not read: name witnesses to check the origin)")
+            ));
+        }
+        let c = &report.complete;
+        let asked = [
+            (
+                agreement.is_some() && agreement.as_ref() != Some(&c.agreement),
+                "agreement",
+            ),
+            (
+                since.is_some() && since.map(crate::ledger::ledger_time) != c.since,
+                "--since",
+            ),
+            (
+                until.is_some() && until.map(crate::ledger::ledger_time) != c.until,
+                "--until",
+            ),
+        ];
+        if let Some((_, what)) = asked.iter().find(|(differs, _)| *differs) {
+            return Err(format!(
+                "bundle does not verify: it is of {} recorded {}, not the {what} you asked for",
+                c.agreement,
+                period_words(c.since, c.until)
             ));
         }
         if public_key.is_none() && witnesses.is_empty() {
@@ -305,12 +330,25 @@ pub(super) async fn ledger(command: LedgerCommand) -> Result<ExitCode, String> {
     }
 }
 
+/// A period, in words.
+fn period_words(since: Option<jiff::Timestamp>, until: Option<jiff::Timestamp>) -> String {
+    match (since, until) {
+        (None, None) => "at any time".into(),
+        (Some(s), None) => format!("from {s}"),
+        (None, Some(u)) => format!("before {u}"),
+        (Some(s), Some(u)) => format!("from {s}, before {u}"),
+    }
+}
+
 /// What a bundle proves it holds all of, in words.
 fn complete_words(c: &crate::audit::completeness::Complete) -> String {
     format!(
-        "complete: every entry of {} from seq {} to seq {} (the signed tree holds {} of its entries before them and {} after, \
-         up to the checkpoint, each outside the period asked for at the boundary)",
-        c.agreement, c.first_seq, c.last_seq, c.before, c.after
+        "complete: every entry of {} recorded {} ({} entries; the signed tree holds {} more of its entries, each \
+         recorded outside that period)",
+        c.agreement,
+        period_words(c.since, c.until),
+        c.entries,
+        c.others
     )
 }
 

@@ -300,6 +300,14 @@ enum LedgerCommand {
         /// witness's cosignature is only worth the origin it names.
         #[arg(long)]
         origin: Option<String>,
+        /// The agreement and period you asked for: the bundle must be of exactly these (it
+        /// proves it holds every entry of its own agreement and period, whatever they are).
+        #[arg(long)]
+        agreement: Option<String>,
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
     },
 }
 

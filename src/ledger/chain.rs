@@ -53,7 +53,14 @@ impl Chain {
         if indexed != Some(true) {
             return Err("its index columns (transfer, kind, agreement or time) were edited".into());
         }
-        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes), &raw.agreement_id);
+        // Its index columns are its bytes' (checked above).
+        self.append(
+            raw.seq,
+            raw.hash,
+            merkle::leaf_hash(&raw.bytes),
+            &raw.agreement_id,
+            raw.at_us,
+        );
         Ok(())
     }
 
@@ -66,7 +73,20 @@ impl Chain {
         if raw.seq != self.seq + 1 || !linked {
             return Err(LedgerError::OutOfSequence(raw.seq));
         }
-        self.append(raw.seq, raw.hash, merkle::leaf_hash(&raw.bytes), &raw.agreement_id);
+        // The agreement's head from the entry's own bytes, never its index columns: an edited
+        // column must not take an entry out of its agreement's head (and so out of a bundle).
+        let (agreement, at_us, hash) = head_input(&raw.bytes).ok_or(LedgerError::Corrupt {
+            seq: raw.seq,
+            what: "its stored bytes are not a ledger entry".into(),
+        })?;
+        self.append_with_head(
+            raw.seq,
+            raw.hash,
+            merkle::leaf_hash(&raw.bytes),
+            agreement,
+            at_us,
+            &hash,
+        );
         Ok(())
     }
 
@@ -81,12 +101,29 @@ impl Chain {
         Some(all)
     }
 
-    pub(crate) fn append(&mut self, seq: i64, hash: Hash, leaf: Hash, agreement: &str) {
+    pub(crate) fn append(&mut self, seq: i64, hash: Hash, leaf: Hash, agreement: &str, at_us: i64) {
+        self.append_with_head(seq, hash, leaf, agreement, at_us, &hash);
+    }
+
+    fn append_with_head(&mut self, seq: i64, hash: Hash, leaf: Hash, agreement: &str, at_us: i64, head_hash: &Hash) {
         self.seq = seq;
         self.hash = hash;
         self.leaves.push(leaf);
-        self.heads.record(agreement, &hash);
+        self.heads.record(agreement, at_us, head_hash);
     }
+}
+
+/// What an entry adds to its agreement's head, from its bytes alone: its agreement, its time
+/// (microseconds) and its hash (SHA-256 of the bytes). `None` if they are not a ledger entry.
+pub fn head_input(bytes: &[u8]) -> Option<(&str, i64, Hash)> {
+    let mut r = Reader::header(bytes)?;
+    let at_us = r.at_us;
+    r.str()?;
+    r.str()?;
+    r.str()?;
+    r.opt()?;
+    let agreement = r.str()?;
+    Some((agreement, at_us, Sha256::digest(bytes).into()))
 }
 
 /// Microseconds since the Unix epoch: the ledger's time resolution.

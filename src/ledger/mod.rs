@@ -240,8 +240,11 @@ pub trait Ledger: Send + Sync {
     async fn store_checkpoint(&self, checkpoint: &checkpoint::Checkpoint) -> Result<(), LedgerError>;
     /// Every stored checkpoint, smallest tree first.
     async fn checkpoints(&self) -> Result<Vec<checkpoint::Checkpoint>, LedgerError>;
-    /// The (sequence number, hash) of every entry of an agreement up to `upto`, in order, as stored.
-    async fn agreement_hashes(&self, agreement_id: &str, upto: u64) -> Result<Vec<(i64, Hash)>, LedgerError>;
+    /// The (sequence number, time in microseconds, hash) of every entry of an agreement up to
+    /// `upto`, in order, as stored (index columns: check them against a signed head).
+    async fn agreement_hashes(&self, agreement_id: &str, upto: u64) -> Result<Vec<(i64, i64, Hash)>, LedgerError>;
+    /// Every agreement's head line ([`heads`]) at `size` entries, from the entries' own bytes.
+    async fn heads_at(&self, size: u64) -> Result<Vec<Hash>, LedgerError>;
     /// An agreement's entries with sequence numbers in `from..=to`, in order.
     async fn agreement_entries(&self, agreement_id: &str, from: i64, to: i64) -> Result<Vec<Entry>, LedgerError>;
     /// Keeps a witness's cosignature on the checkpoint of `tree_size` entries and root `root`

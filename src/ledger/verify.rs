@@ -61,7 +61,7 @@ pub async fn verify(
                 "checkpoint at tree size {} does not match the entries (rewritten history)",
                 cp.tree_size
             ))
-        } else if cp.agreements.is_some() && heads_at.get(&cp.tree_size) != cp.agreements.as_ref() {
+        } else if cp.agreements.is_some() && heads_at.get(&cp.tree_size) != cp.agreements_digest().as_ref() {
             broken(format!(
                 "checkpoint at tree size {} signs per-agreement heads the entries do not have \
                  (an audit bundle could be proved complete without some of them)",
@@ -99,8 +99,8 @@ fn roots_at(leaves: &[Hash], sizes: impl Iterator<Item = u64>) -> std::collectio
     roots
 }
 
-/// Every agreement's head line at each of some tree sizes.
-type HeadsAt = std::collections::HashMap<u64, Vec<Hash>>;
+/// The digest of every agreement's head line at each of some tree sizes.
+type HeadsAt = std::collections::HashMap<u64, Hash>;
 
 /// Re-hashes the ledger from its first entry, checking each against the chain; stops at the
 /// first entry that breaks it. The next page is read while this one is hashed. Keeps the
@@ -128,7 +128,7 @@ async fn rehash(
                     });
                 }
                 if wanted.contains(&(raw.seq as u64)) {
-                    heads_at.insert(raw.seq as u64, chain.heads.lines());
+                    heads_at.insert(raw.seq as u64, super::heads::digest(&chain.heads.lines()));
                 }
             }
             None

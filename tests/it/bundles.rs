@@ -8,7 +8,9 @@ use serde_json::Value;
 use isa_gateway::platform::clock::Clock;
 
 use crate::helpers::{GP_AGREEMENT, Spawn, TestApp, gp_update};
-use crate::ledger::{cli, stdout};
+use sqlx::Executor as _;
+
+use crate::ledger::{cli, intruder, stdout};
 
 /// Three GP updates a minute apart, each delivered (six entries), and a checkpoint; the
 /// checkpoint key, as pinned.
@@ -87,11 +89,7 @@ fn copy(from: &Path, to: &Path) {
 fn fails_incomplete(dir: &Path, public: &str, what: &str) {
     let o = verify(dir, public);
     assert!(!o.status.success(), "{what}: {}", stdout(&o));
-    assert!(
-        stdout(&o).contains("not complete") || stdout(&o).contains("boundary") || stdout(&o).contains("hidden"),
-        "{what}: {}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("not complete"), "{what}: {}", stdout(&o));
 }
 
 #[tokio::test]
@@ -101,13 +99,14 @@ async fn a_bundle_with_an_entry_left_out_fails_and_a_period_is_proved_by_its_bou
     let ok = verify(&full, &public);
     assert!(ok.status.success(), "{}", stdout(&ok));
     assert!(
-        stdout(&ok).contains(&format!("complete: every entry of {GP_AGREEMENT} from seq 1 to seq 6")),
+        stdout(&ok).contains(&format!(
+            "complete: every entry of {GP_AGREEMENT} recorded at any time (6 entries; the signed tree holds 0 more"
+        )),
         "{}",
         stdout(&ok)
     );
     let agreement: Value = serde_json::from_slice(&std::fs::read(full.join("agreement.json")).unwrap()).unwrap();
-    assert_eq!(agreement["before"]["count"], 0);
-    assert_eq!(agreement["after"], serde_json::json!([]));
+    assert_eq!(agreement["others"], serde_json::json!([]));
     let checkpoint: Value = serde_json::from_slice(&std::fs::read(full.join("checkpoint.json")).unwrap()).unwrap();
     assert_eq!(
         checkpoint["agreements"].as_array().map(Vec::len),
@@ -127,19 +126,8 @@ async fn a_bundle_with_an_entry_left_out_fails_and_a_period_is_proved_by_its_bou
         }
         fails_incomplete(&broken, &public, &format!("entry {} left out", drop + 1));
     }
-    // Two lines swapped (with their proofs): out of ledger order.
-    let swapped = app.dir.path().join("swapped");
-    copy(&full, &swapped);
-    for file in ["entries.jsonl", "proofs.jsonl"] {
-        let mut l = lines(&full.join(file));
-        l.swap(1, 2);
-        write_lines(&swapped.join(file), &l);
-    }
-    assert!(!verify(&swapped, &public).status.success());
-
-    // A period: from the fourth entry's time. The bundle starts at the first entry recorded then or
-    // later, shows the one before it in full (recorded before the period), and the earlier ones
-    // only as a count and link.
+    // A period: from the third entry's time. The bundle holds the entries recorded then or later;
+    // agreement.json shows the earlier ones by time and hash only.
     let times: Vec<jiff::Timestamp> = lines(&full.join("entries.jsonl"))
         .iter()
         .map(|l| {
@@ -152,70 +140,115 @@ async fn a_bundle_with_an_entry_left_out_fails_and_a_period_is_proved_by_its_bou
         .collect();
     // A decision and its delivery share a minute; the minutes differ.
     assert!(times[1] < times[2] && times[3] < times[4], "{times:?}");
-    let since = times[2];
-    let first = 3;
-    let period = export(&app, "period", &["--since", &since.to_string()]);
+    let since = times[2].to_string();
+    let period = export(&app, "period", &["--since", &since]);
     let ok = verify(&period, &public);
     assert!(ok.status.success(), "{}", stdout(&ok));
     assert!(
         stdout(&ok).contains(&format!(
-            "from seq {first} to seq 6 (the signed tree holds {} of its entries before them and 0 after",
-            first - 1
+            "complete: every entry of {GP_AGREEMENT} recorded from {since} (4 entries; the signed tree holds 2 more of \
+             its entries, each recorded outside that period)"
         )),
         "{}",
         stdout(&ok)
     );
     let proof: Value = serde_json::from_slice(&std::fs::read(period.join("agreement.json")).unwrap()).unwrap();
-    assert_eq!(proof["boundary_before"]["seq"], first as i64 - 1);
-    assert_eq!(lines(&period.join("entries.jsonl")).len(), 7 - first);
+    let others = proof["others"].as_array().unwrap();
+    assert_eq!(
+        others.iter().map(|o| o["seq"].as_i64().unwrap()).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(others.iter().all(|o| o.get("event").is_none()), "only time and hash");
+    assert_eq!(lines(&period.join("entries.jsonl")).len(), 4);
 
-    // The exporter cannot shrink the period: dropping the period's first entry and showing it as
-    // the boundary instead fails, because it was recorded within the period.
-    let shrunk = app.dir.path().join("shrunk");
-    copy(&period, &shrunk);
-    let mut proof_shrunk = proof.clone();
-    let moved: Value = serde_json::from_str(&lines(&period.join("entries.jsonl"))[0]).unwrap();
-    let old_boundary = proof["boundary_before"]["hash"].as_str().unwrap();
-    let mut before = isa_gateway::ledger::heads::Head {
-        count: proof["before"]["count"].as_u64().unwrap(),
-        link: hex::decode(proof["before"]["link"].as_str().unwrap())
+    // The auditor names what they asked for; a bundle of another period or agreement fails.
+    let asked = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_isa-gateway"))
+            .args([
+                "ledger",
+                "verify-bundle",
+                period.to_str().unwrap(),
+                "--public-key",
+                &public,
+            ])
+            .args(extra)
+            .output()
             .unwrap()
-            .try_into()
-            .unwrap(),
     };
-    before.extend(&hex::decode(old_boundary).unwrap().try_into().unwrap());
-    proof_shrunk["before"] = serde_json::json!({"count": before.count, "link": hex::encode(before.link)});
-    proof_shrunk["boundary_before"] = moved;
-    std::fs::write(
-        shrunk.join("agreement.json"),
-        serde_json::to_vec(&proof_shrunk).unwrap(),
-    )
-    .unwrap();
-    for file in ["entries.jsonl", "proofs.jsonl"] {
-        let mut l = lines(&period.join(file));
-        l.remove(0);
-        write_lines(&shrunk.join(file), &l);
-    }
-    let o = verify(&shrunk, &public);
-    assert!(!o.status.success(), "{}", stdout(&o));
-    assert!(stdout(&o).contains("recorded within the period"), "{}", stdout(&o));
+    assert!(
+        asked(&["--agreement", GP_AGREEMENT, "--since", &since])
+            .status
+            .success()
+    );
+    let o = asked(&["--since", &times[0].to_string()]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("not the --since you asked for"), "{}", stdout(&o));
+    assert!(!asked(&["--agreement", "nvtt-mash-referral"]).status.success());
+    assert!(!asked(&["--until", &times[5].to_string()]).status.success());
 
-    // Hiding earlier entries without the boundary, or a later hash removed: not complete.
+    // The exporter cannot narrow the period: an entry of it moved out of the bundle into
+    // agreement.json is recorded within the period (its time is fixed by the signed head) ...
+    let moved: Value = serde_json::from_str(&lines(&period.join("entries.jsonl"))[0]).unwrap();
+    let narrowed = |at: &str, name: &str| {
+        let dir = app.dir.path().join(name);
+        copy(&period, &dir);
+        let mut p = proof.clone();
+        p["others"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"seq": moved["seq"], "at": at, "hash": moved["hash"]}));
+        std::fs::write(dir.join("agreement.json"), serde_json::to_vec(&p).unwrap()).unwrap();
+        for file in ["entries.jsonl", "proofs.jsonl"] {
+            let mut l = lines(&period.join(file));
+            l.remove(0);
+            write_lines(&dir.join(file), &l);
+        }
+        verify(&dir, &public)
+    };
+    let o = narrowed(moved["event"]["at"].as_str().unwrap(), "narrowed");
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("was recorded within the period"), "{}", stdout(&o));
+    // ... and shown with an earlier time, it no longer reaches the signed head.
+    let o = narrowed(&times[0].to_string(), "backdated");
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("not complete"), "{}", stdout(&o));
+
+    // One of the others removed: not complete.
     let hidden = app.dir.path().join("hidden");
     copy(&period, &hidden);
     let mut p = proof.clone();
-    p["boundary_before"] = Value::Null;
+    p["others"].as_array_mut().unwrap().remove(1);
     std::fs::write(hidden.join("agreement.json"), serde_json::to_vec(&p).unwrap()).unwrap();
-    fails_incomplete(&hidden, &public, "the boundary removed");
+    fails_incomplete(&hidden, &public, "an earlier entry removed from agreement.json");
+    // An --until period: the later entries are the others.
     let until = export(&app, "until", &["--until", &times[2].to_string()]);
     let ok = verify(&until, &public);
     assert!(ok.status.success(), "{}", stdout(&ok));
-    let proof: Value = serde_json::from_slice(&std::fs::read(until.join("agreement.json")).unwrap()).unwrap();
-    assert!(!proof["boundary_after"].is_null());
-    let mut p = proof.clone();
-    let after = p["after"].as_array_mut().unwrap();
-    assert!(!after.is_empty(), "{proof}");
-    after.pop();
-    std::fs::write(until.join("agreement.json"), serde_json::to_vec(&p).unwrap()).unwrap();
-    fails_incomplete(&until, &public, "a later entry's hash removed");
+    assert!(
+        stdout(&ok).contains("(2 entries; the signed tree holds 4 more"),
+        "{}",
+        stdout(&ok)
+    );
+
+    // An insider moves an entry to another agreement by its index column: the heads come from
+    // the entries' own bytes, so the export no longer reaches the signed head and writes nothing.
+    let mut conn = intruder(&app).await;
+    conn.execute("UPDATE ledger_entries SET agreement_id = 'nvtt-mash-referral' WHERE seq = 4")
+        .await
+        .unwrap();
+    let out = app.dir.path().join("after-the-move");
+    let o = cli(
+        &app,
+        &[
+            "ledger",
+            "export",
+            "--agreement",
+            GP_AGREEMENT,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("do not reach the head"), "{}", stdout(&o));
+    assert!(!out.join("entries.jsonl").exists(), "nothing exported");
 }

@@ -1044,7 +1044,7 @@ async fn activity_and_a_persons_own_transfers(kind: Kind) {
 async fn lines_at(ledger: &dyn Ledger, size: u64) -> Vec<[u8; 32]> {
     let mut heads = isa_gateway::ledger::heads::Heads::default();
     for e in ledger.entries_after(0, size as u32).await.unwrap() {
-        heads.record(&e.event.agreement_id, &e.hash);
+        heads.record(&e.event.agreement_id, e.event.at.as_microsecond(), &e.hash);
     }
     heads.lines()
 }

@@ -411,7 +411,7 @@ async fn a_witness_refuses_other_agreement_heads_at_a_size_it_cosigned() {
     let entries: Vec<Entry> = app.ledger.entries_after(0, 100).await.unwrap();
     let mut heads = isa_gateway::ledger::heads::Heads::default();
     for e in entries.iter().filter(|e| e.seq != 5) {
-        heads.record(&e.event.agreement_id, &e.hash);
+        heads.record(&e.event.agreement_id, e.event.at.as_microsecond(), &e.hash);
     }
     let root = app.ledger.root(6).await.unwrap();
     let lying = isa_gateway::ledger::checkpoint::Checkpoint::sign(6, root, heads.lines(), jiff::Timestamp::now(), &key);

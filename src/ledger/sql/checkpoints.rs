@@ -6,7 +6,8 @@ use sqlx::Row;
 use super::SqlLedger;
 use super::sync::{RAW_COLUMNS, corrupt, parse_hash, parse_lines, raw_from_row, timestamp};
 use crate::ledger::checkpoint::Checkpoint;
-use crate::ledger::{Entry, Hash, LedgerError, micros};
+use crate::ledger::heads::Heads;
+use crate::ledger::{Entry, Hash, Ledger as _, LedgerError, head_input, micros};
 
 impl SqlLedger {
     pub(super) async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<(), LedgerError> {
@@ -54,22 +55,60 @@ impl SqlLedger {
             .collect()
     }
 
+    /// Every agreement's head line at `size` entries: the chain's own when it is of that size,
+    /// otherwise worked out again from the entries' bytes up to it.
+    pub(super) async fn heads_at_size(&self, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        {
+            let chain = self.chain().await?;
+            let held = chain.leaves.len() as u64;
+            if held == size {
+                return Ok(chain.heads.lines());
+            }
+            if held < size {
+                return Err(LedgerError::BeyondTree(size));
+            }
+        }
+        let mut heads = Heads::default();
+        let mut after = 0i64;
+        while u64::try_from(after).unwrap_or(u64::MAX) < size {
+            let left = size - u64::try_from(after).unwrap_or(0);
+            let page = self
+                .raw_entries_after(after, u32::try_from(left.min(10_000)).unwrap_or(10_000))
+                .await?;
+            let Some(last) = page.last() else {
+                return Err(LedgerError::BeyondTree(size));
+            };
+            for raw in &page {
+                let (agreement, at_us, hash) = head_input(&raw.bytes)
+                    .ok_or_else(|| corrupt(raw.seq, "its stored bytes are not a ledger entry"))?;
+                heads.record(agreement, at_us, &hash);
+            }
+            after = last.seq;
+        }
+        Ok(heads.lines())
+    }
+
     pub(super) async fn select_agreement_hashes(
         &self,
         agreement_id: &str,
         upto: u64,
-    ) -> Result<Vec<(i64, Hash)>, LedgerError> {
-        let rows =
-            sqlx::query("SELECT seq, hash FROM ledger_entries WHERE agreement_id = $1 AND seq <= $2 ORDER BY seq")
-                .bind(agreement_id)
-                .bind(i64::try_from(upto).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await?;
+    ) -> Result<Vec<(i64, i64, Hash)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT seq, recorded_at_us, hash FROM ledger_entries WHERE agreement_id = $1 AND seq <= $2 ORDER BY seq",
+        )
+        .bind(agreement_id)
+        .bind(i64::try_from(upto).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let seq: i64 = r.try_get("seq")?;
                 let hash: Vec<u8> = r.try_get("hash")?;
-                Ok((seq, hash.try_into().map_err(|_| corrupt(seq, "hash is not 32 bytes"))?))
+                Ok((
+                    seq,
+                    r.try_get("recorded_at_us")?,
+                    hash.try_into().map_err(|_| corrupt(seq, "hash is not 32 bytes"))?,
+                ))
             })
             .collect()
     }

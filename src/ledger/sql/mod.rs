@@ -356,8 +356,12 @@ impl Ledger for SqlLedger {
         self.select_checkpoints().await
     }
 
-    async fn agreement_hashes(&self, agreement_id: &str, upto: u64) -> Result<Vec<(i64, Hash)>, LedgerError> {
+    async fn agreement_hashes(&self, agreement_id: &str, upto: u64) -> Result<Vec<(i64, i64, Hash)>, LedgerError> {
         self.select_agreement_hashes(agreement_id, upto).await
+    }
+
+    async fn heads_at(&self, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.heads_at_size(size).await
     }
 
     async fn agreement_entries(&self, agreement_id: &str, from: i64, to: i64) -> Result<Vec<Entry>, LedgerError> {

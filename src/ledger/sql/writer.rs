@@ -245,6 +245,7 @@ async fn commit(
             row.hash,
             merkle::leaf_hash(&row.bytes),
             &row.event.agreement_id,
+            crate::ledger::micros(row.event.at),
         );
     }
     Ok(replies)
