@@ -68,8 +68,8 @@ async fn main() {
     let rate = appends_per_second(sqlite.clone(), appends, concurrency).await;
     println!("durable appends, SQLite (WAL, synchronous=FULL), {concurrency} concurrent: {rate:.0}/s ({appends})");
 
-    // The same with checkpoints signed as the gateway signs them (each second, or every 10,000
-    // entries) and each also written to a checkpoint log outside the database (file and folder
+    // The same with checkpoints signed as the gateway signs them, but far more often (every 200
+    // ms, or every 10,000 entries) and each also written to a checkpoint log outside the database (file and folder
     // synced), checked against the log's latest before signing.
     let logged = Arc::new(SqlLedger::sqlite(&dir.path().join("logged.db")).await.expect("ledger"));
     let log_dir = dir.path().join("checkpoint-log");
@@ -80,7 +80,7 @@ async fn main() {
             CheckpointKey::from_seed(&[4; 32]),
             isa_gateway::platform::clock::Clock::System,
             10_000,
-            std::time::Duration::from_secs(1),
+            std::time::Duration::from_millis(200),
             isa_gateway::audit::checkpointer::Publication {
                 origin: "isa-gateway".into(),
                 log: Some(isa_gateway::audit::checkpoint_log::CheckpointLog::new(
