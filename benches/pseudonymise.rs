@@ -51,9 +51,15 @@ fn bench(c: &mut Criterion) {
     let schemas = load_schemas(&repo().join("schemas")).expect("schemas");
     let ctx = Context {
         systems: HashSet::from(["tt-case-system".to_owned()]),
-        destinations: ["y99001-gp-drop", "nhse-dataset-drop", "mash-drop", "lado-drop"]
-            .map(str::to_owned)
-            .into(),
+        destinations: [
+            "y99001-gp-drop",
+            "nhse-dataset-drop",
+            "mash-drop",
+            "lado-drop",
+            "funder-drop",
+        ]
+        .map(str::to_owned)
+        .into(),
         schemas: &schemas,
     };
     let agreements = load_agreement_files(&repo().join("isa-templates"), &ctx).expect("agreements");

@@ -134,6 +134,10 @@ path = "d3"
 id = "lado-drop"
 transport = "dir"
 path = "d4"
+[[destinations]]
+id = "funder-drop"
+transport = "dir"
+path = "d5"
 "#,
         agreements = repo().join("isa-templates").display(),
         schemas = repo().join("schemas").display(),

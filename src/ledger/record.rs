@@ -151,6 +151,7 @@ mod tests {
                 "mash-drop",
                 "lado-drop",
                 "disclosures-drop",
+                "funder-drop",
             ]
             .map(str::to_owned)
             .into(),

@@ -301,6 +301,7 @@ async fn agreements_are_readable_with_legal_bases_titles_and_field_treatments() 
             "nvtt-coroner-disclosure",
             "nvtt-couples-gp-update",
             "nvtt-court-order-disclosure",
+            "nvtt-funder-return",
             "nvtt-gp-update",
             "nvtt-hospital-disclosure",
             "nvtt-lado-referral",
@@ -638,16 +639,9 @@ async fn app_entry(app: &TestApp, seq: i64) -> isa_gateway::ledger::Event {
 /// records the rule applied.
 #[tokio::test]
 async fn a_funder_return_leaves_with_small_numbers_suppressed() {
-    let agreement =
-        std::fs::read_to_string(crate::helpers::repo().join("docs/examples/nvtt-funder-return.toml")).unwrap();
-    let app = TestApp::spawn_with(Spawn {
-        agreements: vec![("nvtt-funder-return.toml".into(), agreement)],
-        destinations: "[[destinations]]\nid = \"funder-drop\"\ntransport = \"dir\"\npath = \"deliveries/funder\"\n"
-            .into(),
-        ..Spawn::default()
-    })
-    .await;
-    let table = example("funder_return.json");
+    // The shipped agreement, to the funder's folder every test gateway has.
+    let app = TestApp::spawn().await;
+    let table = example("funder_return.json")["payload"].clone();
     let (status, body, _) = app.post("nvtt-funder-return", "funder_return", &table).await;
     assert_eq!(status, 202, "{body}");
     let id = body["transfer_id"].as_str().unwrap().to_owned();

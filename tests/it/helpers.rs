@@ -407,6 +407,11 @@ id = "disclosures-drop"
 transport = "dir"
 path = "deliveries/disclosures"
 
+[[destinations]]
+id = "funder-drop"
+transport = "dir"
+path = "deliveries/funder"
+
 {extra}
 "#,
             schemas = repo().join("schemas").display(),

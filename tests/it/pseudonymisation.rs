@@ -171,6 +171,7 @@ fn shipped_catalogue() -> Catalogue {
             "mash-drop",
             "lado-drop",
             "disclosures-drop",
+            "funder-drop",
         ]
         .map(str::to_owned)
         .into(),

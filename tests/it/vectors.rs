@@ -676,7 +676,7 @@ fn variants() -> Vec<(&'static str, &'static str, String)> {
     let read = |f: &str| std::fs::read_to_string(repo().join("isa-templates").join(f)).unwrap();
     let gp = read("nvtt-gp-update.toml");
     let nhse = read("nvtt-nhse-dataset.toml");
-    let funder = std::fs::read_to_string(repo().join("docs/examples/nvtt-funder-return.toml")).unwrap();
+    let funder = read("nvtt-funder-return.toml");
     let narrow_fields = "[[fields]]\npointer = \"/nhs_number\"\nclass = \"identifying\"\n\n\
                          [[fields]]\npointer = \"/event\"\nclass = \"special_category\"\n";
     let postcode_treatment = "treatment = { op = \"generalise_postcode\", to = \"district\" }\n";
@@ -812,6 +812,7 @@ fn table_catalogue() -> (Catalogue, tempfile::TempDir) {
             "mash-drop",
             "lado-drop",
             "disclosures-drop",
+            "funder-drop",
         ]
         .map(str::to_owned)
         .into(),
@@ -916,9 +917,9 @@ fn contributors(partner_consented: bool) -> Input {
 }
 
 fn funder() -> Input {
-    let payload: serde_json::Value =
+    let envelope: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(repo().join("examples/funder_return.json")).unwrap()).unwrap();
-    Input::Json(json!({"message_type": "funder_return", "payload": payload}))
+    Input::Json(envelope)
 }
 
 fn opted_out(status: &str) -> Input {
