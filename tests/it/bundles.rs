@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use isa_gateway::platform::clock::Clock;
 
-use crate::helpers::{GP_AGREEMENT, Spawn, TestApp, gp_update};
 use sqlx::Executor as _;
 
+use crate::helpers::{GP_AGREEMENT, Spawn, TestApp, gp_update};
 use crate::ledger::{cli, intruder, stdout};
 
 /// Three GP updates a minute apart, each delivered (six entries), and a checkpoint; the
@@ -42,7 +42,8 @@ async fn three_minutes() -> (TestApp, String) {
     (app, body["public_key"].as_str().unwrap().to_owned())
 }
 
-fn export(app: &TestApp, name: &str, extra: &[&str]) -> PathBuf {
+/// `ledger export` of the GP agreement to `name`: the folder, and what the command said.
+fn try_export(app: &TestApp, name: &str, extra: &[&str]) -> (PathBuf, std::process::Output) {
     let out = app.dir.path().join(name);
     let mut args = vec![
         "ledger",
@@ -54,6 +55,11 @@ fn export(app: &TestApp, name: &str, extra: &[&str]) -> PathBuf {
     ];
     args.extend_from_slice(extra);
     let o = cli(app, &args);
+    (out, o)
+}
+
+fn export(app: &TestApp, name: &str, extra: &[&str]) -> PathBuf {
+    let (out, o) = try_export(app, name, extra);
     assert!(o.status.success(), "{}", stdout(&o));
     out
 }
@@ -236,18 +242,7 @@ async fn a_bundle_with_an_entry_left_out_fails_and_a_period_is_proved_by_its_bou
     conn.execute("UPDATE ledger_entries SET agreement_id = 'nvtt-mash-referral' WHERE seq = 4")
         .await
         .unwrap();
-    let out = app.dir.path().join("after-the-move");
-    let o = cli(
-        &app,
-        &[
-            "ledger",
-            "export",
-            "--agreement",
-            GP_AGREEMENT,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (out, o) = try_export(&app, "after-the-move", &[]);
     assert!(!o.status.success(), "{}", stdout(&o));
     assert!(stdout(&o).contains("do not reach the head"), "{}", stdout(&o));
     assert!(!out.join("entries.jsonl").exists(), "nothing exported");

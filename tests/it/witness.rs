@@ -327,14 +327,21 @@ async fn restart(app: &TestApp) -> u16 {
     port
 }
 
-#[tokio::test]
-async fn a_witness_refuses_a_fork_and_keeps_its_state() {
+/// A witness, and a gateway of three transfers whose checkpoint it has cosigned: the witness,
+/// the gateway, its port and its checkpoint key.
+async fn cosigned_once() -> (WitnessDir, TestApp, u16, String) {
     let w = witness_init();
     let app = three_transfers(gateway_with_witness(&w.vkey).await).await;
     let port = app.addr.port();
     let gateway_key = checkpoint(&app, port).await["public_key"].as_str().unwrap().to_owned();
     let o = w.cosign(port, &gateway_key).await;
     assert!(o.status.success(), "{}", text(&o));
+    (w, app, port, gateway_key)
+}
+
+#[tokio::test]
+async fn a_witness_refuses_a_fork_and_keeps_its_state() {
+    let (w, app, _, gateway_key) = cosigned_once().await;
     let before = w.kept();
 
     // The insider, with the database and the gateway's key but no checkpoint log: the user who
@@ -388,12 +395,7 @@ async fn a_witness_refuses_a_fork_and_keeps_its_state() {
 
 #[tokio::test]
 async fn a_witness_refuses_other_agreement_heads_at_a_size_it_cosigned() {
-    let w = witness_init();
-    let app = three_transfers(gateway_with_witness(&w.vkey).await).await;
-    let port = app.addr.port();
-    let gateway_key = checkpoint(&app, port).await["public_key"].as_str().unwrap().to_owned();
-    let o = w.cosign(port, &gateway_key).await;
-    assert!(o.status.success(), "{}", text(&o));
+    let (w, app, port, _) = cosigned_once().await;
     let before = w.kept();
 
     // The insider, with the database and the gateway's key: the checkpoint at the size the
