@@ -101,6 +101,17 @@ impl WitnessDir {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // Again while the gateway answers 503 (see `retrying`).
+        for _ in 0..20 {
+            let args = args.clone();
+            let o = tokio::task::spawn_blocking(move || run(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+                .await
+                .unwrap();
+            if !text(&o).contains("503 Service Unavailable") {
+                return o;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         tokio::task::spawn_blocking(move || run(&args.iter().map(String::as_str).collect::<Vec<_>>()))
             .await
             .unwrap()
@@ -116,25 +127,38 @@ async fn gateway_with_witness(vkey: &str) -> TestApp {
     .await
 }
 
+/// Sends a request, again while the gateway answers 503 `ledger_unavailable` ("try again
+/// later", as a client would): the fork test runs the insider's restarted gateway beside the
+/// first on one SQLite file, which no deployment does (several gateways need PostgreSQL), and
+/// SQLite then now and then reports a short read to one of them.
+async fn retrying(request: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
+    for _ in 0..20 {
+        let r = request().send().await.unwrap();
+        if r.status().as_u16() != 503 {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    request().send().await.unwrap()
+}
+
 /// Signs a checkpoint now, through the API; the response body.
 async fn checkpoint(app: &TestApp, port: u16) -> Value {
-    let r = app
-        .auditor
-        .post(format!("https://localhost:{port}/v1/ledger/checkpoints"))
-        .send()
-        .await
-        .unwrap();
+    let r = retrying(|| {
+        app.auditor
+            .post(format!("https://localhost:{port}/v1/ledger/checkpoints"))
+    })
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     r.json().await.unwrap()
 }
 
 async fn latest(app: &TestApp, port: u16) -> Value {
-    let r = app
-        .auditor
-        .get(format!("https://localhost:{port}/v1/ledger/checkpoint"))
-        .send()
-        .await
-        .unwrap();
+    let r = retrying(|| {
+        app.auditor
+            .get(format!("https://localhost:{port}/v1/ledger/checkpoint"))
+    })
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     r.json().await.unwrap()
 }
@@ -488,15 +512,14 @@ async fn two_witness_runs_at_once_do_not_both_cosign() {
 /// Transfers sent to the gateway on `port` (each recorded before it is answered).
 async fn more_transfers_at(app: &TestApp, port: u16, n: usize) {
     for _ in 0..n {
-        let r = app
-            .sender
-            .post(format!(
-                "https://localhost:{port}/v1/agreements/{GP_AGREEMENT}/transfers"
-            ))
-            .json(&json!({"message_type": "gp_update", "payload": gp_update()}))
-            .send()
-            .await
-            .unwrap();
+        let r = retrying(|| {
+            app.sender
+                .post(format!(
+                    "https://localhost:{port}/v1/agreements/{GP_AGREEMENT}/transfers"
+                ))
+                .json(&json!({"message_type": "gp_update", "payload": gp_update()}))
+        })
+        .await;
         assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
     }
 }
