@@ -143,7 +143,7 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Bundl
         .collect()
 }
 
-fn hash(text: &str, what: &str, seq: i64) -> Result<Hash, BundleError> {
+pub(super) fn hash(text: &str, what: &str, seq: i64) -> Result<Hash, BundleError> {
     hex::decode(text)
         .ok()
         .and_then(|b| b.try_into().ok())

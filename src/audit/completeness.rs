@@ -19,7 +19,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::bundle::{BundleEntry, BundleError};
+use super::bundle::{BundleEntry, BundleError, hash};
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::heads::Head;
 use crate::ledger::{Entry, Hash, Ledger, ledger_time};
@@ -134,18 +134,11 @@ pub async fn prove(
     Ok((entries, proof))
 }
 
-fn hash(text: &str, what: &str) -> Result<Hash, BundleError> {
-    hex::decode(text)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| invalid(format!("{what} is not a 32-byte hex hash")))
-}
-
 /// Checks `proof` for the bundle's `entries` (each already checked against its hash and the
 /// signed tree) against the checkpoint's agreement `lines`.
 pub fn check(proof: &AgreementProof, entries: &[BundleEntry], lines: &[Hash]) -> Result<Complete, BundleError> {
     let a = &proof.agreement;
-    // Both lists in ledger order, merged: (seq, time, hash, whether the bundle holds it).
+    // Both lists in ledger order, merged: (seq, time, hash).
     let mut all = Vec::with_capacity(entries.len() + proof.others.len());
     for e in entries {
         if &e.event.agreement_id != a {
@@ -160,7 +153,7 @@ pub fn check(proof: &AgreementProof, entries: &[BundleEntry], lines: &[Hash]) ->
                 e.seq
             )));
         }
-        all.push((e.seq, e.event.at, hash(&e.hash, "an entry's hash")?, true));
+        all.push((e.seq, e.event.at, hash(&e.hash, "hash", e.seq)?));
     }
     for o in &proof.others {
         if within(o.at, proof.since, proof.until) {
@@ -169,14 +162,14 @@ pub fn check(proof: &AgreementProof, entries: &[BundleEntry], lines: &[Hash]) ->
                 o.seq
             )));
         }
-        all.push((o.seq, o.at, hash(&o.hash, "agreement.json: an entry's hash")?, false));
+        all.push((o.seq, o.at, hash(&o.hash, "its hash in agreement.json", o.seq)?));
     }
     all.sort_by_key(|x| x.0);
     if all.windows(2).any(|w| w[0].0 == w[1].0) {
         return Err(invalid("agreement.json lists an entry the bundle also holds"));
     }
     let mut head = Head::default();
-    for (_, at, h, _) in &all {
+    for (_, at, h) in &all {
         head.extend(at.as_microsecond(), h);
     }
     if !lines.contains(&head.line(a)) {

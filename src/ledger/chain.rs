@@ -16,6 +16,10 @@ pub struct Chain {
     pub hash: Hash,
     pub leaves: Vec<Hash>,
     pub heads: Heads,
+    /// Every agreement's head line when the chain was `watched.0` entries long (the newest
+    /// checkpoint's size when the gateway first read its ledger), so that checking that
+    /// checkpoint does not read the ledger again.
+    pub watched: Option<(u64, Option<Vec<Hash>>)>,
 }
 
 impl Chain {
@@ -37,19 +41,12 @@ impl Chain {
         if r.seq != raw.seq {
             return Err("its sequence number is not the one it was hashed with (moved)".into());
         }
-        let indexed = (|| {
-            let transfer_id = r.str()?;
-            let kind = r.str()?;
-            r.str()?;
-            r.opt()?;
-            let agreement_id = r.str()?;
-            Some(
-                transfer_id == raw.transfer_id
-                    && kind == raw.kind
-                    && agreement_id == raw.agreement_id
-                    && r.at_us == raw.at_us,
-            )
-        })();
+        let indexed = indexed_fields(&mut r).map(|(transfer_id, kind, agreement_id)| {
+            transfer_id == raw.transfer_id
+                && kind == raw.kind
+                && agreement_id == raw.agreement_id
+                && r.at_us == raw.at_us
+        });
         if indexed != Some(true) {
             return Err("its index columns (transfer, kind, agreement or time) were edited".into());
         }
@@ -110,6 +107,23 @@ impl Chain {
         self.hash = hash;
         self.leaves.push(leaf);
         self.heads.record(agreement, at_us, head_hash);
+        if let Some((size, lines)) = &mut self.watched
+            && *size == self.leaves.len() as u64
+        {
+            *lines = Some(self.heads.lines());
+        }
+    }
+
+    /// Every agreement's head line at `size` entries, if the chain holds them: its own when it
+    /// is that long, or those it kept when it passed the watched size.
+    pub fn heads_at(&self, size: u64) -> Option<Vec<Hash>> {
+        if self.leaves.len() as u64 == size {
+            return Some(self.heads.lines());
+        }
+        match &self.watched {
+            Some((watched, Some(lines))) if *watched == size => Some(lines.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -117,13 +131,18 @@ impl Chain {
 /// (microseconds) and its hash (SHA-256 of the bytes). `None` if they are not a ledger entry.
 pub fn head_input(bytes: &[u8]) -> Option<(&str, i64, Hash)> {
     let mut r = Reader::header(bytes)?;
-    let at_us = r.at_us;
-    r.str()?;
-    r.str()?;
+    let (_, _, agreement) = indexed_fields(&mut r)?;
+    Some((agreement, r.at_us, Sha256::digest(bytes).into()))
+}
+
+/// The fields an entry is looked up by, read from its bytes after the header: its transfer, its
+/// kind and its agreement.
+fn indexed_fields<'a>(r: &mut Reader<'a>) -> Option<(&'a str, &'a str, &'a str)> {
+    let transfer_id = r.str()?;
+    let kind = r.str()?;
     r.str()?;
     r.opt()?;
-    let agreement = r.str()?;
-    Some((agreement, at_us, Sha256::digest(bytes).into()))
+    Some((transfer_id, kind, r.str()?))
 }
 
 /// Microseconds since the Unix epoch: the ledger's time resolution.

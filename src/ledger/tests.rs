@@ -227,3 +227,22 @@ fn what_was_delivered_must_be_what_was_decided() {
             .contains("another destination")
     );
 }
+
+#[test]
+fn the_chain_keeps_the_heads_at_the_watched_size() {
+    let mut chain = Chain {
+        watched: Some((3, None)),
+        ..Chain::default()
+    };
+    let mut at_three = None;
+    for seq in 1..=5i64 {
+        let hash = [seq as u8; 32];
+        chain.append(seq, hash, hash, if seq == 2 { "b" } else { "a" }, seq);
+        if seq == 3 {
+            at_three = Some(chain.heads.lines());
+        }
+    }
+    assert_eq!(chain.heads_at(3), at_three, "kept as it passed");
+    assert_eq!(chain.heads_at(5), Some(chain.heads.lines()), "its own");
+    assert_eq!(chain.heads_at(4), None, "neither: read the entries again");
+}

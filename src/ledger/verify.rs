@@ -110,7 +110,10 @@ async fn rehash(
     sizes: &[u64],
     progress: &mut dyn FnMut(i64),
 ) -> Result<(Chain, HeadsAt, Option<ChainBreak>), LedgerError> {
-    let wanted: std::collections::HashSet<u64> = sizes.iter().copied().collect();
+    let mut wanted = sizes.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut next = wanted.iter().peekable();
     let mut heads_at = HeadsAt::with_capacity(wanted.len());
     // Small enough that a page stays in the processor's cache (measured: 2,000 reads about a
     // third faster than 20,000).
@@ -127,7 +130,7 @@ async fn rehash(
                         problem,
                     });
                 }
-                if wanted.contains(&(raw.seq as u64)) {
+                if next.next_if(|s| **s == raw.seq as u64).is_some() {
                     heads_at.insert(raw.seq as u64, super::heads::digest(&chain.heads.lines()));
                 }
             }

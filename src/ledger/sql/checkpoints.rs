@@ -60,11 +60,10 @@ impl SqlLedger {
     pub(super) async fn heads_at_size(&self, size: u64) -> Result<Vec<Hash>, LedgerError> {
         {
             let chain = self.chain().await?;
-            let held = chain.leaves.len() as u64;
-            if held == size {
-                return Ok(chain.heads.lines());
+            if let Some(lines) = chain.heads_at(size) {
+                return Ok(lines);
             }
-            if held < size {
+            if (chain.leaves.len() as u64) < size {
                 return Err(LedgerError::BeyondTree(size));
             }
         }

@@ -305,6 +305,17 @@ impl Ledger for SqlLedger {
     }
 
     async fn warm(&self) -> Result<(), LedgerError> {
+        // Keep the heads at the newest checkpoint's size as the chain is read: the checkpointer
+        // checks that checkpoint at start-up, and would otherwise read the ledger again.
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(tree_size) FROM checkpoints")
+            .fetch_one(&self.pool)
+            .await?;
+        {
+            let mut chain = self.chain.lock().await;
+            if chain.leaves.is_empty() {
+                chain.watched = newest.and_then(|n| u64::try_from(n).ok()).map(|n| (n, None));
+            }
+        }
         self.chain().await.map(|_| ())
     }
 
