@@ -3,11 +3,16 @@
 //!
 //! The rule (set per agreement): counts from `smallest` to `largest` (e.g. 1 to 4) are suppressed
 //! (published as null); every other count and every total is rounded to the nearest `round_to`
-//! (e.g. 5); and, with `secondary`, more cells are suppressed until no row or column holds exactly
-//! one suppressed cell, so that no suppressed cell can be found from its own line's total. Lines
-//! wholly hidden hide their totals. Chains of suppressed cells across several lines could still be
-//! solved from their totals were it not for the rounding, which agreements must therefore use. Totals are computed here from the true counts, then rounded, never taken from the
-//! sender. The gateway either applies the rule or refuses a table that does not already keep it.
+//! (e.g. 5); and, with `secondary`, more cells are suppressed until no suppressed cell can be
+//! solved exactly from what is published, even were every count and total published unrounded:
+//! first until no row or column holds exactly one suppressed cell (its own line's total would
+//! give it away), then until no chain of suppressed cells across several lines can be solved from
+//! their totals ([`recoverable`]). Lines wholly hidden hide their totals. Totals are computed
+//! here from the true counts, then rounded, never taken from the sender. The gateway either
+//! applies the rule or refuses a table that does not already keep it.
+//!
+//! Not audited: bounds. A suppressed cell cannot be solved, but the totals may still narrow it to
+//! a range (interval disclosure); the rounding blurs that range, and nothing here measures it.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,10 +66,9 @@ pub struct Unpublishable {
 }
 
 /// Which cells of `cells` the rule suppresses: primary (small counts), then secondary until every
-/// row and column holds none or at least two suppressed cells (always possible when the table has
-/// at least two rows and two columns, which [`publish`] requires). This stops recovery from one
-/// line's total; chains of suppressed cells across lines can still be solved from several totals,
-/// which is why agreements must also round (`round_to` of at least 2).
+/// row and column holds none or at least two suppressed cells and no suppressed cell is
+/// [`recoverable`] (always reached when the table has at least two rows and two columns, which
+/// [`publish`] requires: with every cell suppressed, nothing is).
 pub fn suppressed(cells: &[Vec<u64>], rule: &SuppressionRule) -> Vec<Vec<bool>> {
     let mut out: Vec<Vec<bool>> = cells
         .iter()
@@ -89,10 +93,76 @@ pub fn suppressed(cells: &[Vec<u64>], rule: &SuppressionRule) -> Vec<Vec<bool>> 
                 changed |= suppress_smallest(cells, &mut out, in_column);
             }
         }
-        if !changed {
+        if changed {
+            continue;
+        }
+        // Every line holds none or two or more; a chain across lines may still be solvable. Hide
+        // one more cell beside the first such cell (in its row or column, else anywhere), then
+        // look at the lines again.
+        let Some(&(r, c)) = recoverable(&out).first() else {
+            return out;
+        };
+        let beside: Vec<(usize, usize)> = (0..out[r].len())
+            .map(|c2| (r, c2))
+            .chain((0..out.len()).filter(|r2| c < out[*r2].len()).map(|r2| (r2, c)))
+            .collect();
+        let anywhere = (0..out.len())
+            .flat_map(|r2| (0..out[r2].len()).map(move |c2| (r2, c2)))
+            .collect();
+        if !suppress_smallest(cells, &mut out, beside) && !suppress_smallest(cells, &mut out, anywhere) {
             return out;
         }
     }
+}
+
+/// The suppressed cells that could be solved exactly from the published cells, the totals of the
+/// lines not wholly hidden, and the grand total, were they all published unrounded.
+///
+/// Rows and columns are the nodes of a graph and each suppressed cell an edge between its row and
+/// its column; the rows whose totals are hidden are one node (the grand total, less the published
+/// row totals, is their sum), and so are such columns. What is published fixes the sum of the
+/// cells at each node, so the cells can be shifted, +1 and −1 in turn, round any cycle without
+/// changing anything published: a cell on a cycle cannot be solved. A cell on no cycle (a bridge)
+/// can: removing it splits the graph, and the side it leaves has every other sum known.
+pub fn recoverable(hidden: &[Vec<bool>]) -> Vec<(usize, usize)> {
+    let rows = hidden.len();
+    let columns = hidden.iter().map(Vec::len).max().unwrap_or(0);
+    let row_hidden = |r: usize| hidden[r].iter().all(|h| *h);
+    let column_hidden = |c: usize| hidden.iter().all(|row| row.get(c).copied().unwrap_or(true));
+    let (hidden_rows, hidden_columns) = (rows + columns, rows + columns + 1);
+    let edges: Vec<((usize, usize), (usize, usize))> = hidden
+        .iter()
+        .enumerate()
+        .flat_map(|(r, row)| row.iter().enumerate().filter(|(_, h)| **h).map(move |(c, _)| (r, c)))
+        .map(|(r, c)| {
+            let a = if row_hidden(r) { hidden_rows } else { r };
+            let b = if column_hidden(c) { hidden_columns } else { rows + c };
+            ((r, c), (a, b))
+        })
+        .collect();
+    let nodes = rows + columns + 2;
+    (0..edges.len())
+        .filter(|&skip| {
+            // Union-find over every other edge: are this cell's ends still joined without it?
+            let mut parent: Vec<usize> = (0..nodes).collect();
+            fn find(parent: &mut [usize], mut x: usize) -> usize {
+                while parent[x] != x {
+                    parent[x] = parent[parent[x]];
+                    x = parent[x];
+                }
+                x
+            }
+            for (i, (_, (a, b))) in edges.iter().enumerate() {
+                if i != skip {
+                    let (ra, rb) = (find(&mut parent, *a), find(&mut parent, *b));
+                    parent[ra] = rb;
+                }
+            }
+            let (a, b) = edges[skip].1;
+            find(&mut parent, a) != find(&mut parent, b)
+        })
+        .map(|i| edges[i].0)
+        .collect()
 }
 
 /// Suppresses the smallest not-yet-suppressed cell among `among` (zeros last: a zero reveals
@@ -231,6 +301,31 @@ mod tests {
             out["cells"],
             json!([[null, null, 30], [null, null, 40], [null, null, 50]])
         );
+    }
+
+    /// Two blocks of small counts, each line holding two or three: the line rule alone is kept,
+    /// yet the cell joining the blocks is the difference of the first block's row and column
+    /// totals. Secondary suppression goes on until no cell can be solved.
+    #[test]
+    fn a_chain_across_lines_that_the_totals_would_solve_is_broken() {
+        let cells = vec![
+            vec![1, 2, 3, 20],
+            vec![4, 1, 20, 20],
+            vec![20, 20, 2, 3],
+            vec![20, 20, 4, 1],
+        ];
+        let primary = suppressed(&cells, &rule(false));
+        assert_eq!(recoverable(&primary), vec![(0, 2)]);
+        let hidden = suppressed(&cells, &rule(true));
+        assert!(recoverable(&hidden).is_empty(), "{hidden:?}");
+        assert!(hidden[0][2], "the small count itself stays hidden");
+        // A cycle of two in each of two rows and two columns is safe as it stands.
+        let square = vec![
+            vec![true, true, false],
+            vec![true, true, false],
+            vec![false, false, false],
+        ];
+        assert!(recoverable(&square).is_empty());
     }
 
     #[test]

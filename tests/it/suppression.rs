@@ -1,9 +1,12 @@
 //! Small-number suppression (issue 14, item 7): on generated tables, no published table lets a
-//! suppressed cell be derived by subtraction from its row or column total.
+//! suppressed cell be derived by subtraction from its row or column total, nor solved from all the
+//! totals together (checked here by linear algebra on what `publish` outputs, not by the graph
+//! argument the gateway uses).
 
-use isa_gateway::policy::suppression::{SuppressionRule, suppressed};
+use isa_gateway::policy::suppression::{SuppressionRule, publish, suppressed};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
+use serde_json::{Value, json};
 
 fn rule() -> SuppressionRule {
     SuppressionRule {
@@ -37,4 +40,60 @@ proptest! {
             prop_assert!(hidden.iter().filter(|row| row[c]).count() != 1, "column {c} has one suppressed cell");
         }
     }
+
+    #[test]
+    fn no_suppressed_cell_can_be_solved_from_everything_published(
+        cells in proptest::collection::vec(proptest::collection::vec(0u64..30, 2..6), 2..6)
+    ) {
+        let width = cells.iter().map(Vec::len).max().unwrap_or(0);
+        let cells: Vec<Vec<u64>> = cells.into_iter().map(|mut r| { r.resize(width, 0); r }).collect();
+        let out = publish(&json!({"cells": cells}), &rule()).unwrap();
+        let unknowns: Vec<(usize, usize)> = (0..cells.len())
+            .flat_map(|r| (0..width).map(move |c| (r, c)))
+            .filter(|(r, c)| out["cells"][r][c].is_null())
+            .collect();
+        // The equations an attacker has, unrounded (stronger than what is published): each
+        // published row and column total, and the grand total, less the published cells.
+        let mut equations: Vec<Vec<f64>> = Vec::new();
+        let line = |keep: &dyn Fn(usize, usize) -> bool| unknowns.iter().map(|(r, c)| f64::from(u8::from(keep(*r, *c)))).collect::<Vec<f64>>();
+        for r in 0..cells.len() {
+            if out["row_totals"][r] != Value::Null { equations.push(line(&|r2, _| r2 == r)); }
+        }
+        for c in 0..width {
+            if out["column_totals"][c] != Value::Null { equations.push(line(&|_, c2| c2 == c)); }
+        }
+        equations.push(line(&|_, _| true));
+        let base = rank(equations.clone());
+        for (i, (r, c)) in unknowns.iter().enumerate() {
+            let mut with = equations.clone();
+            with.push((0..unknowns.len()).map(|j| f64::from(u8::from(i == j))).collect());
+            prop_assert!(rank(with) > base, "cell {r},{c} can be solved from {out}");
+        }
+    }
+}
+
+/// The rank of a small 0/1 matrix, by Gaussian elimination with partial pivoting.
+fn rank(mut m: Vec<Vec<f64>>) -> usize {
+    let columns = m.first().map_or(0, Vec::len);
+    let mut rank = 0;
+    for c in 0..columns {
+        let Some(p) = (rank..m.len()).max_by(|a, b| m[*a][c].abs().total_cmp(&m[*b][c].abs())) else {
+            break;
+        };
+        if m[p][c].abs() < 1e-9 {
+            continue;
+        }
+        m.swap(rank, p);
+        for r in 0..m.len() {
+            if r != rank {
+                let pivot = m[rank].clone();
+                let f = m[r][c] / pivot[c];
+                for (x, p) in m[r].iter_mut().zip(&pivot).skip(c) {
+                    *x -= f * p;
+                }
+            }
+        }
+        rank += 1;
+    }
+    rank
 }
