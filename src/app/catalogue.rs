@@ -102,14 +102,13 @@ pub fn load_agreements(config: &Config) -> Result<(Agreements, MessageSchemas), 
     }
 }
 
-/// The scopes that need a subject-index key: each agreement that indexes an NHS number, and the
-/// subject access lookups themselves.
+/// The scopes that need a subject-index key: every agreement, and the subject access lookups
+/// themselves. An agreement that indexes no NHS number still keys the references its transfers
+/// record (a case-record id, a consent evidence reference) under its own key for the year, so
+/// retention destroys them with the rest of the year. The gateway-wide index key is left keying
+/// only the senders' idempotency keys, in their table beside the ledger (no entry holds one).
 pub fn subject_scopes(agreements: &Agreements) -> Vec<&str> {
-    let mut scopes: Vec<&str> = agreements
-        .iter()
-        .filter(|a| !a.subject_index().is_empty())
-        .map(|a| a.id())
-        .collect();
+    let mut scopes: Vec<&str> = agreements.iter().map(|a| a.id()).collect();
     scopes.push(crate::policy::keys::SUBJECT_ACCESS_SCOPE);
     scopes
 }

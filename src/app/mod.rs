@@ -6,6 +6,7 @@
 pub mod catalogue;
 pub mod config;
 pub mod delivery_settings;
+pub mod fingerprints;
 pub mod keystore;
 pub mod limits;
 pub mod production;

@@ -40,6 +40,8 @@ pub enum StartupError {
     Production(Vec<String>),
     #[error("console: {0}")]
     Console(String),
+    #[error("subject-index keys: {0}")]
+    Seeds(#[from] crate::app::fingerprints::SeedError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }
@@ -106,6 +108,13 @@ impl Application {
         let crl_reload = Duration::from_secs(config.tls.crl_reload_secs.max(1));
         let ledger = ledger::open(&config.database_url).await?;
         ledger.warm().await?;
+        crate::app::fingerprints::check(
+            ledger.as_ref(),
+            catalogue.keys.subject(),
+            &config.gateway_id(),
+            clock.now(),
+        )
+        .await?;
         let listener = std::net::TcpListener::bind(config.listen).map_err(|e| StartupError::Bind(config.listen, e))?;
         let addr = listener
             .local_addr()
@@ -256,6 +265,17 @@ async fn retention_hourly(state: web::Data<AppState>) {
         .await
         {
             tracing::error!(error = %e, "retention: cannot destroy the subject-index keys due; will retry in an hour");
+        }
+        // The turn of a year: the new year's keys are compared too.
+        if let Err(e) = crate::app::fingerprints::check(
+            state.ledger.as_ref(),
+            state.catalogue.keys.subject(),
+            state.delivery.gateway_id(),
+            now,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "subject-index keys: cannot confirm this gateway's keys are the ones the others use");
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }

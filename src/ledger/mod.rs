@@ -34,6 +34,16 @@ pub use self::read_model::*;
 pub use self::sql::{SessionStore, SqlLedger, StoredSession};
 pub use self::verify::*;
 
+/// A subject-index key's fingerprint for one scope and year, and which gateway recorded it first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFingerprint {
+    pub scope: String,
+    pub year: i16,
+    pub fingerprint: String,
+    pub gateway: String,
+    pub recorded_at_us: i64,
+}
+
 /// A witness's cosignature as the gateway keeps it: on which tree (size, root, and the
 /// agreements' digest its note carried).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +261,9 @@ pub trait Ledger: Send + Sync {
     /// (checked by the caller). `false` when that witness's cosignature on that tree size was
     /// already kept (the first is kept; rows are append-only).
     async fn store_cosignature(&self, cosigned: &StoredCosignature) -> Result<bool, LedgerError>;
+    /// Records `mine` unless a fingerprint of that scope's key for that year is recorded; returns
+    /// the one recorded (the first gateway's), to compare.
+    async fn subject_key_fingerprint(&self, mine: &KeyFingerprint) -> Result<KeyFingerprint, LedgerError>;
     /// Every kept cosignature on trees of at least `min_tree_size` entries, smallest tree first.
     async fn cosignatures(&self, min_tree_size: u64) -> Result<Vec<StoredCosignature>, LedgerError>;
     async fn transfer(&self, id: Uuid) -> Result<Option<TransferRecord>, LedgerError>;

@@ -27,6 +27,7 @@ const TOKEN_DOMAIN: &[u8] = b"isa-gateway.token.v1\0";
 const INDEX_DOMAIN: &[u8] = b"isa-gateway.subject-index.v1\0";
 const REFERENCE_DOMAIN: &[u8] = b"isa-gateway.reference.v1\0";
 const SUBJECT_RATCHET_DOMAIN: &[u8] = b"isa-gateway.subject-key.next.v1\0";
+const FINGERPRINT_DOMAIN: &[u8] = b"isa-gateway.subject-key.fingerprint.v1\0";
 
 fn keyed(material: &[u8; 32]) -> HmacSha256 {
     // HMAC accepts keys of any length; 32 bytes cannot fail.
@@ -105,6 +106,14 @@ impl IndexKey {
         mac.update(REFERENCE_DOMAIN);
         mac.update(text.as_bytes());
         format!("ref:{}", &hex::encode(mac.finalize().into_bytes())[..32])
+    }
+
+    /// A fingerprint of this key (128 bits, hex): a keyed hash of a fixed label, so two holders
+    /// can tell whether they hold the same key without either showing it.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(FINGERPRINT_DOMAIN);
+        hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
     /// The keyed hash (hex) under which a person's disclosures are indexed.

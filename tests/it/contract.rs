@@ -51,6 +51,7 @@ on_both_backends!(
     edited_listings_and_subject_index_are_caught,
     the_held_quota_holds_under_concurrency,
     activity_and_a_persons_own_transfers,
+    the_first_key_fingerprint_recorded_is_the_one_every_gateway_reads,
 );
 
 fn t0() -> Timestamp {
@@ -1047,4 +1048,31 @@ async fn lines_at(ledger: &dyn Ledger, size: u64) -> Vec<[u8; 32]> {
         heads.record(&e.event.agreement_id, e.event.at.as_microsecond(), &e.hash);
     }
     heads.lines()
+}
+
+/// Two gateways loading a subject-index key at once: one fingerprint is recorded per scope and
+/// year, the first, and both read that one back (so the one holding another key sees it differ).
+async fn the_first_key_fingerprint_recorded_is_the_one_every_gateway_reads(kind: Kind) {
+    let db = Db::new(kind).await;
+    let (a, b) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    let mine = |gateway: &str, fingerprint: &str, year: i16| isa_gateway::ledger::KeyFingerprint {
+        scope: "nvtt-gp-update".into(),
+        year,
+        fingerprint: fingerprint.into(),
+        gateway: gateway.into(),
+        recorded_at_us: 1,
+    };
+    let (fa, fb) = (mine("gw-a", "aa", 2026), mine("gw-b", "bb", 2026));
+    let (ra, rb) = tokio::join!(a.subject_key_fingerprint(&fa), b.subject_key_fingerprint(&fb));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra, rb, "both read the one recorded");
+    assert!(
+        (ra.gateway.as_str(), ra.fingerprint.as_str()) == ("gw-a", "aa")
+            || (ra.gateway.as_str(), ra.fingerprint.as_str()) == ("gw-b", "bb")
+    );
+    // Another year is another row; a later gateway reads, never replaces.
+    let next = b.subject_key_fingerprint(&mine("gw-b", "b2", 2027)).await.unwrap();
+    assert_eq!((next.gateway.as_str(), next.fingerprint.as_str()), ("gw-b", "b2"));
+    let again = a.subject_key_fingerprint(&mine("gw-c", "cc", 2026)).await.unwrap();
+    assert_eq!(again, ra);
 }

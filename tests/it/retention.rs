@@ -181,3 +181,34 @@ async fn the_gateway_destroys_what_is_due_at_start_up() {
     );
     assert!(found(&app, "9434765919").await.is_empty());
 }
+
+/// Gateways sharing a database must share their subject-index seeds, or subject access misses
+/// what the others indexed (and retention destroys nothing of theirs). A second gateway started
+/// with a keys folder of its own (its development profile makes new seeds) refuses to start,
+/// naming the rule; one sharing the folder starts.
+#[tokio::test]
+async fn a_gateway_with_subject_index_seeds_of_its_own_will_not_start_on_a_shared_database() {
+    let app = TestApp::spawn().await;
+    let mut gp = gp_update();
+    gp["nhs_number"] = json!("9434765919");
+    assert_eq!(app.post("nvtt-gp-update", "gp_update", &gp).await.0, 202);
+
+    let own_keys = tempfile::tempdir().unwrap();
+    let mut config = isa_gateway::app::config::Config::load(&app.config_path, &Default::default()).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.keys_dir = own_keys.path().to_owned();
+    match isa_gateway::app::startup::Application::build(config).await {
+        Ok(_) => panic!("a gateway with seeds of its own started on the shared database"),
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("is not the one gateway"), "{text}");
+            assert!(text.contains("share one copy of index/subject"), "{text}");
+        }
+    }
+
+    let mut shared = isa_gateway::app::config::Config::load(&app.config_path, &Default::default()).unwrap();
+    shared.listen = "127.0.0.1:0".parse().unwrap();
+    assert!(isa_gateway::app::startup::Application::build(shared).await.is_ok());
+    // The first gateway's disclosure is still found.
+    assert_eq!(found(&app, "9434765919").await, ["nvtt-gp-update"]);
+}

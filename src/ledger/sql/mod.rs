@@ -18,6 +18,7 @@ mod batch;
 mod checkpoints;
 mod connect;
 mod cosignatures;
+mod keys;
 mod outbox;
 mod reports;
 mod rows;
@@ -381,6 +382,13 @@ impl Ledger for SqlLedger {
 
     async fn store_cosignature(&self, cosigned: &super::StoredCosignature) -> Result<bool, LedgerError> {
         self.insert_cosignature(cosigned).await
+    }
+
+    async fn subject_key_fingerprint(
+        &self,
+        mine: &super::KeyFingerprint,
+    ) -> Result<super::KeyFingerprint, LedgerError> {
+        self.record_fingerprint(mine).await
     }
 
     async fn cosignatures(&self, min_tree_size: u64) -> Result<Vec<super::StoredCosignature>, LedgerError> {
