@@ -1,5 +1,6 @@
-//! Two checks of the decision that depend on the agreement's terms and the payload: the national
-//! data opt-out, and the urgent path.
+//! The checks of the decision that depend on the agreement's terms and the payload: the legal
+//! bases that applied, the age group they were chosen by, the national data opt-out, and the
+//! urgent path.
 
 use serde_json::Value;
 
@@ -72,4 +73,93 @@ pub(super) fn urgent(
         return Err((Reason::UrgentRoleNotPermitted, flag()));
     }
     Ok(())
+}
+
+/// The legal bases that apply to `payload` under `agreement`: the agreement's own, then each
+/// conditional set whose field holds one of its values, in the agreement's order, each once.
+pub fn applied_bases(agreement: &Agreement, payload: &Value) -> Vec<String> {
+    let terms = agreement.terms();
+    let mut bases = terms.legal_bases.clone();
+    for c in &terms.conditional_bases {
+        let holds = payload
+            .pointer(&c.pointer)
+            .and_then(Value::as_str)
+            .is_some_and(|v| c.values.iter().any(|w| w == v));
+        if holds {
+            for b in &c.bases {
+                if !bases.contains(b) {
+                    bases.push(b.clone());
+                }
+            }
+        }
+    }
+    bases
+}
+
+/// Each conditional set the payload meets that names an age group: the person's date of birth (at
+/// the set's pointer) must put them in it on `today`. A date of birth that is absent or not a
+/// date is the schema's business, not this check's.
+pub(super) fn age_agrees(
+    agreement: &Agreement,
+    payload: &Value,
+    today: jiff::civil::Date,
+) -> Result<(), (Reason, Vec<Violation>)> {
+    for c in &agreement.terms().conditional_bases {
+        let Some(band) = &c.age else { continue };
+        let holds = payload
+            .pointer(&c.pointer)
+            .and_then(Value::as_str)
+            .is_some_and(|v| c.values.iter().any(|w| w == v));
+        let born = payload
+            .pointer(&band.date_of_birth)
+            .and_then(Value::as_str)
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok());
+        let (true, Some(born)) = (holds, born) else { continue };
+        let age = age_on(born, today);
+        let inside = band.at_least.is_none_or(|a| age >= i32::from(a)) && band.under.is_none_or(|u| age < i32::from(u));
+        if !inside {
+            return Err((
+                Reason::AgeGroupContradictsDateOfBirth,
+                vec![violation(
+                    &format!("/payload{}", c.pointer),
+                    "conditional_bases.age",
+                    &format!(
+                        "does not agree with the date of birth at /payload{}",
+                        band.date_of_birth
+                    ),
+                )],
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whole years from `born` to `today` (a birthday on 29 February falls on 1 March in other years;
+/// a date of birth after today is a negative age).
+fn age_on(born: jiff::civil::Date, today: jiff::civil::Date) -> i32 {
+    let mut age = i32::from(today.year()) - i32::from(born.year());
+    if (today.month(), today.day()) < (born.month(), born.day()) {
+        age -= 1;
+    }
+    age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age_on;
+    use jiff::civil::date;
+
+    #[test]
+    fn ages_are_whole_years_turning_on_the_birthday() {
+        let cases = [
+            (date(2008, 6, 1), date(2026, 6, 1), 18),
+            (date(2008, 6, 2), date(2026, 6, 1), 17),
+            (date(2008, 2, 29), date(2026, 2, 28), 17),
+            (date(2008, 2, 29), date(2026, 3, 1), 18),
+            (date(2026, 6, 2), date(2026, 6, 1), -1),
+        ];
+        for (born, today, want) in cases {
+            assert_eq!(age_on(born, today), want, "{born} on {today}");
+        }
+    }
 }

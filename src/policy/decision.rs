@@ -5,7 +5,8 @@
 //! The checks run in a fixed order, and the first that fails decides:
 //! agreement exists (404) → caller may send under it (403) → agreement in force today (409) →
 //! body within the limit (413) → body is JSON (400) → envelope shape (422) → message type
-//! covered (422) → payload valid against its schema (422) → consent and subject-informed as the
+//! covered (422) → payload valid against its schema (422) → an age group the payload names agrees
+//! with its date of birth (422) → consent and subject-informed as the
 //! agreement requires (422) → national data opt-out (422, 403) → a one-off disclosure's requester
 //! and destination (422) → no field outside the agreement's allowed pointers (422) →
 //! pseudonymisation applies (422) → output valid against the agreement's outbound schema (422).
@@ -14,7 +15,7 @@
 mod conditions;
 #[path = "reason.rs"]
 mod reason;
-use self::conditions::{opt_out, urgent};
+use self::conditions::{age_agrees, applied_bases, opt_out, urgent};
 pub use self::reason::Reason;
 
 use std::collections::BTreeSet;
@@ -200,27 +201,6 @@ pub struct OneOffRecord {
     pub reference: String,
 }
 
-/// The legal bases that apply to `payload` under `agreement`: the agreement's own, then each
-/// conditional set whose field holds one of its values, in the agreement's order, each once.
-pub fn applied_bases(agreement: &Agreement, payload: &Value) -> Vec<String> {
-    let terms = agreement.terms();
-    let mut bases = terms.legal_bases.clone();
-    for c in &terms.conditional_bases {
-        let holds = payload
-            .pointer(&c.pointer)
-            .and_then(Value::as_str)
-            .is_some_and(|v| c.values.iter().any(|w| w == v));
-        if holds {
-            for b in &c.bases {
-                if !bases.contains(b) {
-                    bases.push(b.clone());
-                }
-            }
-        }
-    }
-    bases
-}
-
 #[derive(Debug)]
 pub enum Decision {
     /// Both boxed: each carries the record of the attempt; a decision moves, its parts stay put.
@@ -297,6 +277,23 @@ impl Catalogue {
             consent: ConsentRecord::default(),
         };
         let Some(agreement) = self.agreements.get(req.agreement_id) else {
+            // A one-off disclosure names its template in the body (`POST /v1/disclosures`, with no
+            // agreement in the path): a body that cannot be read says so, rather than "no such
+            // agreement".
+            if req.agreement_id.is_empty() {
+                refusal.reason = match req.body {
+                    Body::TooLarge => Reason::BodyTooLarge,
+                    Body::Complete(b) if serde_json::from_slice::<Value>(b).is_err() => Reason::MalformedJson,
+                    Body::Complete(_) => {
+                        refusal.violations = vec![violation(
+                            "/template",
+                            "one_off.template",
+                            "names no one-off disclosure template",
+                        )];
+                        Reason::UnknownAgreement
+                    }
+                };
+            }
             return Decision::Refuse(Box::new(refusal));
         };
         refusal.agreement = Some(agreement.clone());
@@ -371,6 +368,9 @@ impl Catalogue {
         let violations = schema.violations(payload, "/payload");
         if !violations.is_empty() {
             return refuse(refusal, Reason::SchemaViolation, violations);
+        }
+        if let Err((reason, v)) = age_agrees(agreement, payload, today) {
+            return refuse(refusal, reason, v);
         }
         if envelope.immediate
             && let Err((reason, v)) = urgent(agreement, payload, req.user_roles)

@@ -213,6 +213,41 @@ async fn a_disclosure_names_its_requester_and_a_destination_its_template_offers(
         (404, Some("unknown_agreement")),
         "{answer}"
     );
+    assert_eq!(answer["violations"][0]["pointer"], "/template", "{answer}");
+
+    // A body that cannot be read says so (the template is in the body, so there is no agreement
+    // to name), and never echoes what was sent.
+    let oversized =
+        serde_json::to_vec(&json!({"template": "nvtt-court-order-disclosure", "pad": "9434765919".repeat(8000)}))
+            .unwrap();
+    let unreadable: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "not JSON",
+            b"template=nvtt-court-order-disclosure 9434765919".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        ("over the size limit", oversized, 413, "body_too_large"),
+    ];
+    for (name, bytes, want_status, want_code) in unreadable {
+        let r = dpo
+            .post(app.url("/v1/disclosures"))
+            .header("content-type", "application/json")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{name}: {answer}"
+        );
+        assert!(!text.contains("9434765919"), "{name}: {text}");
+    }
+
     let lead = http_client_as(&pki().sender, &token("sam", &["safeguarding_lead"]));
     let mut mash: Value =
         serde_json::from_str(&std::fs::read_to_string(repo().join("examples/mash_referral.json")).unwrap()).unwrap();

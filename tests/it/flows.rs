@@ -527,6 +527,45 @@ async fn a_referral_records_the_statutory_gateway_that_applied_to_it() {
         view["conditional_bases"][1]["bases"][0]["code"],
         "statute/care-act-2014/s42"
     );
+
+    // The sender's word alone does not choose the statutory gateway: the age group must agree with
+    // the person's date of birth on the day (the test clock: 2026-06-01).
+    // (The schema already ties each group to its own form; a child's form can still carry an
+    // adult's date of birth, and the reverse.)
+    let cases = [
+        ("01", "child", "2008-06-01", false),
+        ("01", "child", "1990-01-01", false),
+        ("01", "child", "2008-06-02", true),
+        ("03", "adult", "2008-06-02", false),
+        ("03", "adult", "2008-06-01", true),
+    ];
+    for (fixture_name, subject_type, born, permitted) in cases {
+        let mut payload = fixture("mash_referral", "valid", fixture_name);
+        assert_eq!(payload["subject_type"], subject_type);
+        payload["subject"]["date_of_birth"] = json!(born);
+        let envelope = json!({
+            "message_type": "mash_referral",
+            "payload": payload,
+            "consent": {"status": "obtained", "given_by": "subject"},
+            "subject_informed": {"status": "before"}
+        });
+        let (status, body, _) = app.post_envelope("nvtt-mash-referral", &envelope).await;
+        let case = format!("{fixture_name}, a {subject_type} born {born}");
+        if permitted {
+            assert_eq!(status, 202, "{case}: {body}");
+            continue;
+        }
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("age_group_contradicts_date_of_birth")),
+            "{case}: {body}"
+        );
+        assert_eq!(
+            body["violations"][0]["pointer"], "/payload/subject_type",
+            "{case}: {body}"
+        );
+        assert!(!body.to_string().contains(born), "{case}: {body}");
+    }
 }
 
 /// What a referral states is what the ledger keeps (issue 14, item 3): who gave consent, where

@@ -585,7 +585,7 @@ fn version_2_without_its_fields_does_not_decode() {
 /// `Reason` has no list of its variants, so this is the list; `listed` below matches every
 /// variant without a wildcard, so a new `Reason` or `NotInForce` does not compile until it is
 /// added here, and then the coverage assertion fails until it has a row.
-const ALL_REASONS: [Reason; 33] = [
+const ALL_REASONS: [Reason; 34] = [
     Reason::UnknownAgreement,
     Reason::NotAParty,
     Reason::RoleNotPermitted,
@@ -599,6 +599,7 @@ const ALL_REASONS: [Reason; 33] = [
     Reason::InvalidEnvelope,
     Reason::MessageTypeNotCovered,
     Reason::SchemaViolation,
+    Reason::AgeGroupContradictsDateOfBirth,
     Reason::UrgentPathNotAllowed,
     Reason::UrgentFlagContradictsPayload,
     Reason::UrgentRoleNotPermitted,
@@ -639,6 +640,7 @@ fn listed(r: Reason) -> bool {
         | Reason::InvalidEnvelope
         | Reason::MessageTypeNotCovered
         | Reason::SchemaViolation
+        | Reason::AgeGroupContradictsDateOfBirth
         | Reason::UrgentPathNotAllowed
         | Reason::UrgentFlagContradictsPayload
         | Reason::UrgentRoleNotPermitted
@@ -974,6 +976,8 @@ fn refusal_table() -> Vec<Row> {
         row("a MASH referral under the GP agreement", "nvtt-gp-update", mash(|_| {}), "message_type_not_covered"),
         row("a message type nobody defined", "nvtt-gp-update", Input::Json(json!({"message_type": "gp_letter", "payload": gp_update()})), "message_type_not_covered"),
         row("an NHS number with a wrong check digit", "nvtt-gp-update", gp_with_nhs_number("9990000017"), "schema_violation"),
+        // 422: the age group that chose the statutory gateway, against the date of birth.
+        row("a MASH referral on the child's form about someone born in 1990", "nvtt-mash-referral", mash(|e| e["payload"]["subject"]["date_of_birth"] = json!("1990-01-01")), "age_group_contradicts_date_of_birth"),
         // 422, 403: the urgent path, by the agreement, the payload and the role — never the flag alone.
         row("a GP update marked immediate (no urgent path there)", "nvtt-gp-update", gp(json!({"immediate": true})), "urgent_path_not_allowed"),
         row("a routine MASH referral marked immediate", "nvtt-mash-referral", mash(|e| { e["immediate"] = json!(true); e["payload"]["urgency"] = json!("routine"); }), "urgent_flag_contradicts_payload").by_role(UserRole::SafeguardingLead),

@@ -91,6 +91,18 @@ async fn document(
             @for c in &v.conditional_bases {
                 p { "When " code { (c.pointer) } " is " (c.values.join(" or ")) ", also:" }
                 (bases(&c.bases))
+                @if let Some(age) = &c.age {
+                    p.hint {
+                        "Only if the date of birth at " code { (age.date_of_birth) } " agrees: aged "
+                        @match (age.at_least, age.under) {
+                            (Some(a), Some(u)) => { (a) " to " (u - 1) }
+                            (Some(a), None) => { (a) " or over" }
+                            (None, Some(u)) => { "under " (u) }
+                            (None, None) => { "any age" }
+                        }
+                        " on the day of the transfer."
+                    }
+                }
             }
             @if let Some(apd) = v.appropriate_policy_document { p { "Appropriate Policy Document (DPA 2018 Sch 1 Part 4): " (apd) } }
             h2 { "5. What is shared" }

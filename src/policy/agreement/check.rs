@@ -291,6 +291,27 @@ impl Agreement {
                 }
             }
             conditional.push((c, bases));
+            if let Some(band) = &c.age {
+                let named = PointerPattern::parse(&band.date_of_birth)
+                    .ok()
+                    .filter(|_| !band.date_of_birth.contains('*'))
+                    .is_some_and(|p| !schemas.is_empty() && schemas.iter().all(|s| s.shape(&p).is_some()));
+                let bounded = match (band.at_least, band.under) {
+                    (None, None) => false,
+                    (Some(a), Some(u)) => a < u,
+                    _ => true,
+                };
+                if !named || !bounded {
+                    at(
+                        &key,
+                        format!(
+                            "rule {}: `age` must name the date of birth, one field (no `*`) of every message type, \
+                             and an age group (`at_least`, `under`, or `at_least` below `under`)",
+                            rules::AGE_GROUP_NAMES_A_DATE_OF_BIRTH
+                        ),
+                    );
+                }
+            }
         }
         let mut pointers: Vec<&str> = file.conditional_bases.iter().map(|c| c.pointer.as_str()).collect();
         pointers.sort_unstable();

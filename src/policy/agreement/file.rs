@@ -125,6 +125,26 @@ pub struct ConditionalBases {
     pub values: Vec<String>,
     /// Legal-basis codes, added to the agreement's `legal_bases`.
     pub bases: Vec<String>,
+    /// Where the values name an age group (a child, an adult): the person's date of birth must
+    /// agree with it on the day of the decision, so the sender's word alone never chooses the
+    /// statutory gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<AgeBand>,
+}
+
+/// An age group, in whole years on the day of the decision.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgeBand {
+    /// A JSON pointer into the payload to the person's date of birth (`YYYY-MM-DD`).
+    pub date_of_birth: String,
+    /// The youngest age in the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_least: Option<u8>,
+    /// The age the group ends at (18 for children).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under: Option<u8>,
 }
 
 /// How consent works under this agreement.

@@ -25,6 +25,7 @@ pub mod rules {
     pub const TOKEN_NEEDS_OUTBOUND_SCHEMA: &str = "pseudonymised_output_needs_outbound_schema";
     pub const URGENT_PATH_NEEDS_CONDITION: &str = "urgent_path_needs_payload_condition_and_roles";
     pub const CONDITIONAL_BASES_COVER_EVERY_VALUE: &str = "conditional_bases_cover_every_value";
+    pub const AGE_GROUP_NAMES_A_DATE_OF_BIRTH: &str = "age_group_names_a_date_of_birth";
     pub const IDENTIFIED_NHS_NUMBER_IS_INDEXED: &str = "identified_nhs_number_is_indexed";
     pub const OPT_OUT_APPLIES_OR_EXEMPT: &str = "national_data_opt_out_applies_or_is_exempt";
     pub const OVERRIDING_BASIS_OVERRIDES: &str = "overriding_basis_is_common_law_or_statute";

@@ -56,6 +56,9 @@ pub struct ConditionalBasesView {
     pub pointer: String,
     pub values: Vec<String>,
     pub bases: Vec<LegalBasisView>,
+    /// The age group the date of birth must agree with, where the values name one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age: Option<super::AgeBand>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -113,6 +116,7 @@ impl Agreement {
                     pointer: c.pointer.clone(),
                     values: c.values.clone(),
                     bases: c.bases.iter().map(|code| LegalBasisView::of(code)).collect(),
+                    age: c.age.clone(),
                 })
                 .collect(),
             appropriate_policy_document: f.appropriate_policy_document.as_deref(),
