@@ -164,6 +164,7 @@ path = "d5"
         3600,
     )
     .expect("token");
+    token_checks(d, &bearer);
     let http = client(&d.join("ca.crt"), &d.join("sender.crt"), &d.join("sender.key"), &bearer);
     // Warm the connection pool so handshakes are not what is measured.
     for _ in 0..concurrency {
@@ -222,5 +223,42 @@ path = "d5"
         percentile(&sorted, 0.5).as_secs_f64() * 1e3,
         percentile(&sorted, 0.99).as_secs_f64() * 1e3,
         sorted.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    );
+}
+
+/// The token check alone, on this thread: a token verified for the first time (signature, claims)
+/// and one found again among those verified (`platform::token_cache`).
+fn token_checks(d: &Path, bearer: &str) {
+    let settings = config_auth(d);
+    let auth = isa_gateway::platform::auth::Authenticator::from_settings(&settings).expect("auth");
+    let n = 2000u32;
+    let fresh: Vec<String> = (0..n)
+        .map(|i| {
+            let token = isa_gateway::platform::auth::mint_dev_token(
+                &config_issuer(&settings),
+                "isa-gateway",
+                &format!("bench-{i}"),
+                &[isa_gateway::platform::auth::UserRole::Practitioner],
+                3600,
+            )
+            .expect("token");
+            format!("Bearer {token}")
+        })
+        .collect();
+    let t = Instant::now();
+    for token in &fresh {
+        auth.authenticate(Some(token), "tt-case-system").expect("verified");
+    }
+    let first = t.elapsed() / n;
+    let again = format!("Bearer {bearer}");
+    let t = Instant::now();
+    for _ in 0..n {
+        auth.authenticate(Some(&again), "tt-case-system").expect("verified");
+    }
+    let cached = t.elapsed() / n;
+    println!(
+        "token check: {:.1} µs verified the first time, {:.1} µs found again",
+        first.as_secs_f64() * 1e6,
+        cached.as_secs_f64() * 1e6
     );
 }

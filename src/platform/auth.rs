@@ -173,6 +173,8 @@ pub struct Authenticator {
     leeway: u64,
     roles_claim: String,
     max_lifetime: u64,
+    /// Tokens already verified, by system and token (`super::token_cache`).
+    verified: super::token_cache::TokenCache,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -257,6 +259,7 @@ impl Authenticator {
             leeway: settings.leeway_secs,
             roles_claim: settings.roles_claim.clone(),
             max_lifetime: settings.max_token_lifetime_secs,
+            verified: super::token_cache::TokenCache::default(),
         })
     }
 
@@ -268,6 +271,11 @@ impl Authenticator {
             .strip_prefix("Bearer ")
             .ok_or(TokenError::Malformed)?
             .trim();
+        let now = crate::platform::clock::WallClock::now().as_second().unsigned_abs();
+        let cached = super::token_cache::TokenCache::key(system, token);
+        if let Some(user) = self.verified.get(&cached, now) {
+            return Ok(user);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         // Which issuer: read `iss` before verifying, only to choose the keys; verification below
         // checks it again.
@@ -326,7 +334,6 @@ impl Authenticator {
             .get("exp")
             .and_then(serde_json::Value::as_u64)
             .ok_or(TokenError::MissingClaim)?;
-        let now = crate::platform::clock::WallClock::now().as_second().unsigned_abs();
         let issued = data
             .claims
             .get("iat")
@@ -335,7 +342,10 @@ impl Authenticator {
         if exp.saturating_sub(issued.min(now)) > self.max_lifetime + self.leeway {
             return Err(TokenError::LifetimeTooLong);
         }
-        self.user_from_claims(issuer, &data.claims)
+        let user = self.user_from_claims(issuer, &data.claims)?;
+        self.verified
+            .put(cached, user.clone(), exp.saturating_add(self.leeway), now);
+        Ok(user)
     }
 
     /// Whether users of this issuer may act through this registered system.

@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod pki;
 pub mod rate_limit;
 pub mod tls;
+pub mod token_cache;
