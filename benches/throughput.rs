@@ -101,6 +101,9 @@ database_url = "sqlite://ledger.db"
 agreements_dir = "{agreements}"
 schemas_dir = "{schemas}"
 keys_dir = "keys"
+[limits]
+requests_per_sec = 1000000
+request_burst = 1000000
 [auth]
 audience = "isa-gateway"
 [[auth.issuers]]
@@ -108,6 +111,8 @@ issuer = "urn:bench"
 algorithms = ["ES256"]
 public_key = "issuer.pub.pem"
 dev_signing_key = "issuer.key"
+roles = ["practitioner"]
+systems = ["tt-case-system"]
 [tls]
 server_cert = "server.crt"
 server_key = "server.key"
@@ -138,6 +143,10 @@ path = "d4"
 id = "funder-drop"
 transport = "dir"
 path = "d5"
+[[destinations]]
+id = "disclosures-drop"
+transport = "dir"
+path = "d6"
 "#,
         agreements = repo().join("isa-templates").display(),
         schemas = repo().join("schemas").display(),

@@ -237,7 +237,7 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::UrgentFlagContradictsPayload
         | Reason::OptOutStatusRequired
         | Reason::SmallNumbersNotSuppressed
-        | Reason::AgeGroupContradictsDateOfBirth
+        | Reason::AgeGroupNotConfirmed
         | Reason::IdempotencyKeyReused
         | Reason::DisclosureDetailsRequired
         | Reason::NotAOneOffTemplate

@@ -235,9 +235,11 @@ async fn accountable_request<'s>(
     responses(
         (status = 202, description = "Recorded and held for a director (`held`).", body = Receipt),
         (status = 403, description = "Refused and recorded: not a party, role; or, not recorded, a system that may not send.", body = ErrorBody),
-        (status = 404, description = "No one-off template could be read from the body: `template` names none, or the body is over the limit or not JSON (recorded with the agreement `unknown`).", body = ErrorBody),
+        (status = 400, description = "The body is not JSON (`malformed_json`; recorded with the agreement `unknown`).", body = ErrorBody),
+        (status = 404, description = "`template` names no one-off template (`unknown_agreement`, violation at `/template`; recorded with the agreement `unknown`).", body = ErrorBody),
         (status = 408, description = "The body was not sent in time.", body = ErrorBody),
         (status = 409, description = "The template is not in force, or too many are held (recorded).", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`body_too_large`; recorded with the agreement `unknown`).", body = ErrorBody),
         (status = 422, description = "The envelope, the disclosure block or the payload breaks a rule: `violations` name JSON pointers and rules, never values (recorded).", body = ErrorBody),
         (status = 503, description = "The ledger does not answer: nothing recorded or sent; retry with the same key.", body = ErrorBody)))]
 pub async fn disclose(

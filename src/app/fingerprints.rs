@@ -22,7 +22,8 @@ pub enum SeedError {
     #[error(
         "the subject-index key of {scope} for {year} is not the one gateway {recorded_by} recorded in this database: \
          this gateway holds another seed, so subject access would miss what the other indexed. Gateways sharing a \
-         database share one copy of index/subject (copy that gateway's; never run `keys new --subject` on each)"
+         database share one copy of index/subject: give this one that gateway's (keep this one's folder if it ever \
+         served: what it indexed is found only under its own seed). README, \"Same keys\", says how to recover"
     )]
     Diverged {
         scope: String,

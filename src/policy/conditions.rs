@@ -97,8 +97,9 @@ pub fn applied_bases(agreement: &Agreement, payload: &Value) -> Vec<String> {
 }
 
 /// Each conditional set the payload meets that names an age group: the person's date of birth (at
-/// the set's pointer) must put them in it on `today`. A date of birth that is absent or not a
-/// date is the schema's business, not this check's.
+/// the set's pointer) must put them in it on `today` (the UTC date, as every date the decision
+/// reads). A date of birth that is missing or not a date does not confirm it either: the sender's
+/// word alone never chooses the statutory gateway.
 pub(super) fn age_agrees(
     agreement: &Agreement,
     payload: &Value,
@@ -110,16 +111,28 @@ pub(super) fn age_agrees(
             .pointer(&c.pointer)
             .and_then(Value::as_str)
             .is_some_and(|v| c.values.iter().any(|w| w == v));
+        if !holds {
+            continue;
+        }
         let born = payload
             .pointer(&band.date_of_birth)
             .and_then(Value::as_str)
             .and_then(|d| d.parse::<jiff::civil::Date>().ok());
-        let (true, Some(born)) = (holds, born) else { continue };
+        let Some(born) = born else {
+            return Err((
+                Reason::AgeGroupNotConfirmed,
+                vec![violation(
+                    &format!("/payload{}", band.date_of_birth),
+                    "conditional_bases.age",
+                    &format!("is required, as a date, to confirm /payload{}", c.pointer),
+                )],
+            ));
+        };
         let age = age_on(born, today);
         let inside = band.at_least.is_none_or(|a| age >= i32::from(a)) && band.under.is_none_or(|u| age < i32::from(u));
         if !inside {
             return Err((
-                Reason::AgeGroupContradictsDateOfBirth,
+                Reason::AgeGroupNotConfirmed,
                 vec![violation(
                     &format!("/payload{}", c.pointer),
                     "conditional_bases.age",
@@ -146,8 +159,63 @@ fn age_on(born: jiff::civil::Date, today: jiff::civil::Date) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::age_on;
+    use super::{age_agrees, age_on};
+    use crate::agreement::Agreement;
     use jiff::civil::date;
+    use serde_json::json;
+
+    /// The shipped MASH agreement, from text built into the test (the core reads no file).
+    fn mash() -> Agreement {
+        use crate::agreement::{Context, SourceFile};
+        use crate::schemas::MessageSchemas;
+        use std::path::PathBuf;
+        let schema = SourceFile {
+            path: PathBuf::from("schemas/messages/mash_referral.json"),
+            bytes: include_bytes!("../../schemas/messages/mash_referral.json").to_vec(),
+        };
+        let schemas = MessageSchemas::from_files(&PathBuf::from("schemas/messages"), vec![schema], vec![]).unwrap();
+        let ctx = Context {
+            systems: ["tt-case-system".to_owned()].into(),
+            destinations: ["mash-drop".to_owned()].into(),
+            schemas: &schemas,
+        };
+        let text = include_str!("../../isa-templates/nvtt-mash-referral.toml");
+        Agreement::parse(&PathBuf::from("nvtt-mash-referral.toml"), text, &ctx).unwrap()
+    }
+
+    /// The check itself, past the schema: a date of birth that is missing or not a date does not
+    /// confirm the group (the shipped schema requires one; another agreement's might not).
+    #[test]
+    fn an_age_group_needs_a_date_of_birth_that_confirms_it() {
+        let a = mash();
+        let today = date(2026, 6, 1);
+        let cases = [
+            (
+                json!({"subject_type": "child", "subject": {"date_of_birth": "2016-05-11"}}),
+                None,
+            ),
+            (
+                json!({"subject_type": "child", "subject": {"date_of_birth": "2008-06-01"}}),
+                Some("/payload/subject_type"),
+            ),
+            (
+                json!({"subject_type": "child", "subject": {}}),
+                Some("/payload/subject/date_of_birth"),
+            ),
+            (
+                json!({"subject_type": "adult", "subject": {"date_of_birth": "1 May 1990"}}),
+                Some("/payload/subject/date_of_birth"),
+            ),
+            (
+                json!({"subject_type": "adult", "subject": {"date_of_birth": "2008-06-01"}}),
+                None,
+            ),
+        ];
+        for (payload, refused_at) in cases {
+            let got = age_agrees(&a, &payload, today).err().map(|(_, v)| v[0].pointer.clone());
+            assert_eq!(got.as_deref(), refused_at, "{payload}");
+        }
+    }
 
     #[test]
     fn ages_are_whole_years_turning_on_the_birthday() {

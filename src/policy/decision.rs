@@ -60,8 +60,8 @@ impl Catalogue {
     /// The same for a reference recorded about a transfer under `scope` (its agreement) decided
     /// at `decided`: keyed under that agreement's subject-index key for the year, so retention
     /// destroys it with the person's index (a reference such as a case-record id would otherwise
-    /// link a destroyed year's entries to a live one). An agreement that indexes no one falls back
-    /// to the gateway-wide key.
+    /// link a destroyed year's entries to a live one). Every agreement has such a key; a year
+    /// before its seed existed falls back to the gateway-wide key.
     pub fn reference_in(&self, scope: &str, decided: Timestamp, text: &str) -> String {
         let year = crate::agreement::utc_date(decided).year();
         self.reference_under(self.keys.subject().get(scope, year).as_ref(), text)

@@ -49,8 +49,9 @@ pub enum Reason {
     /// The gateway holds no subject-index key for this agreement and year, so the transfer could
     /// not be found by subject access: it does not leave (a gateway fault, not the sender's).
     SubjectIndexUnavailable,
-    /// The payload names an age group (a child, an adult) its own date of birth contradicts.
-    AgeGroupContradictsDateOfBirth,
+    /// The payload names an age group (a child, an adult) that its date of birth does not confirm
+    /// (it says otherwise, or is missing).
+    AgeGroupNotConfirmed,
 }
 
 impl Reason {
@@ -85,7 +86,7 @@ impl Reason {
             Self::DestinationNotOffered => "destination_not_offered",
             Self::RequesterNotListed => "requester_not_listed",
             Self::SubjectIndexUnavailable => "subject_index_unavailable",
-            Self::AgeGroupContradictsDateOfBirth => "age_group_contradicts_date_of_birth",
+            Self::AgeGroupNotConfirmed => "age_group_not_confirmed",
         }
     }
 
@@ -140,8 +141,8 @@ impl Reason {
             Self::SubjectIndexUnavailable => {
                 "The gateway cannot index this transfer for subject access just now; nothing left. Try again later."
             }
-            Self::AgeGroupContradictsDateOfBirth => {
-                "The payload says the person is a child or an adult, and their date of birth says otherwise."
+            Self::AgeGroupNotConfirmed => {
+                "The payload says the person is a child or an adult, and their date of birth does not confirm it."
             }
         }
     }

@@ -99,7 +99,7 @@ pub fn suppressed(cells: &[Vec<u64>], rule: &SuppressionRule) -> Vec<Vec<bool>> 
         // Every line holds none or two or more; a chain across lines may still be solvable. Hide
         // one more cell beside the first such cell (in its row or column, else anywhere), then
         // look at the lines again.
-        let Some(&(r, c)) = recoverable(&out).first() else {
+        let Some(&(r, c)) = recoverable(cells, &out).first() else {
             return out;
         };
         let beside: Vec<(usize, usize)> = (0..out[r].len())
@@ -115,8 +115,8 @@ pub fn suppressed(cells: &[Vec<u64>], rule: &SuppressionRule) -> Vec<Vec<bool>> 
     }
 }
 
-/// The suppressed cells that could be solved exactly from the published cells, the totals of the
-/// lines not wholly hidden, and the grand total, were they all published unrounded.
+/// The suppressed cells of `cells` that could be solved exactly from the published cells, the
+/// totals of the lines not wholly hidden, and the grand total, were they all published unrounded.
 ///
 /// Rows and columns are the nodes of a graph and each suppressed cell an edge between its row and
 /// its column; the rows whose totals are hidden are one node (the grand total, less the published
@@ -124,45 +124,84 @@ pub fn suppressed(cells: &[Vec<u64>], rule: &SuppressionRule) -> Vec<Vec<bool>> 
 /// cells at each node, so the cells can be shifted, +1 and −1 in turn, round any cycle without
 /// changing anything published: a cell on a cycle cannot be solved. A cell on no cycle (a bridge)
 /// can: removing it splits the graph, and the side it leaves has every other sum known.
-pub fn recoverable(hidden: &[Vec<bool>]) -> Vec<(usize, usize)> {
+///
+/// Counts are never negative, so a hidden zero is taken as known: a line whose hidden cells sum
+/// to zero gives every one of them away, and a cycle through a zero could not shift it down.
+/// Every cycle left is of counts of at least one, which shift both ways.
+pub fn recoverable(cells: &[Vec<u64>], hidden: &[Vec<bool>]) -> Vec<(usize, usize)> {
     let rows = hidden.len();
     let columns = hidden.iter().map(Vec::len).max().unwrap_or(0);
     let row_hidden = |r: usize| hidden[r].iter().all(|h| *h);
     let column_hidden = |c: usize| hidden.iter().all(|row| row.get(c).copied().unwrap_or(true));
     let (hidden_rows, hidden_columns) = (rows + columns, rows + columns + 1);
-    let edges: Vec<((usize, usize), (usize, usize))> = hidden
+    let count = |r: usize, c: usize| cells.get(r).and_then(|row| row.get(c)).copied().unwrap_or(0);
+    // Each hidden count as (its cell, its edge: row node, column node).
+    type Pairs = Vec<(usize, usize)>;
+    let (at, edges): (Pairs, Pairs) = hidden
         .iter()
         .enumerate()
         .flat_map(|(r, row)| row.iter().enumerate().filter(|(_, h)| **h).map(move |(c, _)| (r, c)))
+        .filter(|&(r, c)| count(r, c) > 0)
         .map(|(r, c)| {
             let a = if row_hidden(r) { hidden_rows } else { r };
             let b = if column_hidden(c) { hidden_columns } else { rows + c };
             ((r, c), (a, b))
         })
-        .collect();
-    let nodes = rows + columns + 2;
-    (0..edges.len())
-        .filter(|&skip| {
-            // Union-find over every other edge: are this cell's ends still joined without it?
-            let mut parent: Vec<usize> = (0..nodes).collect();
-            fn find(parent: &mut [usize], mut x: usize) -> usize {
-                while parent[x] != x {
-                    parent[x] = parent[parent[x]];
-                    x = parent[x];
+        .unzip();
+    let mut found: Vec<(usize, usize)> = bridges(rows + columns + 2, &edges).into_iter().map(|e| at[e]).collect();
+    found.sort_unstable();
+    found
+}
+
+/// The edges on no cycle of an undirected multigraph (two edges between the same nodes make a
+/// cycle), by one depth-first search keeping each node's lowest reachable discovery order
+/// (Tarjan), so a table of thousands of hidden cells is audited in linear time.
+fn bridges(nodes: usize, edges: &[(usize, usize)]) -> Vec<usize> {
+    let mut adjacent: Vec<Vec<(usize, usize)>> = vec![Vec::new(); nodes];
+    for (e, &(a, b)) in edges.iter().enumerate() {
+        adjacent[a].push((b, e));
+        adjacent[b].push((a, e));
+    }
+    const UNSEEN: usize = usize::MAX;
+    let (mut order, mut low) = (vec![UNSEEN; nodes], vec![0; nodes]);
+    let mut next_order = 0;
+    let mut found = Vec::new();
+    for root in 0..nodes {
+        if order[root] != UNSEEN {
+            continue;
+        }
+        order[root] = next_order;
+        low[root] = next_order;
+        next_order += 1;
+        // (node, the edge it was reached by, how many of its edges are looked at)
+        let mut stack = vec![(root, usize::MAX, 0usize)];
+        while let Some(top) = stack.last_mut() {
+            let (v, via) = (top.0, top.1);
+            if let Some(&(w, e)) = adjacent[v].get(top.2) {
+                top.2 += 1;
+                if e == via {
+                    continue;
                 }
-                x
-            }
-            for (i, (_, (a, b))) in edges.iter().enumerate() {
-                if i != skip {
-                    let (ra, rb) = (find(&mut parent, *a), find(&mut parent, *b));
-                    parent[ra] = rb;
+                if order[w] == UNSEEN {
+                    order[w] = next_order;
+                    low[w] = next_order;
+                    next_order += 1;
+                    stack.push((w, e, 0));
+                } else {
+                    low[v] = low[v].min(order[w]);
+                }
+            } else {
+                stack.pop();
+                if let Some(&(parent, _, _)) = stack.last() {
+                    low[parent] = low[parent].min(low[v]);
+                    if low[v] > order[parent] {
+                        found.push(via);
+                    }
                 }
             }
-            let (a, b) = edges[skip].1;
-            find(&mut parent, a) != find(&mut parent, b)
-        })
-        .map(|i| edges[i].0)
-        .collect()
+        }
+    }
+    found
 }
 
 /// Suppresses the smallest not-yet-suppressed cell among `among` (zeros last: a zero reveals
@@ -223,6 +262,14 @@ pub fn publish(payload: &Value, rule: &SuppressionRule) -> Result<Value, Unpubli
         });
     }
     let hidden = suppressed(&cells, rule);
+    // Too few people: even with every cell hidden, the totals would give a count away (a table of
+    // one non-zero count, say).
+    if rule.secondary && !recoverable(&cells, &hidden).is_empty() {
+        return Err(Unpublishable {
+            pointer: "/cells".into(),
+            reason: "the totals would give a suppressed count away whatever is hidden: too few to publish",
+        });
+    }
     let published: Vec<Value> = cells
         .iter()
         .zip(&hidden)
@@ -315,17 +362,27 @@ mod tests {
             vec![20, 20, 4, 1],
         ];
         let primary = suppressed(&cells, &rule(false));
-        assert_eq!(recoverable(&primary), vec![(0, 2)]);
+        assert_eq!(recoverable(&cells, &primary), vec![(0, 2)]);
         let hidden = suppressed(&cells, &rule(true));
-        assert!(recoverable(&hidden).is_empty(), "{hidden:?}");
+        assert!(recoverable(&cells, &hidden).is_empty(), "{hidden:?}");
         assert!(hidden[0][2], "the small count itself stays hidden");
-        // A cycle of two in each of two rows and two columns is safe as it stands.
+        // A cycle of two in each of two rows and two columns is safe as it stands...
         let square = vec![
             vec![true, true, false],
             vec![true, true, false],
             vec![false, false, false],
         ];
-        assert!(recoverable(&square).is_empty());
+        let counts = vec![vec![3, 2, 20], vec![4, 1, 20], vec![20, 20, 20]];
+        assert!(recoverable(&counts, &square).is_empty());
+        // ...but not through a hidden zero: column 1 sums to 0, so both its hidden cells are 0,
+        // and then the rows' totals give the 3 and the 4 away.
+        let zeros = vec![vec![3, 0, 20], vec![4, 0, 20], vec![20, 0, 20]];
+        assert_eq!(recoverable(&zeros, &square), vec![(0, 0), (1, 0)]);
+        let hidden = suppressed(&zeros, &rule(true));
+        assert!(recoverable(&zeros, &hidden).is_empty(), "{hidden:?}");
+        // One non-zero count: the grand total is it, whatever is hidden.
+        let err = publish(&json!({"cells": [[3, 0], [0, 0]]}), &rule(true)).unwrap_err();
+        assert_eq!(err.pointer, "/cells");
     }
 
     #[test]

@@ -557,7 +557,7 @@ async fn a_referral_records_the_statutory_gateway_that_applied_to_it() {
         }
         assert_eq!(
             (status, body["code"].as_str()),
-            (422, Some("age_group_contradicts_date_of_birth")),
+            (422, Some("age_group_not_confirmed")),
             "{case}: {body}"
         );
         assert_eq!(

@@ -599,7 +599,7 @@ const ALL_REASONS: [Reason; 34] = [
     Reason::InvalidEnvelope,
     Reason::MessageTypeNotCovered,
     Reason::SchemaViolation,
-    Reason::AgeGroupContradictsDateOfBirth,
+    Reason::AgeGroupNotConfirmed,
     Reason::UrgentPathNotAllowed,
     Reason::UrgentFlagContradictsPayload,
     Reason::UrgentRoleNotPermitted,
@@ -640,7 +640,7 @@ fn listed(r: Reason) -> bool {
         | Reason::InvalidEnvelope
         | Reason::MessageTypeNotCovered
         | Reason::SchemaViolation
-        | Reason::AgeGroupContradictsDateOfBirth
+        | Reason::AgeGroupNotConfirmed
         | Reason::UrgentPathNotAllowed
         | Reason::UrgentFlagContradictsPayload
         | Reason::UrgentRoleNotPermitted
@@ -977,7 +977,7 @@ fn refusal_table() -> Vec<Row> {
         row("a message type nobody defined", "nvtt-gp-update", Input::Json(json!({"message_type": "gp_letter", "payload": gp_update()})), "message_type_not_covered"),
         row("an NHS number with a wrong check digit", "nvtt-gp-update", gp_with_nhs_number("9990000017"), "schema_violation"),
         // 422: the age group that chose the statutory gateway, against the date of birth.
-        row("a MASH referral on the child's form about someone born in 1990", "nvtt-mash-referral", mash(|e| e["payload"]["subject"]["date_of_birth"] = json!("1990-01-01")), "age_group_contradicts_date_of_birth"),
+        row("a MASH referral on the child's form about someone born in 1990", "nvtt-mash-referral", mash(|e| e["payload"]["subject"]["date_of_birth"] = json!("1990-01-01")), "age_group_not_confirmed"),
         // 422, 403: the urgent path, by the agreement, the payload and the role — never the flag alone.
         row("a GP update marked immediate (no urgent path there)", "nvtt-gp-update", gp(json!({"immediate": true})), "urgent_path_not_allowed"),
         row("a routine MASH referral marked immediate", "nvtt-mash-referral", mash(|e| { e["immediate"] = json!(true); e["payload"]["urgency"] = json!("routine"); }), "urgent_flag_contradicts_payload").by_role(UserRole::SafeguardingLead),

@@ -190,7 +190,10 @@ impl KeyStore {
             let mut missing = Vec::new();
             for scope in scopes {
                 if !self.subject_path(scope)?.exists() {
-                    missing.push(format!("index/subject/{scope} (run `isa-gateway keys new --subject`)"));
+                    missing.push(format!(
+                        "index/subject/{scope} (run `isa-gateway keys new --subject` once, on one gateway, and give \
+                         every gateway sharing its database a copy of that folder)"
+                    ));
                 }
             }
             if !missing.is_empty() {

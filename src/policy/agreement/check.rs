@@ -33,6 +33,11 @@ impl Agreement {
         if !is_slug(&file.id) {
             at("id", "must be lower-case letters, digits and '-' (at most 64)".into());
         }
+        if file.id == crate::keys::SUBJECT_ACCESS_SCOPE || file.id == "unknown" {
+            // The subject access lookups' key scope, and what the ledger records for an id that
+            // names no agreement.
+            at("id", format!("{:?} is reserved by the gateway", file.id));
+        }
         for (key, value) in [
             ("version", &file.version),
             ("title", &file.title),
@@ -292,10 +297,20 @@ impl Agreement {
             }
             conditional.push((c, bases));
             if let Some(band) = &c.age {
+                let one_field = !band.date_of_birth.contains('*')
+                    && !band
+                        .date_of_birth
+                        .split('/')
+                        .any(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
                 let named = PointerPattern::parse(&band.date_of_birth)
                     .ok()
-                    .filter(|_| !band.date_of_birth.contains('*'))
-                    .is_some_and(|p| !schemas.is_empty() && schemas.iter().all(|s| s.shape(&p).is_some()));
+                    .filter(|_| one_field)
+                    .is_some_and(|p| {
+                        !schemas.is_empty()
+                            && schemas
+                                .iter()
+                                .all(|s| s.shape(&p).is_some_and(|shape| shape.format.as_deref() == Some("date")))
+                    });
                 let bounded = match (band.at_least, band.under) {
                     (None, None) => false,
                     (Some(a), Some(u)) => a < u,
@@ -305,7 +320,8 @@ impl Agreement {
                     at(
                         &key,
                         format!(
-                            "rule {}: `age` must name the date of birth, one field (no `*`) of every message type, \
+                            "rule {}: `age` must name the date of birth, one field (no `*`, no index) of every message \
+                             type with format `date`, \
                              and an age group (`at_least`, `under`, or `at_least` below `under`)",
                             rules::AGE_GROUP_NAMES_A_DATE_OF_BIRTH
                         ),
