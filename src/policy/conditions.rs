@@ -160,34 +160,14 @@ fn age_on(born: jiff::civil::Date, today: jiff::civil::Date) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::{age_agrees, age_on};
-    use crate::agreement::Agreement;
     use jiff::civil::date;
     use serde_json::json;
-
-    /// The shipped MASH agreement, from text built into the test (the core reads no file).
-    fn mash() -> Agreement {
-        use crate::agreement::{Context, SourceFile};
-        use crate::schemas::MessageSchemas;
-        use std::path::PathBuf;
-        let schema = SourceFile {
-            path: PathBuf::from("schemas/messages/mash_referral.json"),
-            bytes: include_bytes!("../../schemas/messages/mash_referral.json").to_vec(),
-        };
-        let schemas = MessageSchemas::from_files(&PathBuf::from("schemas/messages"), vec![schema], vec![]).unwrap();
-        let ctx = Context {
-            systems: ["tt-case-system".to_owned()].into(),
-            destinations: ["mash-drop".to_owned()].into(),
-            schemas: &schemas,
-        };
-        let text = include_str!("../../isa-templates/nvtt-mash-referral.toml");
-        Agreement::parse(&PathBuf::from("nvtt-mash-referral.toml"), text, &ctx).unwrap()
-    }
 
     /// The check itself, past the schema: a date of birth that is missing or not a date does not
     /// confirm the group (the shipped schema requires one; another agreement's might not).
     #[test]
     fn an_age_group_needs_a_date_of_birth_that_confirms_it() {
-        let a = mash();
+        let a = crate::test_support::mash_agreement();
         let today = date(2026, 6, 1);
         let cases = [
             (

@@ -333,29 +333,9 @@ mod tests {
         );
     }
 
-    /// The shipped MASH agreement, loaded from text built into the test (the core reads no file).
-    fn mash_agreement() -> Agreement {
-        use std::path::PathBuf;
-
-        use crate::agreement::{Context, SourceFile};
-        use crate::schemas::MessageSchemas;
-        let schema = SourceFile {
-            path: PathBuf::from("schemas/messages/mash_referral.json"),
-            bytes: include_bytes!("../../schemas/messages/mash_referral.json").to_vec(),
-        };
-        let schemas = MessageSchemas::from_files(&PathBuf::from("schemas/messages"), vec![schema], vec![]).unwrap();
-        let ctx = Context {
-            systems: ["tt-case-system".to_owned()].into(),
-            destinations: ["mash-drop".to_owned()].into(),
-            schemas: &schemas,
-        };
-        let text = include_str!("../../isa-templates/nvtt-mash-referral.toml");
-        Agreement::parse(&PathBuf::from("nvtt-mash-referral.toml"), text, &ctx).unwrap()
-    }
-
     #[test]
     fn approval_needs_the_agreement_it_was_asked_under_in_force_today() {
-        let a = mash_agreement();
+        let a = crate::test_support::mash_agreement();
         let today: Date = "2026-06-01".parse().unwrap();
         assert_eq!(approvable(Some(&a), Some(a.content_hash()), today), Ok(()));
         assert_eq!(

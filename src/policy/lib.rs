@@ -23,3 +23,5 @@ pub mod pseudonymise;
 pub mod roles;
 pub mod schemas;
 pub mod suppression;
+#[cfg(test)]
+mod test_support;
