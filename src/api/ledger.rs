@@ -41,14 +41,7 @@ pub async fn latest(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         .find(|cp| cp.verify(&public) && cp.tree_size <= size)
         .ok_or_else(ApiError::not_found)?;
     if state.ledger.root(cp.tree_size).await? != cp.root {
-        tracing::error!(
-            tree_size = cp.tree_size,
-            "ALERT: a signed checkpoint's root is not the ledger's own; not served"
-        );
-        return Err(ApiError::ledger_unavailable(&crate::ledger::LedgerError::Corrupt {
-            seq: i64::try_from(cp.tree_size).unwrap_or(i64::MAX),
-            what: "a checkpoint's root is not the ledger's".into(),
-        }));
+        return Err(not_the_ledgers(cp.tree_size, "root is"));
     }
     // Of the whole ledger: its agreement heads must be the ledger's too (what bundles prove
     // complete against; the chain holds them, so this costs nothing). An older one's were checked
@@ -57,16 +50,22 @@ pub async fn latest(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         && state.ledger.tree_size().await == cp.tree_size
         && &state.ledger.heads_at(cp.tree_size).await? != signed
     {
-        tracing::error!(
-            tree_size = cp.tree_size,
-            "ALERT: a signed checkpoint's agreement heads are not the ledger's; not served"
-        );
-        return Err(ApiError::ledger_unavailable(&crate::ledger::LedgerError::Corrupt {
-            seq: i64::try_from(cp.tree_size).unwrap_or(i64::MAX),
-            what: "a checkpoint's agreement heads are not the ledger's".into(),
-        }));
+        return Err(not_the_ledgers(cp.tree_size, "agreement heads are"));
     }
     Ok(HttpResponse::Ok().json(checkpoint_body(&state, cp).await?))
+}
+
+/// A signed checkpoint whose root or agreement heads (`what`: "root is", …) are not the ledger's: an alert,
+/// and the checkpoint is not served.
+fn not_the_ledgers(tree_size: u64, what: &str) -> ApiError {
+    tracing::error!(
+        tree_size,
+        "ALERT: a signed checkpoint's {what} not the ledger's; not served"
+    );
+    ApiError::ledger_unavailable(&crate::ledger::LedgerError::Corrupt {
+        seq: i64::try_from(tree_size).unwrap_or(i64::MAX),
+        what: format!("a checkpoint's {what} not the ledger's"),
+    })
 }
 
 /// `POST /v1/ledger/checkpoints`: sign one now, covering every entry so far.

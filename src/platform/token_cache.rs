@@ -50,19 +50,15 @@ impl TokenCache {
             map.insert(key, (user, until));
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.verified.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn held(cache: &TokenCache) -> usize {
+        cache.verified.lock().unwrap().len()
+    }
 
     fn user(sub: &str) -> User {
         User {
@@ -90,14 +86,14 @@ mod tests {
             let until = if i % 2 == 0 { 5 } else { 100 };
             cache.put(TokenCache::key("s", &i.to_string()), user("u"), until, 1);
         }
-        assert_eq!(cache.len(), CAPACITY);
+        assert_eq!(held(&cache), CAPACITY);
         // At 10 the even half has expired: the next one finds room.
         cache.put(TokenCache::key("s", "new"), user("new"), 100, 10);
-        assert_eq!(cache.len(), CAPACITY / 2 + 1);
+        assert_eq!(held(&cache), CAPACITY / 2 + 1);
         for i in 0..CAPACITY {
             cache.put(TokenCache::key("s", &format!("more{i}")), user("u"), 100, 10);
         }
-        assert_eq!(cache.len(), CAPACITY);
+        assert_eq!(held(&cache), CAPACITY);
         assert!(
             cache.get(&TokenCache::key("s", "new"), 10).is_some(),
             "nothing live was pushed out"

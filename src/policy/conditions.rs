@@ -81,10 +81,7 @@ pub fn applied_bases(agreement: &Agreement, payload: &Value) -> Vec<String> {
     let terms = agreement.terms();
     let mut bases = terms.legal_bases.clone();
     for c in &terms.conditional_bases {
-        let holds = payload
-            .pointer(&c.pointer)
-            .and_then(Value::as_str)
-            .is_some_and(|v| c.values.iter().any(|w| w == v));
+        let holds = met(c, payload);
         if holds {
             for b in &c.bases {
                 if !bases.contains(b) {
@@ -107,10 +104,7 @@ pub(super) fn age_agrees(
 ) -> Result<(), (Reason, Vec<Violation>)> {
     for c in &agreement.terms().conditional_bases {
         let Some(band) = &c.age else { continue };
-        let holds = payload
-            .pointer(&c.pointer)
-            .and_then(Value::as_str)
-            .is_some_and(|v| c.values.iter().any(|w| w == v));
+        let holds = met(c, payload);
         if !holds {
             continue;
         }
@@ -145,6 +139,14 @@ pub(super) fn age_agrees(
         }
     }
     Ok(())
+}
+
+/// Whether `payload` holds one of the conditional set's values at its pointer.
+fn met(c: &crate::agreement::ConditionalBases, payload: &Value) -> bool {
+    payload
+        .pointer(&c.pointer)
+        .and_then(Value::as_str)
+        .is_some_and(|v| c.values.iter().any(|w| w == v))
 }
 
 /// Whole years from `born` to `today` (a birthday on 29 February falls on 1 March in other years;

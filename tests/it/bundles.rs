@@ -10,7 +10,7 @@ use isa_gateway::platform::clock::Clock;
 use sqlx::Executor as _;
 
 use crate::helpers::{GP_AGREEMENT, Spawn, TestApp, gp_update};
-use crate::ledger::{cli, intruder, stdout};
+use crate::ledger::{intruder, sign_checkpoint, stdout, try_export};
 
 /// Three GP updates a minute apart, each delivered (six entries), and a checkpoint; the
 /// checkpoint key, as pinned.
@@ -30,32 +30,9 @@ async fn three_minutes() -> (TestApp, String) {
             *t += jiff::SignedDuration::from_mins(1);
         }
     }
-    let r = app
-        .auditor
-        .post(app.url("/v1/ledger/checkpoints"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let body: Value = r.json().await.unwrap();
+    let body = sign_checkpoint(&app).await;
     assert_eq!(body["checkpoint"]["tree_size"], 6);
     (app, body["public_key"].as_str().unwrap().to_owned())
-}
-
-/// `ledger export` of the GP agreement to `name`: the folder, and what the command said.
-fn try_export(app: &TestApp, name: &str, extra: &[&str]) -> (PathBuf, std::process::Output) {
-    let out = app.dir.path().join(name);
-    let mut args = vec![
-        "ledger",
-        "export",
-        "--agreement",
-        GP_AGREEMENT,
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let o = cli(app, &args);
-    (out, o)
 }
 
 fn export(app: &TestApp, name: &str, extra: &[&str]) -> PathBuf {

@@ -166,9 +166,8 @@ async fn the_cli_catches_an_edited_listing() {
 
 // ---- Signed checkpoints over the Merkle tree (issue 5) ----
 
-/// Three transfers (six entries) and a checkpoint over all of them, made through the API.
-pub(crate) async fn checkpointed() -> (TestApp, CheckpointJson, String) {
-    let app = app_with_three_transfers().await;
+/// An auditor has a checkpoint signed now, through the API: its answer (checkpoint, public key).
+pub(crate) async fn sign_checkpoint(app: &TestApp) -> Value {
     let r = app
         .auditor
         .post(app.url("/v1/ledger/checkpoints"))
@@ -176,7 +175,30 @@ pub(crate) async fn checkpointed() -> (TestApp, CheckpointJson, String) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let body: Value = r.json().await.unwrap();
+    r.json().await.unwrap()
+}
+
+/// `ledger export` of the GP agreement to `name` in the test's folder (with `extra` arguments):
+/// the folder, and what the command said.
+pub(crate) fn try_export(app: &TestApp, name: &str, extra: &[&str]) -> (std::path::PathBuf, std::process::Output) {
+    let out = app.dir.path().join(name);
+    let mut args = vec![
+        "ledger",
+        "export",
+        "--agreement",
+        GP_AGREEMENT,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = cli(app, &args);
+    (out, o)
+}
+
+/// Three transfers (six entries) and a checkpoint over all of them, made through the API.
+pub(crate) async fn checkpointed() -> (TestApp, CheckpointJson, String) {
+    let app = app_with_three_transfers().await;
+    let body = sign_checkpoint(&app).await;
     let cp: CheckpointJson = serde_json::from_value(body["checkpoint"].clone()).unwrap();
     assert_eq!(cp.tree_size, 6);
     (app, cp, body["public_key"].as_str().unwrap().to_owned())
@@ -312,18 +334,7 @@ async fn rewritten_history_with_a_consistent_chain_is_caught_by_the_signed_check
 #[tokio::test]
 async fn an_audit_bundle_verifies_offline_and_fails_after_any_change() {
     let (app, _, public) = checkpointed().await;
-    let out = app.dir.path().join("bundle");
-    let o = cli(
-        &app,
-        &[
-            "ledger",
-            "export",
-            "--agreement",
-            GP_AGREEMENT,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (out, o) = try_export(&app, "bundle", &[]);
     assert!(o.status.success(), "{}", stdout(&o));
     // Private from creation: a bundle describes every disclosure under the agreement.
     for file in ["entries.jsonl", "proofs.jsonl", "checkpoint.json", "public_key.txt"] {
@@ -393,14 +404,7 @@ async fn a_rewrite_with_checkpoints_deleted_is_refused_at_restart_by_the_checkpo
     })
     .await;
     let app = three_transfers(app).await;
-    let r = app
-        .auditor
-        .post(app.url("/v1/ledger/checkpoints"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let signed: Value = r.json().await.unwrap();
+    let signed = sign_checkpoint(&app).await;
     let kept = std::fs::read_dir(app.dir.path().join("checkpoint-log"))
         .unwrap()
         .count();

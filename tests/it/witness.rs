@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 
 use crate::helpers::{GP_AGREEMENT, Spawn, TestApp, gp_update, pki, token};
-use crate::ledger::{cli, intruder, rechain, stdout, three_transfers};
+use crate::ledger::{cli, intruder, rechain, stdout, three_transfers, try_export};
 
 const NAME: &str = "audit.partner.example/witness";
 /// The ledger's origin (the default, `ledger.origin`).
@@ -244,18 +244,7 @@ async fn a_witness_cosigns_a_consistent_extension_and_verify_and_bundles_require
     );
 
     // An audit bundle carries the cosignature; verify-bundle requires the named witness's.
-    let out = app.dir.path().join("bundle");
-    let o = cli(
-        &app,
-        &[
-            "ledger",
-            "export",
-            "--agreement",
-            GP_AGREEMENT,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (out, o) = try_export(&app, "bundle", &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("carries 1 witness cosignature"), "{}", text(&o));
     let bundle = out.to_str().unwrap();
