@@ -22,9 +22,31 @@ pub struct Chain {
     pub watched: Option<(u64, Option<Vec<Hash>>)>,
 }
 
+/// An entry's two digests: of its bytes (what the chain links) and as a Merkle leaf. They need
+/// nothing but the entry, so `verify` computes a page's on every core before walking the chain.
+#[derive(Debug, Clone, Copy)]
+pub struct Digests {
+    pub sha256: Hash,
+    pub leaf: Hash,
+}
+
+impl Digests {
+    pub fn of(raw: &RawEntry) -> Self {
+        Self {
+            sha256: Sha256::digest(&raw.bytes).into(),
+            leaf: merkle::leaf_hash(&raw.bytes),
+        }
+    }
+}
+
 impl Chain {
     /// Takes in `raw` as the next entry, or says what is wrong with it.
     pub fn extend(&mut self, raw: &RawEntry) -> Result<(), String> {
+        self.extend_digested(raw, &Digests::of(raw))
+    }
+
+    /// [`Chain::extend`] with the entry's digests already computed (from its bytes).
+    pub fn extend_digested(&mut self, raw: &RawEntry, digests: &Digests) -> Result<(), String> {
         let expected = self.seq + 1;
         if raw.seq != expected {
             return Err(format!("missing: the next entry present is {}", raw.seq));
@@ -35,7 +57,7 @@ impl Chain {
         if r.prev_hash != self.hash {
             return Err("its previous-hash link does not match the entry before it".into());
         }
-        if <[u8; 32]>::from(Sha256::digest(&raw.bytes)) != raw.hash {
+        if digests.sha256 != raw.hash {
             return Err("its contents do not match its hash (edited)".into());
         }
         if r.seq != raw.seq {
@@ -51,13 +73,7 @@ impl Chain {
             return Err("its index columns (transfer, kind, agreement or time) were edited".into());
         }
         // Its index columns are its bytes' (checked above).
-        self.append(
-            raw.seq,
-            raw.hash,
-            merkle::leaf_hash(&raw.bytes),
-            &raw.agreement_id,
-            raw.at_us,
-        );
+        self.append(raw.seq, raw.hash, digests.leaf, &raw.agreement_id, raw.at_us);
         Ok(())
     }
 

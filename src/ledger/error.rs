@@ -4,6 +4,8 @@
 pub enum LedgerError {
     #[error("ledger database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("ledger database error: {0}")]
+    Read(#[from] rusqlite::Error),
     #[error("ledger migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("ledger row {seq} is unreadable: {what}")]

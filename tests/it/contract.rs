@@ -656,6 +656,35 @@ async fn proofs_verify_against_a_signed_checkpoint(kind: Kind) {
     assert!(matches!(ledger.root(14).await, Err(LedgerError::BeyondTree(14))));
     let report = verify(&ledger, &key.public(), &mut |_| {}).await.unwrap();
     assert_eq!((report.entries, report.checkpoints, report.first_break), (13, 2, None));
+    // Checkpoints at many sizes, the empty tree's too: each is checked against the root and the
+    // heads at its own size, all in the one pass over the entries.
+    for size in [0, 1, 2, 3, 4, 5, 6, 8, 9, 12] {
+        let lines = lines_at(&ledger, size).await;
+        let cp = Checkpoint::sign(size, ledger.root(size).await.unwrap(), lines, t0(), &key);
+        ledger.store_checkpoint(&cp).await.unwrap();
+    }
+    let report = verify(&ledger, &key.public(), &mut |_| {}).await.unwrap();
+    assert_eq!((report.entries, report.checkpoints, report.first_break), (13, 12, None));
+    // The right key and heads, but the root of the next size up: named at its size.
+    let moved = Checkpoint::sign(
+        11,
+        ledger.root(12).await.unwrap(),
+        lines_at(&ledger, 11).await,
+        t0(),
+        &key,
+    );
+    ledger.store_checkpoint(&moved).await.unwrap();
+    let broken = verify(&ledger, &key.public(), &mut |_| {})
+        .await
+        .unwrap()
+        .first_break
+        .expect("the other size's root is found");
+    assert_eq!(broken.seq, 11);
+    assert!(
+        broken.problem.contains("does not match the entries"),
+        "{}",
+        broken.problem
+    );
     // A checkpoint signed with the right key and root but another tree's agreement heads (an
     // entry left out of them): verify names it, since a bundle could be proved complete without it.
     let wrong = Checkpoint::sign(

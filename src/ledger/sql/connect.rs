@@ -42,10 +42,10 @@ impl SqlLedger {
             "sqlite://{}",
             text.replace('%', "%25").replace('?', "%3F").replace('#', "%23")
         );
-        Self::connect_sqlite(&url, 4).await
+        Self::connect_sqlite(&url, 4, path).await
     }
 
-    async fn connect_sqlite(url: &str, connections: u32) -> Result<Self, LedgerError> {
+    async fn connect_sqlite(url: &str, connections: u32, path: std::path::PathBuf) -> Result<Self, LedgerError> {
         sqlx::any::install_default_drivers();
         // An in-memory database lives as long as its one connection: never recycle it.
         let (lifetime, idle) = if connections == 1 {
@@ -74,7 +74,11 @@ impl SqlLedger {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self::start(pool, Dialect::Sqlite))
+        Ok(Self::start(
+            pool,
+            Dialect::Sqlite,
+            Some(super::direct::DirectReader::new(path)),
+        ))
     }
 
     /// A PostgreSQL ledger. Migrations run under sqlx's advisory lock, so gateways starting
@@ -87,6 +91,6 @@ impl SqlLedger {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self::start(pool, Dialect::Postgres))
+        Ok(Self::start(pool, Dialect::Postgres, None))
     }
 }

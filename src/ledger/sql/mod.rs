@@ -18,6 +18,7 @@ mod batch;
 mod checkpoints;
 mod connect;
 mod cosignatures;
+mod direct;
 mod keys;
 mod outbox;
 mod reports;
@@ -26,15 +27,14 @@ mod sessions;
 mod sync;
 mod writer;
 
-use self::rows::{TRANSFER_COLUMNS, record_from_row};
+use self::rows::{ListingParams, TRANSFER_COLUMNS, listing_sql, record_from_row};
 pub use self::sessions::{SessionStore, StoredSession};
 pub use self::sync::Dialect;
 use self::sync::{RAW_COLUMNS, catch_up, check_head, corrupt, entry_from_row, raw_after, raw_from_row, uuid};
 use self::writer::{Effect, Writer};
 use super::{
     Chain, Claim, Counts, Enqueue, Entry, Event, FollowUp, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal,
-    Ledger, LedgerError, OutboxItem, OutboxState, RawEntry, Receipt, TransferQuery, TransferRecord, TransferStatus,
-    merkle, micros,
+    Ledger, LedgerError, OutboxItem, OutboxState, RawEntry, Receipt, TransferQuery, TransferRecord, merkle, micros,
 };
 
 pub struct SqlLedger {
@@ -45,10 +45,12 @@ pub struct SqlLedger {
     /// other gateways appended are included.
     chain: Arc<Mutex<Chain>>,
     writer: Writer,
+    /// SQLite: long sequential reads straight from the file.
+    direct: Option<direct::DirectReader>,
 }
 
 impl SqlLedger {
-    fn start(pool: AnyPool, dialect: Dialect) -> Self {
+    fn start(pool: AnyPool, dialect: Dialect, direct: Option<direct::DirectReader>) -> Self {
         let chain = Arc::new(Mutex::new(Chain::default()));
         let writer = Writer::spawn(pool.clone(), dialect, chain.clone());
         Self {
@@ -56,6 +58,7 @@ impl SqlLedger {
             dialect,
             chain,
             writer,
+            direct,
         }
     }
 
@@ -431,30 +434,23 @@ impl Ledger for SqlLedger {
     }
 
     async fn list_transfers(&self, q: &TransferQuery) -> Result<Vec<TransferRecord>, LedgerError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE ($1 IS NULL OR agreement_id = $1) \
-             AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR created_at_us >= $3) \
-             AND ($4 IS NULL OR created_at_us < $4) AND ($6 IS NULL OR decision_seq > $6) \
-             AND ($7 IS NULL OR message_type = $7) AND ($8 IS NULL OR sender_system = $8) \
-             AND ($9 IS NULL OR user_sub = $9) AND ($10 IS NULL OR legal_bases LIKE $10 ESCAPE '\\') \
-             ORDER BY decision_seq LIMIT $5"
-        ))
-        .bind(&q.agreement_id)
-        .bind(q.status.map(TransferStatus::as_str))
-        .bind(q.since.map(micros))
-        .bind(q.until.map(micros))
-        .bind(i64::from(q.limit))
-        .bind(q.after_seq)
-        .bind(&q.message_type)
-        .bind(&q.sender_system)
-        .bind(&q.user_sub)
-        // The listing keeps the bases as a JSON array of codes: one of them, quoted, exactly.
-        .bind(q.legal_basis.as_deref().map(|code| {
-            let escaped = code.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            format!("%\"{escaped}\"%")
-        }))
-        .fetch_all(&self.pool)
-        .await?;
+        let p = ListingParams::of(q);
+        if let Some(direct) = &self.direct {
+            return direct.list_transfers(p).await;
+        }
+        let rows = sqlx::query(&listing_sql())
+            .bind(p.agreement_id)
+            .bind(p.status)
+            .bind(p.since)
+            .bind(p.until)
+            .bind(p.limit)
+            .bind(p.after_seq)
+            .bind(p.message_type)
+            .bind(p.sender_system)
+            .bind(p.user_sub)
+            .bind(p.legal_basis)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(record_from_row).collect()
     }
 
@@ -524,6 +520,9 @@ impl Ledger for SqlLedger {
     }
 
     async fn entries_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<Entry>, LedgerError> {
+        if let Some(direct) = &self.direct {
+            return direct.entries_of(transfer_ids).await;
+        }
         let rows = self
             .rows_about(
                 "SELECT seq, entry, hash FROM ledger_entries",
@@ -537,6 +536,9 @@ impl Ledger for SqlLedger {
     }
 
     async fn subjects_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, LedgerError> {
+        if let Some(direct) = &self.direct {
+            return direct.subjects_of(transfer_ids).await;
+        }
         let rows = self
             .rows_about(
                 "SELECT transfer_id, subject_hash FROM subject_disclosures",
@@ -550,6 +552,9 @@ impl Ledger for SqlLedger {
     }
 
     async fn legal_bases_of(&self, transfer_ids: &[Uuid]) -> Result<Vec<(Uuid, Option<String>)>, LedgerError> {
+        if let Some(direct) = &self.direct {
+            return direct.legal_bases_of(transfer_ids).await;
+        }
         let rows = self
             .rows_about("SELECT transfer_id, legal_bases FROM transfers", transfer_ids, "")
             .await?;
@@ -570,6 +575,9 @@ impl Ledger for SqlLedger {
     }
 
     async fn raw_entries_after(&self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {
+        if let Some(direct) = &self.direct {
+            return direct.raw_after(after, limit).await;
+        }
         let mut conn = self.pool.acquire().await?;
         raw_after(&mut conn, self.dialect, after, limit).await
     }
