@@ -190,8 +190,7 @@ pub async fn verify_transfers(ledger: &dyn Ledger) -> Result<Option<String>, Led
     let mut listed_before = -1;
     for _ in 0..10 {
         let mut page = ledger.list_transfers(&query).await?;
-        loop {
-            let Some(last) = page.last() else { break };
+        while let Some(last) = page.last() {
             query.after_seq = Some(last.ledger_seq);
             let ids: Vec<Uuid> = page.iter().map(|r| r.transfer_id).collect();
             // This page's entries are read while the next page's listings are (each listing
