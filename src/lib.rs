@@ -16,12 +16,6 @@
 
 pub use isa_policy as policy;
 
-/// mimalloc for every binary that links the gateway (the server, the CLI, tests and benches):
-/// TLS connections and requests allocate on one thread and free on another, where the system
-/// allocator takes slow paths and keeps memory in per-thread arenas.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod api;
 pub mod app;
 pub mod audit;
