@@ -120,12 +120,7 @@ async fn rehash(
     while !page.is_empty() {
         let after = page.last().map_or(0, |e| e.seq);
         let check = async {
-            let Some(digests) = digests_of(&page) else {
-                return Some(ChainBreak {
-                    seq: chain.seq + 1,
-                    problem: "its digests could not be computed".into(),
-                });
-            };
+            let digests = digests_of(&page);
             for (raw, digests) in page.iter().zip(&digests) {
                 if let Err(problem) = chain.extend_digested(raw, digests) {
                     return Some(ChainBreak {
@@ -149,23 +144,28 @@ async fn rehash(
 }
 
 /// Each entry's digests, the page split among the machine's cores (they depend on nothing but
-/// the entry; walking the chain with them is the sequential part). `None` if a thread failed.
-fn digests_of(page: &[super::RawEntry]) -> Option<Vec<Digests>> {
+/// the entry; walking the chain with them is the sequential part). A share whose thread cannot
+/// be started, or fails, is hashed on this one.
+fn digests_of(page: &[super::RawEntry]) -> Vec<Digests> {
+    let all = |part: &[super::RawEntry]| part.iter().map(Digests::of).collect::<Vec<_>>();
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let share = page.len().div_ceil(cores.min(8)).max(256);
     if page.len() <= share {
-        return Some(page.iter().map(Digests::of).collect());
+        return all(page);
     }
     std::thread::scope(|scope| {
         let parts: Vec<_> = page
             .chunks(share)
-            .map(|part| scope.spawn(move || part.iter().map(Digests::of).collect::<Vec<_>>()))
+            .map(|part| (part, std::thread::Builder::new().spawn_scoped(scope, move || all(part))))
             .collect();
-        let mut all = Vec::with_capacity(page.len());
-        for part in parts {
-            all.extend(part.join().ok()?);
+        let mut digests = Vec::with_capacity(page.len());
+        for (part, thread) in parts {
+            match thread.map_err(|_| ()).and_then(|t| t.join().map_err(|_| ())) {
+                Ok(done) => digests.extend(done),
+                Err(()) => digests.extend(all(part)),
+            }
         }
-        Some(all)
+        digests
     })
 }
 

@@ -106,6 +106,27 @@ async fn an_edited_row_is_detected_at_that_row() {
     assert!(broken.problem.contains("edited"), "{}", broken.problem);
 }
 
+/// Someone with the file can lift the table's type checks (edit the schema) and store a value of
+/// another type: the chain breaks at that row, as for any edit, and the read does not fail.
+#[tokio::test]
+async fn a_column_of_another_type_is_detected_at_that_row() {
+    let app = app_with_three_transfers().await;
+    let mut conn = intruder(&app).await;
+    conn.execute("PRAGMA writable_schema = ON").await.unwrap();
+    conn.execute("UPDATE sqlite_schema SET sql = replace(sql, ') STRICT', ')') WHERE name = 'ledger_entries'")
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    tamper(&app, "UPDATE ledger_entries SET recorded_at_us = 'noon' WHERE seq = 3").await;
+    let broken = verify_chain(app.ledger.as_ref()).await.unwrap().first_break.unwrap();
+    assert_eq!(broken.seq, 3);
+    assert!(broken.problem.contains("index columns"), "{}", broken.problem);
+    tamper(&app, "UPDATE ledger_entries SET hash = 'not a hash' WHERE seq = 2").await;
+    let broken = verify_chain(app.ledger.as_ref()).await.unwrap().first_break.unwrap();
+    assert_eq!(broken.seq, 2);
+    assert!(broken.problem.contains("edited"), "{}", broken.problem);
+}
+
 #[tokio::test]
 async fn a_deleted_row_is_detected() {
     let app = app_with_three_transfers().await;

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, named_params, params_from_iter};
 use uuid::Uuid;
@@ -17,11 +18,15 @@ use crate::ledger::{Entry, LedgerError, RawEntry, TransferRecord};
 
 /// Connections kept open between reads (more are opened while more read at once).
 const KEPT: usize = 4;
+/// How long a connection is kept, as the pool's are: one opened before the file was replaced (a
+/// restore) does not go on reading the old one.
+const LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 pub(super) struct DirectReader {
     path: PathBuf,
-    /// Opened when first needed and kept for the next read (their statements stay prepared).
-    idle: Arc<Mutex<Vec<Connection>>>,
+    /// Opened when first needed and kept for the next read (their statements stay prepared),
+    /// each with when it was opened.
+    idle: Arc<Mutex<Vec<(Connection, Instant)>>>,
 }
 
 impl DirectReader {
@@ -40,14 +45,14 @@ impl DirectReader {
         let (path, idle) = (self.path.clone(), Arc::clone(&self.idle));
         tokio::task::spawn_blocking(move || {
             let kept = idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let conn = match kept {
-                Some(conn) => conn,
-                None => open(&path)?,
+            let (conn, opened) = match kept {
+                Some((conn, opened)) if opened.elapsed() < LIFETIME => (conn, opened),
+                _ => (open(&path)?, Instant::now()),
             };
             let answer = read(&conn);
             let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.len() < KEPT {
-                idle.push(conn);
+                idle.push((conn, opened));
             }
             answer
         })
@@ -62,19 +67,12 @@ impl DirectReader {
                 "SELECT seq, entry, hash, transfer_id, kind, agreement_id, recorded_at_us FROM ledger_entries \
                  WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
-            let rows = statement.query_map((after, i64::from(limit)), |row| {
-                Ok(RawEntry {
-                    seq: row.get(0)?,
-                    bytes: row.get(1)?,
-                    // A stored hash of the wrong length cannot match: `verify` reports it as edited.
-                    hash: row.get_ref(2)?.as_blob()?.try_into().unwrap_or([0; 32]),
-                    transfer_id: row.get(3)?,
-                    kind: row.get(4)?,
-                    agreement_id: row.get(5)?,
-                    at_us: row.get(6)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows = statement.query((after, i64::from(limit)))?;
+            let mut page = Vec::with_capacity(limit as usize);
+            while let Some(row) = rows.next()? {
+                page.push(raw_entry(row)?);
+            }
+            Ok(page)
         })
         .await
     }
@@ -164,6 +162,39 @@ impl DirectReader {
         })
         .await
     }
+}
+
+/// An entry as stored. Whatever an insider put in a column, the entry is returned for `verify`
+/// to judge at its place: a value of the wrong type reads as one that cannot match its bytes
+/// (an empty text, a time no entry has, an all-zero hash), so the chain breaks at that entry,
+/// as with the pool's reads.
+fn raw_entry(row: &rusqlite::Row<'_>) -> Result<RawEntry, LedgerError> {
+    use rusqlite::types::ValueRef;
+    let text = |i: usize| -> rusqlite::Result<String> {
+        Ok(match row.get_ref(i)? {
+            ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            _ => String::new(),
+        })
+    };
+    let blob = |i: usize| -> rusqlite::Result<&[u8]> {
+        Ok(match row.get_ref(i)? {
+            ValueRef::Blob(b) => b,
+            _ => &[],
+        })
+    };
+    Ok(RawEntry {
+        // The rowid: always an integer.
+        seq: row.get(0)?,
+        bytes: blob(1)?.to_vec(),
+        hash: blob(2)?.try_into().unwrap_or([0; 32]),
+        transfer_id: text(3)?,
+        kind: text(4)?,
+        agreement_id: text(5)?,
+        at_us: match row.get_ref(6)? {
+            ValueRef::Integer(us) => us,
+            _ => i64::MIN,
+        },
+    })
 }
 
 fn open(path: &std::path::Path) -> Result<Connection, LedgerError> {

@@ -72,7 +72,7 @@ pub(super) fn listing_sql() -> String {
     format!(
         "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE ($1 IS NULL OR agreement_id = $1) \
          AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR created_at_us >= $3) \
-         AND ($4 IS NULL OR created_at_us < $4) AND decision_seq > COALESCE($6, 0) \
+         AND ($4 IS NULL OR created_at_us < $4) AND decision_seq > $6 \
          AND ($7 IS NULL OR message_type = $7) AND ($8 IS NULL OR sender_system = $8) \
          AND ($9 IS NULL OR user_sub = $9) AND ($10 IS NULL OR legal_bases LIKE $10 ESCAPE '\\') \
          ORDER BY decision_seq LIMIT $5"
@@ -86,7 +86,9 @@ pub(super) struct ListingParams {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub limit: i64,
-    pub after_seq: Option<i64>,
+    /// The smallest number when the query names none (so a row edited to a number below
+    /// the first entry's still lists).
+    pub after_seq: i64,
     pub message_type: Option<String>,
     pub sender_system: Option<String>,
     pub user_sub: Option<String>,
@@ -101,7 +103,7 @@ impl ListingParams {
             since: q.since.map(micros),
             until: q.until.map(micros),
             limit: i64::from(q.limit),
-            after_seq: q.after_seq,
+            after_seq: q.after_seq.unwrap_or(i64::MIN),
             message_type: q.message_type.clone(),
             sender_system: q.sender_system.clone(),
             user_sub: q.user_sub.clone(),
