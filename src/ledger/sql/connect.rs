@@ -42,22 +42,16 @@ impl SqlLedger {
             "sqlite://{}",
             text.replace('%', "%25").replace('?', "%3F").replace('#', "%23")
         );
-        Self::connect_sqlite(&url, 4, path).await
+        Self::connect_sqlite(&url, path).await
     }
 
-    async fn connect_sqlite(url: &str, connections: u32, path: std::path::PathBuf) -> Result<Self, LedgerError> {
+    async fn connect_sqlite(url: &str, path: std::path::PathBuf) -> Result<Self, LedgerError> {
         sqlx::any::install_default_drivers();
-        // An in-memory database lives as long as its one connection: never recycle it.
-        let (lifetime, idle) = if connections == 1 {
-            (None, None)
-        } else {
-            (Some(Duration::from_secs(30 * 60)), Some(Duration::from_secs(10 * 60)))
-        };
         let pool = AnyPoolOptions::new()
-            .max_connections(connections)
+            .max_connections(4)
             .min_connections(1)
-            .max_lifetime(lifetime)
-            .idle_timeout(idle)
+            .max_lifetime(Duration::from_secs(30 * 60))
+            .idle_timeout(Duration::from_secs(10 * 60))
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|conn, _| {
                 Box::pin(async move {

@@ -2,7 +2,8 @@
 //! one database). One dialect of SQL through sqlx's `Any` driver; where the two differ it says
 //! so in [`Dialect`]. Every write goes through the group-commit writer in [`writer`] (its
 //! many-row statements in [`batch`]); [`sync`] reads entries and takes in what other gateways
-//! appended; [`connect`] opens the database; this module holds the rest.
+//! appended; [`connect`] opens the database; [`direct`] serves SQLite's reads of many rows
+//! without sqlx's per-row cost; this module holds the rest.
 
 use std::sync::Arc;
 
