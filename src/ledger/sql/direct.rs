@@ -13,7 +13,8 @@ use rusqlite::{Connection, OpenFlags, named_params, params_from_iter};
 use uuid::Uuid;
 
 use super::rows::{ListingParams, listing_sql, record_from_row};
-use super::sync::{corrupt, uuid};
+use super::sync::{RAW_COLUMNS, decode_entry, uuid};
+use super::{ENTRIES_OF, LEGAL_BASES_OF, SUBJECTS_OF};
 use crate::ledger::{Entry, LedgerError, RawEntry, TransferRecord};
 
 /// Connections kept open between reads (more are opened while more read at once).
@@ -63,10 +64,9 @@ impl DirectReader {
     /// Up to `limit` entries after `after`, in order.
     pub(super) async fn raw_after(&self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT seq, entry, hash, transfer_id, kind, agreement_id, recorded_at_us FROM ledger_entries \
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {RAW_COLUMNS} FROM ledger_entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
             let mut rows = statement.query((after, i64::from(limit)))?;
             let mut page = Vec::with_capacity(limit as usize);
             while let Some(row) = rows.next()? {
@@ -97,42 +97,23 @@ impl DirectReader {
 
     /// These transfers' entries, in order.
     pub(super) async fn entries_of(&self, ids: &[Uuid]) -> Result<Vec<Entry>, LedgerError> {
-        self.about(
-            "SELECT seq, entry, hash FROM ledger_entries",
-            ids,
-            " ORDER BY seq",
-            |row| {
-                let seq: i64 = row.get(0)?;
-                let hash = row
-                    .get_ref(2)?
-                    .as_blob()
-                    .ok()
-                    .and_then(|h| h.try_into().ok())
-                    .ok_or_else(|| corrupt(seq, "hash is not 32 bytes"))?;
-                row.get_ref(1)?
-                    .as_blob()
-                    .ok()
-                    .and_then(|bytes| Entry::decode(bytes, hash))
-                    .ok_or_else(|| corrupt(seq, "its stored bytes are not a ledger entry"))
-            },
-        )
+        self.about(ENTRIES_OF, ids, |row| {
+            decode_entry(row.get(0)?, blob(row, 1)?, blob(row, 2)?)
+        })
         .await
     }
 
     /// These transfers' subject-index rows.
     pub(super) async fn subjects_of(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, LedgerError> {
-        self.about(
-            "SELECT transfer_id, subject_hash FROM subject_disclosures",
-            ids,
-            "",
-            |row| Ok((uuid(0, &row.get::<_, String>(0)?)?, row.get(1)?)),
-        )
+        self.about(SUBJECTS_OF, ids, |row| {
+            Ok((uuid(0, &row.get::<_, String>(0)?)?, row.get(1)?))
+        })
         .await
     }
 
     /// These transfers' stored legal bases, as stored.
     pub(super) async fn legal_bases_of(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, Option<String>)>, LedgerError> {
-        self.about("SELECT transfer_id, legal_bases FROM transfers", ids, "", |row| {
+        self.about(LEGAL_BASES_OF, ids, |row| {
             Ok((uuid(0, &row.get::<_, String>(0)?)?, row.get(1)?))
         })
         .await
@@ -141,9 +122,8 @@ impl DirectReader {
     /// `{select} WHERE transfer_id IN (…){tail}` for these transfers, each row through `decode`.
     async fn about<T: Send + 'static>(
         &self,
-        select: &'static str,
+        (select, tail): (&'static str, &'static str),
         ids: &[Uuid],
-        tail: &'static str,
         decode: fn(&rusqlite::Row<'_>) -> Result<T, LedgerError>,
     ) -> Result<Vec<T>, LedgerError> {
         if ids.is_empty() {
@@ -176,17 +156,11 @@ fn raw_entry(row: &rusqlite::Row<'_>) -> Result<RawEntry, LedgerError> {
             _ => String::new(),
         })
     };
-    let blob = |i: usize| -> rusqlite::Result<&[u8]> {
-        Ok(match row.get_ref(i)? {
-            ValueRef::Blob(b) => b,
-            _ => &[],
-        })
-    };
     Ok(RawEntry {
         // The rowid: always an integer.
         seq: row.get(0)?,
-        bytes: blob(1)?.to_vec(),
-        hash: blob(2)?.try_into().unwrap_or([0; 32]),
+        bytes: blob(row, 1)?.to_vec(),
+        hash: blob(row, 2)?.try_into().unwrap_or([0; 32]),
         transfer_id: text(3)?,
         kind: text(4)?,
         agreement_id: text(5)?,
@@ -194,6 +168,14 @@ fn raw_entry(row: &rusqlite::Row<'_>) -> Result<RawEntry, LedgerError> {
             ValueRef::Integer(us) => us,
             _ => i64::MIN,
         },
+    })
+}
+
+/// Column `i` as a blob; of any other type, as an empty one (which no entry or hash is).
+fn blob<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'a [u8]> {
+    Ok(match row.get_ref(i)? {
+        rusqlite::types::ValueRef::Blob(b) => b,
+        _ => &[],
     })
 }
 

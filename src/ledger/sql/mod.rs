@@ -38,6 +38,11 @@ use super::{
     Ledger, LedgerError, OutboxItem, OutboxState, RawEntry, Receipt, TransferQuery, TransferRecord, merkle, micros,
 };
 
+/// The reads about a set of transfers, for either driver: `{select} WHERE transfer_id IN (…){tail}`.
+const ENTRIES_OF: (&str, &str) = ("SELECT seq, entry, hash FROM ledger_entries", " ORDER BY seq");
+const SUBJECTS_OF: (&str, &str) = ("SELECT transfer_id, subject_hash FROM subject_disclosures", "");
+const LEGAL_BASES_OF: (&str, &str) = ("SELECT transfer_id, legal_bases FROM transfers", "");
+
 pub struct SqlLedger {
     pool: AnyPool,
     dialect: Dialect,
@@ -524,13 +529,7 @@ impl Ledger for SqlLedger {
         if let Some(direct) = &self.direct {
             return direct.entries_of(transfer_ids).await;
         }
-        let rows = self
-            .rows_about(
-                "SELECT seq, entry, hash FROM ledger_entries",
-                transfer_ids,
-                " ORDER BY seq",
-            )
-            .await?;
+        let rows = self.rows_about(ENTRIES_OF.0, transfer_ids, ENTRIES_OF.1).await?;
         rows.iter()
             .map(|row| entry_from_row(row, row.try_get("seq")?))
             .collect()
@@ -540,13 +539,7 @@ impl Ledger for SqlLedger {
         if let Some(direct) = &self.direct {
             return direct.subjects_of(transfer_ids).await;
         }
-        let rows = self
-            .rows_about(
-                "SELECT transfer_id, subject_hash FROM subject_disclosures",
-                transfer_ids,
-                "",
-            )
-            .await?;
+        let rows = self.rows_about(SUBJECTS_OF.0, transfer_ids, SUBJECTS_OF.1).await?;
         rows.iter()
             .map(|r| Ok((uuid(0, &r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
             .collect()
@@ -557,7 +550,7 @@ impl Ledger for SqlLedger {
             return direct.legal_bases_of(transfer_ids).await;
         }
         let rows = self
-            .rows_about("SELECT transfer_id, legal_bases FROM transfers", transfer_ids, "")
+            .rows_about(LEGAL_BASES_OF.0, transfer_ids, LEGAL_BASES_OF.1)
             .await?;
         rows.iter()
             .map(|r| Ok((uuid(0, &r.try_get::<String, _>(0)?)?, r.try_get(1)?)))

@@ -157,12 +157,17 @@ pub(super) fn raw_from_row(row: &AnyRow) -> Result<RawEntry, LedgerError> {
 
 /// The entry in a row's `entry` and `hash` columns.
 pub(super) fn entry_from_row(row: &AnyRow, seq: i64) -> Result<Entry, LedgerError> {
-    let hash = row
-        .try_get::<Vec<u8>, _>("hash")?
-        .try_into()
-        .map_err(|_| corrupt(seq, "hash is not 32 bytes"))?;
-    Entry::decode(&row.try_get::<Vec<u8>, _>("entry")?, hash)
-        .ok_or_else(|| corrupt(seq, "its stored bytes are not a ledger entry"))
+    decode_entry(
+        seq,
+        &row.try_get::<Vec<u8>, _>("entry")?,
+        &row.try_get::<Vec<u8>, _>("hash")?,
+    )
+}
+
+/// Entry `seq` from its stored bytes and hash, whichever driver read them.
+pub(super) fn decode_entry(seq: i64, bytes: &[u8], hash: &[u8]) -> Result<Entry, LedgerError> {
+    let hash = hash.try_into().map_err(|_| corrupt(seq, "hash is not 32 bytes"))?;
+    Entry::decode(bytes, hash).ok_or_else(|| corrupt(seq, "its stored bytes are not a ledger entry"))
 }
 
 pub(super) fn parse_hash(seq: i64, text: &str) -> Result<Hash, LedgerError> {
