@@ -5,7 +5,7 @@ pub enum LedgerError {
     #[error("ledger database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("ledger database error: {0}")]
-    Read(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
     #[error("ledger migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("ledger row {seq} is unreadable: {what}")]

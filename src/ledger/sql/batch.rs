@@ -3,10 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, Row as _};
-
+use super::exec::{Exec, Param, args};
 use super::sync::Dialect;
 use super::writer::{Effect, Queued};
 use crate::ledger::{Enqueue, Event, EventKind, Hash, LedgerError, micros};
@@ -39,7 +36,7 @@ fn first_about_their_transfer(batch: &[Queued]) -> impl Iterator<Item = (usize, 
 /// still pending. Returns, by position in the batch, whether each applied; the other writes are
 /// applied one by one in order.
 pub(super) async fn delivered_together(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut impl Exec,
     dialect: Dialect,
     batch: &[Queued],
 ) -> Result<HashMap<usize, bool>, LedgerError> {
@@ -49,19 +46,14 @@ pub(super) async fn delivered_together(
         .collect();
     let mut applied = HashMap::with_capacity(together.len());
     for chunk in together.chunks(ROWS_PER_INSERT) {
-        let params = placeholders(dialect, 0, chunk.len());
-        let sql =
-            format!("DELETE FROM outbox WHERE state = 'pending' AND transfer_id IN ({params}) RETURNING transfer_id");
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
-        for (_, id) in chunk {
-            q = q.bind(id);
-        }
-        let removed: HashSet<String> = q
-            .fetch_all(&mut *tx)
+        let sql = delivered_sql(dialect, chunk.len());
+        let ids: Vec<Param> = chunk.iter().map(|(_, id)| Param::from(id.as_str())).collect();
+        let removed: HashSet<String> = tx
+            .fetch(&sql, &ids)
             .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().and_then(|v| v.into_text()))
+            .collect();
         for (i, id) in chunk {
             applied.insert(*i, removed.contains(id));
         }
@@ -69,12 +61,21 @@ pub(super) async fn delivered_together(
     Ok(applied)
 }
 
+/// Removes `n` transfers' outbox entries if still pending. On SQLite the unary `+` keeps the
+/// planner from walking the pending backlog by its `state` index instead of looking each
+/// entry up by its key (a cost that grew with the backlog, per batch).
+fn delivered_sql(dialect: Dialect, n: usize) -> String {
+    let plus = if dialect == Dialect::Sqlite { "+" } else { "" };
+    let params = placeholders(dialect, 0, n);
+    format!("DELETE FROM outbox WHERE {plus}state = 'pending' AND transfer_id IN ({params}) RETURNING transfer_id")
+}
+
 /// Acceptances that are the first write about their transfer in `batch`, not held and with no
 /// idempotency key: their outbox entries inserted together, before the in-order loop. Such an
 /// acceptance always applies; a row the database refuses fails the statement, and the batch is
 /// then retried one write at a time. Returns their positions in the batch.
 pub(super) async fn accepted_together(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut impl Exec,
     dialect: Dialect,
     batch: &[Queued],
 ) -> Result<HashSet<usize>, LedgerError> {
@@ -91,7 +92,7 @@ pub(super) async fn accepted_together(
 
 /// Inserts accepted transfers' outbox entries: pending, or held for a director.
 pub(super) async fn insert_outbox(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut impl Exec,
     dialect: Dialect,
     rows: &[(&Event, &Enqueue)],
 ) -> Result<(), LedgerError> {
@@ -116,24 +117,25 @@ pub(super) async fn insert_outbox(
             chunk.len(),
             "",
         );
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        let mut params = Vec::with_capacity(chunk.len() * 12);
         for (event, enqueue) in chunk {
             let now = micros(enqueue.now);
-            q = q
-                .bind(event.transfer_id.to_string())
-                .bind(&enqueue.destination)
-                .bind(&event.agreement_id)
-                .bind(event.message_type.as_deref().unwrap_or_default())
-                .bind(&event.sender_system)
-                .bind(&event.recipient)
-                .bind(&enqueue.body)
-                .bind(if enqueue.held { "held" } else { "pending" })
-                .bind(0_i64)
-                .bind(now)
-                .bind(now)
-                .bind(enqueue.held.then(|| event.user_sub.clone()).flatten());
+            params.extend(args![
+                event.transfer_id.to_string(),
+                &enqueue.destination,
+                &event.agreement_id,
+                event.message_type.as_deref().unwrap_or_default(),
+                &event.sender_system,
+                &event.recipient,
+                enqueue.body.as_slice(),
+                if enqueue.held { "held" } else { "pending" },
+                0_i64,
+                now,
+                now,
+                enqueue.held.then(|| event.user_sub.clone()).flatten(),
+            ]);
         }
-        q.execute(&mut *tx).await?;
+        tx.execute(&sql, &params).await?;
     }
     Ok(())
 }
@@ -172,11 +174,7 @@ fn json_list(v: &[String]) -> String {
 /// Inserts the entries, then their effect on the transfers they are about: a decision starts
 /// a transfer (and its place in the subject index); deliveries, approvals and follow-ups
 /// change it.
-pub(super) async fn insert(
-    tx: &mut sqlx::AnyConnection,
-    dialect: Dialect,
-    rows: &[Row<'_>],
-) -> Result<(), LedgerError> {
+pub(super) async fn insert(tx: &mut impl Exec, dialect: Dialect, rows: &[Row<'_>]) -> Result<(), LedgerError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_row_insert(
             dialect,
@@ -193,18 +191,19 @@ pub(super) async fn insert(
             chunk.len(),
             "",
         );
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        let mut params = Vec::with_capacity(chunk.len() * 7);
         for row in chunk {
-            q = q
-                .bind(row.seq)
-                .bind(micros(row.event.at))
-                .bind(row.event.transfer_id.to_string())
-                .bind(row.event.kind.as_str())
-                .bind(&row.event.agreement_id)
-                .bind(&row.bytes)
-                .bind(row.hash.to_vec());
+            params.extend(args![
+                row.seq,
+                micros(row.event.at),
+                row.event.transfer_id.to_string(),
+                row.event.kind.as_str(),
+                &row.event.agreement_id,
+                row.bytes.as_slice(),
+                &row.hash[..],
+            ]);
         }
-        q.execute(&mut *tx).await?;
+        tx.execute(&sql, &params).await?;
     }
     let decisions: Vec<&Row> = rows.iter().filter(|r| r.event.kind == EventKind::Decision).collect();
     for chunk in decisions.chunks(ROWS_PER_INSERT) {
@@ -230,27 +229,28 @@ pub(super) async fn insert(
             chunk.len(),
             "",
         );
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        let mut params = Vec::with_capacity(chunk.len() * 14);
         for row in chunk {
             let e = row.event;
             let at = micros(e.at);
-            q = q
-                .bind(e.transfer_id.to_string())
-                .bind(&e.agreement_id)
-                .bind(&e.message_type)
-                .bind(&e.sender_system)
-                .bind(&e.recipient)
-                .bind(e.status.as_str())
-                .bind(&e.reason_code)
-                .bind(at)
-                .bind(at)
-                .bind(row.seq)
-                .bind(&e.user_sub)
-                .bind(e.review_due_at().map(micros))
-                .bind(&e.subject_informed_due)
-                .bind(e.permitted().then(|| json_list(&e.legal_bases)));
+            params.extend(args![
+                e.transfer_id.to_string(),
+                &e.agreement_id,
+                &e.message_type,
+                &e.sender_system,
+                &e.recipient,
+                e.status.as_str(),
+                &e.reason_code,
+                at,
+                at,
+                row.seq,
+                &e.user_sub,
+                e.review_due_at().map(micros),
+                &e.subject_informed_due,
+                e.permitted().then(|| json_list(&e.legal_bases)),
+            ]);
         }
-        q.execute(&mut *tx).await?;
+        tx.execute(&sql, &params).await?;
     }
     let subjects: Vec<(&str, String)> = decisions
         .iter()
@@ -267,11 +267,11 @@ pub(super) async fn insert(
             chunk.len(),
             " ON CONFLICT DO NOTHING",
         );
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
-        for (subject, id) in chunk {
-            q = q.bind(*subject).bind(id);
-        }
-        q.execute(&mut *tx).await?;
+        let params: Vec<Param> = chunk
+            .iter()
+            .flat_map(|(subject, id)| args![*subject, id.as_str()])
+            .collect();
+        tx.execute(&sql, &params).await?;
     }
     // Deliveries and approvals set the transfer's status, together; the last in the batch wins,
     // as it would one by one.
@@ -289,32 +289,32 @@ pub(super) async fn insert(
              FROM (VALUES {}) AS v WHERE transfers.transfer_id = v.column1",
             values(dialect, 4, chunk.len())
         );
-        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(e.transfer_id.to_string())
-                .bind(e.status.as_str())
-                .bind(&e.reason_code)
-                .bind(micros(e.at));
-        }
-        q.execute(&mut *tx).await?;
+        let params: Vec<Param> = chunk
+            .iter()
+            .flat_map(|e| {
+                args![
+                    e.transfer_id.to_string(),
+                    e.status.as_str(),
+                    &e.reason_code,
+                    micros(e.at),
+                ]
+            })
+            .collect();
+        tx.execute(&sql, &params).await?;
     }
     for row in rows {
         let e = row.event;
         let update = match e.kind {
-            EventKind::Review => sqlx::query(
-                "UPDATE transfers SET reviewed_at_us = $1 WHERE transfer_id = $2 AND reviewed_at_us IS NULL",
-            ),
-            EventKind::Notification => sqlx::query(
+            EventKind::Review => {
+                "UPDATE transfers SET reviewed_at_us = $1 WHERE transfer_id = $2 AND reviewed_at_us IS NULL"
+            }
+            EventKind::Notification => {
                 "UPDATE transfers SET subject_informed_at_us = $1 WHERE transfer_id = $2 \
-                 AND subject_informed_at_us IS NULL",
-            ),
+                 AND subject_informed_at_us IS NULL"
+            }
             _ => continue,
         };
-        update
-            .bind(micros(e.at))
-            .bind(e.transfer_id.to_string())
-            .execute(&mut *tx)
+        tx.execute(update, &args![micros(e.at), e.transfer_id.to_string()])
             .await?;
     }
     Ok(())
@@ -322,8 +322,30 @@ pub(super) async fn insert(
 
 #[cfg(test)]
 mod tests {
-    use super::multi_row_insert;
+    use super::{delivered_sql, multi_row_insert};
     use crate::ledger::sql::sync::Dialect;
+
+    /// The plan SQLite makes for `sql` on a migrated ledger.
+    fn plan(sql: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(crate::ledger::sql::SqlLedger::sqlite(&path)).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = statement.query_map((), |row| row.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn deliveries_find_their_outbox_entries_by_key_not_by_scanning_the_backlog() {
+        let sql = delivered_sql(Dialect::Sqlite, 3).replacen('?', "'a'", 3);
+        let plan = plan(&sql);
+        assert!(plan.contains("sqlite_autoindex_outbox_1"), "{plan}");
+    }
 
     #[test]
     fn multi_row_insert_numbers_parameters_row_by_row() {

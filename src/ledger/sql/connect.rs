@@ -4,13 +4,50 @@
 use std::path::Path;
 use std::time::Duration;
 
+use sqlx::AnyPool;
 use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
 
-use super::{Dialect, SqlLedger};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use super::writer::Writer;
+use super::{Dialect, SqlLedger, direct};
+use crate::ledger::Chain;
 use crate::ledger::LedgerError;
 
 impl SqlLedger {
+    /// PostgreSQL: the writer works in pool transactions.
+    pub(super) fn start(pool: AnyPool, dialect: Dialect) -> Self {
+        let chain = Arc::new(Mutex::new(Chain::default()));
+        let writer = Writer::spawn(pool.clone(), dialect, chain.clone());
+        Self {
+            pool,
+            dialect,
+            chain,
+            writer,
+            direct: None,
+        }
+    }
+
+    /// SQLite: the writer owns a connection of its own; long reads go straight to the file.
+    pub(super) fn start_sqlite(
+        pool: AnyPool,
+        writer: rusqlite::Connection,
+        direct: direct::DirectReader,
+    ) -> Result<Self, LedgerError> {
+        let chain = Arc::new(Mutex::new(Chain::default()));
+        let writer = Writer::spawn_owning(writer, chain.clone())?;
+        Ok(Self {
+            pool,
+            dialect: Dialect::Sqlite,
+            chain,
+            writer,
+            direct: Some(direct),
+        })
+    }
+
     /// `sqlite://PATH` or `postgres://…` (`postgresql://…`).
     pub async fn open(database_url: &str) -> Result<Self, LedgerError> {
         if let Some(path) = database_url.strip_prefix("sqlite://") {
@@ -68,11 +105,8 @@ impl SqlLedger {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self::start(
-            pool,
-            Dialect::Sqlite,
-            Some(super::direct::DirectReader::new(path)),
-        ))
+        let writer = super::exec::open_writer(&path)?;
+        Self::start_sqlite(pool, writer, super::direct::DirectReader::new(path))
     }
 
     /// A PostgreSQL ledger. Migrations run under sqlx's advisory lock, so gateways starting
@@ -85,6 +119,6 @@ impl SqlLedger {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self::start(pool, Dialect::Postgres, None))
+        Ok(Self::start(pool, Dialect::Postgres))
     }
 }

@@ -63,18 +63,7 @@ impl DirectReader {
 
     /// Up to `limit` entries after `after`, in order.
     pub(super) async fn raw_after(&self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {
-        self.read(move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {RAW_COLUMNS} FROM ledger_entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-            ))?;
-            let mut rows = statement.query((after, i64::from(limit)))?;
-            let mut page = Vec::with_capacity(limit as usize);
-            while let Some(row) = rows.next()? {
-                page.push(raw_entry(row)?);
-            }
-            Ok(page)
-        })
-        .await
+        self.read(move |conn| raw_after(conn, after, limit)).await
     }
 
     /// A page of listings (see [`listing_sql`]).
@@ -169,6 +158,19 @@ fn raw_entry(row: &rusqlite::Row<'_>) -> Result<RawEntry, LedgerError> {
             _ => i64::MIN,
         },
     })
+}
+
+/// Up to `limit` entries after `after`, in order (also the writer's catch-up on SQLite).
+pub(super) fn raw_after(conn: &Connection, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {RAW_COLUMNS} FROM ledger_entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let mut rows = statement.query((after, i64::from(limit)))?;
+    let mut page = Vec::with_capacity(limit.min(10_000) as usize);
+    while let Some(row) = rows.next()? {
+        page.push(raw_entry(row)?);
+    }
+    Ok(page)
 }
 
 /// Column `i` as a blob; of any other type, as an empty one (which no entry or hash is).

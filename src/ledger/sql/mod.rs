@@ -20,6 +20,7 @@ mod checkpoints;
 mod connect;
 mod cosignatures;
 mod direct;
+mod exec;
 mod keys;
 mod outbox;
 mod reports;
@@ -31,7 +32,7 @@ mod writer;
 use self::rows::{ListingParams, TRANSFER_COLUMNS, listing_sql, record_from_row};
 pub use self::sessions::{SessionStore, StoredSession};
 pub use self::sync::Dialect;
-use self::sync::{RAW_COLUMNS, catch_up, check_head, corrupt, entry_from_row, raw_after, raw_from_row, uuid};
+use self::sync::{RAW_COLUMNS, corrupt, entry_from_row, raw_after, raw_from_row, uuid};
 use self::writer::{Effect, Writer};
 use super::{
     Chain, Claim, Counts, Enqueue, Entry, Event, FollowUp, Hash, HistoryItem, IdempotencyKey, IdempotentOriginal,
@@ -56,18 +57,6 @@ pub struct SqlLedger {
 }
 
 impl SqlLedger {
-    fn start(pool: AnyPool, dialect: Dialect, direct: Option<direct::DirectReader>) -> Self {
-        let chain = Arc::new(Mutex::new(Chain::default()));
-        let writer = Writer::spawn(pool.clone(), dialect, chain.clone());
-        Self {
-            pool,
-            dialect,
-            chain,
-            writer,
-            direct,
-        }
-    }
-
     /// `{select} WHERE transfer_id IN (…){tail}` for these transfers.
     async fn rows_about(&self, select: &str, transfer_ids: &[Uuid], tail: &str) -> Result<Vec<AnyRow>, LedgerError> {
         if transfer_ids.is_empty() {
@@ -102,11 +91,9 @@ impl SqlLedger {
     }
 
     async fn chain(&self) -> Result<tokio::sync::MutexGuard<'_, Chain>, LedgerError> {
-        let mut chain = self.chain.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        check_head(&mut conn, &chain).await?;
-        catch_up(&mut conn, self.dialect, &mut chain).await?;
-        Ok(chain)
+        // The writer checks the head and takes in other gateways' entries, on its connection.
+        self.writer.sync().await?;
+        Ok(self.chain.lock().await)
     }
 }
 
@@ -156,7 +143,7 @@ impl Ledger for SqlLedger {
     }
 
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<OutboxItem>, LedgerError> {
-        self.outbox_claim_due(claim).await
+        self.writer.claim(claim.into()).await
     }
 
     async fn unrouted(&self, configured: &[&str], limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {
@@ -573,7 +560,7 @@ impl Ledger for SqlLedger {
             return direct.raw_after(after, limit).await;
         }
         let mut conn = self.pool.acquire().await?;
-        raw_after(&mut conn, self.dialect, after, limit).await
+        raw_after(&mut conn, after, limit).await
     }
 }
 

@@ -6,68 +6,17 @@ use jiff::Timestamp;
 use sqlx::Row;
 
 use super::SqlLedger;
-use super::sync::{Dialect, timestamp, uuid};
+use super::exec::{Exec, Param, Value, args};
+use super::sync::{Dialect, corrupt, timestamp, uuid};
 use crate::ledger::{Claim, LedgerError, OutboxItem, OutboxState, micros};
 
 impl SqlLedger {
     pub(super) async fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM outbox \
                  WHERE state = 'pending' AND next_attempt_at_us <= $1 ORDER BY next_attempt_at_us LIMIT $2"
-        ))
-        .bind(micros(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(item_from_row).collect()
-    }
-
-    pub(super) async fn outbox_claim_due(&self, claim: &Claim<'_>) -> Result<Vec<OutboxItem>, LedgerError> {
-        let lease = i64::try_from(claim.lease.as_micros()).unwrap_or(i64::MAX);
-        let now = micros(claim.now);
-        // The entries are picked once, in a common table expression (PostgreSQL may run a
-        // LIMIT subquery inside UPDATE … IN (…) more than once, and so claim more than asked);
-        // the update checks the conditions again on the row it finally sees, so on PostgreSQL
-        // a row another gateway claimed meanwhile (its lease now in the future) is left out, and
-        // SKIP LOCKED lets each gateway pick rows the other is not taking. SQLite runs the whole
-        // statement under its write lock.
-        // On SQLite the update finds the picked rows by their key: the unary `+` keeps its
-        // planner from walking the due index over the whole backlog instead.
-        let (skip_locked, plus) = match self.dialect {
-            Dialect::Postgres => (" FOR UPDATE SKIP LOCKED", ""),
-            Dialect::Sqlite => ("", "+"),
-        };
-        let sql = format!(
-            "WITH picked AS (SELECT transfer_id FROM outbox \
-             WHERE state = 'pending' AND destination = $4 AND next_attempt_at_us <= $3 \
-             ORDER BY next_attempt_at_us LIMIT $5{skip_locked}) \
-             UPDATE outbox SET attempts = attempts + 1, next_attempt_at_us = $1, claimed_by = $2, claimed_at_us = $3 \
-             WHERE {plus}state = 'pending' AND {plus}destination = $4 AND {plus}next_attempt_at_us <= $3 \
-             AND transfer_id IN (SELECT transfer_id FROM picked) \
-             RETURNING {ITEM_COLUMNS}"
         );
-        // In-process, a claim waits for the writer's transaction rather than meeting SQLite's
-        // write lock, whose busy handler sleeps for milliseconds at a time.
-        let _writer = match self.dialect {
-            Dialect::Sqlite => Some(self.chain.lock().await),
-            Dialect::Postgres => None,
-        };
-        let rows = sqlx::query(&sql)
-            .bind(now.saturating_add(lease))
-            .bind(claim.gateway_id)
-            .bind(now)
-            .bind(claim.destination)
-            .bind(i64::from(claim.limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut items = rows.iter().map(item_from_row).collect::<Result<Vec<_>, _>>()?;
-        for item in &mut items {
-            // The attempts it had before this claim.
-            item.attempts = item.attempts.saturating_sub(1);
-        }
-        // RETURNING gives no order; attempts go out oldest first.
-        items.sort_by_key(|i| i.created_at);
-        Ok(items)
+        self.items(&sql, &args![micros(now), i64::from(limit)]).await
     }
 
     pub(super) async fn outbox_unrouted(
@@ -84,12 +33,9 @@ impl SqlLedger {
         };
         let sql =
             format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE state = 'pending'{known} ORDER BY created_at_us LIMIT $1");
-        let mut q = sqlx::query(&sql).bind(i64::from(limit));
-        for d in configured {
-            q = q.bind(*d);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(item_from_row).collect()
+        let mut params = vec![Param::from(i64::from(limit))];
+        params.extend(configured.iter().map(|d| Param::from(*d)));
+        self.items(&sql, &params).await
     }
 
     pub(super) async fn outbox_release_leases(&self, gateway_id: &str, now: Timestamp) -> Result<u64, LedgerError> {
@@ -120,16 +66,21 @@ impl SqlLedger {
         before: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, LedgerError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM outbox WHERE state = $1 AND created_at_us <= $2 \
                  ORDER BY created_at_us LIMIT $3"
-        ))
-        .bind(state.as_str())
-        .bind(micros(before))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(item_from_row).collect()
+        );
+        self.items(&sql, &args![state.as_str(), micros(before), i64::from(limit)])
+            .await
+    }
+
+    async fn items(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<OutboxItem>, LedgerError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.fetch(sql, params)
+            .await?
+            .into_iter()
+            .map(item_from_values)
+            .collect()
     }
 }
 
@@ -137,16 +88,106 @@ impl SqlLedger {
 const ITEM_COLUMNS: &str =
     "transfer_id, destination, agreement_id, message_type, sender_system, recipient, body, attempts, created_at_us";
 
-fn item_from_row(r: &sqlx::any::AnyRow) -> Result<OutboxItem, LedgerError> {
+fn item_from_values(row: Vec<Value>) -> Result<OutboxItem, LedgerError> {
+    let Ok::<[Value; 9], _>(
+        [
+            transfer_id,
+            destination,
+            agreement_id,
+            message_type,
+            sender_system,
+            recipient,
+            body,
+            attempts,
+            created_at,
+        ],
+    ) = row.try_into()
+    else {
+        return Err(corrupt(0, "an outbox row"));
+    };
+    let text = |v: Value, what| v.into_text().ok_or_else(|| corrupt(0, what));
     Ok(OutboxItem {
-        transfer_id: uuid(0, &r.try_get::<String, _>("transfer_id")?)?,
-        destination: r.try_get("destination")?,
-        agreement_id: r.try_get("agreement_id")?,
-        message_type: r.try_get("message_type")?,
-        sender_system: r.try_get("sender_system")?,
-        recipient: r.try_get("recipient")?,
-        body: r.try_get("body")?,
-        attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-        created_at: timestamp(0, r.try_get("created_at_us")?)?,
+        transfer_id: uuid(0, &text(transfer_id, "outbox transfer_id")?)?,
+        destination: text(destination, "outbox destination")?,
+        agreement_id: text(agreement_id, "outbox agreement_id")?,
+        message_type: text(message_type, "outbox message_type")?,
+        sender_system: text(sender_system, "outbox sender_system")?,
+        recipient: recipient.into_text(),
+        body: body.into_blob().ok_or_else(|| corrupt(0, "outbox body"))?,
+        attempts: u32::try_from(attempts.int().ok_or_else(|| corrupt(0, "outbox attempts"))?).unwrap_or(u32::MAX),
+        created_at: timestamp(0, created_at.int().ok_or_else(|| corrupt(0, "outbox created_at_us"))?)?,
     })
+}
+
+/// Claims due entries for one destination (see [`Ledger::claim_due`]), in the writer's
+/// transaction: under SQLite's write lock, or PostgreSQL's with `SKIP LOCKED`.
+pub(super) async fn claim_due(
+    tx: &mut impl Exec,
+    dialect: Dialect,
+    claim: &OwnedClaim,
+) -> Result<Vec<OutboxItem>, LedgerError> {
+    let lease = i64::try_from(claim.lease.as_micros()).unwrap_or(i64::MAX);
+    let now = micros(claim.now);
+    // The entries are picked once, in a common table expression (PostgreSQL may run a
+    // LIMIT subquery inside UPDATE … IN (…) more than once, and so claim more than asked);
+    // the update checks the conditions again on the row it finally sees, so on PostgreSQL
+    // a row another gateway claimed meanwhile (its lease now in the future) is left out, and
+    // SKIP LOCKED lets each gateway pick rows the other is not taking. SQLite runs the whole
+    // statement under its write lock.
+    // On SQLite the update finds the picked rows by their key: the unary `+` keeps its
+    // planner from walking the due index over the whole backlog instead.
+    let (skip_locked, plus) = match dialect {
+        Dialect::Postgres => (" FOR UPDATE SKIP LOCKED", ""),
+        Dialect::Sqlite => ("", "+"),
+    };
+    let sql = format!(
+        "WITH picked AS (SELECT transfer_id FROM outbox \
+         WHERE state = 'pending' AND destination = $4 AND next_attempt_at_us <= $3 \
+         ORDER BY next_attempt_at_us LIMIT $5{skip_locked}) \
+         UPDATE outbox SET attempts = attempts + 1, next_attempt_at_us = $1, claimed_by = $2, claimed_at_us = $3 \
+         WHERE {plus}state = 'pending' AND {plus}destination = $4 AND {plus}next_attempt_at_us <= $3 \
+         AND transfer_id IN (SELECT transfer_id FROM picked) \
+         RETURNING {ITEM_COLUMNS}"
+    );
+    let params = args![
+        now.saturating_add(lease),
+        claim.gateway_id.as_str(),
+        now,
+        claim.destination.as_str(),
+        i64::from(claim.limit),
+    ];
+    let mut items = tx
+        .fetch(&sql, &params)
+        .await?
+        .into_iter()
+        .map(item_from_values)
+        .collect::<Result<Vec<_>, _>>()?;
+    for item in &mut items {
+        // The attempts it had before this claim.
+        item.attempts = item.attempts.saturating_sub(1);
+    }
+    // RETURNING gives no order; attempts go out oldest first.
+    items.sort_by_key(|i| i.created_at);
+    Ok(items)
+}
+
+/// A claim as the writer takes it.
+pub(super) struct OwnedClaim {
+    pub(super) destination: String,
+    pub(super) limit: u32,
+    pub(super) now: Timestamp,
+    pub(super) lease: std::time::Duration,
+    pub(super) gateway_id: String,
+}
+
+impl From<&Claim<'_>> for OwnedClaim {
+    fn from(c: &Claim<'_>) -> Self {
+        Self {
+            destination: c.destination.to_owned(),
+            limit: c.limit,
+            now: c.now,
+            lease: c.lease,
+            gateway_id: c.gateway_id.to_owned(),
+        }
+    }
 }

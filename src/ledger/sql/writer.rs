@@ -17,19 +17,18 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use sqlx::{AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::batch::{Row, accepted_together, delivered_together, insert, insert_outbox};
+use super::exec::{Exec, Transact, Value, args, refuses_the_write};
+use super::outbox::{OwnedClaim, claim_due};
 use super::sync::{Dialect, catch_up, check_head};
 use crate::ledger::{
-    Chain, Enqueue, Entry, Event, EventKind, Hash, IdempotencyKey, LedgerError, Receipt, merkle, micros,
+    Chain, Enqueue, Entry, Event, EventKind, Hash, IdempotencyKey, LedgerError, OutboxItem, Receipt, merkle, micros,
 };
 
-/// The most writes one transaction takes.
+/// The most requests one transaction takes.
 const MAX_BATCH: usize = 512;
-/// PostgreSQL advisory lock key for appends: "isa-ledg".
-const APPEND_LOCK: i64 = 0x6973_612d_6c65_6467;
 
 /// What a write does besides appending its entry.
 pub(super) enum Effect {
@@ -63,6 +62,7 @@ pub(super) enum Effect {
 }
 
 type Reply = Result<Option<Receipt>, LedgerError>;
+type Claimed = Result<Vec<OutboxItem>, LedgerError>;
 
 pub(super) struct Queued {
     pub(super) event: Event,
@@ -70,26 +70,56 @@ pub(super) struct Queued {
     reply: oneshot::Sender<Reply>,
 }
 
+/// What the writer is asked to do. (Mostly writes, each passed on once: not boxed.)
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Write(Queued),
+    /// Claim due outbox entries, in the batch's transaction (one commit with the writes).
+    Claim(OwnedClaim, oneshot::Sender<Claimed>),
+    /// Bring the chain up to date with every committed entry (any process's).
+    Sync(oneshot::Sender<Result<(), LedgerError>>),
+}
+
 pub(super) struct Writer {
-    queue: mpsc::Sender<Queued>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl Writer {
-    /// Starts the writer task; it ends when the `Writer` is dropped.
-    pub(super) fn spawn(pool: AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) -> Self {
-        let (queue, requests) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(requests, pool, dialect, chain));
+    /// Starts the writer on sqlx's pool (PostgreSQL); it ends when the `Writer` is dropped.
+    pub(super) fn spawn(pool: sqlx::AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) -> Self {
+        let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(jobs, super::exec::PoolTx::new(pool, dialect), dialect, chain));
         Self { queue }
+    }
+
+    /// Starts the writer on a thread of its own that owns `conn` (SQLite); it ends when the
+    /// `Writer` is dropped.
+    pub(super) fn spawn_owning(conn: rusqlite::Connection, chain: Arc<Mutex<Chain>>) -> Result<Self, LedgerError> {
+        let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
+        // Its futures never wait on IO (rusqlite blocks this thread), only for the next job or
+        // the chain's lock.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| LedgerError::Interrupted(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || runtime.block_on(run(jobs, conn, Dialect::Sqlite, chain)))
+            .map_err(|e| LedgerError::Interrupted(e.to_string()))?;
+        Ok(Self { queue })
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Job) -> Result<T, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(job(reply))
+            .await
+            .map_err(|_| LedgerError::WriterStopped)?;
+        answer.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
     /// Records `event` with `op`; `None` if the op did not apply (nothing was recorded).
     pub(super) async fn submit(&self, event: Event, op: Effect) -> Reply {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Queued { event, op, reply })
-            .await
-            .map_err(|_| LedgerError::WriterStopped)?;
-        answer.await.map_err(|_| LedgerError::WriterStopped)?
+        self.ask(|reply| Job::Write(Queued { event, op, reply })).await
     }
 
     /// Records `event` with an op that always applies.
@@ -99,47 +129,102 @@ impl Writer {
             what: "an unconditional write did not apply".into(),
         })
     }
+
+    /// Claims due outbox entries (committed before this returns).
+    pub(super) async fn claim(&self, claim: OwnedClaim) -> Claimed {
+        self.ask(|reply| Job::Claim(claim, reply)).await
+    }
+
+    /// Brings the chain up to date with every entry committed before this call.
+    pub(super) async fn sync(&self) -> Result<(), LedgerError> {
+        self.ask(Job::Sync).await
+    }
 }
 
-async fn run(mut requests: mpsc::Receiver<Queued>, pool: AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) {
+async fn run(mut jobs: mpsc::Receiver<Job>, mut conn: impl Transact, dialect: Dialect, chain: Arc<Mutex<Chain>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = std::time::Instant::now();
-        let replies = match commit(&pool, dialect, &chain, &batch).await {
-            Ok(replies) => replies,
-            Err(Failed::Write(e)) if batch.len() == 1 => vec![Err(e)],
+        let (mut writes, mut claims, mut syncs) = (Vec::new(), Vec::new(), Vec::new());
+        for job in batch.drain(..) {
+            match job {
+                Job::Write(w) => writes.push(w),
+                Job::Claim(c, reply) => claims.push((c, reply)),
+                Job::Sync(reply) => syncs.push(reply),
+            }
+        }
+        let asked: Vec<&OwnedClaim> = claims.iter().map(|(c, _)| c).collect();
+        let (replies, claimed, synced) = match commit(&mut conn, dialect, &chain, &writes, &asked).await {
+            Ok((replies, claimed)) => (replies, claimed, Ok(())),
+            Err(Failed::Write(e)) if writes.len() + claims.len() == 1 => match writes.is_empty() {
+                true => (Vec::new(), vec![Err(e)], Ok(())),
+                false => (vec![Err(e)], Vec::new(), Ok(())),
+            },
             Err(Failed::Write(e)) => {
-                tracing::warn!(error = %e, writes = batch.len(), "a write in a ledger batch failed; recording them one by one");
-                let mut replies = Vec::with_capacity(batch.len());
-                for request in &batch {
-                    replies.push(
-                        match commit(&pool, dialect, &chain, std::slice::from_ref(request)).await {
-                            Ok(mut r) => r.pop().unwrap_or(Err(LedgerError::WriterStopped)),
-                            Err(Failed::Write(e)) => Err(e),
-                            Err(Failed::Batch(why)) => Err(LedgerError::Unrecorded(why)),
-                        },
-                    );
-                }
-                replies
+                tracing::warn!(error = %e, writes = writes.len(), "a write in a ledger batch failed; recording them one by one");
+                one_by_one(&mut conn, dialect, &chain, &writes, &asked).await
             }
             Err(Failed::Batch(why)) => {
-                tracing::error!(error = %why, writes = batch.len(), "ledger batch not recorded");
-                batch
-                    .iter()
-                    .map(|_| Err(LedgerError::Unrecorded(why.clone())))
-                    .collect()
+                tracing::error!(error = %why, writes = writes.len(), "ledger batch not recorded");
+                let failed = || LedgerError::Unrecorded(why.clone());
+                (
+                    writes.iter().map(|_| Err(failed())).collect(),
+                    claims.iter().map(|_| Err(failed())).collect(),
+                    Err(why.clone()),
+                )
             }
         };
         tracing::debug!(
-            writes = batch.len(),
+            writes = writes.len(),
+            claims = claims.len(),
             micros = started.elapsed().as_micros() as u64,
             "ledger batch"
         );
-        for (request, reply) in batch.drain(..).zip(replies) {
-            // A caller that went away still has its write recorded.
+        // A caller that went away still has its write recorded (and a claim's lease runs out).
+        for (request, reply) in writes.into_iter().zip(replies) {
             let _ = request.reply.send(reply);
         }
+        for ((_, reply), items) in claims.into_iter().zip(claimed) {
+            let _ = reply.send(items);
+        }
+        for reply in syncs {
+            let _ = reply.send(synced.clone().map_err(LedgerError::Unrecorded));
+        }
     }
+}
+
+/// After a write in a batch was refused: each write, then the claims, in a transaction of
+/// its own, so that the refused write fails alone.
+async fn one_by_one(
+    conn: &mut impl Transact,
+    dialect: Dialect,
+    chain: &Mutex<Chain>,
+    writes: &[Queued],
+    claims: &[&OwnedClaim],
+) -> (Vec<Reply>, Vec<Claimed>, Result<(), String>) {
+    let mut replies = Vec::with_capacity(writes.len());
+    for request in writes {
+        replies.push(
+            match commit(conn, dialect, chain, std::slice::from_ref(request), &[]).await {
+                Ok((mut r, _)) => r.pop().unwrap_or(Err(LedgerError::WriterStopped)),
+                Err(Failed::Write(e)) => Err(e),
+                Err(Failed::Batch(why)) => Err(LedgerError::Unrecorded(why)),
+            },
+        );
+    }
+    let claimed = match commit(conn, dialect, chain, &[], claims).await {
+        Ok((_, claimed)) => claimed,
+        Err(Failed::Write(e)) => unrecorded(claims, &e.to_string()),
+        Err(Failed::Batch(why)) => unrecorded(claims, &why),
+    };
+    (replies, claimed, Ok(()))
+}
+
+fn unrecorded(claims: &[&OwnedClaim], why: &str) -> Vec<Claimed> {
+    claims
+        .iter()
+        .map(|_| Err(LedgerError::Unrecorded(why.to_owned())))
+        .collect()
 }
 
 /// Why a batch was not recorded (nothing of it was).
@@ -161,60 +246,71 @@ fn whole(e: impl Into<LedgerError>) -> Failed {
 /// A statement's failure: the write's own (the database refused it) or the batch's (anything
 /// else, such as a lost connection).
 fn statement(e: LedgerError) -> Failed {
-    match &e {
-        LedgerError::Database(sqlx::Error::Database(d)) if refuses_the_write(d.as_ref()) => Failed::Write(e),
-        _ => whole(e),
+    if refuses_the_write(&e) {
+        Failed::Write(e)
+    } else {
+        whole(e)
     }
 }
 
-/// The database refused this write's data (a constraint, or a value it cannot store), not the
-/// transaction: a lock timeout, a shutdown or a read-only server fails the whole batch.
-fn refuses_the_write(d: &dyn sqlx::error::DatabaseError) -> bool {
-    d.kind() != sqlx::error::ErrorKind::Other || d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
-}
-
-/// Writes `batch` in one transaction and commits; then advances the chain. Returns one reply
-/// per request, in order.
+/// Writes `batch` and makes `claims` in one transaction and commits; then advances the chain.
+/// Returns one reply per write and one per claim, in order. Any failure rolls back all of it.
 async fn commit(
-    pool: &AnyPool,
+    conn: &mut impl Transact,
     dialect: Dialect,
     chain: &Mutex<Chain>,
     batch: &[Queued],
-) -> Result<Vec<Reply>, Failed> {
+    claims: &[&OwnedClaim],
+) -> Result<(Vec<Reply>, Vec<Claimed>), Failed> {
     let mut chain = chain.lock().await;
-    let mut tx = match dialect {
-        Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await.map_err(whole)?,
-        Dialect::Postgres => {
-            // Read committed: each statement sees what committed before it, so after the lock
-            // the catch-up below sees every other gateway's entries.
-            let mut tx = pool
-                .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-                .await
-                .map_err(whole)?;
-            tx.execute("SET LOCAL lock_timeout = '30s'").await.map_err(whole)?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(APPEND_LOCK)
-                .execute(&mut *tx)
-                .await
-                .map_err(whole)?;
-            tx
+    conn.begin(!batch.is_empty() || !claims.is_empty())
+        .await
+        .map_err(whole)?;
+    let written = write(conn, dialect, &mut chain, batch, claims).await;
+    let rows = match written {
+        Ok(rows) => rows,
+        Err(failed) => {
+            conn.rollback().await;
+            return Err(failed);
         }
     };
+    let (replies, claimed, rows) = rows;
+    if let Err(e) = conn.commit().await {
+        conn.rollback().await;
+        return Err(Failed::Batch(format!("the commit was not confirmed: {e}")));
+    }
+    for (seq, hash, leaf, agreement_id, at) in rows {
+        chain.append(seq, hash, leaf, &agreement_id, at);
+    }
+    Ok((replies, claimed))
+}
+
+/// An appended entry, for the chain once committed: seq, hash, Merkle leaf, agreement, time.
+type Appended = (i64, Hash, Hash, String, i64);
+
+/// The batch's statements, inside its transaction.
+async fn write(
+    tx: &mut impl Exec,
+    dialect: Dialect,
+    chain: &mut Chain,
+    batch: &[Queued],
+    claims: &[&OwnedClaim],
+) -> Result<(Vec<Reply>, Vec<Claimed>, Vec<Appended>), Failed> {
     // The head this gateway holds must still be the database's (a restore or failover may have
     // lost it); then take in what other gateways appended, each linked to the one before.
-    check_head(&mut tx, &chain).await.map_err(whole)?;
-    catch_up(&mut tx, dialect, &mut chain).await.map_err(whole)?;
+    check_head(tx, chain).await.map_err(whole)?;
+    catch_up(tx, chain).await.map_err(whole)?;
     let (mut seq, mut prev) = (chain.seq, chain.hash);
     let mut rows = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
-    let delivered = delivered_together(&mut tx, dialect, batch).await.map_err(statement)?;
-    let accepted = accepted_together(&mut tx, dialect, batch).await.map_err(statement)?;
+    let delivered = delivered_together(tx, dialect, batch).await.map_err(statement)?;
+    let accepted = accepted_together(tx, dialect, batch).await.map_err(statement)?;
     for (i, request) in batch.iter().enumerate() {
         let next = seq + 1;
         let applied = match delivered.get(&i) {
             Some(&applied) => Ok(applied),
             None if accepted.contains(&i) => Ok(true),
-            None => apply(&mut tx, dialect, next, &request.event, &request.op)
+            None => apply(tx, dialect, next, &request.event, &request.op)
                 .await
                 .map_err(statement)?,
         };
@@ -235,33 +331,39 @@ async fn commit(
             Err(refused) => replies.push(Err(refused)),
         }
     }
-    insert(&mut tx, dialect, &rows).await.map_err(statement)?;
-    tx.commit()
-        .await
-        .map_err(|e| Failed::Batch(format!("the commit was not confirmed: {e}")))?;
-    for row in &rows {
-        chain.append(
-            row.seq,
-            row.hash,
-            merkle::leaf_hash(&row.bytes),
-            &row.event.agreement_id,
-            crate::ledger::micros(row.event.at),
-        );
+    insert(tx, dialect, &rows).await.map_err(statement)?;
+    // Claims after the writes: a transfer accepted in this batch can be claimed in it.
+    let mut claimed = Vec::with_capacity(claims.len());
+    for claim in claims {
+        claimed.push(Ok(claim_due(tx, dialect, claim).await.map_err(statement)?));
     }
-    Ok(replies)
+    let appended = rows
+        .iter()
+        .map(|row| {
+            (
+                row.seq,
+                row.hash,
+                merkle::leaf_hash(&row.bytes),
+                row.event.agreement_id.clone(),
+                micros(row.event.at),
+            )
+        })
+        .collect();
+    Ok((replies, claimed, appended))
 }
 
 /// Checks a write's precondition and makes its changes besides the entry. `Ok(false)`: it does
 /// not apply; `Err` inside: it is refused (an idempotency key already bound). Nothing is
 /// changed in either case.
 async fn apply(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut impl Exec,
     dialect: Dialect,
     seq: i64,
     event: &Event,
     op: &Effect,
 ) -> Result<Result<bool, LedgerError>, LedgerError> {
     let id = event.transfer_id.to_string();
+    let id = id.as_str();
     let changed = |n: u64| Ok(n > 0);
     match op {
         Effect::Append => Ok(Ok(true)),
@@ -270,18 +372,15 @@ async fn apply(
             if enqueue.held
                 && let Some(quota) = enqueue.held_quota
             {
-                let per_agreement: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'held' AND agreement_id = $1")
-                        .bind(&event.agreement_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let per_user: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM outbox WHERE state = 'held' AND agreement_id = $1 AND held_by = $2",
-                )
-                .bind(&event.agreement_id)
-                .bind(event.user_sub.as_deref().unwrap_or_default())
-                .fetch_one(&mut *tx)
-                .await?;
+                let counts = tx
+                    .fetch(
+                        "SELECT COUNT(*), COUNT(CASE WHEN held_by = $2 THEN 1 END) FROM outbox \
+                         WHERE state = 'held' AND agreement_id = $1",
+                        &args![&event.agreement_id, event.user_sub.as_deref().unwrap_or_default()],
+                    )
+                    .await?;
+                let count = |i: usize| counts.first().and_then(|row| row.get(i)).and_then(Value::int);
+                let (per_agreement, per_user) = (count(0).unwrap_or(i64::MAX), count(1).unwrap_or(i64::MAX));
                 if u64::try_from(per_agreement).unwrap_or(u64::MAX) >= quota.per_agreement
                     || u64::try_from(per_user).unwrap_or(u64::MAX) >= quota.per_user
                 {
@@ -289,18 +388,14 @@ async fn apply(
                 }
             }
             if let Some(k) = key {
-                let bound = sqlx::query(
-                    "INSERT INTO idempotency_keys (sender_system, idempotency_key, request_sha256, transfer_id, \
+                let bound = tx
+                    .execute(
+                        "INSERT INTO idempotency_keys (sender_system, idempotency_key, request_sha256, transfer_id, \
                      ledger_seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                )
-                .bind(&k.system)
-                .bind(&k.key)
-                .bind(&k.request_sha256)
-                .bind(&id)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-                if bound.rows_affected() == 0 {
+                        &args![&k.system, &k.key, &k.request_sha256, id, seq],
+                    )
+                    .await?;
+                if bound == 0 {
                     return Ok(Err(LedgerError::IdempotencyKeyTaken));
                 }
             }
@@ -308,85 +403,75 @@ async fn apply(
             Ok(Ok(true))
         }
         Effect::AttemptFailed { attempts, next_attempt } => {
-            sqlx::query(
-                // Only while this attempt's claim is the latest: a gateway whose lease ran out does
-                // not undo a newer claim (the event still records its failure).
+            // Only while this attempt's claim is the latest: a gateway whose lease ran out does
+            // not undo a newer claim (the event still records its failure).
+            tx.execute(
                 "UPDATE outbox SET attempts = $1, next_attempt_at_us = $2, last_error = $3 WHERE transfer_id = $4 \
                  AND state = 'pending' AND attempts = $1",
+                &args![i64::from(*attempts), micros(*next_attempt), &event.detail, id],
             )
-            .bind(i64::from(*attempts))
-            .bind(micros(*next_attempt))
-            .bind(&event.detail)
-            .bind(&id)
-            .execute(&mut *tx)
             .await?;
             Ok(Ok(true))
         }
         Effect::Delivered { remote } => {
-            let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'pending'")
-                .bind(&id)
-                .execute(&mut *tx)
+            let removed = tx
+                .execute(
+                    "DELETE FROM outbox WHERE transfer_id = $1 AND state = 'pending'",
+                    &args![id],
+                )
                 .await?;
-            if removed.rows_affected() == 0 {
+            if removed == 0 {
                 return Ok(Ok(false));
             }
             if let Some((destination, remote_ref)) = remote {
-                sqlx::query(
+                tx.execute(
                     "INSERT INTO delivery_refs (destination, remote_ref, transfer_id) VALUES ($1, $2, $3) \
                      ON CONFLICT (destination, remote_ref) DO UPDATE SET transfer_id = excluded.transfer_id",
+                    &args![destination, remote_ref, id],
                 )
-                .bind(destination)
-                .bind(remote_ref)
-                .bind(&id)
-                .execute(&mut *tx)
                 .await?;
             }
             Ok(Ok(true))
         }
         Effect::DeadLetter => {
-            sqlx::query(
+            tx.execute(
                 "UPDATE outbox SET state = 'dead', last_error = $1 WHERE transfer_id = $2 AND state = 'pending'",
+                &args![&event.detail, id],
             )
-            .bind(&event.detail)
-            .bind(&id)
-            .execute(&mut *tx)
             .await?;
             Ok(Ok(true))
         }
         Effect::Release => {
-            let released = sqlx::query(
-                "UPDATE outbox SET state = 'pending', next_attempt_at_us = $1 WHERE transfer_id = $2 AND state = 'held'",
-            )
-            .bind(micros(event.at))
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            Ok(changed(released.rows_affected()))
+            let released = tx.execute("UPDATE outbox SET state = 'pending', next_attempt_at_us = $1 WHERE transfer_id = $2 AND state = 'held'", &args![micros(event.at), id]).await?;
+            Ok(changed(released))
         }
         Effect::Requeue => {
-            let requeued = sqlx::query(
-                "UPDATE outbox SET state = 'pending', attempts = 1, created_at_us = $1, next_attempt_at_us = $1, \
+            let requeued = tx
+                .execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 1, created_at_us = $1, next_attempt_at_us = $1, \
                  last_error = NULL WHERE transfer_id = $2 AND state = 'dead'",
-            )
-            .bind(micros(event.at))
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            Ok(changed(requeued.rows_affected()))
+                    &args![micros(event.at), id],
+                )
+                .await?;
+            Ok(changed(requeued))
         }
         Effect::Withdraw => {
-            let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'held'")
-                .bind(&id)
-                .execute(&mut *tx)
+            let removed = tx
+                .execute(
+                    "DELETE FROM outbox WHERE transfer_id = $1 AND state = 'held'",
+                    &args![id],
+                )
                 .await?;
-            Ok(changed(removed.rows_affected()))
+            Ok(changed(removed))
         }
         Effect::Destroy => {
-            let removed = sqlx::query("DELETE FROM outbox WHERE transfer_id = $1 AND state = 'dead'")
-                .bind(&id)
-                .execute(&mut *tx)
+            let removed = tx
+                .execute(
+                    "DELETE FROM outbox WHERE transfer_id = $1 AND state = 'dead'",
+                    &args![id],
+                )
                 .await?;
-            Ok(changed(removed.rows_affected()))
+            Ok(changed(removed))
         }
         Effect::FollowUp => {
             // The mark is made here, not with the entry, so that two of the same in one batch
@@ -402,12 +487,8 @@ async fn apply(
                 }
                 _ => return Ok(Ok(false)),
             };
-            let marked = sqlx::query(sql)
-                .bind(micros(event.at))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-            Ok(changed(marked.rows_affected()))
+            let marked = tx.execute(sql, &args![micros(event.at), id]).await?;
+            Ok(changed(marked))
         }
     }
 }
