@@ -40,6 +40,7 @@ on_both_backends!(
     an_idempotency_key_binds_once,
     a_write_that_cannot_be_recorded_fails_alone,
     the_outbox_delivers_once,
+    an_edited_outbox_row_is_left_out_of_claims,
     two_gateways_claim_disjoint_batches,
     a_held_transfer_is_released_or_withdrawn_once,
     a_review_is_recorded_once,
@@ -237,6 +238,46 @@ async fn a_write_that_cannot_be_recorded_fails_alone(kind: Kind) {
     assert_eq!(failed, 1);
     let report = verify_chain(ledger.as_ref()).await.unwrap();
     assert_eq!((report.entries, report.first_break), (60, None));
+}
+
+/// An insider edits an outbox row so that it cannot be read back. Claims leave it out (it stays
+/// in the outbox, leased, reported) and take the others; writes made beside a claim are
+/// recorded.
+async fn an_edited_outbox_row_is_left_out_of_claims(kind: Kind) {
+    let db = Db::new(kind).await;
+    let ledger = db.open().await;
+    let edited = decision("a", TransferStatus::Accepted);
+    ledger.accept(edited.clone(), enqueue(false), None).await.unwrap();
+    db.tamper(&format!(
+        "UPDATE outbox SET transfer_id = UPPER(transfer_id) WHERE transfer_id = '{}'",
+        edited.transfer_id
+    ))
+    .await;
+    let claim = Claim {
+        destination: "y99001-gp-drop",
+        limit: 10,
+        now: t0(),
+        lease: std::time::Duration::from_secs(30),
+        gateway_id: "gw-a",
+    };
+    let other = decision("a", TransferStatus::Accepted);
+    let (first, written) = tokio::join!(
+        ledger.claim_due(&claim),
+        ledger.accept(other.clone(), enqueue(false), None)
+    );
+    written.expect("a write beside the claim is recorded");
+    let mut claimed: Vec<Uuid> = first.unwrap().iter().map(|i| i.transfer_id).collect();
+    claimed.extend(ledger.claim_due(&claim).await.unwrap().iter().map(|i| i.transfer_id));
+    assert_eq!(
+        claimed,
+        [other.transfer_id],
+        "the readable entry is claimed once, the edited one never"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+        .fetch_one(&mut db.raw().await)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "both entries are still in the outbox (neither was delivered)");
 }
 
 async fn the_outbox_delivers_once(kind: Kind) {

@@ -19,12 +19,12 @@ use crate::ledger::LedgerError;
 
 impl SqlLedger {
     /// PostgreSQL: the writer works in pool transactions.
-    pub(super) fn start(pool: AnyPool, dialect: Dialect) -> Self {
+    pub(super) fn start_postgres(pool: AnyPool) -> Self {
         let chain = Arc::new(Mutex::new(Chain::default()));
-        let writer = Writer::spawn(pool.clone(), dialect, chain.clone());
+        let writer = Writer::spawn(pool.clone(), chain.clone());
         Self {
             pool,
-            dialect,
+            dialect: Dialect::Postgres,
             chain,
             writer,
             direct: None,
@@ -34,7 +34,7 @@ impl SqlLedger {
     /// SQLite: the writer owns a connection of its own; long reads go straight to the file.
     pub(super) fn start_sqlite(
         pool: AnyPool,
-        writer: rusqlite::Connection,
+        writer: super::exec::FileConn,
         direct: direct::DirectReader,
     ) -> Result<Self, LedgerError> {
         let chain = Arc::new(Mutex::new(Chain::default()));
@@ -105,7 +105,7 @@ impl SqlLedger {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let writer = super::exec::open_writer(&path)?;
+        let writer = super::exec::FileConn::open(&path)?;
         Self::start_sqlite(pool, writer, super::direct::DirectReader::new(path))
     }
 
@@ -119,6 +119,6 @@ impl SqlLedger {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self::start(pool, Dialect::Postgres))
+        Ok(Self::start_postgres(pool))
     }
 }

@@ -3,7 +3,8 @@
 //! driver pays a thread hand-off and several allocations per row, many times SQLite's own cost
 //! (measured: 452k entries/s at best, with each page concatenated into one value in SQL). Here
 //! connections of its own read on the blocking pool. They are query-only, and in WAL mode they
-//! see exactly what has committed, as the pool's connections do. Writes stay with sqlx's pool.
+//! see exactly what has committed, as the pool's connections do. (The ledger writer's own
+//! connection is in `exec`.)
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +22,7 @@ use crate::ledger::{Entry, LedgerError, RawEntry, TransferRecord};
 const KEPT: usize = 4;
 /// How long a connection is kept, as the pool's are: one opened before the file was replaced (a
 /// restore) does not go on reading the old one.
-const LIFETIME: Duration = Duration::from_secs(30 * 60);
+pub(super) const LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 pub(super) struct DirectReader {
     path: PathBuf,

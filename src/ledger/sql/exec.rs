@@ -1,7 +1,8 @@
 //! The group-commit writer's statements, for either driver: sqlx's (PostgreSQL, in a pool
 //! transaction) or rusqlite's (SQLite, on a connection the writer owns on a thread of its own, so
-//! a batch's statements cost no hand-off between threads and its page cache stays warm: no other
-//! connection in the process writes). The writer's SQL is written once, against [`Exec`].
+//! a batch's statements cost no hand-off between threads, and its page cache stays warm: the
+//! process's other connections write seldom (sign-in sessions, checkpoints), so it is seldom
+//! invalidated). The writer's SQL is written once, against [`Exec`].
 //!
 //! Parameters are `$1`, `$2`, … (or, in the many-row statements on SQLite, anonymous `?`, bound in
 //! order: see `batch::multi_row_insert`).
@@ -13,7 +14,6 @@ use sqlx::any::{AnyArguments, AnyTypeInfoKind};
 use sqlx::query::Query;
 use sqlx::{Any, Row, ValueRef as _};
 
-use super::sync::Dialect;
 use crate::ledger::{LedgerError, RawEntry};
 
 /// A statement's parameter. A NULL keeps its type, as PostgreSQL wants.
@@ -198,23 +198,26 @@ impl Exec for sqlx::AnyConnection {
 /// The PostgreSQL writer's connection: a transaction from the pool while a batch is written.
 pub(super) struct PoolTx {
     pool: sqlx::AnyPool,
-    dialect: Dialect,
     tx: Option<sqlx::Transaction<'static, Any>>,
 }
 
 impl PoolTx {
-    pub(super) fn new(pool: sqlx::AnyPool, dialect: Dialect) -> Self {
-        Self {
-            pool,
-            dialect,
-            tx: None,
-        }
+    pub(super) fn new(pool: sqlx::AnyPool) -> Self {
+        Self { pool, tx: None }
     }
 
     fn open(&mut self) -> Result<&mut sqlx::AnyConnection, LedgerError> {
         self.tx
             .as_deref_mut()
             .ok_or_else(|| LedgerError::Unrecorded("no transaction is open".into()))
+    }
+
+    async fn lock(&mut self) -> Result<(), LedgerError> {
+        let conn = self.open()?;
+        conn.execute("SET LOCAL lock_timeout = '30s'", &[]).await?;
+        conn.execute("SELECT pg_advisory_xact_lock($1)", &args![APPEND_LOCK])
+            .await?;
+        Ok(())
     }
 }
 
@@ -237,20 +240,13 @@ impl Exec for PoolTx {
 #[async_trait]
 impl Transact for PoolTx {
     async fn begin(&mut self, write: bool) -> Result<(), LedgerError> {
-        self.tx = None;
-        let tx = match self.dialect {
-            Dialect::Sqlite if write => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Sqlite => self.pool.begin().await?,
-            // Read committed: each statement sees what committed before it, so after the lock
-            // the catch-up sees every other gateway's entries.
-            Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?,
-        };
-        self.tx = Some(tx);
-        if write && self.dialect == Dialect::Postgres {
-            let conn = self.open()?;
-            conn.execute("SET LOCAL lock_timeout = '30s'", &[]).await?;
-            conn.execute("SELECT pg_advisory_xact_lock($1)", &args![APPEND_LOCK])
-                .await?;
+        self.rollback().await;
+        // Read committed: each statement sees what committed before it, so after the lock the
+        // catch-up sees every other gateway's entries.
+        self.tx = Some(self.pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?);
+        if write && let Err(e) = self.lock().await {
+            self.rollback().await;
+            return Err(e);
         }
         Ok(())
     }
@@ -327,38 +323,73 @@ impl Exec for rusqlite::Connection {
     }
 }
 
-#[async_trait]
-impl Transact for rusqlite::Connection {
-    async fn begin(&mut self, write: bool) -> Result<(), LedgerError> {
-        Ok(self.execute_batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })?)
-    }
+/// The SQLite writer's connection: read-write, on the ledger's file, with the pool's settings.
+/// Reopened after [`LIFETIME`] as the pool's connections are (one opened before the file was
+/// replaced, by a restore, must not go on writing to the old one), and after a transaction it
+/// could not end.
+pub(super) struct FileConn {
+    conn: rusqlite::Connection,
+    path: std::path::PathBuf,
+    opened: std::time::Instant,
+}
 
-    async fn commit(&mut self) -> Result<(), LedgerError> {
-        Ok(self.execute_batch("COMMIT")?)
-    }
-
-    async fn rollback(&mut self) {
-        if !self.is_autocommit() {
-            // If it fails the connection is unusable; the writer's next BEGIN then fails too.
-            let _ = self.execute_batch("ROLLBACK");
-        }
+impl FileConn {
+    pub(super) fn open(path: &std::path::Path) -> Result<Self, LedgerError> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // secure_delete: deleted rows (delivered and destroyed outbox bytes: patient data) are
+        // overwritten with zeros, not left in free pages. A 16 MiB page cache holds what a
+        // batch touches (the indexes' pages among them), which the default 2 MiB did not: it
+        // read pages again from the file on every batch.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; \
+             PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;",
+        )?;
+        // One statement per kind and per size of a many-row statement.
+        conn.set_prepared_statement_cache_capacity(256);
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            opened: std::time::Instant::now(),
+        })
     }
 }
 
-/// The SQLite writer's connection: read-write, on the ledger's file, with the pool's settings.
-pub(super) fn open_writer(path: &std::path::Path) -> Result<rusqlite::Connection, LedgerError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // secure_delete: deleted rows (delivered and destroyed outbox bytes: patient data) are
-    // overwritten with zeros, not left in free pages.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; \
-         PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;",
-    )?;
-    // One statement per kind and per size of a many-row statement.
-    conn.set_prepared_statement_cache_capacity(256);
-    Ok(conn)
+#[async_trait]
+impl Exec for FileConn {
+    async fn execute(&mut self, sql: &str, args: &[Param<'_>]) -> Result<u64, LedgerError> {
+        Exec::execute(&mut self.conn, sql, args).await
+    }
+    async fn fetch(&mut self, sql: &str, args: &[Param<'_>]) -> Result<Vec<Vec<Value>>, LedgerError> {
+        self.conn.fetch(sql, args).await
+    }
+    async fn raw_after(&mut self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {
+        super::direct::raw_after(&self.conn, after, limit)
+    }
+}
+
+#[async_trait]
+impl Transact for FileConn {
+    async fn begin(&mut self, write: bool) -> Result<(), LedgerError> {
+        if !self.conn.is_autocommit() || self.opened.elapsed() >= super::direct::LIFETIME {
+            *self = Self::open(&self.path)?;
+        }
+        Ok(self
+            .conn
+            .execute_batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })?)
+    }
+
+    async fn commit(&mut self) -> Result<(), LedgerError> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
+
+    async fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            // If this fails the transaction stays open, and the next `begin` reopens.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
 }

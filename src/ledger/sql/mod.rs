@@ -143,7 +143,7 @@ impl Ledger for SqlLedger {
     }
 
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<OutboxItem>, LedgerError> {
-        self.writer.claim(claim.into()).await
+        self.outbox_claim_due(claim).await
     }
 
     async fn unrouted(&self, configured: &[&str], limit: u32) -> Result<Vec<OutboxItem>, LedgerError> {

@@ -119,13 +119,23 @@ fn item_from_values(row: Vec<Value>) -> Result<OutboxItem, LedgerError> {
     })
 }
 
-/// Claims due entries for one destination (see [`Ledger::claim_due`]), in the writer's
-/// transaction: under SQLite's write lock, or PostgreSQL's with `SKIP LOCKED`.
-pub(super) async fn claim_due(
-    tx: &mut impl Exec,
-    dialect: Dialect,
-    claim: &OwnedClaim,
-) -> Result<Vec<OutboxItem>, LedgerError> {
+impl SqlLedger {
+    /// Claims due entries for one destination (see [`Ledger::claim_due`]). SQLite: in the
+    /// writer's batch, under its write lock and committed with its writes. PostgreSQL: one
+    /// statement of its own, `SKIP LOCKED` keeping gateways off each other's rows.
+    pub(super) async fn outbox_claim_due(&self, claim: &Claim<'_>) -> Result<Vec<OutboxItem>, LedgerError> {
+        if self.dialect == Dialect::Sqlite {
+            return self.writer.claim(claim.into()).await;
+        }
+        let claim = OwnedClaim::from(claim);
+        let (sql, params) = claim_statement(self.dialect, &claim);
+        let mut conn = self.pool.acquire().await?;
+        Ok(claimed(conn.fetch(&sql, &params).await?))
+    }
+}
+
+/// The statement that claims due entries for one destination, and its parameters.
+pub(super) fn claim_statement(dialect: Dialect, claim: &OwnedClaim) -> (String, Vec<Param<'_>>) {
     let lease = i64::try_from(claim.lease.as_micros()).unwrap_or(i64::MAX);
     let now = micros(claim.now);
     // The entries are picked once, in a common table expression (PostgreSQL may run a
@@ -156,19 +166,29 @@ pub(super) async fn claim_due(
         claim.destination.as_str(),
         i64::from(claim.limit),
     ];
-    let mut items = tx
-        .fetch(&sql, &params)
-        .await?
+    (sql, params.into())
+}
+
+/// The entries a claim returned, oldest first. A row that cannot be read (an insider edited it)
+/// is left out and stays leased: it is reported each time its lease ends, and the rest go.
+pub(super) fn claimed(rows: Vec<Vec<Value>>) -> Vec<OutboxItem> {
+    let mut items: Vec<OutboxItem> = rows
         .into_iter()
-        .map(item_from_values)
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter_map(|row| {
+            item_from_values(row)
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "ALERT an outbox entry cannot be read (edited?); it is not sent"),
+                )
+                .ok()
+        })
+        .collect();
     for item in &mut items {
         // The attempts it had before this claim.
         item.attempts = item.attempts.saturating_sub(1);
     }
     // RETURNING gives no order; attempts go out oldest first.
     items.sort_by_key(|i| i.created_at);
-    Ok(items)
+    items
 }
 
 /// A claim as the writer takes it.

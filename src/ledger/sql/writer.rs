@@ -21,7 +21,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::batch::{Row, accepted_together, delivered_together, insert, insert_outbox};
 use super::exec::{Exec, Transact, Value, args, refuses_the_write};
-use super::outbox::{OwnedClaim, claim_due};
+use super::outbox::{OwnedClaim, claim_statement, claimed};
 use super::sync::{Dialect, catch_up, check_head};
 use crate::ledger::{
     Chain, Enqueue, Entry, Event, EventKind, Hash, IdempotencyKey, LedgerError, OutboxItem, Receipt, merkle, micros,
@@ -86,24 +86,27 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the writer on sqlx's pool (PostgreSQL); it ends when the `Writer` is dropped.
-    pub(super) fn spawn(pool: sqlx::AnyPool, dialect: Dialect, chain: Arc<Mutex<Chain>>) -> Self {
+    pub(super) fn spawn(pool: sqlx::AnyPool, chain: Arc<Mutex<Chain>>) -> Self {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(jobs, super::exec::PoolTx::new(pool, dialect), dialect, chain));
+        tokio::spawn(run(jobs, super::exec::PoolTx::new(pool), Dialect::Postgres, chain));
         Self { queue }
     }
 
     /// Starts the writer on a thread of its own that owns `conn` (SQLite); it ends when the
     /// `Writer` is dropped.
-    pub(super) fn spawn_owning(conn: rusqlite::Connection, chain: Arc<Mutex<Chain>>) -> Result<Self, LedgerError> {
+    pub(super) fn spawn_owning(conn: super::exec::FileConn, chain: Arc<Mutex<Chain>>) -> Result<Self, LedgerError> {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
-        // Its futures never wait on IO (rusqlite blocks this thread), only for the next job or
-        // the chain's lock.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| LedgerError::Interrupted(e.to_string()))?;
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || runtime.block_on(run(jobs, conn, Dialect::Sqlite, chain)))
+            .spawn(move || {
+                // Its futures never wait on IO (rusqlite blocks this thread), only for the next
+                // job or the chain's lock.
+                match tokio::runtime::Builder::new_current_thread().build() {
+                    Ok(runtime) => runtime.block_on(run(jobs, conn, Dialect::Sqlite, chain)),
+                    // The queue closes: every write is answered that the writer stopped.
+                    Err(e) => tracing::error!(error = %e, "the ledger's writer cannot start"),
+                }
+            })
             .map_err(|e| LedgerError::Interrupted(e.to_string()))?;
         Ok(Self { queue })
     }
@@ -212,12 +215,12 @@ async fn one_by_one(
             },
         );
     }
-    let claimed = match commit(conn, dialect, chain, &[], claims).await {
-        Ok((_, claimed)) => claimed,
-        Err(Failed::Write(e)) => unrecorded(claims, &e.to_string()),
-        Err(Failed::Batch(why)) => unrecorded(claims, &why),
-    };
-    (replies, claimed, Ok(()))
+    // Last, the claims (if any) and the chain's catch-up for those who asked for it.
+    match commit(conn, dialect, chain, &[], claims).await {
+        Ok((_, claimed)) => (replies, claimed, Ok(())),
+        Err(Failed::Write(e)) => (replies, unrecorded(claims, &e.to_string()), Err(e.to_string())),
+        Err(Failed::Batch(why)) => (replies, unrecorded(claims, &why), Err(why)),
+    }
 }
 
 fn unrecorded(claims: &[&OwnedClaim], why: &str) -> Vec<Claimed> {
@@ -332,10 +335,24 @@ async fn write(
         }
     }
     insert(tx, dialect, &rows).await.map_err(statement)?;
-    // Claims after the writes: a transfer accepted in this batch can be claimed in it.
-    let mut claimed = Vec::with_capacity(claims.len());
+    // Claims after the writes: a transfer accepted in this batch can be claimed in it. A claim
+    // the database refuses fails alone (its savepoint undone), not the batch.
+    let mut claims_made = Vec::with_capacity(claims.len());
     for claim in claims {
-        claimed.push(Ok(claim_due(tx, dialect, claim).await.map_err(statement)?));
+        let (sql, params) = claim_statement(dialect, claim);
+        tx.execute("SAVEPOINT claim", &[]).await.map_err(whole)?;
+        let rows = match tx.fetch(&sql, &params).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tx.execute("ROLLBACK TO SAVEPOINT claim", &[]).await.map_err(whole)?;
+                tx.execute("RELEASE SAVEPOINT claim", &[]).await.map_err(whole)?;
+                tracing::error!(destination = %claim.destination, error = %e, "a claim on the outbox failed");
+                claims_made.push(Err(e));
+                continue;
+            }
+        };
+        tx.execute("RELEASE SAVEPOINT claim", &[]).await.map_err(whole)?;
+        claims_made.push(Ok(claimed(rows)));
     }
     let appended = rows
         .iter()
@@ -349,7 +366,7 @@ async fn write(
             )
         })
         .collect();
-    Ok((replies, claimed, appended))
+    Ok((replies, claims_made, appended))
 }
 
 /// Checks a write's precondition and makes its changes besides the entry. `Ok(false)`: it does
