@@ -1,4 +1,5 @@
-//! Group commit: every ledger write goes through one writer task per gateway. It takes what
+//! Group commit: every ledger write goes through one writer per gateway (SQLite: a thread that
+//! owns its connection; PostgreSQL: a task on pool transactions, see `exec`). It takes what
 //! callers have queued, writes it all in one transaction (one fsync), and answers each caller
 //! only after that transaction committed. While one batch commits the next one gathers, so
 //! under load many transfers share a commit and a lone transfer waits for no one.
@@ -11,7 +12,8 @@
 //!
 //! Across processes the batch's transaction holds the database's write lock (SQLite's
 //! `BEGIN IMMEDIATE`, PostgreSQL's transaction-scoped advisory lock) and first takes in what
-//! other gateways appended, so the chain stays one gap-free sequence.
+//! other gateways appended, so the chain stays one gap-free sequence. The writer also brings
+//! the chain up to date for readers, and on SQLite makes the outbox's claims in its batches.
 
 use std::sync::Arc;
 
@@ -74,7 +76,7 @@ pub(super) struct Queued {
 #[allow(clippy::large_enum_variant)]
 enum Job {
     Write(Queued),
-    /// Claim due outbox entries, in the batch's transaction (one commit with the writes).
+    /// Claim due outbox entries, in the batch's transaction (one commit with the writes; SQLite).
     Claim(OwnedClaim, oneshot::Sender<Claimed>),
     /// Bring the chain up to date with every committed entry (any process's).
     Sync(oneshot::Sender<Result<(), LedgerError>>),
@@ -159,10 +161,8 @@ async fn run(mut jobs: mpsc::Receiver<Job>, mut conn: impl Transact, dialect: Di
         let asked: Vec<&OwnedClaim> = claims.iter().map(|(c, _)| c).collect();
         let (replies, claimed, synced) = match commit(&mut conn, dialect, &chain, &writes, &asked).await {
             Ok((replies, claimed)) => (replies, claimed, Ok(())),
-            Err(Failed::Write(e)) if writes.len() + claims.len() == 1 => match writes.is_empty() {
-                true => (Vec::new(), vec![Err(e)], Ok(())),
-                false => (vec![Err(e)], Vec::new(), Ok(())),
-            },
+            // (A claim the database refuses fails alone inside the batch: see `write`.)
+            Err(Failed::Write(e)) if writes.len() == 1 && claims.is_empty() => (vec![Err(e)], Vec::new(), Ok(())),
             Err(Failed::Write(e)) => {
                 tracing::warn!(error = %e, writes = writes.len(), "a write in a ledger batch failed; recording them one by one");
                 one_by_one(&mut conn, dialect, &chain, &writes, &asked).await
