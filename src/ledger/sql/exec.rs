@@ -49,11 +49,6 @@ impl From<String> for Param<'_> {
         Self::Text(Some(Cow::Owned(v)))
     }
 }
-impl<'a> From<Option<&'a str>> for Param<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        Self::Text(v.map(Cow::Borrowed))
-    }
-}
 impl<'a> From<&'a Option<String>> for Param<'a> {
     fn from(v: &'a Option<String>) -> Self {
         Self::Text(v.as_deref().map(Cow::Borrowed))
@@ -287,42 +282,6 @@ fn bind(statement: &mut rusqlite::Statement<'_>, args: &[Param<'_>]) -> Result<(
     Ok(())
 }
 
-#[async_trait]
-impl Exec for rusqlite::Connection {
-    async fn execute(&mut self, sql: &str, args: &[Param<'_>]) -> Result<u64, LedgerError> {
-        let mut statement = self.prepare_cached(sql)?;
-        bind(&mut statement, args)?;
-        Ok(statement.raw_execute()? as u64)
-    }
-
-    async fn fetch(&mut self, sql: &str, args: &[Param<'_>]) -> Result<Vec<Vec<Value>>, LedgerError> {
-        use rusqlite::types::ValueRef;
-        let mut statement = self.prepare_cached(sql)?;
-        bind(&mut statement, args)?;
-        let columns = statement.column_count();
-        let mut rows = statement.raw_query();
-        let mut all = Vec::new();
-        while let Some(row) = rows.next()? {
-            let values = (0..columns)
-                .map(|i| {
-                    Ok(match row.get_ref(i)? {
-                        ValueRef::Integer(v) => Value::Int(v),
-                        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-                        ValueRef::Null | ValueRef::Real(_) => Value::Null,
-                    })
-                })
-                .collect::<Result<Vec<_>, rusqlite::Error>>()?;
-            all.push(values);
-        }
-        Ok(all)
-    }
-
-    async fn raw_after(&mut self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {
-        super::direct::raw_after(self, after, limit)
-    }
-}
-
 /// The SQLite writer's connection: read-write, on the ledger's file, with the pool's settings.
 /// Reopened after [`LIFETIME`] as the pool's connections are (one opened before the file was
 /// replaced, by a restore, must not go on writing to the old one), and after a transaction it
@@ -361,11 +320,34 @@ impl FileConn {
 #[async_trait]
 impl Exec for FileConn {
     async fn execute(&mut self, sql: &str, args: &[Param<'_>]) -> Result<u64, LedgerError> {
-        Exec::execute(&mut self.conn, sql, args).await
+        let mut statement = self.conn.prepare_cached(sql)?;
+        bind(&mut statement, args)?;
+        Ok(statement.raw_execute()? as u64)
     }
+
     async fn fetch(&mut self, sql: &str, args: &[Param<'_>]) -> Result<Vec<Vec<Value>>, LedgerError> {
-        self.conn.fetch(sql, args).await
+        use rusqlite::types::ValueRef;
+        let mut statement = self.conn.prepare_cached(sql)?;
+        bind(&mut statement, args)?;
+        let columns = statement.column_count();
+        let mut rows = statement.raw_query();
+        let mut all = Vec::new();
+        while let Some(row) = rows.next()? {
+            let values = (0..columns)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        ValueRef::Integer(v) => Value::Int(v),
+                        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                        ValueRef::Null | ValueRef::Real(_) => Value::Null,
+                    })
+                })
+                .collect::<Result<Vec<_>, rusqlite::Error>>()?;
+            all.push(values);
+        }
+        Ok(all)
     }
+
     async fn raw_after(&mut self, after: i64, limit: u32) -> Result<Vec<RawEntry>, LedgerError> {
         super::direct::raw_after(&self.conn, after, limit)
     }

@@ -269,36 +269,37 @@ async fn commit(
     conn.begin(!batch.is_empty() || !claims.is_empty())
         .await
         .map_err(whole)?;
-    let written = write(conn, dialect, &mut chain, batch, claims).await;
-    let rows = match written {
-        Ok(rows) => rows,
+    let (replies, claimed, rows) = match write(conn, dialect, &mut chain, batch, claims).await {
+        Ok(written) => written,
         Err(failed) => {
             conn.rollback().await;
             return Err(failed);
         }
     };
-    let (replies, claimed, rows) = rows;
     if let Err(e) = conn.commit().await {
         conn.rollback().await;
         return Err(Failed::Batch(format!("the commit was not confirmed: {e}")));
     }
-    for (seq, hash, leaf, agreement_id, at) in rows {
-        chain.append(seq, hash, leaf, &agreement_id, at);
+    for row in &rows {
+        chain.append(
+            row.seq,
+            row.hash,
+            merkle::leaf_hash(&row.bytes),
+            &row.event.agreement_id,
+            micros(row.event.at),
+        );
     }
     Ok((replies, claimed))
 }
 
-/// An appended entry, for the chain once committed: seq, hash, Merkle leaf, agreement, time.
-type Appended = (i64, Hash, Hash, String, i64);
-
 /// The batch's statements, inside its transaction.
-async fn write(
+async fn write<'a>(
     tx: &mut impl Exec,
     dialect: Dialect,
     chain: &mut Chain,
-    batch: &[Queued],
+    batch: &'a [Queued],
     claims: &[&OwnedClaim],
-) -> Result<(Vec<Reply>, Vec<Claimed>, Vec<Appended>), Failed> {
+) -> Result<(Vec<Reply>, Vec<Claimed>, Vec<Row<'a>>), Failed> {
     // The head this gateway holds must still be the database's (a restore or failover may have
     // lost it); then take in what other gateways appended, each linked to the one before.
     check_head(tx, chain).await.map_err(whole)?;
@@ -354,19 +355,7 @@ async fn write(
         tx.execute("RELEASE SAVEPOINT claim", &[]).await.map_err(whole)?;
         claims_made.push(Ok(claimed(rows)));
     }
-    let appended = rows
-        .iter()
-        .map(|row| {
-            (
-                row.seq,
-                row.hash,
-                merkle::leaf_hash(&row.bytes),
-                row.event.agreement_id.clone(),
-                micros(row.event.at),
-            )
-        })
-        .collect();
-    Ok((replies, claims_made, appended))
+    Ok((replies, claims_made, rows))
 }
 
 /// Checks a write's precondition and makes its changes besides the entry. `Ok(false)`: it does
