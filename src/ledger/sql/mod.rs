@@ -241,7 +241,6 @@ impl Ledger for SqlLedger {
             .map(|c| format!("t.{}", c.trim()))
             .collect::<Vec<_>>()
             .join(", ");
-        // One keyed hash per live subject-index key (a few per agreement); bound, never spliced.
         // One keyed hash per live subject-index key (a few per agreement and year); bound, never
         // spliced. Each transfer is indexed under one key, so no row comes twice.
         let params = self.placeholders(subject_hashes.len());
