@@ -73,3 +73,63 @@ fn write_atomically(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io:
     file.sync_all()?;
     std::fs::rename(&tmp, dir.join(name))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn parcel(n: u128) -> Parcel {
+        Parcel {
+            transfer_id: uuid::Uuid::from_u128(n),
+            agreement_id: "a".into(),
+            message_type: "m".into(),
+            bytes: format!("{{\"n\":{n}}}").into_bytes(),
+            attempt: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_made_together_all_land_whole_and_nothing_partial_is_left() {
+        let root = tempfile::tempdir().unwrap();
+        let t = Arc::new(DirTransport::new(root.path().join("out")));
+        let sends: Vec<_> = (0..600)
+            .map(|n| {
+                let t = Arc::clone(&t);
+                tokio::spawn(async move { t.send(&parcel(n)).await })
+            })
+            .collect();
+        for s in sends {
+            s.await.unwrap().unwrap();
+        }
+        let names: Vec<String> = std::fs::read_dir(root.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 600, "one file per send, no temporary left");
+        for n in [0_u128, 299, 599] {
+            let p = parcel(n);
+            let got = std::fs::read(root.path().join("out").join(format!("{}.json", p.transfer_id))).unwrap();
+            assert_eq!(got, p.bytes);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_folder_that_cannot_be_written_fails_each_send_and_a_later_send_still_goes() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("out");
+        std::fs::write(&path, b"a file where the folder should be").unwrap();
+        let t = Arc::new(DirTransport::new(path.clone()));
+        let (one, two) = (parcel(1), parcel(2));
+        let (a, b) = tokio::join!(t.send(&one), t.send(&two));
+        for r in [a, b] {
+            let e = r.unwrap_err();
+            assert!(e.to_string().starts_with("drop folder: "), "{e}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        t.send(&parcel(3)).await.unwrap();
+        assert!(path.join(format!("{}.json", parcel(3).transfer_id)).exists());
+        assert!(!path.join(format!("{}.json", parcel(1).transfer_id)).exists());
+    }
+}
