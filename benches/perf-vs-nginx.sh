@@ -9,7 +9,8 @@
 # DEST=dir keeps the development profile's drop-folder destination for the GP (files are
 # counted in its folder, concurrency DIR_CONCURRENCY, default 64; every file and its directory entry flushed before "delivered").
 # Derived from ../shared/tools/perf-vs-nginx.sh; differs only in that the benchmark's calling
-# system may send as fast as it can (the per-system rate limit raised) and in reporting RSS.
+# system may send as fast as it can (the per-system rate limit raised), in reporting RSS, and in
+# reporting the drain: the rate at which the backlog left when the load stopped was delivered.
 set -u
 N=${1:-4000}; C=${2:-32}
 P=$(pwd); BIN=${BIN:-"$P/target/release/isa-gateway"}
@@ -112,6 +113,7 @@ r0=$(gw_received); t0=$(date +%s.%N)
 read -r g_rps g_p50 g_p99 g_codes <<<"$(run_oha "https://localhost:$GP/v1/agreements/nvtt-gp-update/transfers" "$N")"
 # wait for every accepted transfer (202) to arrive: past a system's connection cap some
 # connections are answered 429 and send nothing
+tl=$(date +%s.%N); rl=$(gw_received)
 ACCEPTED=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("202", 0))' "$g_codes")
 for _ in $(seq 1 3000); do [ $(( $(gw_received) - r0 )) -ge "$ACCEPTED" ] && break; sleep 0.1; done
 t1=$(date +%s.%N); r1=$(gw_received)
@@ -120,4 +122,6 @@ echo "N=$N C=$C"
 echo "nginx mTLS proxy : ${n_rps} req/s, delivered ${n_deliv}/s, p50 ${n_p50} ms, p99 ${n_p99} ms, codes ${n_codes}"
 echo "isa-gateway      : accepted ${g_rps}/s, delivered ${g_deliv}/s ($((r1-r0)) of $ACCEPTED accepted, $N sent), p50 ${g_p50} ms, p99 ${g_p99} ms, codes ${g_codes}"
 python3 -c "print('ratio gateway/nginx delivered/s = %.3f (accepted/s ratio %.3f)'%($g_deliv/$n_deliv, $g_rps/$n_rps))"
+# the backlog left when the load stopped, delivered with nothing else arriving
+python3 -c "print('drain after the load: %d transfers in %.2f s = %.0f/s' % ($r1-$rl, $t1-$tl, ($r1-$rl)/max($t1-$tl, 1e-3)))"
 echo "gateway peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$GW/status)"
