@@ -111,9 +111,9 @@ n_deliv=$(python3 -c "print(round(($r1-$r0)/($t1-$t0)))")
 # gateway: accepted/s from oha; delivered/s = receiver count over the time to the last delivery
 r0=$(gw_received); t0=$(date +%s.%N)
 read -r g_rps g_p50 g_p99 g_codes <<<"$(run_oha "https://localhost:$GP/v1/agreements/nvtt-gp-update/transfers" "$N")"
+tl=$(date +%s.%N); rl=$(gw_received)
 # wait for every accepted transfer (202) to arrive: past a system's connection cap some
 # connections are answered 429 and send nothing
-tl=$(date +%s.%N); rl=$(gw_received)
 ACCEPTED=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("202", 0))' "$g_codes")
 for _ in $(seq 1 3000); do [ $(( $(gw_received) - r0 )) -ge "$ACCEPTED" ] && break; sleep 0.1; done
 t1=$(date +%s.%N); r1=$(gw_received)

@@ -120,7 +120,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("out");
         std::fs::write(&path, b"a file where the folder should be").unwrap();
-        let t = Arc::new(DirTransport::new(path.clone()));
+        let t = DirTransport::new(path.clone());
         let (one, two) = (parcel(1), parcel(2));
         let (a, b) = tokio::join!(t.send(&one), t.send(&two));
         for r in [a, b] {
