@@ -2,20 +2,16 @@
 //! database; migrations run before the writer starts.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::AnyPool;
-use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
-
-use std::sync::Arc;
-
+use sqlx::{AnyPool, Executor};
 use tokio::sync::Mutex;
 
 use super::writer::Writer;
 use super::{Dialect, SqlLedger, direct};
-use crate::ledger::Chain;
-use crate::ledger::LedgerError;
+use crate::ledger::{Chain, LedgerError};
 
 impl SqlLedger {
     /// PostgreSQL: the writer works in pool transactions.
@@ -91,16 +87,7 @@ impl SqlLedger {
             .idle_timeout(Duration::from_secs(10 * 60))
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // secure_delete: deleted rows (destroyed outbox bytes: patient data) are
-                    // overwritten with zeros, not left in free pages.
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
-                         PRAGMA secure_delete = ON;",
-                    )
-                    .await
-                    .map(|_| ())
-                })
+                Box::pin(async move { conn.execute(super::exec::SQLITE_SETTINGS).await.map(|_| ()) })
             })
             .connect(url)
             .await?;

@@ -282,6 +282,12 @@ fn bind(statement: &mut rusqlite::Statement<'_>, args: &[Param<'_>]) -> Result<(
     Ok(())
 }
 
+/// Every read-write SQLite connection's settings (the pool's and the writer's). secure_delete:
+/// deleted rows (delivered and destroyed outbox bytes: patient data) are overwritten with zeros,
+/// not left in free pages.
+pub(super) const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA secure_delete = ON;";
+
 /// The SQLite writer's connection: read-write, on the ledger's file, with the pool's settings.
 /// Reopened after [`LIFETIME`] as the pool's connections are (one opened before the file was
 /// replaced, by a restore, must not go on writing to the old one), and after a transaction it
@@ -298,15 +304,10 @@ impl FileConn {
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        // secure_delete: deleted rows (delivered and destroyed outbox bytes: patient data) are
-        // overwritten with zeros, not left in free pages. A 16 MiB page cache holds what a
-        // batch touches (the indexes' pages among them), which the default 2 MiB did not: it
-        // read pages again from the file on every batch.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; \
-             PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;",
-        )?;
+        conn.execute_batch(SQLITE_SETTINGS)?;
+        // A 16 MiB page cache holds what a batch touches (the indexes' pages among them), which
+        // the default 2 MiB did not: it read pages again from the file on every batch.
+        conn.execute_batch("PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;")?;
         // One statement per kind and per size of a many-row statement.
         conn.set_prepared_statement_cache_capacity(256);
         Ok(Self {

@@ -169,11 +169,13 @@ async fn run(mut jobs: mpsc::Receiver<Job>, mut conn: impl Transact, dialect: Di
             }
             Err(Failed::Batch(why)) => {
                 tracing::error!(error = %why, writes = writes.len(), "ledger batch not recorded");
-                let failed = || LedgerError::Unrecorded(why.clone());
                 (
-                    writes.iter().map(|_| Err(failed())).collect(),
-                    claims.iter().map(|_| Err(failed())).collect(),
-                    Err(why.clone()),
+                    writes
+                        .iter()
+                        .map(|_| Err(LedgerError::Unrecorded(why.clone())))
+                        .collect(),
+                    unrecorded(&asked, &why),
+                    Err(why),
                 )
             }
         };
